@@ -1,0 +1,30 @@
+"""What can be held near a reader: a plain card file or a phone wallet file, told apart by their format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from firmware.cards.card import Chip
+from firmware.cards.cardfile import CARD_FORMAT, PlainCard
+from firmware.jsonfile import FileFormatError, read_json
+from firmware.wallet.wallet import WALLET_FORMAT, Wallet
+
+
+class Presentable(Protocol):
+    def uid_for_tap(self) -> bytes:
+        """The UID the reader sees at anticollision (a phone shows a new one on every tap)."""
+        ...
+
+    def chip(self) -> Chip:
+        """The chip, fresh for a new tap (nothing selected)."""
+        ...
+
+
+def load_presentable(path: Path) -> PlainCard | Wallet:
+    kind = read_json(path).get("format")
+    if kind == CARD_FORMAT:
+        return PlainCard.load(path)
+    if kind == WALLET_FORMAT:
+        return Wallet.load(path)
+    raise FileFormatError(f"{path}: format: {kind!r} is neither a card ({CARD_FORMAT}) nor a wallet ({WALLET_FORMAT})")

@@ -1,0 +1,188 @@
+"""`pos-card world DIR`: create the one test world that card side, terminal and acquirer stub all read.
+
+The world is built in a temporary sibling folder and renamed into place, so an interrupted run never
+leaves half a world behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from emvcore.crypto import oda
+from firmware.cards import qpboc_schema
+from firmware.cards.cardfile import application_entry, write_card
+from firmware.cards.qpboc import QPbocState
+from firmware.cards.transit import TransitState
+from firmware.jsonfile import TEST_ONLY, write_json_atomic
+from firmware.wallet.wallet import Wallet
+from firmware.world import layout
+from firmware.world.banks import BANKS, TRANSIT_CITIES
+from firmware.world.personalize import (
+    CA_BITS,
+    CA_INDEX,
+    RSA_EXPONENT,
+    SCHEME_RID,
+    new_issuer,
+    new_pan,
+    new_par,
+    qpboc_card,
+    token_card,
+    transit_card,
+)
+
+DEMO_FINGERS = ["right-thumb", "right-index"]
+DEBIT_BALANCE = 500_000  # fen: ¥5,000.00 in each debit account
+CREDIT_LIMIT = 2_000_000  # fen: ¥20,000.00 on each credit account
+CARD_OFFLINE_BALANCE = 100_000  # fen: what a plain card may spend offline before going online again
+TRANSIT_BALANCE = 5_000  # fen: ¥50.00 on each transit card
+TOKEN_BIN = "628888"
+DEMO_FUNDING_ISSUER = "boc-credit"
+
+
+class WorldExistsError(Exception):
+    """The folder already holds a world (or other files) and overwriting was not asked for."""
+
+
+def create_world(
+    root: Path, *, force: bool = False, today: datetime.date | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Path:
+    """Create the world in `root`; returns the demo phone's wallet file."""
+    root = root.resolve()
+    if root.exists() and any(root.iterdir()):
+        if not (root / layout.MANIFEST).is_file():
+            raise WorldExistsError(f"{root} is not empty and is not a test world; choose another folder")
+        if not force:
+            raise WorldExistsError(f"{root} already holds a test world; use --force to replace it")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        _build(staging, today or datetime.date.today(), progress)
+        if root.exists():
+            shutil.rmtree(root)
+        staging.rename(root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return root / layout.DEMO_PHONE
+
+
+def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) -> None:
+    card_expiry = datetime.date(today.year + 5, 12, 31)
+    certificate_expiry = datetime.date(today.year + 10, 12, 31)
+
+    progress(f"scheme CA (RID {SCHEME_RID.hex().upper()}, test index {CA_INDEX:02X}, {CA_BITS} bits)")
+    ca_private = oda.generate_rsa_key(CA_BITS, RSA_EXPONENT)
+    ca_public = oda.public_key_of(ca_private)
+    capk = oda.CaPublicKey(SCHEME_RID, CA_INDEX, ca_public, datetime.date(today.year + 15, 12, 31))
+    _write_secret_text(root / layout.CA_PRIVATE_KEY, oda.private_key_to_pem(ca_private).decode())
+    write_json_atomic(root / layout.CAPK, layout.capk_to_dict([capk]), mode=0o644)
+
+    issuers: list[dict[str, Any]] = []
+    cards: list[dict[str, Any]] = []
+    imks: dict[str, bytes] = {}
+    for count, bank in enumerate(BANKS, start=1):
+        progress(f"issuer {count}/{len(BANKS)}: {bank.name} ({bank.kind}, BIN {bank.bin}, {bank.algorithm})")
+        keys = new_issuer(ca_private, bank.bin, bank.algorithm, certificate_expiry)
+        imks[bank.code] = keys.imk_ac
+        issuers.append({
+            "code": bank.code, "name": bank.name, "kind": bank.kind, "bin": bank.bin,
+            "algorithm": bank.algorithm,
+            "certificate": keys.certificate.hex().upper(), "remainder": keys.remainder.hex().upper(),
+            "exponent": oda.public_key_of(keys.rsa_private).exponent.hex().upper(),
+        })
+        write_json_atomic(root / layout.issuer_keys(bank.code), {
+            "format": "quickpass-issuer-keys", "version": 1, "test_only": TEST_ONLY, "code": bank.code,
+            "imk_ac": keys.imk_ac.hex().upper(),
+            "rsa_private_key_pem": oda.private_key_to_pem(keys.rsa_private).decode(),
+        })
+        pan = new_pan(bank.bin)
+        profile, card_keys = qpboc_card(keys, kind=bank.kind, pan=pan, expiry=card_expiry)
+        state = QPbocState(offline_balance=CARD_OFFLINE_BALANCE)
+        entry = application_entry(
+            "qpboc", qpboc_schema.profile_to_dict(profile), qpboc_schema.keys_to_dict(card_keys),
+            qpboc_schema.state_to_dict(state),
+        )
+        relative = layout.card_file(bank.code)
+        write_card(root / relative, f"{bank.name} {bank.kind} card", secrets.token_bytes(4), [entry])
+        account = {"balance": DEBIT_BALANCE} if bank.kind == "debit" else {"credit_limit": CREDIT_LIMIT}
+        cards.append({
+            "file": str(relative), "issuer": bank.code, "kind": bank.kind, "pan": pan, "psn": profile.psn,
+            "expiry": card_expiry.isoformat(), "account": account,
+        })
+    write_json_atomic(root / layout.ISSUERS, {
+        "format": "quickpass-issuers", "version": 1, "test_only": TEST_ONLY, "issuers": issuers,
+    }, mode=0o644)
+    write_json_atomic(root / layout.CARDS_INDEX, {
+        "format": "quickpass-cards", "version": 1, "test_only": TEST_ONLY, "cards": cards,
+    })
+
+    progress(f"transit cards for {len(TRANSIT_CITIES)} cities")
+    transit_keys, transit_index = [], []
+    transit_cards: dict[str, tuple[Any, Any]] = {}
+    for number, city in enumerate(TRANSIT_CITIES, start=1):
+        purchase_master, tac_master = secrets.token_bytes(16), secrets.token_bytes(16)
+        transit_keys.append({
+            "city": city.code, "name": city.name, "city_code": city.city_code,
+            "purchase_master_key": purchase_master.hex().upper(), "tac_master_key": tac_master.hex().upper(),
+        })
+        for serial in (1, 2):  # one plain card, one for a phone
+            card_number = f"{city.city_code}{number:02d}{serial:010d}"
+            profile, keys = transit_card(
+                purchase_master, tac_master, card_number=card_number, city_code=city.city_code,
+                city_name=city.name, valid_from=today.replace(day=1), valid_to=card_expiry,
+            )
+            if serial == 1:
+                relative = layout.transit_file(city.code)
+                entry = application_entry(
+                    "transit", profile.to_dict(), keys.to_dict(), TransitState(balance=TRANSIT_BALANCE).to_dict()
+                )
+                write_card(root / relative, f"{city.name} transit card", secrets.token_bytes(4), [entry])
+                transit_index.append({"file": str(relative), "city": city.code, "card_number": card_number})
+            else:
+                transit_cards[city.code] = (profile, keys)
+    write_json_atomic(root / layout.TRANSIT_KEYS, {
+        "format": "quickpass-transit-keys", "version": 1, "test_only": TEST_ONLY, "cities": transit_keys,
+    })
+    write_json_atomic(root / layout.TRANSIT_INDEX, {
+        "format": "quickpass-transit-cards", "version": 1, "test_only": TEST_ONLY, "cards": transit_index,
+    })
+
+    progress("token service and the demo phone")
+    token_imk = secrets.token_bytes(16)
+    funding = next(card for card in cards if card["issuer"] == DEMO_FUNDING_ISSUER)
+    token_pan, par = new_pan(TOKEN_BIN), new_par()
+    wallet = Wallet.create(root / layout.DEMO_PHONE, "Zhang Wei", DEMO_FINGERS)
+    profile, keys = token_card(token_imk, token_pan=token_pan, par=par, kind="credit", expiry=card_expiry)
+    wallet.add_card("boc-credit", f"Bank of China Credit •••• {funding['pan'][-4:]}", profile, keys)
+    transit_profile, transit_keys_ = transit_cards["shanghai"]
+    wallet.add_transit(
+        "shanghai-transit", "Shanghai Transit", transit_profile, transit_keys_,
+        TransitState(balance=TRANSIT_BALANCE),
+    )
+    write_json_atomic(root / layout.TSP, {
+        "format": "quickpass-tsp", "version": 1, "test_only": TEST_ONLY,
+        "token_bin": TOKEN_BIN, "token_imk": token_imk.hex().upper(),
+        "tokens": [{
+            "token_pan": token_pan, "funding_pan": funding["pan"], "par": par, "issuer": DEMO_FUNDING_ISSUER,
+            "wallet_id": wallet.wallet_id, "card_id": "boc-credit", "expiry": card_expiry.isoformat(),
+            "status": "active",
+        }],
+    })
+    write_json_atomic(root / layout.MANIFEST, {
+        "format": layout.WORLD_FORMAT, "version": layout.WORLD_VERSION, "test_only": TEST_ONLY,
+        "created": today.isoformat(), "scheme": {"rid": SCHEME_RID.hex().upper(), "ca_index": CA_INDEX},
+        "demo_phone": str(layout.DEMO_PHONE), "demo_fingers": DEMO_FINGERS,
+    }, mode=0o644)
+
+
+def _write_secret_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o600)

@@ -1,0 +1,1 @@
+"""The QuickPass point-of-sale terminal (reader, contactless kernel, host link, journal)."""
