@@ -356,7 +356,7 @@ class QPbocApplication:
         return [tlv.encode(0x9F4B, sdad)]
 
     def _read_record(self, command: CommandApdu) -> ResponseApdu:
-        if command.p2 & 0x07 != 0x04 or command.p1 == 0:
+        if command.p2 & 0x07 != 0x04 or command.p2 >> 3 == 0 or command.p1 == 0:
             return ResponseApdu.error(StatusWord.INCORRECT_P1P2)
         record = self._records.get((command.p2 >> 3, command.p1))
         if record is None:
