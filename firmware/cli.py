@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileFormatError, WalletError, WorldExistsError, provisioning.ProvisioningError) as error:
         print(f"pos-card: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # e.g. `world` given a file, a folder without write permission: one line, no traceback
+        print(f"pos-card: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ def read_json(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise FileFormatError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise FileFormatError(f"{path}: not a text file (invalid UTF-8)") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -62,34 +64,41 @@ class Fields:
 
     def __init__(self, data: object, path: str) -> None:
         if not isinstance(data, dict):
-            raise FileFormatError(f"{path}: expected an object")
+            raise FileFormatError(f"{path}: must be an object")
         self.data: dict[str, Any] = data
         self.path = path
 
-    def _where(self, name: str) -> str:
+    def where(self, name: str) -> str:
+        """The dotted path of field ``name``, for error messages."""
         return f"{self.path}.{name}" if self.path else name
+
+    def only(self, *names: str) -> None:
+        """Reject fields not in ``names``, so a typo in a file is an error rather than silently ignored."""
+        for name in self.data:
+            if name not in names:
+                raise FileFormatError(f"{self.where(name)}: unknown field")
 
     def _get(self, name: str, kind: type | tuple[type, ...], what: str, default: Any) -> Any:
         if name not in self.data:
             if default is not _REQUIRED:
                 return default
-            raise FileFormatError(f"{self._where(name)}: missing")
+            raise FileFormatError(f"{self.where(name)}: missing")
         value = self.data[name]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise FileFormatError(f"{self._where(name)}: must be {what}")
+            raise FileFormatError(f"{self.where(name)}: must be {what}")
         return value
 
     def str(self, name: str, *, pattern: str | None = None, default: Any = None) -> str:
         value = self._get(name, str, "a string", _REQUIRED if default is None else default)
         if pattern is not None and not re.fullmatch(pattern, value):
-            raise FileFormatError(f"{self._where(name)}: {value!r} does not match {pattern}")
+            raise FileFormatError(f"{self.where(name)}: {value!r} does not match {pattern}")
         return value
 
     def int(self, name: str, *, minimum: int = 0, maximum: int | None = None, default: Any = None) -> int:
         value = self._get(name, int, "an integer", _REQUIRED if default is None else default)
         if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f"≥ {minimum}"
-            raise FileFormatError(f"{self._where(name)}: must be an integer {bound}")
+            bound = f"≥ {minimum}" if maximum is None else f"≥ {minimum} and ≤ {maximum}"
+            raise FileFormatError(f"{self.where(name)}: must be an integer {bound}")
         return value
 
     def bool(self, name: str, *, default: Any = None) -> bool:
@@ -100,11 +109,11 @@ class Fields:
         try:
             value = bytes.fromhex(text)
         except ValueError:
-            raise FileFormatError(f"{self._where(name)}: must be hexadecimal") from None
+            raise FileFormatError(f"{self.where(name)}: must be hexadecimal") from None
         allowed = (length,) if isinstance(length, int) else length
         if allowed is not None and len(value) not in allowed:
             sizes = " or ".join(str(n) for n in allowed)
-            raise FileFormatError(f"{self._where(name)}: must be {sizes} bytes, not {len(value)}")
+            raise FileFormatError(f"{self.where(name)}: must be {sizes} bytes, not {len(value)}")
         return value
 
     def digits(self, name: str, *, length: int | tuple[int, int]) -> str:
@@ -116,31 +125,31 @@ class Fields:
         try:
             return datetime.date.fromisoformat(text)
         except ValueError:
-            raise FileFormatError(f"{self._where(name)}: must be a date YYYY-MM-DD") from None
+            raise FileFormatError(f"{self.where(name)}: must be a date YYYY-MM-DD") from None
 
     def choice(self, name: str, options: tuple[str, ...], *, default: Any = None) -> str:
         value = self.str(name, default=default)
         if value not in options:
-            raise FileFormatError(f"{self._where(name)}: must be one of {', '.join(options)}")
+            raise FileFormatError(f"{self.where(name)}: must be one of {', '.join(options)}")
         return value
 
     def obj(self, name: str) -> Fields:
-        return Fields(self._get(name, dict, "an object", _REQUIRED), self._where(name))
+        return Fields(self._get(name, dict, "an object", _REQUIRED), self.where(name))
 
     def objects(self, name: str) -> Iterator[Fields]:
         items = self._get(name, list, "a list", _REQUIRED)
         for index, item in enumerate(items):
-            yield Fields(item, f"{self._where(name)}[{index}]")
+            yield Fields(item, f"{self.where(name)}[{index}]")
 
     def header(self, expected_format: str, supported_version: int) -> None:
         """Every file says what it is and which version of the schema it follows."""
         found = self.str("format")
         if found != expected_format:
-            raise FileFormatError(f"{self._where('format')}: this is a {found!r} file, not {expected_format!r}")
+            raise FileFormatError(f"{self.where('format')}: this is a {found!r} file, not {expected_format!r}")
         version = self.int("version", minimum=1)
         if version > supported_version:
             raise FileFormatError(
-                f"{self._where('version')}: version {version} is newer than this program reads ({supported_version})"
+                f"{self.where('version')}: version {version} is newer than this program reads ({supported_version})"
             )
 
 

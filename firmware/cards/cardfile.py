@@ -75,9 +75,9 @@ class PlainCard:
                 on_change=self.save,
             )
         return TransitPurse(
-            TransitProfile.from_dict(entry["profile"]),
-            TransitKeys.from_dict(entry["keys"]),
-            TransitState.from_dict(entry["state"]),
+            TransitProfile.from_dict(Fields(entry["profile"], f"{where}.profile")),
+            TransitKeys.from_dict(Fields(entry["keys"], f"{where}.keys")),
+            TransitState.from_dict(Fields(entry["state"], f"{where}.state")),
             on_change=self.save,
         )
 
@@ -90,12 +90,9 @@ def _validated_entry(app: Fields) -> dict[str, Any]:
         qpboc_schema.keys_from_dict(app.obj("keys"))
         qpboc_schema.state_from_dict(app.obj("state"))
     else:
-        try:
-            TransitProfile.from_dict(app.obj("profile").data, where=f"{app.path}.profile")
-            TransitKeys.from_dict(app.obj("keys").data, where=f"{app.path}.keys")
-            TransitState.from_dict(app.obj("state").data, where=f"{app.path}.state")
-        except ValueError as error:
-            raise FileFormatError(str(error)) from None
+        TransitProfile.from_dict(app.obj("profile"))
+        TransitKeys.from_dict(app.obj("keys"))
+        TransitState.from_dict(app.obj("state"))
     return app.data
 
 

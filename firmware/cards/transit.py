@@ -35,15 +35,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from emvcore import tlv
 from emvcore.apdu import CommandApdu, ResponseApdu, StatusWord
 from emvcore.crypto import transit as transit_crypto
+from firmware.jsonfile import Fields, FileFormatError
 
 AID = bytes.fromhex("A000000632010105")
 LABEL = "MOT_T_EP"
@@ -78,59 +78,9 @@ _INITIALIZE_ANSWER_LENGTH = 15
 _DEBIT_ANSWER_LENGTH = 8
 _PROVE_ANSWER_LENGTH = 8
 
-_DIGITS = re.compile(r"[0-9]+")
-
 
 # --------------------------------------------------------------------------------------------------------
-# validation helpers for from_dict (every error names the offending field)
-
-
-def _obj(d: Any, where: str, fields: tuple[str, ...], optional: tuple[str, ...] = ()) -> Mapping[str, Any]:
-    """Reject non-objects, missing and unknown fields up front so typos in a card file are caught."""
-    if not isinstance(d, Mapping):
-        raise ValueError(f"{where}: must be an object")
-    for name in fields:
-        if name not in d:
-            raise ValueError(f"{where}.{name}: missing")
-    for name in d:
-        if name not in fields and name not in optional:
-            raise ValueError(f"{where}.{name}: unknown field")
-    return d
-
-
-def _int(value: Any, where: str, maximum: int) -> int:
-    """A JSON integer in 0..maximum (bool is an int in Python but never a valid amount)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        raise ValueError(f"{where}: must be an integer ≥ 0 and ≤ {maximum}")
-    return value
-
-
-def _hex(value: Any, where: str, length: int) -> bytes:
-    """A hex string of exactly ``length`` bytes."""
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: must be a hex string of {length} bytes")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise ValueError(f"{where}: must be a hex string of {length} bytes") from None
-    if len(raw) != length:
-        raise ValueError(f"{where}: must be a hex string of {length} bytes")
-    return raw
-
-
-def _digits(value: Any, where: str, count: int) -> str:
-    if not isinstance(value, str) or len(value) != count or not _DIGITS.fullmatch(value):
-        raise ValueError(f"{where}: must be a string of {count} digits")
-    return value
-
-
-def _date(value: Any, where: str) -> dt.date:
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: must be a date YYYY-MM-DD")
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{where}: must be a date YYYY-MM-DD") from None
+# byte encodings
 
 
 def _is_bcd(raw: bytes) -> bool:
@@ -191,21 +141,20 @@ class TransitProfile:
         }
 
     @classmethod
-    def from_dict(cls, d: Any, *, where: str = "transit.profile") -> TransitProfile:
+    def from_dict(cls, fields: Fields) -> TransitProfile:
         """Load and validate; a bad card file must fail at load time with the field named, not mid-tap."""
-        d = _obj(d, where, ("card_number", "city_code", "city_name", "issuer_id", "valid_from", "valid_to"))
-        city_name = d["city_name"]
-        if not isinstance(city_name, str) or not city_name.strip():
-            raise ValueError(f"{where}.city_name: must be a non-empty string")
-        valid_from = _date(d["valid_from"], f"{where}.valid_from")
-        valid_to = _date(d["valid_to"], f"{where}.valid_to")
+        fields.only("card_number", "city_code", "city_name", "issuer_id", "valid_from", "valid_to")
+        city_name = fields.str("city_name")
+        if not city_name.strip():
+            raise FileFormatError(f"{fields.where('city_name')}: must be a non-empty string")
+        valid_from, valid_to = fields.date("valid_from"), fields.date("valid_to")
         if valid_to < valid_from:
-            raise ValueError(f"{where}.valid_to: must not be before valid_from")
+            raise FileFormatError(f"{fields.where('valid_to')}: must not be before valid_from")
         return cls(
-            card_number=_digits(d["card_number"], f"{where}.card_number", 16),
-            city_code=_digits(d["city_code"], f"{where}.city_code", 4),
+            card_number=fields.digits("card_number", length=16),
+            city_code=fields.digits("city_code", length=4),
             city_name=city_name,
-            issuer_id=_hex(d["issuer_id"], f"{where}.issuer_id", 8),
+            issuer_id=fields.hex("issuer_id", length=8),
             valid_from=valid_from,
             valid_to=valid_to,
         )
@@ -230,15 +179,14 @@ class TransitKeys:
         }
 
     @classmethod
-    def from_dict(cls, d: Any, *, where: str = "transit.keys") -> TransitKeys:
+    def from_dict(cls, fields: Fields) -> TransitKeys:
         """Load and validate; keys of the wrong length would only fail later as a MAC mismatch."""
-        d = _obj(d, where, ("purchase_key", "tac_key"), optional=("load_key", "key_version"))
-        load_key = d.get("load_key")
+        fields.only("purchase_key", "tac_key", "load_key", "key_version")
         return cls(
-            purchase_key=_hex(d["purchase_key"], f"{where}.purchase_key", 16),
-            tac_key=_hex(d["tac_key"], f"{where}.tac_key", 16),
-            load_key=None if load_key is None else _hex(load_key, f"{where}.load_key", 16),
-            key_version=_int(d.get("key_version", 0x01), f"{where}.key_version", 0xFF),
+            purchase_key=fields.hex("purchase_key", length=16),
+            tac_key=fields.hex("tac_key", length=16),
+            load_key=None if fields.data.get("load_key") is None else fields.hex("load_key", length=16),
+            key_version=fields.int("key_version", maximum=0xFF, default=0x01),
         )
 
 
@@ -280,22 +228,23 @@ class PurchaseRecord:
         }
 
     @classmethod
-    def from_dict(cls, d: Any, *, where: str = "transit.last_purchase") -> PurchaseRecord:
+    def from_dict(cls, fields: Fields) -> PurchaseRecord:
         """Load and validate one record of the card file."""
-        names = ("offline_serial", "amount", "txn_type", "terminal_id", "terminal_serial", "date_time")
-        d = _obj(d, where, (*names, "mac2", "tac"))
-        date_time = _hex(d["date_time"], f"{where}.date_time", 7)
+        fields.only(
+            "offline_serial", "amount", "txn_type", "terminal_id", "terminal_serial", "date_time", "mac2", "tac"
+        )
+        date_time = fields.hex("date_time", length=7)
         if not _bcd_datetime_ok(date_time):
-            raise ValueError(f"{where}.date_time: must be YYYYMMDDhhmmss")
+            raise FileFormatError(f"{fields.where('date_time')}: must be YYYYMMDDhhmmss")
         return cls(
-            offline_serial=_int(d["offline_serial"], f"{where}.offline_serial", MAX_SERIAL),
-            amount=_int(d["amount"], f"{where}.amount", MAX_BALANCE),
-            txn_type=_int(d["txn_type"], f"{where}.txn_type", 0xFF),
-            terminal_id=_hex(d["terminal_id"], f"{where}.terminal_id", 6),
-            terminal_serial=_hex(d["terminal_serial"], f"{where}.terminal_serial", 4),
+            offline_serial=fields.int("offline_serial", maximum=MAX_SERIAL),
+            amount=fields.int("amount", maximum=MAX_BALANCE),
+            txn_type=fields.int("txn_type", maximum=0xFF),
+            terminal_id=fields.hex("terminal_id", length=6),
+            terminal_serial=fields.hex("terminal_serial", length=4),
             date_time=date_time,
-            mac2=_hex(d["mac2"], f"{where}.mac2", 4),
-            tac=_hex(d["tac"], f"{where}.tac", 4),
+            mac2=fields.hex("mac2", length=4),
+            tac=fields.hex("tac", length=4),
         )
 
 
@@ -320,23 +269,24 @@ class TransitState:
         }
 
     @classmethod
-    def from_dict(cls, d: Any, *, where: str = "transit") -> TransitState:
+    def from_dict(cls, fields: Fields) -> TransitState:
         """Load and validate; a negative balance or an oversize counter must never reach the card."""
-        d = _obj(d, where, ("balance", "offline_serial", "online_serial"), optional=("last_purchase", "log"))
-        raw_last = d.get("last_purchase")
+        fields.only("balance", "offline_serial", "online_serial", "last_purchase", "log")
+        balance = fields.int("balance", maximum=MAX_BALANCE)
+        offline_serial = fields.int("offline_serial", maximum=MAX_SERIAL)
+        online_serial = fields.int("online_serial", maximum=MAX_SERIAL)
         last = None
-        if raw_last is not None:
-            last = PurchaseRecord.from_dict(raw_last, where=f"{where}.last_purchase")
-        raw_log = d.get("log", [])
-        if not isinstance(raw_log, list) or len(raw_log) > LOG_SIZE:
-            raise ValueError(f"{where}.log: must be a list of at most {LOG_SIZE} records")
-        log = [PurchaseRecord.from_dict(item, where=f"{where}.log[{i}]") for i, item in enumerate(raw_log)]
+        if fields.data.get("last_purchase") is not None:
+            last = PurchaseRecord.from_dict(fields.obj("last_purchase"))
+        records = list(fields.objects("log")) if "log" in fields.data else []
+        if len(records) > LOG_SIZE:
+            raise FileFormatError(f"{fields.where('log')}: must be a list of at most {LOG_SIZE} records")
         return cls(
-            balance=_int(d["balance"], f"{where}.balance", MAX_BALANCE),
-            offline_serial=_int(d["offline_serial"], f"{where}.offline_serial", MAX_SERIAL),
-            online_serial=_int(d["online_serial"], f"{where}.online_serial", MAX_SERIAL),
+            balance=balance,
+            offline_serial=offline_serial,
+            online_serial=online_serial,
             last_purchase=last,
-            log=log,
+            log=[PurchaseRecord.from_dict(record) for record in records],
         )
 
 

@@ -154,15 +154,11 @@ class Wallet:
             )
         for item in fields.objects("transit"):
             card_id = item.str("id", pattern=CARD_ID_PATTERN)
-            try:
-                transit_keys = keys[card_id]
-                TransitKeys.from_dict(transit_keys, where=f"secure_element[{card_id}]")
-                profile = TransitProfile.from_dict(item.obj("profile").data, where=f"{item.path}.profile")
-                state = TransitState.from_dict(item.obj("state").data, where=f"{item.path}.state")
-            except KeyError:
-                raise FileFormatError(f"{item.path}.id: no keys for {card_id!r} in the secure element") from None
-            except ValueError as error:
-                raise FileFormatError(str(error)) from None
+            if card_id not in keys:
+                raise FileFormatError(f"{item.path}.id: no keys for {card_id!r} in the secure element")
+            TransitKeys.from_dict(Fields(keys[card_id], f"secure_element[{card_id}]"))
+            profile = TransitProfile.from_dict(item.obj("profile"))
+            state = TransitState.from_dict(item.obj("state"))
             wallet.transit.append(WalletTransitCard(card_id, item.str("label"), profile, state))
         if len(wallet.cards) > MAX_PAYMENT_CARDS:
             raise FileFormatError(f"cards: at most {MAX_PAYMENT_CARDS} payment cards, found {len(wallet.cards)}")
@@ -215,7 +211,7 @@ class Wallet:
     def add_card(self, card_id: str, label: str, profile: QPbocProfile, keys: QPbocKeys) -> WalletCard:
         if len(self.cards) >= MAX_PAYMENT_CARDS:
             raise WalletError(f"the wallet already holds {MAX_PAYMENT_CARDS} payment cards; remove one first")
-        self._check_new_id(card_id)
+        self.check_new_id(card_id)
         card = WalletCard(card_id, label, profile, QPbocState())
         self.cards.append(card)
         self._keys[card_id] = qpboc_schema.keys_to_dict(keys)
@@ -227,7 +223,7 @@ class Wallet:
     def add_transit(
         self, card_id: str, label: str, profile: TransitProfile, keys: TransitKeys, state: TransitState
     ) -> WalletTransitCard:
-        self._check_new_id(card_id)
+        self.check_new_id(card_id)
         card = WalletTransitCard(card_id, label, profile, state)
         self.transit.append(card)
         self._keys[card_id] = keys.to_dict()
@@ -284,7 +280,7 @@ class Wallet:
                 applications.append(
                     TransitPurse(
                         transit.profile,
-                        TransitKeys.from_dict(self._keys[transit.id]),
+                        TransitKeys.from_dict(Fields(self._keys[transit.id], "")),
                         transit.state,
                         on_change=self.save,
                     )
@@ -302,7 +298,8 @@ class Wallet:
         known = ", ".join(c.id for c in self.cards) or "none"
         raise WalletError(f"no payment card {card_id!r} in this wallet (cards: {known})")
 
-    def _check_new_id(self, card_id: str) -> None:
+    def check_new_id(self, card_id: str) -> None:
+        """Refuse an id that is malformed or taken, before anything is written anywhere."""
         if not re.fullmatch(CARD_ID_PATTERN, card_id):
             raise WalletError(f"card id {card_id!r}: use lower-case letters, digits and '-' (max 32)")
         if any(c.id == card_id for c in self.cards) or any(t.id == card_id for t in self.transit):

@@ -34,8 +34,7 @@ def add_card_to_wallet(world_root: Path, wallet_path: Path, card_path: Path, car
     issuer = next((c for c in world.cards() if c["pan"] == funding.profile.pan), None)
     if issuer is None:
         raise ProvisioningError(f"{card_path}: this card was not issued in the world {world_root}")
-    if any(c.id == card_id for c in wallet.cards):
-        raise WalletError(f"card id {card_id!r} is already in this wallet")
+    wallet.check_new_id(card_id)
 
     vault = world.tsp()
     token_pan, par = new_pan(vault["token_bin"]), new_par()

@@ -85,3 +85,10 @@ def test_a_crash_while_saving_keeps_the_previous_file(world: World, monkeypatch:
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
+
+
+def test_a_binary_file_is_refused_with_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "card.json"
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(FileFormatError, match="invalid UTF-8"):
+        load_presentable(path)

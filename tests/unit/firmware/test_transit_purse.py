@@ -30,6 +30,7 @@ from firmware.cards.transit import (
     TransitPurse,
     TransitState,
 )
+from firmware.jsonfile import Fields
 
 PURCHASE_KEY = bytes.fromhex("11223344556677888877665544332211")
 TAC_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
@@ -385,7 +386,8 @@ def test_torn_after_debit_is_recovered_by_transaction_prove(tmp_path: Path) -> N
     purse.deselect()
 
     # the card comes back (even after a power cycle: reload from the saved file)
-    reloaded = TransitPurse(_profile(), _keys(), TransitState.from_dict(json.loads(card_file.read_text())))
+    saved = Fields(json.loads(card_file.read_text()), "transit")
+    reloaded = TransitPurse(_profile(), _keys(), TransitState.from_dict(saved))
     reloaded.select()
     proof = reloaded.process(_prove(sale.serial))
     assert proof.sw == SW_OK
@@ -704,11 +706,11 @@ def test_json_round_trip_after_purchases(tmp_path: Path) -> None:
     }
     path.write_text(json.dumps(document))
     loaded = json.loads(path.read_text())
-    state = TransitState.from_dict(loaded["state"])
+    state = TransitState.from_dict(Fields(loaded["state"], "transit"))
     assert state == purse.state
     assert (state.balance, state.offline_serial, state.online_serial) == (9999 - 321, 3, 0)
-    assert TransitProfile.from_dict(loaded["profile"]) == purse.profile
-    assert TransitKeys.from_dict(loaded["keys"]) == purse.keys
+    assert TransitProfile.from_dict(Fields(loaded["profile"], "transit.profile")) == purse.profile
+    assert TransitKeys.from_dict(Fields(loaded["keys"], "transit.keys")) == purse.keys
     # the reloaded purse keeps counting from where it stopped
     again = TransitPurse(purse.profile, purse.keys, state)
     sale = _Psam(terminal_serial=50).buy(again, 1)
@@ -717,8 +719,9 @@ def test_json_round_trip_after_purchases(tmp_path: Path) -> None:
 
 def test_keys_round_trip_with_load_key() -> None:
     keys = TransitKeys(PURCHASE_KEY, TAC_KEY, load_key=bytes(range(16)), key_version=3)
-    assert TransitKeys.from_dict(json.loads(json.dumps(keys.to_dict()))) == keys
-    assert TransitKeys.from_dict({"purchase_key": PURCHASE_KEY.hex(), "tac_key": TAC_KEY.hex()}) == _keys()
+    assert TransitKeys.from_dict(Fields(json.loads(json.dumps(keys.to_dict())), "transit.keys")) == keys
+    minimal = {"purchase_key": PURCHASE_KEY.hex(), "tac_key": TAC_KEY.hex()}
+    assert TransitKeys.from_dict(Fields(minimal, "transit.keys")) == _keys()
 
 
 _serials = st.integers(0, 0xFFFF)
@@ -749,7 +752,7 @@ _records = st.builds(
     )
 )
 def test_state_round_trip(state: TransitState) -> None:
-    assert TransitState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    assert TransitState.from_dict(Fields(json.loads(json.dumps(state.to_dict())), "transit")) == state
 
 
 def _state_dict() -> dict[str, Any]:
@@ -796,14 +799,14 @@ def test_state_from_dict_names_the_field(mutate: Callable[[dict[str, Any]], None
     d = _state_dict()
     mutate(d)
     with pytest.raises(ValueError, match=re.escape(field) + ":"):
-        TransitState.from_dict(d)
+        TransitState.from_dict(Fields(d, "transit"))
 
 
 def test_state_from_dict_error_message_wording() -> None:
     with pytest.raises(ValueError, match=r"^transit\.balance: must be an integer ≥ 0"):
-        TransitState.from_dict({"balance": -1, "offline_serial": 0, "online_serial": 0})
+        TransitState.from_dict(Fields({"balance": -1, "offline_serial": 0, "online_serial": 0}, "transit"))
     with pytest.raises(ValueError, match=r"^transit: must be an object"):
-        TransitState.from_dict([1, 2])
+        TransitState.from_dict(Fields([1, 2], "transit"))
 
 
 @pytest.mark.parametrize(
@@ -828,7 +831,7 @@ def test_profile_from_dict_names_the_field(name: str, value: Any) -> None:
     d = _profile().to_dict()
     d[name] = value
     with pytest.raises(ValueError, match=re.escape(f"transit.profile.{name}:")):
-        TransitProfile.from_dict(d)
+        TransitProfile.from_dict(Fields(d, "transit.profile"))
 
 
 @pytest.mark.parametrize(
@@ -846,12 +849,9 @@ def test_keys_from_dict_names_the_field(name: str, value: Any) -> None:
     d = _keys().to_dict()
     d[name] = value
     with pytest.raises(ValueError, match=re.escape(f"transit.keys.{name}:")):
-        TransitKeys.from_dict(d)
+        TransitKeys.from_dict(Fields(d, "transit.keys"))
 
 
 def test_from_dict_prefix_is_configurable() -> None:
     with pytest.raises(ValueError, match=re.escape("cards[2].state.balance:")):
-        TransitState.from_dict(
-            {"balance": -1, "offline_serial": 0, "online_serial": 0},
-            where="cards[2].state",
-        )
+        TransitState.from_dict(Fields({"balance": -1, "offline_serial": 0, "online_serial": 0}, "cards[2].state"))
