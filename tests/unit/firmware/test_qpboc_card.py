@@ -98,7 +98,7 @@ def _verify_fdda(capk: oda.CaPublicKey, pan: str, records: list[tuple[int, bytes
     for _, record in records:
         found.update(tlv.flatten(record))
     issuer_key = oda.recover_issuer_key(capk, found[0x90], found.get(0x92, b""), found[0x9F32], pan, TODAY)
-    static = oda.static_data_to_authenticate(records[:1], data[0x82], found[0x9F4A])
+    static = oda.static_data_to_authenticate(records[:1], data[0x82], found.get(0x9F4A, b""))
     icc_key = oda.recover_icc_key(
         issuer_key, found[0x9F46], found.get(0x9F48, b""), found[0x9F47], pan, static, TODAY
     )
