@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from emvcore import tags
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, describe_sw
+from firmware.emulate import emulate
 from firmware.jsonfile import FileFormatError
+from firmware.pn532 import control
+from firmware.pn532.faults import KINDS
+from firmware.pn532.pty import LinkPathError
+from firmware.pn532.rig import RigError, SoftwareRig
 from firmware.present import load_presentable
 from firmware.wallet.wallet import Wallet, WalletError
 from firmware.world import provisioning
 from firmware.world.build import WorldExistsError, create_world
+from hardware.pn532 import Pn532Error
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -101,12 +112,89 @@ def _wallet_remove(args: argparse.Namespace) -> int:
 
 
 def _fingerprint(args: argparse.Namespace) -> int:
-    wallet = Wallet.load(Path(args.wallet))
-    if wallet.authenticate(args.finger):
-        print(f"fingerprint accepted: pay within {wallet.fingerprint.window_seconds} s")
+    if args.control is not None:
+        request = {"cmd": "fingerprint", "finger": args.finger, **({"file": args.wallet} if args.wallet else {})}
+        accepted = control.request(_control_path(args), request)["accepted"]
+        window = "the next tap pays"
+    else:
+        if not args.wallet:
+            raise SystemExit("pos-card fingerprint: name the wallet file (or --control SOCKET of a running rig)")
+        wallet = Wallet.load(Path(args.wallet))
+        accepted = wallet.authenticate(args.finger)
+        window = f"pay within {wallet.fingerprint.window_seconds} s"
+    if accepted:
+        print(f"fingerprint accepted: {window}")
         return 0
     print("fingerprint not recognised", file=sys.stderr)
     return 1
+
+
+def _pn532(args: argparse.Namespace) -> int:
+    links = [Path(link) for link in args.link]
+    control_path = Path(args.control) if args.control else links[0].with_name(links[0].name + ".ctl")
+    rig = SoftwareRig(links, link_model=args.link_model)
+    try:
+        server = control.ControlServer(control_path, rig)
+    except control.ControlError:
+        rig.close()
+        raise
+    try:
+        if args.present:
+            rig.present(Path(args.present))
+        for name, chip_status in rig.status()["chips"].items():
+            print(f"software PN532 {name}: {chip_status['link']} -> {chip_status['device']}")
+        print(f"control socket: {control_path}  (export POS_CARD_CONTROL={control_path})")
+        print("ready; Ctrl-C stops", flush=True)
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        stop.wait()
+    finally:
+        server.close()
+        rig.close()
+    print("stopped")
+    return 0
+
+
+def _control_path(args: argparse.Namespace) -> Path:
+    path = args.control or os.environ.get("POS_CARD_CONTROL")
+    if not path:
+        raise SystemExit("pos-card: give --control SOCKET (printed by pos-card pn532) or set POS_CARD_CONTROL")
+    return Path(path)
+
+
+def _rig_command(payload: dict) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        request = {key: value(args) if callable(value) else value for key, value in payload.items()}
+        answer = control.request(_control_path(args), {k: v for k, v in request.items() if v is not None})
+        print(json.dumps(answer, indent=2) if answer else "ok")
+        return 0
+
+    return run
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"emulating {args.present} on the PN532 at {args.port}; hold it to a reader (Ctrl-C stops)", flush=True)
+    served = emulate(args.port, Path(args.present), taps=args.taps, stop=stop,
+                     report=lambda line: print(line, flush=True))
+    print(f"{served} taps served")
+    return 0
+
+
+def _fault_value(text: str | None) -> object:
+    """Fault values on the command line: numbers (hex with 0x) or nothing."""
+    if text is None:
+        return None
+    try:
+        return int(text, 0)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,9 +215,55 @@ def build_parser() -> argparse.ArgumentParser:
     apdu.set_defaults(run=_apdu)
 
     fingerprint = commands.add_parser("fingerprint", help="verify the holder on the phone (consumer-device CVM)")
-    fingerprint.add_argument("wallet", help="wallet file")
+    fingerprint.add_argument("wallet", nargs="?", help="wallet file (with --control: the phone in the field)")
+    fingerprint.add_argument("--control", nargs="?", const="", metavar="SOCKET",
+                             help="do it through a running software PN532 (default $POS_CARD_CONTROL)")
     fingerprint.add_argument("--finger", default="right-thumb", help="which finger touches the sensor")
     fingerprint.set_defaults(run=_fingerprint)
+
+    pn532 = commands.add_parser("pn532", help="software PN532s on pseudo-terminals around one virtual field")
+    pn532.add_argument("--link", action="append", required=True, metavar="PATH",
+                       help="symlink to create for a chip's pseudo-terminal (repeat for a second chip)")
+    pn532.add_argument("--present", metavar="FILE", help="card or wallet file to hold in the field from the start")
+    pn532.add_argument("--control", metavar="SOCKET", help="control socket path (default: first link + .ctl)")
+    pn532.add_argument("--link-model", action="store_true",
+                       help="pace UART bytes at the chip's baud rate and add air and card time (benchmarks)")
+    pn532.set_defaults(run=_pn532)
+
+    def rig_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--control", metavar="SOCKET", help="the rig's control socket (default $POS_CARD_CONTROL)")
+        return sub
+
+    tap = rig_parser("tap", "hold a card or phone to the software PN532 briefly")
+    tap.add_argument("file")
+    tap.add_argument("--seconds", type=float, default=2.0, help="how long it stays in the field (2 s)")
+    tap.set_defaults(run=_rig_command({"cmd": "present", "file": lambda a: str(Path(a.file).resolve()),
+                                       "seconds": lambda a: a.seconds}))
+    hold = rig_parser("hold", "hold a card or phone in the field until removed")
+    hold.add_argument("file")
+    hold.set_defaults(run=_rig_command({"cmd": "present", "file": lambda a: str(Path(a.file).resolve())}))
+    rig_parser("remove", "take the card or phone away").set_defaults(run=_rig_command({"cmd": "remove"}))
+    fault = rig_parser("fault", "inject a fault: " + ", ".join(sorted([*KINDS, "remove_after"])))
+    fault.add_argument("kind")
+    fault.add_argument("value", nargs="?", help="seconds, status code, byte index or exchange number")
+    fault.add_argument("--chip", help="which chip (its link name) when there are several")
+    fault.add_argument("--tear", action="store_true", help="remove_after: the card runs the command first")
+    fault.set_defaults(run=_rig_command({
+        "cmd": "fault", "kind": lambda a: a.kind, "value": lambda a: _fault_value(a.value),
+        "chip": lambda a: a.chip, "tear": lambda a: a.tear or None,
+    }))
+    reset = rig_parser("reset", "pulse a chip's RSTPDN: it forgets everything and starts again")
+    reset.add_argument("--chip")
+    reset.set_defaults(run=_rig_command({"cmd": "reset", "chip": lambda a: a.chip}))
+    rig_parser("status", "what the rig holds: chips, field, armed faults").set_defaults(
+        run=_rig_command({"cmd": "status"}))
+
+    emulate_parser = commands.add_parser("emulate", help="a card or phone on a real PN532 in target mode")
+    emulate_parser.add_argument("--port", required=True, help="serial device of the card-side PN532")
+    emulate_parser.add_argument("--present", required=True, metavar="FILE", help="card or wallet file")
+    emulate_parser.add_argument("--taps", type=int, help="stop after this many taps")
+    emulate_parser.set_defaults(run=_emulate)
 
     wallet = commands.add_parser("wallet", help="list, add, remove cards; set the default card")
     wallet_commands = wallet.add_subparsers(dest="wallet_command", metavar="ACTION", required=True)
@@ -161,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (FileFormatError, WalletError, WorldExistsError, provisioning.ProvisioningError) as error:
+    except (FileFormatError, WalletError, WorldExistsError, provisioning.ProvisioningError, control.ControlError,
+            RigError, LinkPathError, Pn532Error) as error:
         print(f"pos-card: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # e.g. `world` given a file, a folder without write permission: one line, no traceback

@@ -17,7 +17,7 @@ if [ ! -f "$stamp" ]; then
   echo "setting up .venv with $("$python" --version) (first run only)..." >&2
   [ -x .venv/bin/python ] || "$python" -m venv .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[terminal,acquirer,test]" >&2
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[acquirer,test]" >&2
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -1,0 +1,167 @@
+"""`pos-card pn532`: software PN532s on pseudo-terminals around one virtual RF field.
+
+Each --link is one chip on its own pty. They share the field, so one chip can read a card file placed in
+it, or another chip that a host put in target mode (TgInitAsTarget). A control socket lets tests and
+people tap, hold and remove cards, do the phone's fingerprint, inject faults and reset a chip.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from firmware.cards.card import Chip
+from firmware.cards.cardfile import PlainCard
+from firmware.pn532.air import Field, SoftwareCard
+from firmware.pn532.chip import Pn532Chip
+from firmware.pn532.faults import Faults
+from firmware.pn532.pty import PtyLink
+from firmware.pn532.timing import LinkModel
+from firmware.present import load_presentable
+from firmware.wallet.wallet import Wallet
+
+
+class RigError(Exception):
+    """A control request that cannot be done (no such chip, nothing in the field, bad file …)."""
+
+
+class PresentedFile:
+    """A card or phone file in the field, read afresh at every tap: what changed meanwhile (a fingerprint
+    done by another process, a counter) counts, and the file stays the single source of its state."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.loaded: PlainCard | Wallet = load_presentable(path)  # fail now, not at the tap
+
+    def uid_for_tap(self) -> bytes:
+        return self.loaded.uid_for_tap()
+
+    def chip(self) -> Chip:
+        self.loaded = load_presentable(self.path)
+        return self.loaded.chip()
+
+
+class SoftwareRig:
+    def __init__(self, links: list[Path], *, link_model: bool = False) -> None:
+        if not links:
+            raise RigError("at least one --link is needed")
+        self.field = Field()
+        self.chips: dict[str, Pn532Chip] = {}
+        self._ptys: list[PtyLink] = []
+        self._card: SoftwareCard | None = None
+        self._tap_timer: threading.Timer | None = None
+        self._lock = threading.RLock()
+        try:
+            for path in links:
+                self._add_chip(path, link_model)
+        except BaseException:
+            self.close()
+            raise
+
+    def _add_chip(self, path: Path, link_model: bool) -> None:
+        name = path.name
+        if name in self.chips:
+            raise RigError(f"two links named {name}")
+        pty: PtyLink | None = None
+
+        def output(data: bytes) -> None:
+            if pty is not None:
+                pty.write(data)
+
+        chip = Pn532Chip(name, self.field, output, link=LinkModel(enabled=link_model), faults=Faults())
+        pty = PtyLink(path, chip.receive)
+        self.chips[name] = chip
+        self._ptys.append(pty)
+
+    # -- the field ---------------------------------------------------------------------------------------------
+
+    def present(self, path: Path, *, seconds: float | None = None) -> SoftwareCard:
+        """Hold a card or phone to the readers; with `seconds`, take it away again after that time (a tap)."""
+        try:
+            card = SoftwareCard(PresentedFile(path), name=path.name)
+        except (ValueError, OSError) as error:
+            raise RigError(str(error)) from None
+        with self._lock:
+            self._cancel_tap()
+            self._card = card
+            self.field.place(card)
+            if seconds is not None:
+                self._tap_timer = threading.Timer(seconds, self._end_tap, args=(card,))
+                self._tap_timer.daemon = True
+                self._tap_timer.start()
+        return card
+
+    def remove(self) -> None:
+        with self._lock:
+            self._cancel_tap()
+            if self._card is not None:
+                self._card.remove()
+            self._card = None
+            self.field.place(None)
+
+    def fingerprint(self, finger: str, path: Path | None = None) -> bool:
+        """The holder touches the sensor of the phone in the field (or of the phone file given)."""
+        with self._lock:
+            if path is None:
+                if self._card is None or not isinstance(self._card.presentable, PresentedFile):
+                    raise RigError("no phone in the field; name its wallet file")
+                path = self._card.presentable.path
+        try:
+            wallet = Wallet.load(path)
+        except ValueError as error:
+            raise RigError(str(error)) from None
+        return wallet.authenticate(finger)
+
+    def remove_card_after(self, exchanges: int, *, tear: bool = False) -> None:
+        with self._lock:
+            if self._card is None:
+                raise RigError("no card in the field")
+            self._card.fault_remove_after(exchanges, after_handling=tear)
+
+    def _end_tap(self, card: SoftwareCard) -> None:
+        with self._lock:
+            if self._card is card:
+                self.remove()
+
+    def _cancel_tap(self) -> None:
+        if self._tap_timer is not None:
+            self._tap_timer.cancel()
+            self._tap_timer = None
+
+    # -- the chips -----------------------------------------------------------------------------------------------
+
+    def chip(self, name: str | None) -> Pn532Chip:
+        if name is None and len(self.chips) == 1:
+            return next(iter(self.chips.values()))
+        if name not in self.chips:
+            raise RigError(f"no chip {name!r}; chips: {', '.join(self.chips)}")
+        return self.chips[name]
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            card = self._card
+        return {
+            "field": None if card is None else {"card": card.name, "removed": card.removed},
+            "chips": {
+                name: {
+                    "link": str(pty.link),
+                    "device": pty.device,
+                    "baud": chip.baud,
+                    "power": chip.power,
+                    "targets": sorted(chip.targets),
+                    "faults_armed": chip.faults.armed(),
+                    "frames_rejected": chip.frames_rejected,
+                    "modelled_seconds": round(chip.link.modelled_seconds, 6),
+                }
+                for (name, chip), pty in zip(self.chips.items(), self._ptys, strict=True)
+            },
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._cancel_tap()
+        for chip in self.chips.values():
+            chip.close()
+        for pty in self._ptys:
+            pty.close()

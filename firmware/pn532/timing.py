@@ -1,0 +1,54 @@
+"""The link model at run time: account the modelled time of every hop and, when enabled, take it.
+
+`modelled_seconds` always adds up what a real rig would spend (UART bytes at the current baud rate, ISO
+14443 air time at 106 kbit/s, the card's processing time); with `enabled` the chip also sleeps that time,
+so that measured times are realistic. The formulas live in `link` (pure).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from firmware.pn532 import link
+
+
+class LinkModel:
+    def __init__(self, *, enabled: bool, card_timing: link.CardTiming | None = None) -> None:
+        self.enabled = enabled
+        self.card_timing = card_timing or link.CardTiming()
+        self.baud = 115200
+        self._lock = threading.Lock()
+        self.modelled_seconds = 0.0
+        self.hops: dict[str, float] = {"uart": 0.0, "air": 0.0, "card": 0.0}
+
+    def reset_account(self) -> None:
+        with self._lock:
+            self.modelled_seconds = 0.0
+            self.hops = dict.fromkeys(self.hops, 0.0)
+
+    def _account(self, hop: str, seconds: float, *, already_spent: float = 0.0) -> None:
+        with self._lock:
+            self.modelled_seconds += seconds
+            self.hops[hop] += seconds
+        if self.enabled and seconds > already_spent:
+            time.sleep(seconds - already_spent)
+
+    def host_frame(self, payload_length: int) -> None:
+        """A host → chip frame on the wire (the host's write returns before a real UART is done)."""
+        self._account("uart", link.uart_seconds(link.pn532_frame_bytes(payload_length), self.baud))
+
+    def pace_uart(self, nbytes: int) -> None:
+        """Chip → host bytes (ACK or response) on the wire."""
+        self._account("uart", link.uart_seconds(nbytes, self.baud))
+
+    def air_activation(self, uid_length: int) -> None:
+        self._account("air", link.activation_seconds(uid_length, with_rats=False))
+
+    def air_frames(self, sent: int, received: int) -> None:
+        """One ISO 14443-4 frame each way (RATS/ATS, a block and its answer)."""
+        self._account("air", link.air_frame_seconds(sent) + link.air_frame_seconds(received))
+
+    def card_processing(self, apdu: bytes, answer: bytes, elapsed: float) -> None:
+        """The card's modelled processing time; what the simulated card already took counts toward it."""
+        self._account("card", link.card_seconds(self.card_timing, apdu, answer), already_spent=elapsed)

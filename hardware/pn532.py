@@ -1,0 +1,142 @@
+"""pn532pi as it is, on any serial device, with its gaps filled (doc pn532.md §4).
+
+pn532pi's HSU class opens only /dev/serial0|1, cannot read or write extended frames (so APDUs over about
+252 bytes fail), leaves a late answer in the input buffer to poison every later command, and sends
+InDataExchange to target 0 unless told to list the target. This adapter subclasses its HSU interface
+(we never patch its files) and adds the few calls the terminal and the card-emulation rig need.
+"""
+
+from __future__ import annotations
+
+from pn532pi.interfaces.pn532hsu import PN532_WAKEUP, Pn532Hsu
+from pn532pi.interfaces.pn532Interface import PN532_INVALID_FRAME, PN532_TIMEOUT
+from pn532pi.nfc.pn532 import Pn532
+from serial import Serial, SerialException
+
+TFI_HOST, TFI_CHIP = 0xD4, 0xD5
+IN_DATA_EXCHANGE = 0x40
+MORE_INFORMATION = 0x40
+STATUS_NAMES = {
+    0x01: "timeout (no answer from the card)",
+    0x02: "CRC error",
+    0x03: "parity error",
+    0x13: "invalid frame / format error",
+    0x27: "command not acceptable in this context",
+    0x29: "released by the initiator",
+}
+
+
+class Pn532Error(Exception):
+    """The PN532 did not answer, answered garbage, or reported an error status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SerialHsu(Pn532Hsu):
+    """pn532pi's HSU interface on a given device path (pseudo-terminal, /dev/ttyAMA0, a USB adapter)."""
+
+    def __init__(self, device: str, baudrate: int = 115200) -> None:  # no super(): it would open /dev/serial0
+        try:
+            self._serial = Serial(device, baudrate=baudrate, timeout=1)
+        except SerialException as error:
+            raise Pn532Error(f"cannot open PN532 port {device}: {error}") from None
+        self._serial.close()
+        self.command = 0
+        self.device = device
+
+    def writeCommand(self, header: bytearray, body: bytearray | None = None) -> int:
+        """Drop anything stale first (pn532pi discards one byte only), and use an extended frame when needed."""
+        self._serial.reset_input_buffer()
+        body = bytearray() if body is None else body
+        payload = bytes(header) + bytes(body)
+        if len(payload) + 1 <= 255:
+            return super().writeCommand(header, body)
+        self.command = header[0]
+        length = len(payload) + 1
+        frame = bytes([0x00, 0x00, 0xFF, 0xFF, 0xFF, length >> 8, length & 0xFF, (-(length >> 8) - length) & 0xFF])
+        frame += bytes([TFI_HOST]) + payload + bytes([(-(TFI_HOST + sum(payload))) & 0xFF, 0x00])
+        self._serial.write(PN532_WAKEUP + frame)
+        return self.readAckFrame()
+
+    def readResponse(self, timeout: int = 1000) -> tuple[int, bytearray]:
+        """Normal and extended response frames; returns (length, data) like pn532pi, or a negative error."""
+        count, head = self.receive(5, timeout)
+        if count <= 0:
+            return PN532_TIMEOUT, bytearray()
+        if bytes(head[:3]) != b"\x00\x00\xff":
+            return PN532_INVALID_FRAME, bytearray()
+        if head[3] == 0xFF and head[4] == 0xFF:
+            count, extra = self.receive(3, timeout)
+            if count <= 0:
+                return PN532_TIMEOUT, bytearray()
+            length = extra[0] << 8 | extra[1]
+            if (extra[0] + extra[1] + extra[2]) & 0xFF:
+                return PN532_INVALID_FRAME, bytearray()
+        else:
+            length = head[3]
+            if (head[3] + head[4]) & 0xFF:
+                return PN532_INVALID_FRAME, bytearray()
+        count, body = self.receive(length + 2, timeout)
+        if count <= 0:
+            return PN532_TIMEOUT, bytearray()
+        if body[0] != TFI_CHIP or body[1] != self.command + 1 or (sum(body[: length + 1])) & 0xFF or body[-1]:
+            return PN532_INVALID_FRAME, bytearray()
+        data = bytearray(body[2:length])
+        return len(data), data
+
+    def abort(self) -> None:
+        """A host ACK: the chip drops the command in flight and never answers it."""
+        self._serial.write(b"\x00\x00\xff\x00\xff\x00")
+
+    def set_baudrate(self, baudrate: int) -> None:
+        self._serial.baudrate = baudrate
+
+    def close(self) -> None:
+        self._serial.close()
+
+
+def open_pn532(device: str, baudrate: int = 115200) -> tuple[Pn532, SerialHsu]:
+    """A pn532pi `Pn532` on `device`, begun (port open, woken up)."""
+    interface = SerialHsu(device, baudrate)
+    chip = Pn532(interface)
+    chip.begin()
+    return chip, interface
+
+
+def command(interface: SerialHsu, payload: bytes, timeout_ms: int = 1000) -> bytes:
+    """Any PN532 command through pn532pi's interface; the response data after the response code."""
+    if interface.writeCommand(bytearray(payload[:1]), bytearray(payload[1:])):
+        raise Pn532Error(f"PN532 on {interface.device} did not acknowledge command {payload[0]:02X}")
+    length, data = interface.readResponse(timeout_ms)
+    if length < 0:  # a late answer may follow: the next writeCommand drops it
+        raise Pn532Error(f"PN532 on {interface.device}: no valid answer to command {payload[0]:02X}")
+    return bytes(data)
+
+
+def in_data_exchange(interface: SerialHsu, apdu: bytes, target: int = 1, timeout_ms: int = 1000) -> bytes:
+    """One APDU to a listed ISO-DEP target, with the MI chaining pn532pi lacks both ways."""
+    response = b""
+    for start in range(0, max(len(apdu), 1), 262):
+        part = apdu[start : start + 262]
+        more = start + 262 < len(apdu)
+        answer = command(interface, bytes([IN_DATA_EXCHANGE, target | (MORE_INFORMATION if more else 0)]) + part,
+                         timeout_ms)
+        _check_status(answer)
+        if not more:
+            response = answer[1:]
+    while answer[0] & MORE_INFORMATION:
+        answer = command(interface, bytes([IN_DATA_EXCHANGE, target]), timeout_ms)
+        _check_status(answer)
+        response += answer[1:]
+    return response
+
+
+def _check_status(answer: bytes) -> None:
+    if not answer:
+        raise Pn532Error("empty InDataExchange answer")
+    status = answer[0] & 0x3F
+    if status:
+        raise Pn532Error(f"PN532 status {status:02X}: {STATUS_NAMES.get(status, 'error')}", status)
+
