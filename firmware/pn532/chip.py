@@ -199,6 +199,8 @@ class Pn532Chip:
 
     def _emit(self, data: bytes) -> None:
         with self._output_lock:
+            if self.faults.silent:
+                return  # silent means nothing at all, also an answer that was under way when it was armed
             data = self.faults.mangle_output(data)
             if data:
                 self.link.pace_uart(len(data))
@@ -220,11 +222,13 @@ class Pn532Chip:
             except CommandError as error:
                 log.info("%s: command %s rejected: %s", self.name, job.payload[:1].hex(), error)
                 if not job.aborted.is_set():
+                    self._last_response = frames.ERROR_FRAME  # a NACK asks for this answer, not an older one
                     self._emit(frames.ERROR_FRAME)
                 continue
             except Exception:  # a bug must not kill the chip: answer as a syntax error
                 log.exception("%s: command %s failed", self.name, job.payload[:1].hex())
                 if not job.aborted.is_set():
+                    self._last_response = frames.ERROR_FRAME
                     self._emit(frames.ERROR_FRAME)
                 continue
             if response is None or job.aborted.is_set():
@@ -401,8 +405,8 @@ class Pn532Chip:
         identity = picc.activate()
         if identity is None:
             return b"\x00"
-        wanted_uid = params[2:]
-        if wanted_uid and wanted_uid.replace(b"\x88", b"") != identity.uid:
+        wanted_uid = _without_cascade_tags(params[2:])
+        if wanted_uid and wanted_uid != identity.uid:
             return b"\x00"
         self.link.air_activation(len(identity.uid))
         target = _Target(1, picc, identity, None)
@@ -462,14 +466,17 @@ class Pn532Chip:
         apdu, self._data_out_pending = self._data_out_pending + data, b""
         if target.pcd is None:
             return bytes([INVALID_FRAME])  # not an ISO-DEP target (no RATS): nothing to carry APDUs
-        started = time.monotonic()
+        started, air_before = time.monotonic(), self.link.hops["air"]
         try:
             answer = target.pcd.exchange(apdu)
         except IsoDepTimeout:
             return bytes([TIMEOUT])
         except IsoDepProtocolError:
             return bytes([INVALID_FRAME])
-        self.link.card_processing(apdu, answer, time.monotonic() - started)
+        # What the card took is the elapsed time minus the air time the link model accounted (and, when
+        # enabled, slept) meanwhile: that time is already in the "air" hop and must not count twice.
+        air_spent = self.link.hops["air"] - air_before
+        self.link.card_processing(apdu, answer, max(0.0, time.monotonic() - started - air_spent))
         self._data_in_pending = answer
         return self._data_in_chunk()
 
@@ -540,6 +547,16 @@ class Pn532Chip:
         self._data_in_pending = self._data_out_pending = b""
 
 
+def _without_cascade_tags(uid: bytes) -> bytes:
+    """InListPassiveTarget InitiatorData for type A: a 4-byte UID as is, a 7-byte one as 88 + UID (8 bytes),
+    a 10-byte one as 88 + 3 bytes + 88 + 7 bytes (12); only those cascade tags go, a UID byte 88 stays."""
+    if len(uid) == 8 and uid[0] == 0x88:
+        return uid[1:]
+    if len(uid) == 12 and uid[0] == 0x88 and uid[4] == 0x88:
+        return uid[1:4] + uid[5:]
+    return uid
+
+
 def _fsc_of(ats: bytes) -> int:
     """FSC from the ATS format byte T0 (b4-b1 = FSCI); 32 bytes when the ATS has no T0."""
     return fsc_from_fsci(ats[1] & 0x0F) if len(ats) > 1 else 32
@@ -553,10 +570,10 @@ class _TargetMode:
         self.picc: _TargetPicc | None = None
 
     def stop(self) -> None:
-        if self.picc is not None:
-            self.picc.release()
-            self.chip.field.leave(self.picc)
-            self.picc = None
+        picc, self.picc = self.picc, None  # reset() and the worker may both stop it
+        if picc is not None:
+            picc.release()
+            self.chip.field.leave(picc)
 
     def init_as_target(self, job: _Job, params: bytes) -> bytes:
         if len(params) < 37:
@@ -580,7 +597,12 @@ class _TargetMode:
         picc = _TargetPicc(identity, bytes([5 + len(tk), 0x75, 0x33, 0x92, 0x03]) + tk)
         self.picc = picc
         self.chip.field.enter(picc)
-        self.chip._wait(job, lambda: picc.first_frame is not None or picc.released, None)
+        try:
+            self.chip._wait(job, lambda: picc.first_frame is not None or picc.released, None)
+        except Aborted:
+            if self.picc is picc:
+                self.stop()  # the host gave up waiting: the chip is no longer a card any reader could find
+            raise
         if picc.released:
             return bytes([0x00]) + b""
         return bytes([0x08]) + picc.first_frame  # 106 kbps, ISO 14443-4 PICC, framing 106A

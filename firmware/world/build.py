@@ -43,6 +43,23 @@ CARD_OFFLINE_BALANCE = 100_000  # fen: what a plain card may spend offline befor
 TRANSIT_BALANCE = 5_000  # fen: ¥50.00 on each transit card
 TOKEN_BIN = "628888"
 DEMO_FUNDING_ISSUER = "boc-credit"
+DEMO_TID, DEMO_MID = "QP000001", "898310054110001"
+DEMO_CARDHOLDER = "zhangwei"
+TERMINAL_TOML = """# {test_only}
+# The demo terminal's configuration (pos-terminal --config); paths are relative to this file.
+[terminal]
+id = "{tid}"
+merchant_id = "{mid}"
+country = "0156"
+currency = "0156"
+
+[host]
+url = "http://127.0.0.1:8380"
+key = "{key}"
+
+[capk]
+file = "scheme/capk.json"
+"""
 
 
 class WorldExistsError(Exception):
@@ -175,6 +192,23 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
             "status": "active",
         }],
     })
+    progress("the demo terminal and the acquirer's users (operator, cardholder)")
+    terminal_key = secrets.token_bytes(32)
+    write_json_atomic(root / layout.ACQUIRER_TERMINALS, {
+        "format": "quickpass-terminals", "version": 1, "test_only": TEST_ONLY,
+        "terminals": [{"tid": DEMO_TID, "mid": DEMO_MID, "name": "Demo counter", "key": terminal_key.hex()}],
+    })
+    write_json_atomic(root / layout.ACQUIRER_USERS, {
+        "format": "quickpass-users", "version": 1, "test_only": TEST_ONLY,
+        "users": [
+            {"username": "operator", "password": secrets.token_urlsafe(12), "role": "operator"},
+            {"username": DEMO_CARDHOLDER, "password": secrets.token_urlsafe(12), "role": "cardholder",
+             "phone": "13800138000", "name": "Zhang Wei"},
+        ],
+    })
+    _write_secret_text(root / layout.TERMINAL_CONFIG, TERMINAL_TOML.format(
+        test_only=TEST_ONLY, tid=DEMO_TID, mid=DEMO_MID, key=terminal_key.hex(),
+    ))
     write_json_atomic(root / layout.MANIFEST, {
         "format": layout.WORLD_FORMAT, "version": layout.WORLD_VERSION, "test_only": TEST_ONLY,
         "created": today.isoformat(), "scheme": {"rid": SCHEME_RID.hex().upper(), "ca_index": CA_INDEX},

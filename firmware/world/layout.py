@@ -22,6 +22,9 @@ TRANSIT_KEYS = Path("transit/keys.json")
 TRANSIT_INDEX = Path("transit/index.json")
 TSP = Path("tsp/tsp.json")
 DEMO_PHONE = Path("phones/demo-phone.json")
+ACQUIRER_TERMINALS = Path("acquirer/terminals.json")
+ACQUIRER_USERS = Path("acquirer/users.json")
+TERMINAL_CONFIG = Path("terminal.toml")
 
 
 def issuer_keys(code: str) -> Path:
@@ -123,3 +126,9 @@ class World:
 
     def tsp(self) -> dict[str, Any]:
         return read_json(self.root / TSP)
+
+    def terminals(self) -> list[dict[str, Any]]:
+        return list(read_json(self.root / ACQUIRER_TERMINALS)["terminals"])
+
+    def users(self) -> list[dict[str, Any]]:
+        return list(read_json(self.root / ACQUIRER_USERS)["users"])

@@ -63,7 +63,7 @@ def _ppse_aids(output: str) -> list[str]:
 @pytest.mark.parametrize(("script", "expected"), [
     ("pos-card", ["world", "apdu", "fingerprint", "wallet", "card side"]),
     ("pos-terminal", ["point-of-sale terminal", "--config"]),
-    ("acquirer-stub", ["token service", "--instance"]),
+    ("acquirer-stub", ["token service", "init", "serve"]),
 ])
 def test_installed_console_scripts_answer_help(tmp_path: Path, script: str, expected: list[str]) -> None:
     result = _script(script, "--help", cwd=tmp_path)

@@ -1,0 +1,56 @@
+"""The Flask application factory: one app for the terminal API, token service, cardholder pages and dashboard."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g
+
+from acquirer_stub.instance import Instance
+from acquirer_stub.store import db
+
+_local = threading.local()
+
+
+def create_app(instance_path: Path, *, overrides: dict[str, Any] | None = None) -> Flask:
+    instance = Instance.open(instance_path)
+    app = Flask(__name__, instance_path=str(instance_path.resolve()), instance_relative_config=True)
+    app.config.update(
+        SECRET_KEY=instance.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        INSTANCE=instance,
+        VAULT=instance.vault(),
+        KEYS=instance.keys(),
+        DATABASE=instance.database,
+        SIGNATURE_WINDOW_SECONDS=300,
+    )
+    app.config.update(overrides or {})
+    connection = db.connect(instance.database)
+    try:
+        db.migrate(connection)
+    finally:
+        connection.close()
+
+    @app.teardown_appcontext
+    def _close(_: BaseException | None) -> None:
+        g.pop("db", None)
+
+    from acquirer_stub import blueprints
+
+    blueprints.register(app)
+    return app
+
+
+def get_db() -> sqlite3.Connection:
+    """The request's connection (one per worker thread, reused: opening costs more than a decision)."""
+    from flask import current_app
+
+    path = str(current_app.config["DATABASE"])
+    connections: dict[str, sqlite3.Connection] = _local.__dict__.setdefault("connections", {})
+    if path not in connections:
+        connections[path] = db.connect(Path(path))
+    return connections[path]

@@ -1,0 +1,77 @@
+"""The instance folder: configuration, the vault key and the database, outside the source tree.
+
+`acquirer-stub init` creates it from a test world; everything else reads it through `Instance`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from acquirer_stub.keys import KeyStore
+from acquirer_stub.vault import Vault
+from firmware.jsonfile import Fields, FileFormatError, read_json, write_json_atomic
+from firmware.world.layout import World
+
+CONFIG = "config.json"
+VAULT_KEY = "vault.key"
+DATABASE = "acquirer.sqlite3"
+DEFAULT_LISTEN = "127.0.0.1:8380"
+
+
+class InstanceError(Exception):
+    """The instance folder is missing or its configuration is wrong."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    root: Path
+    world: World
+    secret_key: str
+    listen: str
+    no_pin_limit: int  # fen: contactless sales above it need a CVM (signature or CDCVM)
+
+    @property
+    def database(self) -> Path:
+        return self.root / DATABASE
+
+    @classmethod
+    def open(cls, root: Path) -> Instance:
+        if not (root / CONFIG).is_file():
+            raise InstanceError(f"{root} is not an acquirer instance; create it with: acquirer-stub init --world DIR")
+        try:
+            config = Fields(read_json(root / CONFIG), "")
+            config.header("quickpass-acquirer", 1)
+            world = World.open(Path(config.str("world")))
+            return cls(root, world, config.str("secret_key"), config.str("listen"),
+                       config.int("no_pin_limit"))
+        except FileFormatError as error:
+            raise InstanceError(f"{root / CONFIG}: {error}") from None
+
+    def vault(self) -> Vault:
+        try:
+            return Vault(bytes.fromhex((self.root / VAULT_KEY).read_text().strip()))
+        except (OSError, ValueError):
+            raise InstanceError(f"{self.root / VAULT_KEY}: missing or not a 32-byte hex key") from None
+
+    def keys(self) -> KeyStore:
+        return KeyStore.from_world(self.world)
+
+
+def create_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN) -> Instance:
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / CONFIG).exists():
+        raise InstanceError(f"{root} already holds an acquirer instance; remove it or use --force")
+    key_path = root / VAULT_KEY
+    key_path.write_text(secrets.token_hex(32) + "\n")
+    key_path.chmod(0o600)
+    write_json_atomic(root / CONFIG, {
+        "format": "quickpass-acquirer", "version": 1,
+        "world": str(world.root.resolve()),
+        "secret_key": secrets.token_hex(32),
+        "listen": listen,
+        "no_pin_limit": 100_000,
+    })
+    return Instance.open(root)
+

@@ -1,0 +1,1 @@
+"""Issuer hosts: the authorization rules of 32 banks, ARQC checks, ATC tracking, funds, promotions."""

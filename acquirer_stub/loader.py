@@ -1,0 +1,70 @@
+"""`acquirer-stub init`: load the test world (issuers, accounts, tokens, terminals, users) into the database."""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+
+from werkzeug.security import generate_password_hash
+
+from acquirer_stub.store.db import transaction
+from acquirer_stub.vault import Vault
+from firmware.world.layout import World
+
+DEMO_PROMOTION_PERCENT, DEMO_PROMOTION_CAP = 10, 2_000  # the seed's bank promotion: 10 % off, up to ¥20
+
+
+def load_world(connection: sqlite3.Connection, world: World, vault: Vault, *, today: datetime.date) -> dict:
+    """Insert everything once, in one transaction; returns counts for the report."""
+    with transaction(connection):
+        if connection.execute("SELECT COUNT(*) FROM issuers").fetchone()[0]:
+            raise RuntimeError("the database already holds a world")
+        for issuer in world.issuers():
+            connection.execute(
+                "INSERT INTO issuers (code, name, kind, bin, algorithm) VALUES (?, ?, ?, ?, ?)",
+                (issuer["code"], issuer["name"], issuer["kind"], issuer["bin"], issuer["algorithm"]),
+            )
+        user_ids = {}
+        for user in world.users():
+            cursor = connection.execute(
+                "INSERT INTO users (username, password_hash, role, phone) VALUES (?, ?, ?, ?)",
+                (user["username"], generate_password_hash(user["password"]), user["role"], user.get("phone")),
+            )
+            user_ids[user["role"]] = cursor.lastrowid
+        account_ids = {}
+        for card in world.cards():
+            account = card["account"]
+            cursor = connection.execute(
+                "INSERT INTO accounts (issuer, pan_hash, pan_sealed, pan_masked, psn, expiry, kind, balance,"
+                " credit_limit, owner_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (card["issuer"], vault.pan_hash(card["pan"]), vault.seal(card["pan"]), vault.masked(card["pan"]),
+                 card["psn"], card["expiry"], card["kind"], account.get("balance"), account.get("credit_limit"),
+                 user_ids.get("cardholder")),
+            )
+            account_ids[card["pan"]] = cursor.lastrowid
+        for token in world.tsp()["tokens"]:
+            connection.execute(
+                "INSERT OR IGNORE INTO devices (id, owner_id, name) VALUES (?, ?, ?)",
+                (token["wallet_id"], user_ids.get("cardholder"), "Demo phone"),
+            )
+            connection.execute(
+                "INSERT INTO tokens (token_hash, token_sealed, token_masked, account_id, device_id, wallet_card_id,"
+                " par, expiry, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (vault.pan_hash(token["token_pan"]), vault.seal(token["token_pan"]), vault.masked(token["token_pan"]),
+                 account_ids[token["funding_pan"]], token["wallet_id"], token["card_id"], token["par"],
+                 token["expiry"], token["status"], today.isoformat()),
+            )
+        for terminal in world.terminals():
+            connection.execute(
+                "INSERT INTO terminals (tid, mid, name) VALUES (?, ?, ?)",
+                (terminal["tid"], terminal["mid"], terminal["name"]),
+            )
+        connection.execute(
+            "INSERT INTO promotions (issuer, title, percent, cap, starts, ends) VALUES (?, ?, ?, ?, ?, ?)",
+            ("boc-credit", "Bank of China QuickPass: 10 % off, up to ¥20", DEMO_PROMOTION_PERCENT,
+             DEMO_PROMOTION_CAP, today.isoformat(), today.replace(year=today.year + 1).isoformat()),
+        )
+    return {
+        "issuers": len(world.issuers()), "accounts": len(account_ids), "tokens": len(world.tsp()["tokens"]),
+        "terminals": len(world.terminals()),
+    }

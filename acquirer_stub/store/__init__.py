@@ -1,0 +1,1 @@
+"""Storage: SQLite (WAL, synchronous=FULL) behind a small layer; one transaction per decision."""
