@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from pn532_reader import qpboc_tap  # noqa: E402
+from pn532_reader import qpboc_tap
 
-from firmware.pn532.rig import SoftwareRig  # noqa: E402
-from firmware.world.build import create_world  # noqa: E402
-from hardware.pn532 import command, open_pn532  # noqa: E402
+from firmware.pn532.rig import SoftwareRig
+from firmware.world.build import create_world
+from hardware.pn532 import command, open_pn532
 
 
 def measure(repeat: int) -> list[tuple[str, int, float, float]]:
@@ -61,7 +61,7 @@ def measure(repeat: int) -> list[tuple[str, int, float, float]]:
     return rows
 
 
-def _tap(pn532, interface) -> None:  # noqa: ANN001
+def _tap(pn532, interface) -> None:
     pn532.readPassiveTargetID(0, 1000, inlist=True)
     qpboc_tap(interface, 150_000)
     pn532.inRelease()
