@@ -3,16 +3,50 @@
 Contract used by the terminal API (and the ISO 8583 endpoint): the caller validates the message, opens
 the transaction, handles idempotency and stores the answer; `authorize` decides and applies the money
 and ATC effects of an approval in that same transaction.
+
+Stages run in the order of acquirer.md §8, each with its own response code, so a dashboard can tell a
+cloned card (88 / ATC_REPLAY) from a poor one (51). Nothing here logs or returns a full PAN.
 """
 
 from __future__ import annotations
 
 import datetime
 import sqlite3
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from acquirer_stub.issuer import cryptogram
+from acquirer_stub.issuer.cryptogram import CryptogramType, IccError, SessionKey
+from acquirer_stub.issuer.promotions import Discount, best_discount
 from acquirer_stub.keys import KeyStore
 from acquirer_stub.vault import Vault
+from emvcore.bcd import BcdError, decode_bcd, parse_date_n6
+from emvcore.crypto.cryptogram import Algorithm
+
+__all__ = [
+    "ACCOUNT_STATUS_CODES",
+    "TOKEN_ENTRY_MODES",
+    "AuthorizationRequest",
+    "Decision",
+    "authorize",
+    "record_offline_advice",
+    "reverse",
+]
+
+ACCOUNT_STATUS_CODES: Mapping[str, tuple[str, str]] = {
+    "lost": ("41", "CARD_LOST"),
+    "stolen": ("43", "CARD_STOLEN"),
+    "restricted": ("62", "CARD_RESTRICTED"),
+    "closed": ("46", "ACCOUNT_CLOSED"),
+}
+"""Account states other than 'active' and their DE39; any state not listed declines with 05."""
+
+TOKEN_ENTRY_MODES: frozenset[str] = frozenset({"07", "98", "96"})
+"""Token domain (acquirer.md §11): a device token only pays by contactless chip (qPBOC, PBOC, CUP-Mobile)."""
+
+TOKEN_PSN = 0  # the TSP personalises every token card with PSN 00
 
 
 @dataclass(frozen=True)
@@ -44,10 +78,59 @@ class Decision:
     promotion_title: str | None = None
     issuer_authentication_data: bytes | None = None  # tag 91: ARPC ‖ ARC
     atc: int | None = None
+    cryptogram_verified: bool = False  # the ARQC/TC matched the issuer's (or TSP's) keys
 
     @property
     def approved(self) -> bool:
         return self.rc == "00"
+
+
+class _Stop(Exception):
+    """A stage's verdict; carries the DE39 and the internal reason."""
+
+    def __init__(self, rc: str, reason: str) -> None:
+        super().__init__(rc, reason)
+        self.rc, self.reason = rc, reason
+
+
+@dataclass
+class _Case:
+    """What the stages have learnt so far, so a decline at any stage reports as much as is known."""
+
+    request: AuthorizationRequest
+    pan_masked: str
+    issuer: str | None = None
+    account: sqlite3.Row | None = None
+    token: sqlite3.Row | None = None
+    key: SessionKey | None = None
+    atc: int | None = None
+
+    def decision(self, rc: str, reason: str, offer: Discount | None = None, *, arpc: bool = True) -> Decision:
+        icc = self.request.icc
+        tag91 = None
+        if arpc and self.key is not None:
+            tag91 = cryptogram.issuer_authentication_data(self.key, bytes(icc[0x9F26]), rc)
+        approved = rc == "00"
+        charged = approved and self.account is not None
+        return Decision(
+            rc=rc,
+            reason=reason,
+            issuer=self.issuer,
+            account_id=self.account["id"] if self.account is not None else None,
+            token_id=self.token["id"] if self.token is not None else None,
+            pan_masked=self.pan_masked,
+            amount=self.request.amount if isinstance(self.request.amount, int) else 0,
+            charged=(offer.charged(self.request.amount) if offer else self.request.amount) if charged else 0,
+            discount=offer.discount if offer and approved else 0,
+            promotion_id=offer.promotion_id if offer and approved else None,
+            promotion_title=offer.title if offer and approved else None,
+            issuer_authentication_data=tag91,
+            atc=self.atc,
+            cryptogram_verified=self.key is not None,
+        )
+
+
+# -- public API ---------------------------------------------------------------------------------------------
 
 
 def authorize(
@@ -57,5 +140,308 @@ def authorize(
     request: AuthorizationRequest,
     *,
     now: datetime.datetime,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Decision:
-    raise NotImplementedError
+    """Decide an online ARQC request; on approval the account is charged and the ATC moved, uncommitted."""
+    case = _Case(request, vault.masked(request.pan))
+    try:
+        _check_message(request, zero_amount_rc="13")
+        case.atc = cryptogram.icc_atc(request.icc)
+        _route(connection, keys, vault, case)
+        _issuer_switches(connection, case, sleep)
+        _check_account(case, now.date())
+        _verify_arqc(keys, case)
+        _advance_atc(connection, case)
+        offer = best_discount(connection, _issuer(case), now.date(), request.amount)
+        _take_funds(connection, case, offer.charged(request.amount) if offer else request.amount)
+    except _Stop as stop:
+        return case.decision(stop.rc, stop.reason)
+    return case.decision("00", "APPROVED", offer)
+
+
+def record_offline_advice(
+    connection: sqlite3.Connection,
+    keys: KeyStore,
+    vault: Vault,
+    request: AuthorizationRequest,
+    *,
+    now: datetime.datetime,
+) -> Decision:
+    """Post a sale the card already approved offline (TC): the goods are gone, so only a bad format refuses.
+
+    Anything doubtful (TC not verified, unknown card, blocked account…) is flagged in `reason` for the
+    dashboard instead; the account is charged even below zero. The sale's own date picks the promotion.
+    """
+    case = _Case(request, vault.masked(request.pan))
+    try:
+        _check_message(request, zero_amount_rc="30")
+    except _Stop as stop:
+        return case.decision(stop.rc, stop.reason, arpc=False)
+    case.atc = cryptogram.icc_atc(request.icc)
+    flags: list[str] = []
+    try:
+        _route(connection, keys, vault, case, lenient=True)
+    except _Stop as stop:
+        flags.append(stop.reason)
+    if case.token is not None and case.token["status"] != "active":
+        flags.append(f"TOKEN_{str(case.token['status']).upper()}")
+    if case.account is not None:
+        if case.account["status"] != "active":
+            flags.append(f"ACCOUNT_{str(case.account['status']).upper()}")
+        if cryptogram.cryptogram_type(request.icc) is not CryptogramType.TC:
+            flags.append("NOT_A_TC")
+        case.key = _verified_key(keys, case)
+        if case.key is None:
+            flags.append("TC_UNVERIFIED")
+        else:
+            _store_atc_if_higher(connection, case)
+        offer = best_discount(connection, _issuer(case), request.local_date, request.amount)
+        _debit(connection, case.account, offer.charged(request.amount) if offer else request.amount)
+        return case.decision("00", ",".join(flags) or "OFFLINE_APPROVED", offer, arpc=False)
+    return case.decision("00", ",".join(flags), arpc=False)
+
+
+def reverse(connection: sqlite3.Connection, transaction_row: sqlite3.Row | Mapping[str, Any]) -> None:
+    """Give back what an approval charged; call it with the row as read before marking it reversed.
+
+    A row already marked reversed, declined, or that charged nothing is left alone, so a repeated
+    reversal (which the caller answers 00 again) never refunds twice.
+    """
+    if _column(transaction_row, "kind") == "reversal" or _column(transaction_row, "rc") != "00":
+        return
+    if str(_column(transaction_row, "state") or "").lower() == "reversed":
+        return
+    account_id, charged = _column(transaction_row, "account_id"), _column(transaction_row, "charged") or 0
+    if account_id is None or charged <= 0:
+        return
+    account = connection.execute("SELECT id, kind FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    if account is None:
+        return
+    _debit(connection, account, -charged)
+
+
+# -- stages -------------------------------------------------------------------------------------------------
+
+
+def _check_message(request: AuthorizationRequest, *, zero_amount_rc: str) -> None:
+    """The message must be self-consistent before anything is looked up: DE4 = 9F02, DE49 = 5F2A, DE55 whole."""
+    if isinstance(request.amount, bool) or not isinstance(request.amount, int):
+        raise _Stop("30", "FORMAT_AMOUNT")
+    if request.amount <= 0:
+        raise _Stop(zero_amount_rc, "INVALID_AMOUNT")
+    if not (_digits(request.pan) and 12 <= len(request.pan) <= 19):
+        raise _Stop("30", "FORMAT_PAN")
+    if request.psn is not None and (isinstance(request.psn, bool) or not 0 <= request.psn <= 99):
+        raise _Stop("30", "FORMAT_PSN")
+    if _expiry_month(request.expiry) is None:
+        raise _Stop("30", "FORMAT_EXPIRY")
+    if not (_digits(request.currency) and len(request.currency) == 3):
+        raise _Stop("30", "FORMAT_CURRENCY")
+    if not (_digits(request.entry_mode) and len(request.entry_mode) == 3):
+        raise _Stop("30", "FORMAT_ENTRY_MODE")
+    try:
+        cryptogram.check_icc(request.icc)
+        if 0x5F24 in request.icc:
+            parse_date_n6(bytes(request.icc[0x5F24]))
+        currency = int(decode_bcd(bytes(request.icc[0x5F2A])))
+    except (IccError, BcdError, ValueError, TypeError):
+        raise _Stop("30", "FORMAT_ICC") from None
+    if cryptogram.icc_amount(request.icc) != request.amount:
+        raise _Stop("30", "AMOUNT_MISMATCH")
+    if currency != int(request.currency):
+        raise _Stop("30", "CURRENCY_MISMATCH")
+
+
+def _route(
+    connection: sqlite3.Connection, keys: KeyStore, vault: Vault, case: _Case, *, lenient: bool = False
+) -> None:
+    """Token BIN → the TSP's vault and the token's controls; any other BIN → its issuer and the card's account.
+
+    `lenient` (advices) skips the token controls: the sale already happened.
+    """
+    request = case.request
+    if request.pan.startswith(keys.token_bin):
+        token = connection.execute(
+            "SELECT * FROM tokens WHERE token_hash = ?", (vault.pan_hash(request.pan),)
+        ).fetchone()
+        if token is None:
+            raise _Stop("14", "UNKNOWN_TOKEN")
+        case.token = token
+        if not lenient:
+            _check_token(connection, token, request.entry_mode)
+        case.account = connection.execute("SELECT * FROM accounts WHERE id = ?", (token["account_id"],)).fetchone()
+        if case.account is None:
+            raise _Stop("14", "TOKEN_WITHOUT_ACCOUNT")
+    else:
+        routed = connection.execute(
+            "SELECT code FROM issuers WHERE substr(?, 1, length(bin)) = bin ORDER BY length(bin) DESC LIMIT 1",
+            (request.pan,),
+        ).fetchone()
+        if routed is None:
+            raise _Stop("92", "NO_ROUTE")
+        case.issuer = routed["code"]
+        case.account = connection.execute(
+            "SELECT * FROM accounts WHERE pan_hash = ?", (vault.pan_hash(request.pan),)
+        ).fetchone()
+        if case.account is None:
+            raise _Stop("14", "UNKNOWN_CARD")
+    case.issuer = case.account["issuer"]
+
+
+def _check_token(connection: sqlite3.Connection, token: sqlite3.Row, entry_mode: str) -> None:
+    if token["status"] == "suspended":
+        raise _Stop("05", "TOKEN_SUSPENDED")
+    if token["status"] == "deleted":
+        raise _Stop("46", "TOKEN_DELETED")
+    if token["device_id"] is not None:
+        device = connection.execute(
+            "SELECT wallet_enabled FROM devices WHERE id = ?", (token["device_id"],)
+        ).fetchone()
+        if device is not None and not device["wallet_enabled"]:
+            raise _Stop("05", "WALLET_OFF")
+    if entry_mode[:2] not in TOKEN_ENTRY_MODES:
+        raise _Stop("57", "TOKEN_DOMAIN")
+
+
+def _issuer_switches(connection: sqlite3.Connection, case: _Case, sleep: Callable[[float], None]) -> None:
+    """Demo controls: a down issuer is answered by the switch (91, at once); a slow one delays its verdict."""
+    issuer = connection.execute("SELECT * FROM issuers WHERE code = ?", (_issuer(case),)).fetchone()
+    if issuer is None:
+        raise _Stop("92", "NO_ROUTE")
+    if issuer["status"] == "down":
+        raise _Stop("91", "ISSUER_DOWN")
+    if issuer["added_latency_ms"] > 0:
+        sleep(issuer["added_latency_ms"] / 1000)
+    if issuer["forced_decline"]:
+        raise _Stop(str(issuer["forced_decline"]), "FORCED_DECLINE")
+
+
+def _check_account(case: _Case, today: datetime.date) -> None:
+    account = case.account
+    assert account is not None
+    status = account["status"]
+    if status != "active":
+        raise _Stop(*ACCOUNT_STATUS_CODES.get(status, ("05", f"ACCOUNT_{str(status).upper()}")))
+    if _date_passed(account["expiry"], today):
+        raise _Stop("54", "CARD_EXPIRED")
+    if case.token is not None and _date_passed(case.token["expiry"], today):
+        raise _Stop("54", "TOKEN_EXPIRED")
+    month = _expiry_month(case.request.expiry)
+    if month is not None and month < (today.year, today.month):
+        raise _Stop("54", "EXPIRED")
+    if 0x5F24 in case.request.icc and parse_date_n6(bytes(case.request.icc[0x5F24])) < today:
+        raise _Stop("54", "EXPIRED")
+
+
+def _verify_arqc(keys: KeyStore, case: _Case) -> None:
+    icc = case.request.icc
+    if cryptogram.cryptogram_type(icc) is not CryptogramType.ARQC:
+        raise _Stop("30", "NOT_AN_ARQC")
+    if 0x9F27 in icc and (len(icc[0x9F27]) != 1 or icc[0x9F27][0] & 0xC0 != 0x80):
+        raise _Stop("30", "NOT_AN_ARQC")
+    if _key_material(keys, case) is None:
+        raise _Stop("96", "NO_ISSUER_KEY")
+    case.key = _verified_key(keys, case)
+    if case.key is None:
+        raise _Stop("88", "ARQC_MISMATCH")
+
+
+def _advance_atc(connection: sqlite3.Connection, case: _Case) -> None:
+    """Forward-only ATC per token (or per card): an equal or lower one is a replayed or cloned cryptogram."""
+    assert case.atc is not None
+    holder = case.token if case.token is not None else case.account
+    assert holder is not None
+    if case.atc <= holder["last_atc"]:
+        raise _Stop("05", "ATC_REPLAY")
+    _store_atc_if_higher(connection, case)
+
+
+def _take_funds(connection: sqlite3.Connection, case: _Case, charged: int) -> None:
+    account = case.account
+    assert account is not None
+    if account["kind"] == "debit":
+        if (account["balance"] or 0) < charged:
+            raise _Stop("51", "INSUFFICIENT_FUNDS")
+    elif (account["credit_limit"] or 0) - account["credit_used"] < charged:
+        raise _Stop("51", "CREDIT_LIMIT_EXCEEDED")
+    _debit(connection, account, charged)
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _key_material(keys: KeyStore, case: _Case) -> tuple[Algorithm, bytes, int] | None:
+    """A token's cryptogram is the TSP's (token IMK, PSN 0, 3DES); a card's is its issuer's (DE23 PSN)."""
+    if case.token is not None:
+        return Algorithm.TDES, keys.token_imk, TOKEN_PSN
+    issuer = _issuer(case)
+    imk, algorithm = keys.imk_ac.get(issuer), keys.algorithms.get(issuer)
+    if imk is None or algorithm is None:
+        return None
+    psn = case.request.psn
+    if psn is None:  # no DE23: the card's own 5F34 (n2), else 00
+        sequence = bytes(case.request.icc.get(0x5F34, b"")).hex()
+        psn = int(sequence) if len(sequence) == 2 and sequence.isdigit() else 0
+    return cryptogram.algorithm_of(algorithm), imk, psn
+
+
+def _verified_key(keys: KeyStore, case: _Case) -> SessionKey | None:
+    """The session key if the request's AC verifies with it, else None (no key, or a mismatch)."""
+    material = _key_material(keys, case)
+    if material is None or case.atc is None:
+        return None
+    algorithm, imk, psn = material
+    key = cryptogram.session_key(algorithm, imk, case.request.pan, psn, case.atc)
+    return key if cryptogram.verify_ac(key, case.request.icc) else None
+
+
+def _store_atc_if_higher(connection: sqlite3.Connection, case: _Case) -> None:
+    if case.token is not None:
+        connection.execute(
+            "UPDATE tokens SET last_atc = ? WHERE id = ? AND last_atc < ?", (case.atc, case.token["id"], case.atc)
+        )
+    else:
+        assert case.account is not None
+        connection.execute(
+            "UPDATE accounts SET last_atc = ? WHERE id = ? AND last_atc < ?",
+            (case.atc, case.account["id"], case.atc),
+        )
+
+
+def _debit(connection: sqlite3.Connection, account: sqlite3.Row, charged: int) -> None:
+    """Move money in SQL (not from the row read earlier) so nothing else's change is overwritten."""
+    if account["kind"] == "debit":
+        connection.execute(
+            "UPDATE accounts SET balance = COALESCE(balance, 0) - ? WHERE id = ?", (charged, account["id"])
+        )
+    else:
+        connection.execute("UPDATE accounts SET credit_used = credit_used + ? WHERE id = ?", (charged, account["id"]))
+
+
+def _issuer(case: _Case) -> str:
+    assert case.issuer is not None
+    return case.issuer
+
+
+def _digits(text: object) -> bool:
+    return isinstance(text, str) and text.isascii() and text.isdigit()
+
+
+def _expiry_month(yymm: str) -> tuple[int, int] | None:
+    """DE14 YYMM as (year, month); a card is valid to the end of that month."""
+    if not (_digits(yymm) and len(yymm) == 4 and 1 <= int(yymm[2:]) <= 12):
+        return None
+    return 2000 + int(yymm[:2]), int(yymm[2:])
+
+
+def _date_passed(iso_date: str | None, today: datetime.date) -> bool:
+    if not iso_date:
+        return False
+    return datetime.date.fromisoformat(str(iso_date)[:10]) < today
+
+
+def _column(row: sqlite3.Row | Mapping[str, Any], name: str) -> Any:
+    try:
+        return row[name]
+    except (KeyError, IndexError):
+        return None
