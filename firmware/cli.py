@@ -20,6 +20,7 @@ from firmware.pn532.faults import KINDS
 from firmware.pn532.pty import LinkPathError
 from firmware.pn532.rig import RigError, SoftwareRig
 from firmware.present import load_presentable
+from firmware.wallet import binding
 from firmware.wallet.wallet import Wallet, WalletError
 from firmware.world import provisioning
 from firmware.world.build import WorldExistsError, create_world
@@ -108,6 +109,30 @@ def _wallet_remove(args: argparse.Namespace) -> int:
     wallet = Wallet.load(Path(args.wallet))
     wallet.remove_card(args.card)
     print(f"removed {args.card}")
+    return 0
+
+
+def _wallet_bind(args: argparse.Namespace) -> int:
+    """Online binding through the token service, step by step as the phone shows it."""
+    wallet = Wallet.load(Path(args.wallet))
+
+    def read_code(client: binding.TokenServiceClient, binding_id: int) -> str:
+        if args.code:
+            return str(args.code)
+        if args.code_from_sms:
+            code = binding.code_from_sms(client.sms(), binding_id)
+            print("code read from the SMS inbox")
+            return code
+        try:
+            return input("SMS code: ")
+        except EOFError:
+            raise binding.BindingError("no SMS code entered") from None
+
+    card = binding.bind_card(
+        wallet, binding.TokenServiceClient(args.host), username=args.user, password=args.password, pan=args.pan,
+        expiry=args.expiry, card_id=args.id, read_code=read_code, report=print,
+    )
+    print(f"added {card.id}: {card.label} (token {tags.mask_pan(card.profile.pan)})")
     return 0
 
 
@@ -288,6 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("wallet")
     remove.add_argument("card")
     remove.set_defaults(run=_wallet_remove)
+    bind = wallet_commands.add_parser(
+        "bind", help="add a bank card online: log in, card details, SMS code, token delivered (max 8)"
+    )
+    bind.add_argument("wallet")
+    bind.add_argument("--host", required=True, metavar="URL", help="the acquirer stub, e.g. http://127.0.0.1:8380")
+    bind.add_argument("--user", required=True, metavar="NAME", help="the cardholder's login")
+    bind.add_argument("--password", required=True, metavar="PW")
+    bind.add_argument("--pan", required=True, help="the card number, as keyed on the phone (never printed)")
+    bind.add_argument("--expiry", required=True, metavar="MMYY", help="the card's expiry date")
+    bind.add_argument("--id", help="short id for the card in the wallet (default card-<last four>)")
+    code = bind.add_mutually_exclusive_group()
+    code.add_argument("--code", help="the SMS code (default: asked for)")
+    code.add_argument("--code-from-sms", action="store_true",
+                      help="read the code from the stub's SMS inbox (scripted demos)")
+    bind.set_defaults(run=_wallet_bind)
     return parser
 
 
@@ -296,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (FileFormatError, WalletError, WorldExistsError, provisioning.ProvisioningError, control.ControlError,
-            RigError, LinkPathError, Pn532Error) as error:
+            RigError, LinkPathError, Pn532Error, binding.BindingError) as error:
         print(f"pos-card: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # e.g. `world` given a file, a folder without write permission: one line, no traceback

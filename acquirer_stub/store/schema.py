@@ -152,4 +152,28 @@ MIGRATIONS: list[str] = [
         body TEXT NOT NULL
     );
     """,
+    # 2: the virtual ECR: sales an operator sends to a terminal, which polls for them (acquirer_stub.ecr)
+    """
+    CREATE TABLE ecr_requests (
+        id INTEGER PRIMARY KEY,
+        tid TEXT NOT NULL REFERENCES terminals(tid),
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'taken', 'done')),
+        result TEXT,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX ecr_requests_pending ON ecr_requests (tid, state, id);
+    """,
+    # 3: terminal API (acquirer_stub.api): a reversal names its original's date (orphan-reversal tombstones are
+    # looked up by it), and settlements are idempotent on (TID, STAN, date) with their stored response
+    """
+    ALTER TABLE transactions ADD COLUMN original_local_date TEXT;
+    CREATE INDEX transactions_by_original ON transactions (tid, original_stan, original_local_date);
+    ALTER TABLE settlements ADD COLUMN stan TEXT;
+    ALTER TABLE settlements ADD COLUMN local_date TEXT;
+    ALTER TABLE settlements ADD COLUMN request_hash TEXT;
+    ALTER TABLE settlements ADD COLUMN response TEXT;
+    CREATE UNIQUE INDEX settlements_by_key ON settlements (tid, stan, local_date);
+    """,
 ]

@@ -1,0 +1,123 @@
+"""The daily clearing report, as the interbank settlement system would produce it, and batch differences.
+
+Cleared items are the day's approved sales (online authorizations and offline advices) that were not
+reversed. Each issuer owes the acquirer the gross amount: its cardholders pay `charged` and the bank
+itself funds the promotion discount (the merchant always receives the full sale). Net positions are
+therefore −gross per issuer and +gross per acquirer, and sum to zero: the report shows that check.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+ACQUIRER = "QuickPass acquirer stub"
+CLEARED = ("t.kind IN ('authorization', 'advice') AND t.rc = '00'"
+           " AND COALESCE(t.state, '') NOT IN ('reversed', 'voided')")
+
+
+@dataclass(frozen=True)
+class Line:
+    key: str
+    name: str
+    count: int
+    gross: int
+    discount: int
+    charged: int
+
+    @property
+    def net(self) -> int:
+        """What the cardholders paid: the gross less the promotions the bank funded."""
+        return self.gross - self.discount
+
+
+@dataclass
+class Report:
+    day: datetime.date
+    issuers: list[Line] = field(default_factory=list)
+    terminals: list[Line] = field(default_factory=list)
+    acquirers: list[Line] = field(default_factory=list)
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+
+    @staticmethod
+    def _total(lines: list[Line]) -> Line:
+        return Line("total", "Total", sum(x.count for x in lines), sum(x.gross for x in lines),
+                    sum(x.discount for x in lines), sum(x.charged for x in lines))
+
+    @property
+    def issuer_total(self) -> Line:
+        return self._total(self.issuers)
+
+    @property
+    def terminal_total(self) -> Line:
+        return self._total(self.terminals)
+
+    @property
+    def net_positions(self) -> list[tuple[str, int]]:
+        return [(f"issuer {x.name}", -x.gross) for x in self.issuers] + [
+            (f"acquirer {x.name}", x.gross) for x in self.acquirers]
+
+    @property
+    def balanced(self) -> bool:
+        """Both sides count the same items and money, and positions net to zero."""
+        issuers, terminals = self.issuer_total, self.terminal_total
+        return (issuers.count, issuers.gross, issuers.discount) == (terminals.count, terminals.gross,
+                                                                     terminals.discount) and sum(
+            amount for _, amount in self.net_positions) == 0
+
+
+def daily_report(connection: sqlite3.Connection, day: datetime.date) -> Report:
+    """One read of the day's cleared items grouped two ways, so both sides come from the same rows."""
+    prefix = day.isoformat()
+    where = f"{CLEARED} AND substr(t.created, 1, 10) = ?"
+    report = Report(day)
+    for row in connection.execute(
+        "SELECT COALESCE(t.issuer, '') AS key,"
+        " COALESCE(i.name || ' (' || i.kind || ')', t.issuer, '(unknown)') AS name, COUNT(*) AS n,"
+        " SUM(t.amount) AS gross, SUM(t.discount) AS discount, SUM(t.charged) AS charged"
+        f" FROM transactions t LEFT JOIN issuers i ON i.code = t.issuer WHERE {where}"
+        " GROUP BY t.issuer ORDER BY gross DESC, key", (prefix,),
+    ):
+        report.issuers.append(Line(row["key"], row["name"], row["n"], row["gross"] or 0, row["discount"] or 0,
+                                   row["charged"] or 0))
+    for row in connection.execute(
+        "SELECT t.tid AS key, COALESCE(m.mid || ' ' || m.name, t.tid) AS name, COUNT(*) AS n,"
+        " SUM(t.amount) AS gross, SUM(t.discount) AS discount, SUM(t.charged) AS charged"
+        f" FROM transactions t LEFT JOIN terminals m ON m.tid = t.tid WHERE {where}"
+        " GROUP BY t.tid ORDER BY t.tid", (prefix,),
+    ):
+        report.terminals.append(Line(row["key"], f"{row['key']} ({row['name']})", row["n"], row["gross"] or 0,
+                                     row["discount"] or 0, row["charged"] or 0))
+    if report.terminals:
+        total = report.terminal_total
+        report.acquirers.append(Line("acquirer", ACQUIRER, total.count, total.gross, total.discount, total.charged))
+    for row in connection.execute(
+        "SELECT p.id, p.title, p.issuer, COALESCE(i.name, p.issuer) AS bank, COUNT(*) AS n,"
+        " SUM(t.discount) AS funded FROM transactions t JOIN promotions p ON p.id = t.promotion_id"
+        f" LEFT JOIN issuers i ON i.code = p.issuer WHERE {where} AND t.discount > 0"
+        " GROUP BY p.id ORDER BY p.id", (prefix,),
+    ):
+        report.promotions.append(dict(row))
+    return report
+
+
+def _flatten(totals: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(totals, dict):
+        return {prefix.rstrip("."): totals} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in totals.items():
+        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
+def batch_differences(terminal_totals: Any, host_totals: Any) -> list[tuple[str, Any, Any, Any]]:
+    """Per field of the settlement totals (nested ones dotted): terminal, host and terminal − host."""
+    theirs_all, ours_all = _flatten(terminal_totals), _flatten(host_totals)
+    rows = []
+    for key in sorted(set(theirs_all) | set(ours_all)):
+        theirs, ours = theirs_all.get(key), ours_all.get(key)
+        numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in (ours, theirs))
+        rows.append((key, theirs, ours, theirs - ours if numeric else None))
+    return rows

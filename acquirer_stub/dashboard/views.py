@@ -1,0 +1,394 @@
+"""The operator's dashboard at /dashboard/: pages, demo switches, suspend/resume and the virtual ECR.
+
+Every view is for operators only (one `before_request` guard, so a new page cannot forget it). Changes
+are POST forms with the CSRF token; each change and its `events` row commit in one transaction, so the
+live feed shows exactly what happened.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+
+from acquirer_stub.app import get_db
+from acquirer_stub.dashboard import charts, clearing, feed, present
+from acquirer_stub.store.db import transaction
+from acquirer_stub.tsp import lifecycle
+from acquirer_stub.web import role_required
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+
+WINDOWS = (15, 60, 240, 1440)
+FORCED_DECLINE_CODES = ("01", "03", "04", "05", "12", "13", "14", "41", "43", "46", "51", "54", "55", "57", "58",
+                        "61", "62", "63", "65", "91", "92", "94", "96")
+MAX_ADDED_LATENCY_MS = 60_000  # above the terminal's timeout: enough to demonstrate timeouts and reversals
+MAX_ECR_AMOUNT = 99_999_999  # fen: ¥999,999.99
+
+
+@bp.before_request
+@role_required("operator")
+def _operators_only() -> None:
+    """Runs before every dashboard view: anonymous → login page, cardholder → 403."""
+    return None
+
+
+@bp.app_template_filter("yuan")
+def _yuan(fen: int | None) -> str:
+    return present.yuan(fen)
+
+
+@bp.app_template_filter("when")
+def _when(text: str | None) -> str:
+    return present.when(text)
+
+
+@bp.app_template_filter("scrub")
+def _scrub(text: Any) -> str:
+    return present.scrub(text)
+
+
+@bp.context_processor
+def _helpers() -> dict[str, Any]:
+    return {"rc_text": charts.response_text, "entry_mode": present.entry_mode, "mask_phone": present.mask_phone,
+            "mask_par": present.mask_par}
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _now_text() -> str:
+    return _now().isoformat(timespec="seconds")
+
+
+def _event(connection: sqlite3.Connection, kind: str, body: dict[str, Any]) -> None:
+    connection.execute("INSERT INTO events (created, kind, body) VALUES (?, ?, ?)",
+                       (_now_text(), kind, json.dumps(body, ensure_ascii=False)))
+
+
+def parse_yuan(text: str) -> int:
+    """'12.34' → 1234 fen through Decimal: a float would turn ¥0.29 into 28 fen."""
+    try:
+        value = Decimal(text.strip().replace(",", "").lstrip("¥"))
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not an amount") from None
+    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
+        raise ValueError("an amount has at most two decimals")
+    return int(value * 100)
+
+
+def _recent_transactions(connection: sqlite3.Connection, limit: int = 30) -> list[dict[str, Any]]:
+    rows = connection.execute("SELECT * FROM transactions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    return [feed.transaction_summary(row) for row in rows]
+
+
+# --- overview and live feed ----------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> str:
+    connection = get_db()
+    last_event = feed.latest_event_id(connection)  # read first: a row that lands meanwhile comes twice, never not
+    minutes = request.args.get("minutes", 60, type=int)
+    minutes = minutes if minutes in WINDOWS else 60
+    stats = charts.overview(connection, now=_now(), minutes=minutes)
+    step = max(1, minutes // 60)
+    columns = [(minute.strftime("%H:%M"), a, d) for minute, a, d in stats.per_minute]
+    if step > 1:  # long windows: one column per `step` minutes keeps the chart readable
+        columns = [(columns[n][0], sum(c[1] for c in columns[n:n + step]), sum(c[2] for c in columns[n:n + step]))
+                   for n in range(0, len(columns), step)]
+    svg = {
+        "volume": charts.column_chart(columns, title=f"Transactions per {'minute' if step == 1 else f'{step} min'}"),
+        "approval": charts.line_chart([(m.strftime("%H:%M"), v) for m, v in stats.approval_rate_per_minute()],
+                                      title="Approval rate per minute"),
+        "latency": charts.bar_chart([(f"p{p}", v) for p, v in stats.latency.items() if v is not None],
+                                    title="Latency percentiles", unit=" ms"),
+        "codes": charts.bar_chart([(f"{rc} {charts.response_text(rc)}", n) for rc, n in stats.declines_by_code],
+                                  title="Declines by response code"),
+        "banks": charts.bar_chart(stats.declines_by_bank, title="Declines by bank"),
+    }
+    activity = connection.execute("SELECT * FROM events ORDER BY id DESC LIMIT 15").fetchall()
+    return render_template(
+        "dashboard/index.html", stats=stats, svg=svg, windows=WINDOWS, rows=_recent_transactions(connection),
+        activity=[feed.event_message(connection, row) for row in activity], last_event=last_event,
+    )
+
+
+@bp.get("/feed")
+def feed_stream() -> Response:
+    """SSE: resumes after Last-Event-ID on a reconnect, else after `?after=`, else from now."""
+    resume = request.headers.get("Last-Event-ID") or request.args.get("after")
+    after = int(resume) if resume and resume.isdigit() else None
+    config = current_app.config
+    client_gone = request.environ.get("waitress.client_disconnected")
+    body = feed.stream(
+        config["DATABASE"], after,
+        poll_seconds=float(config.get("FEED_POLL_SECONDS", 0.5)),
+        heartbeat_seconds=float(config.get("FEED_HEARTBEAT_SECONDS", 15)),
+        max_seconds=float(config.get("FEED_MAX_SECONDS", 600)),
+        client_gone=client_gone if callable(client_gone) else None,
+    )
+    return Response(body, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@bp.get("/tx/<int:transaction_id>")
+def transaction_detail(transaction_id: int) -> str:
+    connection = get_db()
+    row = connection.execute(
+        "SELECT t.*, i.name AS issuer_name, k.token_masked, k.par, p.title AS promotion_title FROM transactions t"
+        " LEFT JOIN issuers i ON i.code = t.issuer LEFT JOIN tokens k ON k.id = t.token_id"
+        " LEFT JOIN promotions p ON p.id = t.promotion_id WHERE t.id = ?", (transaction_id,),
+    ).fetchone()
+    if row is None:
+        abort(404)
+    related = connection.execute(
+        "SELECT id, kind, mti, stan, rc, state, created FROM transactions WHERE tid = ? AND id != ?"
+        " AND (stan = ? OR original_stan = ? OR stan = ?) ORDER BY id",
+        (row["tid"], row["id"], row["original_stan"] or "", row["stan"], row["original_stan"] or ""),
+    ).fetchall()
+    timeline = connection.execute(
+        "SELECT * FROM events WHERE CASE WHEN json_valid(body) THEN"
+        " json_extract(body, '$.transaction_id') = ? OR (json_extract(body, '$.tid') = ?"
+        " AND json_extract(body, '$.stan') = ?) ELSE 0 END ORDER BY id",
+        (row["id"], row["tid"], row["stan"]),
+    ).fetchall()
+    return render_template(
+        "dashboard/transaction.html", tx=row, icc=present.icc_items(row["icc_masked"]),
+        response=json.dumps(present.safe_json(present.load_json(row["response"])), indent=2, ensure_ascii=False),
+        related=related, timeline=[feed.event_message(connection, event) for event in timeline],
+    )
+
+
+# --- terminals, devices and tokens, SMS ----------------------------------------------------------------------
+
+
+@bp.get("/terminals")
+def terminals() -> str:
+    today = _now().date().isoformat()
+    rows = get_db().execute(
+        "SELECT m.*, (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid AND t.kind = 'authorization'"
+        "  AND substr(t.created, 1, 10) = ?) AS today,"
+        " (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid AND t.kind = 'authorization' AND t.rc = '00'"
+        "  AND substr(t.created, 1, 10) = ?) AS approved,"
+        " (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid AND t.batch = m.batch) AS in_batch,"
+        " (SELECT MAX(created) FROM transactions t WHERE t.tid = m.tid) AS last_transaction,"
+        " (SELECT COUNT(*) FROM ecr_requests e WHERE e.tid = m.tid AND e.state != 'done') AS ecr_open"
+        " FROM terminals m ORDER BY m.tid", (today, today),
+    ).fetchall()
+    return render_template("dashboard/terminals.html", terminals=rows)
+
+
+@bp.get("/devices")
+def devices() -> str:
+    connection = get_db()
+    device_rows = connection.execute(
+        "SELECT d.*, u.username, (SELECT COUNT(*) FROM tokens t WHERE t.device_id = d.id AND t.status != 'deleted')"
+        " AS cards FROM devices d LEFT JOIN users u ON u.id = d.owner_id ORDER BY d.id"
+    ).fetchall()
+    tokens = connection.execute(
+        "SELECT t.id, t.token_masked, t.device_id, t.wallet_card_id, t.par, t.expiry, t.status, t.status_reason,"
+        " t.last_atc, a.pan_masked, COALESCE(i.name, a.issuer) AS bank FROM tokens t"
+        " JOIN accounts a ON a.id = t.account_id LEFT JOIN issuers i ON i.code = a.issuer ORDER BY t.device_id, t.id"
+    ).fetchall()
+    return render_template("dashboard/devices.html", devices=device_rows, tokens=tokens,
+                           suspend_reasons=lifecycle.SUSPEND_REASONS, resume_reasons=lifecycle.RESUME_REASONS)
+
+
+@bp.post("/devices/<device_id>/wallet")
+def device_wallet(device_id: str) -> Response:
+    """Lost phone: the token service suspends the device's tokens (and resumes exactly those later)."""
+    enabled = request.form.get("enabled") == "1"
+    reason = request.form.get("reason", "")
+    try:
+        changes = lifecycle.set_device_wallet(get_db(), device_id, enabled, reason, actor="operator")
+    except lifecycle.NotFoundError:
+        abort(404)
+    except lifecycle.LifecycleError as error:
+        flash(str(error))
+    else:
+        state = "on" if enabled else "off"
+        flash(f"Wallet on {device_id} turned {state}: {len(changes)} token(s) changed.")
+    return redirect(url_for("dashboard.devices"))
+
+
+@bp.post("/tokens/<int:token_id>/status")
+def token_status(token_id: int) -> Response:
+    status = request.form.get("status", "")
+    try:
+        change = lifecycle.set_token_status(get_db(), token_id, status, request.form.get("reason", ""),
+                                            actor="operator")
+    except lifecycle.NotFoundError:
+        abort(404)
+    except lifecycle.LifecycleError as error:
+        flash(str(error))
+    else:
+        flash(f"Token {change.token_masked}: {change.old} → {change.new}.")
+    return redirect(url_for("dashboard.devices"))
+
+
+@bp.get("/sms")
+def sms() -> str:
+    rows = get_db().execute("SELECT * FROM sms_outbox ORDER BY id DESC LIMIT 200").fetchall()
+    return render_template("dashboard/sms.html", messages=rows)
+
+
+# --- reversals, advices, settlement, clearing ----------------------------------------------------------------
+
+
+@bp.get("/reversals")
+def reversals() -> str:
+    rows = get_db().execute(
+        "SELECT r.*, (SELECT o.id FROM transactions o WHERE o.kind = 'authorization' AND o.tid = r.tid"
+        "  AND o.stan = r.original_stan ORDER BY o.id DESC LIMIT 1) AS original_id"
+        " FROM transactions r WHERE r.kind IN ('reversal', 'advice') ORDER BY r.id DESC LIMIT 300"
+    ).fetchall()
+    return render_template("dashboard/reversals.html",
+                           reversals=[r for r in rows if r["kind"] == "reversal"],
+                           advices=[r for r in rows if r["kind"] == "advice"])
+
+
+@bp.get("/settlements")
+def settlements() -> str:
+    rows = get_db().execute("SELECT * FROM settlements ORDER BY id DESC LIMIT 100").fetchall()
+    batches = [
+        {"row": row, "differences": clearing.batch_differences(present.load_json(row["terminal_totals"]),
+                                                               present.load_json(row["host_totals"]))}
+        for row in rows
+    ]
+    return render_template("dashboard/settlements.html", batches=batches)
+
+
+@bp.get("/clearing")
+def clearing_report() -> str:
+    try:
+        day = datetime.date.fromisoformat(request.args.get("day", ""))
+    except ValueError:
+        day = _now().date()
+    return render_template("dashboard/clearing.html", report=clearing.daily_report(get_db(), day))
+
+
+# --- demo switches and promotions ----------------------------------------------------------------------------
+
+
+@bp.get("/issuers")
+def issuers() -> str:
+    connection = get_db()
+    return render_template(
+        "dashboard/issuers.html", issuers=connection.execute("SELECT * FROM issuers ORDER BY name").fetchall(),
+        promotions=connection.execute(
+            "SELECT p.*, i.name AS bank FROM promotions p LEFT JOIN issuers i ON i.code = p.issuer ORDER BY p.id"
+        ).fetchall(),
+        codes=FORCED_DECLINE_CODES, max_latency=MAX_ADDED_LATENCY_MS, today=_now().date(),
+    )
+
+
+@bp.post("/issuers/<code>")
+def issuer_switch(code: str) -> Response:
+    """Issuer down (91), added latency, forced decline: what the engine reads on every authorization."""
+    status = "down" if request.form.get("status") == "down" else "up"
+    latency = request.form.get("added_latency_ms", type=int)
+    forced = request.form.get("forced_decline", "") or None
+    if latency is None or not 0 <= latency <= MAX_ADDED_LATENCY_MS or (forced and forced not in FORCED_DECLINE_CODES):
+        flash(f"Added latency is 0–{MAX_ADDED_LATENCY_MS} ms; forced decline is one of the listed codes.")
+        return redirect(url_for("dashboard.issuers"))
+    connection = get_db()
+    with transaction(connection):
+        row = connection.execute("SELECT name FROM issuers WHERE code = ?", (code,)).fetchone()
+        if row is None:
+            abort(404)
+        connection.execute("UPDATE issuers SET status = ?, added_latency_ms = ?, forced_decline = ? WHERE code = ?",
+                           (status, latency, forced, code))
+        text = f"issuer {row['name']}: {status}, +{latency} ms, forced decline {forced or 'none'}"
+        _event(connection, "operator", {"action": "issuer_switch", "issuer": code, "status": status,
+                                        "added_latency_ms": latency, "forced_decline": forced, "text": text})
+    flash(text)
+    return redirect(url_for("dashboard.issuers"))
+
+
+@bp.post("/promotions")
+def promotion_add() -> Response:
+    form = request.form
+    try:
+        percent = int(form.get("percent", ""))
+        cap = parse_yuan(form.get("cap", ""))
+        starts = datetime.date.fromisoformat(form.get("starts", ""))
+        ends = datetime.date.fromisoformat(form.get("ends", ""))
+        title = form.get("title", "").strip()
+        if not title or len(title) > 120 or not 1 <= percent <= 100 or cap < 0 or ends < starts:
+            raise ValueError
+    except ValueError:
+        flash("A promotion needs a title, a percentage 1–100, a cap in yuan and an end on or after its start.")
+        return redirect(url_for("dashboard.issuers"))
+    connection = get_db()
+    with transaction(connection):
+        if connection.execute("SELECT 1 FROM issuers WHERE code = ?", (form.get("issuer", ""),)).fetchone() is None:
+            abort(400)
+        connection.execute(
+            "INSERT INTO promotions (issuer, title, percent, cap, starts, ends) VALUES (?, ?, ?, ?, ?, ?)",
+            (form["issuer"], title, percent, cap, starts.isoformat(), ends.isoformat()),
+        )
+        _event(connection, "operator", {"action": "promotion_add", "issuer": form["issuer"],
+                                        "text": f"promotion added: {title}"})
+    flash(f"Promotion added: {title}")
+    return redirect(url_for("dashboard.issuers"))
+
+
+@bp.post("/promotions/<int:promotion_id>/active")
+def promotion_active(promotion_id: int) -> Response:
+    active = 1 if request.form.get("active") == "1" else 0
+    connection = get_db()
+    with transaction(connection):
+        row = connection.execute("SELECT title FROM promotions WHERE id = ?", (promotion_id,)).fetchone()
+        if row is None:
+            abort(404)
+        connection.execute("UPDATE promotions SET active = ? WHERE id = ?", (active, promotion_id))
+        _event(connection, "operator", {"action": "promotion_active", "promotion_id": promotion_id,
+                                        "text": f"promotion {row['title']} {'on' if active else 'off'}"})
+    return redirect(url_for("dashboard.issuers"))
+
+
+# --- virtual ECR ---------------------------------------------------------------------------------------------
+
+
+@bp.get("/ecr")
+def ecr() -> str:
+    connection = get_db()
+    last_event = feed.latest_event_id(connection)
+    rows = connection.execute("SELECT * FROM ecr_requests ORDER BY id DESC LIMIT 50").fetchall()
+    return render_template(
+        "dashboard/ecr.html", terminals=connection.execute("SELECT tid, name, status FROM terminals ORDER BY tid"),
+        requests=[feed.ecr_summary(row) for row in rows], last_event=last_event,
+    )
+
+
+@bp.post("/ecr")
+def ecr_send() -> Response:
+    """A sale for a terminal to pick up (see acquirer_stub.ecr for the terminal's side)."""
+    tid = request.form.get("tid", "")
+    try:
+        amount = parse_yuan(request.form.get("amount", ""))
+        if not 0 < amount <= MAX_ECR_AMOUNT:
+            raise ValueError
+    except ValueError:
+        flash(f"Enter an amount between ¥0.01 and {present.yuan(MAX_ECR_AMOUNT)}.")
+        return redirect(url_for("dashboard.ecr"))
+    connection = get_db()
+    with transaction(connection):
+        terminal = connection.execute("SELECT status FROM terminals WHERE tid = ?", (tid,)).fetchone()
+        if terminal is None:
+            abort(400)
+        now = _now_text()
+        ecr_id = connection.execute(
+            "INSERT INTO ecr_requests (tid, amount, state, created, updated) VALUES (?, ?, 'pending', ?, ?)",
+            (tid, amount, now, now),
+        ).lastrowid
+        _event(connection, "ecr", {"ecr_id": ecr_id, "tid": tid, "state": "pending",
+                                   "text": f"ECR sale {present.yuan(amount)} sent to {tid}"})
+    flash(f"Sale of {present.yuan(amount)} sent to {tid}: waiting for the terminal.")
+    return redirect(url_for("dashboard.ecr"))

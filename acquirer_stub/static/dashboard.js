@@ -1,0 +1,105 @@
+// The dashboard's only script: the live feed (Server-Sent Events) and the ECR page's live states.
+// No library; rows are built with textContent so nothing from the server is ever parsed as HTML.
+"use strict";
+
+(function () {
+  const MAX_ROWS = 100;
+
+  function cell(row, text, className) {
+    const td = document.createElement("td");
+    td.textContent = text === null || text === undefined ? "" : String(text);
+    if (className) td.className = className;
+    row.appendChild(td);
+    return td;
+  }
+
+  function upsert(tbody, id, build) {
+    const old = tbody.querySelector('tr[data-id="' + id + '"]');
+    const row = build();
+    row.dataset.id = String(id);
+    if (old) {
+      old.replaceWith(row);
+    } else {
+      tbody.insertBefore(row, tbody.firstChild);
+      while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(tbody.rows.length - 1);
+    }
+    row.classList.add("fresh");
+  }
+
+  function transactionRow(tx) {
+    const row = document.createElement("tr");
+    row.className = tx.rc === "00" ? "approved" : "declined";
+    cell(row, tx.created);
+    cell(row, tx.tid);
+    cell(row, tx.kind + " " + tx.mti);
+    cell(row, tx.pan_masked, "pan");
+    cell(row, tx.entry_mode);
+    cell(row, tx.amount, "num");
+    cell(row, tx.rc + " " + tx.rc_text);
+    cell(row, tx.reason);
+    cell(row, tx.latency_ms, "num");
+    cell(row, tx.atc, "num");
+    const link = document.createElement("a");
+    link.href = tx.url;
+    link.textContent = "details";
+    cell(row, "").appendChild(link);
+    return row;
+  }
+
+  function ecrRow(ecr) {
+    const row = document.createElement("tr");
+    row.className = "ecr-" + ecr.state;
+    cell(row, ecr.id);
+    cell(row, ecr.tid);
+    cell(row, ecr.amount, "num");
+    cell(row, ecr.state, "state");
+    cell(row, ecr.rc);
+    cell(row, ecr.text);
+    cell(row, ecr.stan);
+    cell(row, ecr.created);
+    cell(row, ecr.updated);
+    return row;
+  }
+
+  function activityItem(list, message) {
+    const item = document.createElement("li");
+    item.dataset.id = String(message.id);
+    const time = document.createElement("time");
+    time.textContent = message.created;
+    const kind = document.createElement("b");
+    kind.textContent = message.kind;
+    item.append(time, " ", kind, " ", message.text || "");
+    list.insertBefore(item, list.firstChild);
+    while (list.children.length > MAX_ROWS) list.removeChild(list.lastChild);
+  }
+
+  function connect(table) {
+    const status = document.getElementById("feed-status");
+    const feedRows = document.getElementById("feed-rows");
+    const ecrRows = document.getElementById("ecr-rows");
+    const activity = document.getElementById("activity");
+    // After the last event the page was rendered with; on reconnects the browser sends Last-Event-ID itself.
+    const source = new EventSource(table.dataset.feed + "?after=" + encodeURIComponent(table.dataset.after || ""));
+    source.onopen = function () {
+      if (status) { status.textContent = "live"; status.className = "feed-status live"; }
+    };
+    source.onerror = function () {
+      if (status) { status.textContent = "reconnecting…"; status.className = "feed-status"; }
+    };
+    source.onmessage = function (event) {
+      const message = JSON.parse(event.data);
+      if (feedRows && message.transaction) upsert(feedRows, message.transaction.id, () => transactionRow(message.transaction));
+      if (ecrRows && message.ecr) upsert(ecrRows, message.ecr.id, () => ecrRow(message.ecr));
+      if (activity) activityItem(activity, message);
+    };
+    window.addEventListener("pagehide", () => source.close());
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
+      select.addEventListener("change", () => select.form.submit());
+    });
+    const table = document.querySelector("table[data-feed]");
+    if (table && window.EventSource) connect(table);
+  });
+})();

@@ -1,0 +1,138 @@
+"""The token service's JSON API for phone wallets, at /tsp/v1 (bearer tokens, no cookies, so no CSRF).
+
+A session token is the user id signed with the app's SECRET_KEY (itsdangerous) and a timestamp; it
+expires after TSP_SESSION_SECONDS (default one hour). The verify answer is the only place a token PAN
+and its key ever leave the host: it goes to the phone's secure element.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from acquirer_stub.app import get_db
+from acquirer_stub.tsp import binding
+from acquirer_stub.web import csrf
+
+bp = Blueprint("tsp", __name__, url_prefix="/tsp/v1")
+csrf.exempt(bp)
+
+SESSION_SALT = "tsp-session"
+DEFAULT_SESSION_SECONDS = 3600
+STATUS = {
+    "bad_request": 400, "wrong_code": 400, "forbidden": 403, "not_found": 404, "conflict": 409, "gone": 410,
+    "mismatch": 422, "locked": 423,
+}
+PUBLIC = {"tsp.sessions"}
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SESSION_SALT)
+
+
+def _error(status: int, message: str, **extra: Any) -> Any:
+    response = jsonify(error=message, **extra)
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="tsp"'
+    return response
+
+
+def _body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise binding.BindingError("bad_request", "expected a JSON object")
+    return data
+
+
+def _text(data: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise binding.BindingError("bad_request", f"{name}: required, a string")
+    return value
+
+
+@bp.errorhandler(binding.BindingError)
+def _refused(error: binding.BindingError) -> Any:
+    return _error(STATUS[error.kind], error.message, **error.extra)
+
+
+@bp.before_request
+def _authenticate() -> Any:
+    """Every path but the login needs `Authorization: Bearer <token>` of a cardholder."""
+    if request.endpoint in PUBLIC:
+        return None
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return _error(401, "log in first: POST /tsp/v1/sessions, then send Authorization: Bearer <token>")
+    max_age = int(current_app.config.get("TSP_SESSION_SECONDS", DEFAULT_SESSION_SECONDS))
+    try:
+        claims = _serializer().loads(token, max_age=max_age)
+    except SignatureExpired:
+        return _error(401, "the session has expired; log in again")
+    except BadSignature:
+        return _error(401, "not a valid session token; log in again")
+    user_id = claims.get("user") if isinstance(claims, dict) else None
+    row = get_db().execute("SELECT id, role FROM users WHERE id = ?", (user_id,)).fetchone()
+    if row is None or row["role"] != "cardholder":
+        return _error(401, "not a valid session token; log in again")
+    g.tsp_user = int(row["id"])
+    return None
+
+
+@bp.post("/sessions")
+def sessions() -> Any:
+    """The wallet app's login (the Mi Account step): a bearer token for the next calls."""
+    data = _body()
+    username, password = _text(data, "username"), _text(data, "password")
+    user_id = binding.authenticate(get_db(), username or "", password or "")
+    if user_id is None:
+        return _error(401, "wrong user name or password")
+    max_age = int(current_app.config.get("TSP_SESSION_SECONDS", DEFAULT_SESSION_SECONDS))
+    return jsonify(token=_serializer().dumps({"user": user_id}), expires_in=max_age)
+
+
+@bp.post("/devices/<device_id>/cards")
+def add_card(device_id: str) -> Any:
+    """Card details keyed on the phone → an SMS code to the cardholder's phone."""
+    data = _body()
+    _text(data, "name_on_card", required=False)  # on the real form too; the stub's cards carry no name
+    started = binding.start_binding(
+        get_db(), current_app.config["VAULT"], user_id=g.tsp_user, device_id=device_id,
+        pan=_text(data, "pan") or "", expiry=_text(data, "expiry") or "",
+        device_name=_text(data, "device_name", required=False),
+    )
+    response = jsonify(binding_id=started.binding_id, phone_masked=started.phone_masked,
+                       expires_in=started.expires_in)
+    response.status_code = 201
+    return response
+
+
+@bp.get("/sms")
+def sms() -> Any:
+    """The stub's SMS inbox for the logged-in cardholder's phone (scripted demos read the code here)."""
+    return jsonify(messages=binding.sms_inbox(get_db(), g.tsp_user))
+
+
+@bp.post("/bindings/<int:binding_id>/verify")
+def verify(binding_id: int) -> Any:
+    data = _body()
+    code = _text(data, "code") or ""
+    payload = binding.verify_binding(
+        get_db(), current_app.config["VAULT"], current_app.config["KEYS"], user_id=g.tsp_user,
+        binding_id=binding_id, code=code.strip(), card_id=_text(data, "card_id", required=False),
+    )
+    response = jsonify(payload)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.delete("/tokens/<int:token_id>")
+def delete_token(token_id: int) -> Any:
+    """The cardholder removed the card from the phone."""
+    binding.delete_token(get_db(), user_id=g.tsp_user, token_id=token_id)
+    return jsonify(token_id=token_id, status="deleted", reason="CONSUMER_DELETED")

@@ -1,0 +1,242 @@
+"""The dashboard in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright; no download).
+
+The app runs on a real HTTP server in a thread; the sale comes through the real terminal API with a real
+card's ARQC, so the test covers the path a demo takes: terminal → API → events → SSE → the browser's table.
+If Chromium is missing or cannot start, the tests fail (a dashboard nobody has seen in a browser is untested).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import json
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+from werkzeug.serving import make_server
+
+from acquirer_stub.instance import Instance
+from acquirer_stub.store import db
+from emvcore.bcd import encode_cn
+from firmware.cards.cardfile import PlainCard
+from firmware.world.layout import World
+from hostproto import signing
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 15_000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# the card-side tests' scripted reader: tap a world card as the terminal's kernel would
+_READER_PATH = Path(__file__).resolve().parents[1] / "unit" / "firmware" / "reader.py"
+_spec = importlib.util.spec_from_file_location("dashboard_browser_reader", _READER_PATH)
+assert _spec is not None and _spec.loader is not None
+reader = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reader)
+
+
+# -- a live server, a browser, a terminal ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def live(app: Flask) -> Iterator[str]:
+    """The app on a real socket; short feed timings so a closed tab frees its stream thread within a second."""
+    app.config.update(FEED_POLL_SECONDS=0.1, FEED_HEARTBEAT_SECONDS=0.5, FEED_MAX_SECONDS=60)
+    threads_before = threading.active_count()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="dashboard-live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        deadline = time.monotonic() + 5  # request threads (an SSE stream notices the closed tab at its heartbeat)
+        while threading.active_count() > threads_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's browser (apt-get install -y chromium); "
+                    ".ci/run does this when it is absent")
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                                 timeout=60_000)
+        except PlaywrightError as error:
+            pytest.fail(f"Chromium at {CHROMIUM} could not start: {error}")
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+class Terminal:
+    """The demo terminal over real HTTP: every call signed like the real terminal's."""
+
+    def __init__(self, base: str, world: World) -> None:
+        entry = world.terminals()[0]
+        self.base, self.world, self.tid, self.key = base, world, entry["tid"], bytes.fromhex(entry["key"])
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+        self.stan = 0
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, query: str = "") -> tuple[int, Any]:
+        raw = b"" if body is None else json.dumps(body).encode()
+        headers = {**signing.sign(self.key, self.tid, method, path, raw, now=time.time()),
+                   "Content-Type": "application/json"}
+        request = urllib.request.Request(self.base + path + query, data=raw if body is not None else None,
+                                         headers=headers, method=method)
+        try:
+            with self.opener.open(request, timeout=10) as answer:
+                status, data = answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            status, data = error.code, error.read()
+        return status, json.loads(data) if data else None
+
+    def next_stan(self) -> str:
+        self.stan += 1
+        return f"{self.stan:06d}"
+
+    def sale(self, issuer: str, amount: int) -> dict[str, Any]:
+        """Sign on, tap the issuer's world card (online ARQC) and send the 0200."""
+        mmdd = f"{datetime.date.today():%m%d}"
+        status, signon = self.call("POST", "/api/v1/signon",
+                                   {"mti": "0800", "tid": self.tid, "stan": self.next_stan(), "local_date": mmdd})
+        assert status == 200, signon
+        entry = next(c for c in self.world.cards() if c["issuer"] == issuer)
+        card = PlainCard.load(self.world.path(Path(entry["file"])))
+        values = reader.terminal_data(amount, ttq=bytes.fromhex("26800080"))
+        aid = bytes.fromhex("A000000333010101" if entry["kind"] == "debit" else "A000000333010102")
+        answer, data = reader.tap(card.chip(), aid, values)
+        assert answer.ok
+        icc = {tag: values[tag] for tag in (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)}
+        icc.update({tag: data[tag] for tag in (0x9F26, 0x9F10, 0x9F36, 0x82, 0x5F34)})
+        icc[0x5A] = encode_cn(entry["pan"], 8)
+        expiry = datetime.date.fromisoformat(entry["expiry"])
+        status, body = self.call("POST", "/api/v1/authorizations", {
+            "mti": "0200", "tid": self.tid, "stan": self.next_stan(), "local_date": mmdd, "batch": signon["batch"],
+            "pan": entry["pan"], "psn": f"{entry['psn']:02d}", "expiry": f"{expiry:%y%m}", "amount": amount,
+            "currency": "156", "entry_mode": "072",
+            "icc": {f"{tag:X}": value.hex().upper() for tag, value in icc.items()},
+        })
+        assert status == 200, body
+        return body
+
+
+def _log_in(page: Page, base: str, world: World) -> None:
+    user = next(u for u in world.users() if u["role"] == "operator")
+    page.goto(f"{base}/dashboard/")
+    expect(page).to_have_url(f"{base}/login?next=%2Fdashboard%2F")  # anonymous: sent to the form first
+    page.fill("input[name=username]", user["username"])
+    page.fill("input[name=password]", user["password"])
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{base}/dashboard/")
+    expect(page.locator("h1")).to_have_text("Overview")
+
+
+def _screenshot(page: Page, path: Path) -> None:
+    page.screenshot(path=str(path), full_page=True)
+    data = path.read_bytes()
+    assert len(data) > 1000 and data.startswith(PNG_SIGNATURE)
+
+
+# -- the scenarios -----------------------------------------------------------------------------------------------
+
+
+def test_login_live_sale_and_lost_phone(live: str, page: Page, world: World, instance: Instance,
+                                        tmp_path: Path) -> None:
+    _log_in(page, live, world)
+    expect(page.locator("#feed-status")).to_have_text("live")
+    page.evaluate("window.__notReloaded = true")
+
+    answer = Terminal(live, world).sale("icbc-debit", 43_21)
+    assert answer["rc"] == "00"
+    row = page.locator("#feed-rows tr", has_text="¥43.21")
+    expect(row).to_be_visible()  # arrived over SSE
+    expect(row).to_contain_text("00 Approved")
+    expect(row).to_contain_text("QP000001")
+    assert page.evaluate("window.__notReloaded === true"), "the page reloaded instead of updating live"
+    masked = row.locator("td.pan").inner_text()
+    assert "*" in masked and len(masked.replace("*", "")) <= 10
+    _screenshot(page, tmp_path / "dashboard.png")
+
+    row.locator("a", has_text="details").click()  # drill-down into the decoded message and ICC data
+    expect(page.locator("table.icc")).to_contain_text("Application Cryptogram")
+
+    connection = db.connect(instance.database)
+    try:
+        device = connection.execute("SELECT id FROM devices ORDER BY id LIMIT 1").fetchone()["id"]
+        page.click("nav >> text=Devices & tokens")
+        device_row = page.locator(f'tr[data-device="{device}"]')
+        token_rows = page.locator("#tokens tbody tr")
+        expect(device_row.locator(".wallet-state")).to_have_text("on")
+        expect(token_rows.locator(".token-status")).to_have_text("active")
+
+        device_row.locator("select[name=reason]").select_option("LOST")
+        device_row.get_by_role("button", name="Suspend wallet").click()
+        expect(device_row.locator(".wallet-state")).to_have_text("off (lost phone)")
+        expect(token_rows.locator(".token-status")).to_have_text("suspended (LOST_DEVICE)")
+        assert _states(connection, device) == (0, ["suspended"])
+
+        device_row.get_by_role("button", name="Resume wallet").click()
+        expect(device_row.locator(".wallet-state")).to_have_text("on")
+        expect(token_rows.locator(".token-status")).to_contain_text("active")
+        assert _states(connection, device) == (1, ["active"])
+        _screenshot(page, tmp_path / "devices.png")
+    finally:
+        connection.close()
+
+
+def _states(connection: sqlite3.Connection, device: str) -> tuple[int, list[str]]:
+    wallet = connection.execute("SELECT wallet_enabled FROM devices WHERE id = ?", (device,)).fetchone()[0]
+    tokens = [r[0] for r in connection.execute("SELECT status FROM tokens WHERE device_id = ? ORDER BY id", (device,))]
+    return wallet, tokens
+
+
+def test_the_virtual_ecr_follows_a_sale_live(live: str, page: Page, world: World) -> None:
+    _log_in(page, live, world)
+    page.click("nav >> text=Virtual ECR")
+    page.fill("input[name=amount]", "8.80")
+    page.click("button:has-text('Send sale')")
+    sale = page.locator("#ecr-rows tr").first
+    expect(sale.locator(".state")).to_have_text("pending")
+    expect(page.locator("#feed-status")).to_have_text("live")
+    page.evaluate("window.__notReloaded = true")
+
+    terminal = Terminal(live, world)
+    status, work = terminal.call("GET", "/api/v1/ecr/next", query=f"?tid={terminal.tid}")
+    assert status == 200 and work["amount"] == 880
+    expect(sale.locator(".state")).to_have_text("taken")
+    status, _ = terminal.call("POST", f"/api/v1/ecr/{work['id']}/result",
+                              {"rc": "00", "text": "APPROVED", "stan": "000321"})
+    assert status == 200
+    expect(sale.locator(".state")).to_have_text("done")
+    expect(sale).to_contain_text("APPROVED")
+    expect(sale).to_contain_text("000321")
+    assert page.evaluate("window.__notReloaded === true")
