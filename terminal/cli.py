@@ -1,26 +1,92 @@
-"""`pos-terminal`: the terminal service and its one-shot commands (filled by the terminal issue)."""
+"""`pos-terminal`: one-shot commands of the QuickPass terminal (pay, settle; the service comes next)."""
 
 from __future__ import annotations
 
 import argparse
+import decimal
+import json
+import logging
 import sys
+from pathlib import Path
+
+from terminal.assemble import host_link, terminal
+from terminal.capk import CapkError
+from terminal.config import ConfigError, load_config
+from terminal.reader.base import ReaderError
+from terminal.ui.feedback import format_amount
+
+DEFAULT_CONFIG = Path("var/demo-world/terminal.toml")
+
+
+def parse_amount(text: str) -> int:
+    """Yuan with up to two decimals ("12.34") → fen; what a merchant types."""
+    try:
+        value = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount in yuan (e.g. 12.34)") from None
+    fen = value * 100
+    if fen != fen.to_integral_value() or not 0 < fen <= 999_999_999_999:
+        raise argparse.ArgumentTypeError(f"{text!r}: give yuan with at most two decimals, more than 0")
+    return int(fen)
+
+
+def _pay(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.config))
+    with terminal(config) as parts:
+        if not args.json:
+            print(f"{parts.reader.identify()}; present the card or phone for {format_amount(args.amount)}",
+                  flush=True)
+        sale = parts.counter.sale(args.amount, wait_seconds=args.wait)
+    if args.json:
+        print(json.dumps(sale.to_json()))
+    else:
+        print(f"{sale.outcome}: {sale.message}")
+        for line in sale.receipt(config.terminal.merchant_id):
+            print(f"  | {line}")
+    return 0 if sale.outcome == "Approved" else 1
+
+
+def _settle(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.config))
+    link = host_link(config)
+    try:
+        result = link.settle()
+    finally:
+        link.journal.close()
+    print(json.dumps(result.__dict__, default=str) if args.json else
+          f"batch settlement: {'balanced' if result.balanced else 'NOT balanced'}")
+    return 0 if result.balanced else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pos-terminal",
         description="QuickPass point-of-sale terminal: reader, contactless kernel, host link, journal.",
-        epilog="The terminal service (run, pay, read, settle, doctor) is not built yet; see the open issues.",
     )
-    parser.add_argument("--config", metavar="FILE", help="terminal configuration (terminal.toml of a test world)")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE",
+                        help=f"terminal configuration (default {DEFAULT_CONFIG}, the demo world's)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the kernel and host link do")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    pay = commands.add_parser("pay", help="one sale: wait for a card or phone, run the kernel, authorize")
+    pay.add_argument("amount", type=parse_amount, help="amount in yuan, e.g. 12.34")
+    pay.add_argument("--json", action="store_true", help="print one JSON object (outcome, codes, timings …)")
+    pay.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")
+    pay.set_defaults(run=_pay)
+    settle = commands.add_parser("settle", help="close the batch: send the totals, report balanced or not")
+    settle.add_argument("--json", action="store_true")
+    settle.set_defaults(run=_settle)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help(sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(message)s")
+    try:
+        return args.run(args)
+    except (ConfigError, CapkError, ReaderError) as error:
+        print(f"pos-terminal: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

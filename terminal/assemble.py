@@ -1,0 +1,59 @@
+"""Build a working terminal from its configuration: the one place that knows which part goes where."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from terminal.capk import load_capks
+from terminal.config import TerminalConfig
+from terminal.host.client import HostClient
+from terminal.host.link import HostLink
+from terminal.journal.journal import Journal
+from terminal.kernel.params import KernelParams
+from terminal.reader.pn532 import Pn532Reader
+from terminal.sale import Counter
+from terminal.ui.feedback import Feedback
+from terminal.ui.gpio import open_gpio
+
+log = logging.getLogger("terminal")
+
+
+def kernel_params(config: TerminalConfig) -> KernelParams:
+    return KernelParams(
+        country=config.terminal.country, currency=config.terminal.currency,
+        contactless_limit=config.limits.contactless_limit, floor_limit=config.limits.floor_limit,
+        cvm_limit=config.limits.cvm_limit, capks=load_capks(config.capk.file),
+    )
+
+
+def host_link(config: TerminalConfig) -> HostLink:
+    client = HostClient(config.host.url, config.terminal.id, config.host.key, timeout=config.host.timeout)
+    return HostLink(client, Journal.open(config.journal.path), tid=config.terminal.id)
+
+
+@dataclass
+class Parts:
+    counter: Counter
+    reader: Pn532Reader
+    host: HostLink
+    feedback: Feedback
+
+
+@contextlib.contextmanager
+def terminal(config: TerminalConfig) -> Iterator[Parts]:
+    gpio = open_gpio(config.gpio)
+    feedback = Feedback.from_config(config.gpio, gpio, log=log)
+    reader = Pn532Reader(config, gpio)
+    params = kernel_params(config)
+    host = host_link(config)
+    reader.open()
+    try:
+        yield Parts(Counter(reader, params, feedback, host), reader, host, feedback)
+    finally:
+        reader.close()
+        feedback.close()
+        host.journal.close()
+        gpio.cleanup()

@@ -1,0 +1,409 @@
+"""The terminal's configuration: one TOML file (`pos-terminal --config FILE`), checked in full at start.
+
+A test world writes a ready `terminal.toml` ([terminal], [host], [capk]); every other section is optional
+and has defaults. A mistake stops the terminal before it touches the reader or the host, with a message
+that names the key and says how to fix it, because a POS that starts half-configured fails at the counter.
+Relative paths (and a relative reader port, e.g. a software PN532's link) count from the file's folder.
+
+Schema (defaults in brackets):
+
+    [terminal]  id (8 letters/digits, DE41), merchant_id (15 letters/digits, DE42),
+                country, currency (4 digits, ISO 3166 / ISO 4217 numeric as 9F1A / 5F2A: "0156")
+    [host]      url (http:// or https://), key (hex, ≥ 16 bytes: request signing), timeout [10.0] s
+    [capk]      file (the world's scheme/capk.json)
+    [reader]    interface ["hsu"] | "i2c" | "spi"; port ["/dev/ttyAMA0"] (HSU); baud [115200] (a
+                SetSerialBaudRate rate 9600 … 921600, switched after init); reset_pin [none] (BCM, RSTPDN);
+                i2c_bus [1] (0 | 1); spi_cs [0] (0 = CE0/GPIO8, 1 = CE1/GPIO7; pn532pi uses SPI bus 0);
+                spi_speed_hz [1000000] (≤ 5 MHz); apdu_timeout [2.0] s
+    [limits]    amounts in fen (DF20 / DF19 / DF21): contactless_limit [2000000] (¥20,000.00; at or above it
+                contactless is refused), floor_limit [200000] (¥2,000.00; above it the card must go online),
+                cvm_limit [100000] (¥1,000.00; at or above it a CVM is required)
+    [gpio]      backend ["sim"] | "rpi"; lights [[5, 6, 13, 19]] (BCM, lights 1–4); buzzer [18] (BCM, a
+                passive piezo on PWM; -1 = none); success_hz [1500], success_ms [500], alert_hz [750],
+                alert_ms [200], alert_gap_ms [200]; reading_step_ms [150]; idle_blink_ms [[250, 1750]]
+                (on, off; [] = steady)
+    [journal]   path ["journal.sqlite3"]
+    [ecr]       listen ["127.0.0.1:8381"] ("" = off)
+
+Limit defaults are the sample per-AID parameters of doc emv-qpboc.md §4 (the same as the kernel's
+`KernelParams`): ¥1,000.00 is the published domestic no-PIN/no-signature threshold, the floor limit lets
+small taps approve offline with fDDA, and the contactless limit leaves a wide CVM band for phones. They
+are business parameters: set them per merchant; floor_limit = 0 sends every payment online. Tones are the
+placeholders of doc pn532.md §9 (to be checked against EMV Book A before any certification claim).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PN532_UART_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+"""SetSerialBaudRate rates a Linux UART can be set to (the chip's 1288000 is not a termios speed)."""
+
+DEFAULT_BAUD = 115200
+MAX_AMOUNT = 999_999_999_999  # n12, as amounts travel in 9F02
+HEADER_PINS = range(2, 28)  # BCM 2–27 on the 40-pin header (0 and 1 belong to the HAT EEPROM)
+UART0_PINS = {14: "TXD", 15: "RXD"}
+I2C1_PINS = {2: "SDA", 3: "SCL"}
+SPI0_PINS = {7: "CE1", 8: "CE0", 9: "MISO", 10: "MOSI", 11: "SCLK"}
+HEADER_UARTS = ("/dev/ttyAMA0", "/dev/serial0", "/dev/ttyS0")
+
+
+class ConfigError(Exception):
+    """A configuration mistake; the message starts with the key and ends with the fix."""
+
+    def __init__(self, key: str, problem: str, fix: str, path: Path | None = None) -> None:
+        self.key, self.problem, self.fix, self.path = key, problem, fix, path
+        where = f" (in {path})" if path is not None else ""
+        super().__init__(f"{key}: {problem}; {fix}{where}" if key else f"{problem}; {fix}{where}")
+
+
+@dataclass(frozen=True)
+class TerminalSection:
+    id: str
+    merchant_id: str
+    country: str
+    currency: str
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    url: str
+    key: bytes = field(repr=False)
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class CapkConfig:
+    file: Path
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    interface: str = "hsu"
+    port: str = "/dev/ttyAMA0"
+    baud: int = DEFAULT_BAUD
+    reset_pin: int | None = None
+    i2c_bus: int = 1
+    spi_cs: int = 0
+    spi_speed_hz: int = 1_000_000
+    apdu_timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    contactless_limit: int = 2_000_000
+    floor_limit: int = 200_000
+    cvm_limit: int = 100_000
+
+
+@dataclass(frozen=True)
+class FeedbackPins:
+    lights: tuple[int, int, int, int] = (5, 6, 13, 19)
+    buzzer: int | None = 18
+
+
+@dataclass(frozen=True)
+class Tones:
+    success_hz: float = 1500.0
+    success_seconds: float = 0.5
+    alert_hz: float = 750.0
+    alert_seconds: float = 0.2
+    alert_gap_seconds: float = 0.2
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    backend: str = "sim"
+    pins: FeedbackPins = FeedbackPins()
+    tones: Tones = Tones()
+    reading_step_seconds: float = 0.15
+    idle_blink: tuple[float, float] | None = (0.25, 1.75)
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    path: Path
+
+
+@dataclass(frozen=True)
+class EcrConfig:
+    listen: tuple[str, int] | None = ("127.0.0.1", 8381)
+
+
+@dataclass(frozen=True)
+class TerminalConfig:
+    path: Path
+    terminal: TerminalSection
+    host: HostConfig
+    capk: CapkConfig
+    reader: ReaderConfig
+    limits: Limits
+    gpio: GpioConfig
+    journal: JournalConfig
+    ecr: EcrConfig
+
+
+SECTIONS = {
+    "terminal": ("id", "merchant_id", "country", "currency"),
+    "host": ("url", "key", "timeout"),
+    "capk": ("file",),
+    "reader": ("interface", "port", "baud", "reset_pin", "i2c_bus", "spi_cs", "spi_speed_hz", "apdu_timeout"),
+    "limits": ("contactless_limit", "floor_limit", "cvm_limit"),
+    "gpio": ("backend", "lights", "buzzer", "success_hz", "success_ms", "alert_hz", "alert_ms", "alert_gap_ms",
+             "reading_step_ms", "idle_blink_ms"),
+    "journal": ("path",),
+    "ecr": ("listen",),
+}
+REQUIRED_SECTIONS = ("terminal", "host", "capk")
+RENAMED = {  # keys people reach for, and where the setting really is
+    "reader.spi_bus": "pn532pi always uses SPI bus 0; choose the chip select with reader.spi_cs = 0 | 1",
+    "reader.device": "the serial device is reader.port",
+    "reader.baudrate": "the UART speed is reader.baud",
+    "gpio.reset_pin": "the PN532's RSTPDN pin is reader.reset_pin",
+}
+
+
+def load_config(path: Path) -> TerminalConfig:
+    """Read and check the whole file now, so that no mistake surfaces in the middle of a payment."""
+    path = Path(path)
+    try:
+        with path.open("rb") as stream:
+            data = tomllib.load(stream)
+    except FileNotFoundError:
+        raise ConfigError("", f"configuration file {path} does not exist",
+                          "pass --config FILE (a test world has a ready terminal.toml)") from None
+    except OSError as error:
+        raise ConfigError("", f"cannot read {path}: {error.strerror}", "check the path and its permissions") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("", f"{path} is not valid TOML ({error})", "fix the syntax at that line") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"{path} is not UTF-8 text", "save it as UTF-8") from None
+    try:
+        return _parse(data, path.resolve().parent, path)
+    except ConfigError as error:
+        raise ConfigError(error.key, error.problem, error.fix, path) from None
+
+
+def _parse(data: dict[str, Any], folder: Path, path: Path) -> TerminalConfig:
+    for name, value in data.items():
+        if name not in SECTIONS:
+            raise ConfigError(name, "unknown section", f"the sections are [{'], ['.join(SECTIONS)}]")
+        if not isinstance(value, dict):
+            raise ConfigError(name, "must be a table", f"write it as a [{name}] section")
+    for name in REQUIRED_SECTIONS:
+        if name not in data:
+            raise ConfigError(name, "section missing", f"add a [{name}] section (a test world's terminal.toml has it)")
+    sections = {name: _Section(name, data.get(name, {})) for name in SECTIONS}
+    reader = _reader(sections["reader"], folder)
+    gpio = _gpio(sections["gpio"])
+    _check_pins(reader, gpio)
+    return TerminalConfig(
+        path=path,
+        terminal=_terminal(sections["terminal"]),
+        host=_host(sections["host"]),
+        capk=CapkConfig(sections["capk"].file("file", folder, required=True, must_exist=True,
+                                              fix="point it at the world's scheme/capk.json")),
+        reader=reader,
+        limits=_limits(sections["limits"]),
+        gpio=gpio,
+        journal=JournalConfig(sections["journal"].file("path", folder, default="journal.sqlite3",
+                                                       fix="a file in a folder that exists")),
+        ecr=EcrConfig(_listen(sections["ecr"])),
+    )
+
+
+class _Section:
+    """Typed reads from one table; every error names `section.key`."""
+
+    def __init__(self, name: str, data: dict[str, Any]) -> None:
+        self.name = name
+        self.data = data
+        for key in data:
+            if key not in SECTIONS[name]:
+                full = f"{name}.{key}"
+                fix = RENAMED.get(full, f"the keys of [{name}] are {', '.join(SECTIONS[name])}")
+                raise ConfigError(full, "unknown key", fix)
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def text(self, key: str, *, default: str | None = None, pattern: str | None = None, what: str = "",
+            example: str = "") -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            raise ConfigError(self.key(key), "missing", f"add {key} = {example or '…'} to [{self.name}]")
+        if not isinstance(value, str):
+            raise ConfigError(self.key(key), f"{value!r} is not a string", f"quote it: {key} = \"{value}\"")
+        if pattern is not None and not re.fullmatch(pattern, value):
+            raise ConfigError(self.key(key), f"{value!r} is not {what}", f"use e.g. {key} = {example}")
+        return value
+
+    def integer(self, key: str, *, default: int, minimum: int = 0, maximum: int = MAX_AMOUNT) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(self.key(key), f"{value!r} is not a whole number", f"write a number without quotes, "
+                              f"{minimum} to {maximum}")
+        if not minimum <= value <= maximum:
+            raise ConfigError(self.key(key), f"{value} is out of range", f"use {minimum} to {maximum}")
+        return value
+
+    def number(self, key: str, *, default: float, minimum: float, maximum: float) -> float:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(self.key(key), f"{value!r} is not a number", f"write a number, {minimum} to {maximum}")
+        if not minimum <= value <= maximum:
+            raise ConfigError(self.key(key), f"{value} is out of range", f"use {minimum} to {maximum}")
+        return float(value)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.data.get(key, default)
+        if value not in choices:
+            options = " | ".join(f'"{c}"' for c in choices)
+            raise ConfigError(self.key(key), f"{value!r} is not one of {options}", f"use {key} = {options}")
+        return str(value)
+
+    def pin(self, key: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value not in HEADER_PINS:
+            raise ConfigError(key, f"{value!r} is not a BCM GPIO number on the header",
+                              f"use a BCM number {HEADER_PINS.start} to {HEADER_PINS.stop - 1}")
+        return value
+
+    def file(self, key: str, folder: Path, *, default: str | None = None, required: bool = False,
+             must_exist: bool = False, fix: str = "") -> Path:
+        value = self.text(key, default=None if required else default, example='"…"')
+        resolved = (folder / value).resolve()
+        if must_exist and not resolved.is_file():
+            raise ConfigError(self.key(key), f"{resolved} does not exist", fix)
+        if not must_exist and not resolved.parent.is_dir():
+            raise ConfigError(self.key(key), f"folder {resolved.parent} does not exist", fix or "create it first")
+        return resolved
+
+
+def _terminal(section: _Section) -> TerminalSection:
+    return TerminalSection(
+        id=section.text("id", pattern=r"[0-9A-Za-z]{8}", what="8 letters or digits (DE41)", example='"QP000001"'),
+        merchant_id=section.text("merchant_id", pattern=r"[0-9A-Za-z]{15}", what="15 letters or digits (DE42)",
+                                example='"898310054110001"'),
+        country=section.text("country", pattern=r"[0-9]{4}", what="a 4-digit ISO 3166 numeric code",
+                            example='"0156" (China)'),
+        currency=section.text("currency", pattern=r"[0-9]{4}", what="a 4-digit ISO 4217 numeric code",
+                             example='"0156" (CNY)'),
+    )
+
+
+def _host(section: _Section) -> HostConfig:
+    url = section.text("url", pattern=r"https?://[^\s/]+(/\S*)?", what="an http:// or https:// URL",
+                      example='"http://127.0.0.1:8380"')
+    key = section.text("key", pattern=r"([0-9A-Fa-f]{2}){16,}", what="a hex key of at least 16 bytes",
+                      example="the key of this terminal in the world's acquirer/terminals.json")
+    timeout = section.number("timeout", default=10.0, minimum=1.0, maximum=120.0)
+    return HostConfig(url.rstrip("/"), bytes.fromhex(key), timeout)
+
+
+def _reader(section: _Section, folder: Path) -> ReaderConfig:
+    interface = section.choice("interface", ("hsu", "i2c", "spi"), "hsu")
+    port = section.text("port", default=ReaderConfig.port, example='"/dev/ttyAMA0"')
+    if not port:
+        raise ConfigError(section.key("port"), "empty", 'name the serial device, e.g. port = "/dev/ttyAMA0"')
+    if not port.startswith("/"):
+        port = str(folder / port)
+    baud = section.data.get("baud", DEFAULT_BAUD)
+    if isinstance(baud, bool) or baud not in PN532_UART_RATES:
+        raise ConfigError(section.key("baud"), f"{baud!r} is not a PN532 UART rate",
+                          f"use one of {', '.join(map(str, PN532_UART_RATES))}")
+    if baud != DEFAULT_BAUD and interface != "hsu":
+        raise ConfigError(section.key("baud"), f"only HSU (a UART) has a baud rate, the interface is {interface}",
+                          'remove baud or set interface = "hsu"')
+    reset = section.data.get("reset_pin")
+    return ReaderConfig(
+        interface=interface,
+        port=port,
+        baud=int(baud),
+        reset_pin=None if reset is None else section.pin(section.key("reset_pin"), reset),
+        i2c_bus=section.integer("i2c_bus", default=1, maximum=1),
+        spi_cs=section.integer("spi_cs", default=0, maximum=1),
+        spi_speed_hz=section.integer("spi_speed_hz", default=1_000_000, minimum=10_000, maximum=5_000_000),
+        apdu_timeout=section.number("apdu_timeout", default=2.0, minimum=0.1, maximum=30.0),
+    )
+
+
+def _limits(section: _Section) -> Limits:
+    defaults = Limits()
+    return Limits(
+        contactless_limit=section.integer("contactless_limit", default=defaults.contactless_limit),
+        floor_limit=section.integer("floor_limit", default=defaults.floor_limit),
+        cvm_limit=section.integer("cvm_limit", default=defaults.cvm_limit),
+    )
+
+
+def _gpio(section: _Section) -> GpioConfig:
+    backend = section.choice("backend", ("sim", "rpi"), "sim")
+    lights = section.data.get("lights", list(FeedbackPins.lights))
+    if not isinstance(lights, list) or len(lights) != 4:
+        raise ConfigError("gpio.lights", f"{lights!r} is not four pins",
+                          "list the BCM numbers of lights 1–4, e.g. lights = [5, 6, 13, 19]")
+    pins = tuple(section.pin(f"gpio.lights[{i}]", pin) for i, pin in enumerate(lights))
+    buzzer = section.data.get("buzzer", FeedbackPins.buzzer)
+    if buzzer == -1:
+        buzzer = None
+    elif buzzer is not None:
+        buzzer = section.pin("gpio.buzzer", buzzer)
+    blink = section.data.get("idle_blink_ms", [250, 1750])
+    if not isinstance(blink, list) or len(blink) not in (0, 2) or not all(
+        isinstance(ms, int) and not isinstance(ms, bool) and 10 <= ms <= 10_000 for ms in blink
+    ):
+        raise ConfigError("gpio.idle_blink_ms", f"{blink!r} is not [on, off] in ms",
+                          "use e.g. idle_blink_ms = [250, 1750] (10 to 10000 each), or [] for a steady light")
+    tones = Tones(
+        success_hz=section.number("success_hz", default=1500, minimum=100, maximum=10_000),
+        success_seconds=section.number("success_ms", default=500, minimum=10, maximum=5000) / 1000,
+        alert_hz=section.number("alert_hz", default=750, minimum=100, maximum=10_000),
+        alert_seconds=section.number("alert_ms", default=200, minimum=10, maximum=5000) / 1000,
+        alert_gap_seconds=section.number("alert_gap_ms", default=200, minimum=10, maximum=5000) / 1000,
+    )
+    return GpioConfig(
+        backend=backend,
+        pins=FeedbackPins(pins, buzzer),  # type: ignore[arg-type]  # four, checked above
+        tones=tones,
+        reading_step_seconds=section.number("reading_step_ms", default=150, minimum=0, maximum=2000) / 1000,
+        idle_blink=(blink[0] / 1000, blink[1] / 1000) if blink else None,
+    )
+
+
+def _check_pins(reader: ReaderConfig, gpio: GpioConfig) -> None:
+    """One pin, one job; and the pins the PN532's own bus uses are not free for lights."""
+    used: dict[int, str] = {}
+    named = [(f"gpio.lights[{i}]", pin) for i, pin in enumerate(gpio.pins.lights)]
+    if gpio.pins.buzzer is not None:
+        named.append(("gpio.buzzer", gpio.pins.buzzer))
+    if reader.reset_pin is not None:
+        named.append(("reader.reset_pin", reader.reset_pin))
+    bus: dict[int, str] = {}
+    if reader.interface == "hsu" and reader.port in HEADER_UARTS:
+        bus = {pin: f"UART {name}" for pin, name in UART0_PINS.items()}
+    elif reader.interface == "i2c":
+        bus = {pin: f"I2C {name}" for pin, name in I2C1_PINS.items()}
+    elif reader.interface == "spi":
+        bus = {pin: f"SPI {name}" for pin, name in SPI0_PINS.items()}
+    for key, pin in named:
+        if pin in bus:
+            raise ConfigError(key, f"BCM {pin} is the {bus[pin]} line the PN532 uses", "choose another pin")
+        if pin in used:
+            raise ConfigError(key, f"BCM {pin} is already {used[pin]}",
+                              "give every light, the buzzer and the reset line a pin of their own")
+        used[pin] = key
+
+
+def _listen(section: _Section) -> tuple[str, int] | None:
+    value = section.text("listen", default="127.0.0.1:8381", example='"127.0.0.1:8381"')
+    if not value:
+        return None
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.-]+):([0-9]{1,5})", value)
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        raise ConfigError("ecr.listen", f"{value!r} is not HOST:PORT",
+                          'use e.g. listen = "127.0.0.1:8381", or "" to turn the ECR link off')
+    return match.group(1).strip("[]"), int(match.group(2))

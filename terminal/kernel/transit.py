@@ -1,0 +1,257 @@
+"""Transit fares on T-Union e-purses (doc emv-qpboc.md §13) with a software PSAM.
+
+The card checks MAC1 (made by the PSAM) before it debits; the PSAM checks MAC2 (made by the card); the TAC is
+kept for the clearing centre, which alone holds the TAC keys. A card torn away after DEBIT was sent may or may
+not have paid, so the PSAM remembers that purchase and the next tap of the same card asks GET TRANSACTION
+PROVE: an answer completes the old fare (no second charge), "not found" means the debit never happened.
+
+Pure logic like the qPBOC kernel: the card is reached only through ``transceive``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from emvcore import tlv
+from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, describe_sw
+from emvcore.crypto import transit as transit_crypto
+from emvcore.crypto.keys import derive_icc_mk_a
+from terminal.kernel.errors import CardGone
+from terminal.kernel.outcome import Message, Outcome
+
+__all__ = ["TRANSIT_AID", "Psam", "PsamPurchase", "TransitResult", "fare"]
+
+TRANSIT_AID = bytes.fromhex("A000000632010105")
+
+_TXN_EP_PURCHASE = 0x06
+_KEY_INDEX = 0x01
+_PUBLIC_FILE_LENGTH = 30
+_MAX_AMOUNT = 0xFFFFFFFF
+
+_SW_INSUFFICIENT_BALANCE = 0x9401
+_SW_MAC_INVALID = 0x9302
+_SW_NOT_FOUND = 0x6A88
+
+
+@dataclass(frozen=True)
+class PsamPurchase:
+    """A DEBIT that was sent: what the PSAM needs to check its MAC2 later, on this tap or the next."""
+
+    card_number: str
+    offline_serial: int
+    amount: int
+    terminal_serial: bytes
+    date_time: bytes
+    session_key: bytes
+
+
+class Psam:
+    """A software PSAM: per-city purchase master keys, the terminal id, and the terminal transaction serial.
+
+    Per-card keys follow the world's personalisation: EMV Option A over the 16-digit card number (PSN 00).
+    """
+
+    def __init__(self, purchase_master_keys: Mapping[str, bytes], terminal_id: bytes, *, serial: int = 0) -> None:
+        for city, key in purchase_master_keys.items():
+            if len(city) != 4 or not city.isdigit() or len(key) != 16:
+                raise ValueError(f"city {city!r}: a 4-digit city code and a 16-byte master key are needed")
+        if len(terminal_id) != 6:
+            raise ValueError("the PSAM terminal id is 6 bytes")
+        if not 0 <= serial <= 0xFFFFFFFF:
+            raise ValueError("the terminal transaction serial is 4 bytes")
+        self._masters = dict(purchase_master_keys)
+        self.terminal_id = bytes(terminal_id)
+        self.serial = serial
+        self._torn: dict[str, PsamPurchase] = {}
+
+    def knows(self, city_code: str) -> bool:
+        """Whether this PSAM can serve cards of that city at all."""
+        return city_code in self._masters
+
+    def mac1(
+        self, city_code: str, card_number: str, card_random: bytes, offline_serial: int, amount: int,
+        date_time: bytes,
+    ) -> tuple[PsamPurchase, bytes]:
+        """Open a purchase: a new terminal serial, the session key, and MAC1 for the card to check."""
+        card_key = derive_icc_mk_a(self._masters[city_code], card_number, 0)
+        self.serial = (self.serial + 1) & 0xFFFFFFFF
+        terminal_serial = self.serial.to_bytes(4, "big")
+        session_key = transit_crypto.purchase_session_key(card_key, card_random, offline_serial, terminal_serial)
+        mac1 = transit_crypto.purchase_mac1(session_key, amount, _TXN_EP_PURCHASE, self.terminal_id, date_time)
+        purchase = PsamPurchase(card_number, offline_serial, amount, terminal_serial, date_time, session_key)
+        return purchase, mac1
+
+    @staticmethod
+    def mac2_ok(purchase: PsamPurchase, mac2: bytes) -> bool:
+        """The card proves it really debited: only the holder of the card key can make MAC2."""
+        expected = transit_crypto.purchase_mac2(purchase.session_key, purchase.amount)
+        return hmac.compare_digest(expected, bytes(mac2))
+
+    def remember_torn(self, purchase: PsamPurchase) -> None:
+        """Kept until the same card taps again; one per card, the latest wins."""
+        self._torn[purchase.card_number] = purchase
+
+    def torn(self, card_number: str) -> PsamPurchase | None:
+        return self._torn.get(card_number)
+
+    def forget_torn(self, card_number: str) -> None:
+        self._torn.pop(card_number, None)
+
+
+@dataclass
+class TransitResult:
+    """One fare tap; the card number is a transit number, still kept out of repr like a PAN."""
+
+    outcome: Outcome
+    message: str
+    card_number: str | None = field(default=None, repr=False)
+    city_code: str | None = None
+    amount: int = 0
+    balance_before: int | None = None
+    balance_after: int | None = None
+    offline_serial: int | None = None
+    terminal_serial: bytes | None = None
+    date_time: bytes | None = None  # BCD YYYYMMDDhhmmss as sent in DEBIT
+    mac2: bytes | None = None
+    tac: bytes | None = None  # for the clearing centre
+    recovered: bool = False  # this tap completed an earlier torn purchase instead of charging again
+    reasons: list[str] = field(default_factory=list)
+
+
+class _Stop(Exception):
+    def __init__(self, outcome: Outcome, message: str, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome, self.message, self.reason = outcome, message, reason
+
+
+def _send(transceive: Callable[[bytes], bytes], command: CommandApdu, what: str) -> ResponseApdu:
+    raw = transceive(command.encode())
+    if not isinstance(raw, bytes | bytearray):
+        raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"{what}: the reader returned no bytes")
+    try:
+        return ResponseApdu.decode(bytes(raw))
+    except ApduError:
+        raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"{what}: answer without status word") from None
+
+
+def _bcd_date(raw: bytes) -> date | None:
+    try:
+        return datetime.strptime(raw.hex(), "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def _read_public_file(answer: ResponseApdu) -> tuple[str, str, date, date]:
+    """Card number, city code and validity from 9F0C in the FCI (layout in firmware/cards/transit.py)."""
+    try:
+        fci = tlv.parse_one(answer.data)
+        public = tlv.find(answer.data, 0x9F0C) if fci.tag == 0x6F else None
+    except tlv.TlvError as error:
+        raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"FCI is not valid TLV ({error})") from None
+    if public is None or len(public) != _PUBLIC_FILE_LENGTH:
+        raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, "FCI has no 30-byte public file (9F0C)")
+    serial = public[10:20].hex().upper()
+    card_number, city_code = serial[1:17], public[28:30].hex()
+    valid_from, valid_to = _bcd_date(public[20:24]), _bcd_date(public[24:28])
+    if serial[0] != "0" or not card_number.isdigit() or not city_code.isdigit() or not valid_from or not valid_to:
+        raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, "public file (9F0C) is not a T-Union layout")
+    return card_number, city_code, valid_from, valid_to
+
+
+def fare(
+    transceive: Callable[[bytes], bytes], psam: Psam, amount: int, now: datetime
+) -> TransitResult:
+    """Charge one fare, or finish the previous one if this card was torn away during its DEBIT."""
+    result = TransitResult(Outcome.END_APPLICATION, Message.CARD_ERROR, amount=amount)
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= _MAX_AMOUNT:
+        result.message = Message.ENTER_AMOUNT
+        result.reasons.append(f"invalid fare {amount!r}")
+        return result
+    try:
+        _fare(transceive, psam, amount, now, result)
+    except CardGone as error:
+        result.outcome, result.message = Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN
+        result.reasons.append(f"card gone: {type(error).__name__}")
+    except _Stop as stop:
+        result.outcome, result.message = stop.outcome, str(stop.message)
+        result.reasons.append(stop.reason)
+    except ValueError as error:  # emvcore's parsers and crypto helpers refuse bad sizes with ValueError
+        result.outcome, result.message = Outcome.END_APPLICATION, str(Message.CARD_ERROR)
+        result.reasons.append(f"card answer unreadable: {error}")
+    return result
+
+
+def _fare(
+    transceive: Callable[[bytes], bytes], psam: Psam, amount: int, now: datetime, result: TransitResult
+) -> None:
+    answer = _send(transceive, CommandApdu(0x00, 0xA4, 0x04, 0x00, TRANSIT_AID, le=256), "SELECT")
+    if not answer.ok:
+        raise _Stop(Outcome.END_APPLICATION, Message.NOT_SUPPORTED, f"SELECT transit: {describe_sw(answer.sw)}")
+    card_number, city_code, valid_from, valid_to = _read_public_file(answer)
+    result.card_number, result.city_code = card_number, city_code
+    if not psam.knows(city_code):
+        raise _Stop(Outcome.END_APPLICATION, Message.NOT_SUPPORTED, f"no PSAM key for city {city_code}")
+    if not valid_from <= now.date() <= valid_to:
+        raise _Stop(Outcome.DECLINED, Message.CARD_EXPIRED, "card outside its validity dates")
+
+    torn = psam.torn(card_number)
+    if torn is not None and _recover(transceive, psam, torn, result):
+        return
+
+    initialize = bytes([_KEY_INDEX]) + amount.to_bytes(4, "big") + psam.terminal_id
+    answer = _send(transceive, CommandApdu(0x80, 0x50, 0x01, 0x02, initialize, le=0x0F), "INITIALIZE FOR PURCHASE")
+    if answer.sw == _SW_INSUFFICIENT_BALANCE:
+        raise _Stop(Outcome.DECLINED, Message.INSUFFICIENT_BALANCE, "INITIALIZE: balance too low")
+    if not answer.ok or len(answer.data) != 15:
+        raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"INITIALIZE: {describe_sw(answer.sw)}")
+    data = answer.data
+    balance, offline_serial, card_random = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:6], "big"), data[11:]
+    result.balance_before, result.offline_serial = balance, offline_serial
+
+    date_time = bytes.fromhex(now.strftime("%Y%m%d%H%M%S"))
+    purchase, mac1 = psam.mac1(city_code, card_number, card_random, offline_serial, amount, date_time)
+    result.terminal_serial, result.date_time = purchase.terminal_serial, date_time
+    psam.remember_torn(purchase)  # from here on a tear may have cost the rider money
+    debit = purchase.terminal_serial + date_time + mac1
+    try:
+        answer = _send(transceive, CommandApdu(0x80, 0x54, 0x01, 0x00, debit, le=0x08), "DEBIT FOR PURCHASE")
+    except _Stop as stop:  # an unreadable answer may hide a debit: keep it for GET TRANSACTION PROVE
+        raise _Stop(Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN, stop.reason) from None
+    if answer.ok and len(answer.data) != 8:
+        raise _Stop(Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN, f"DEBIT: {len(answer.data)}-byte answer")
+    if not answer.ok:
+        psam.forget_torn(card_number)  # the card refused: nothing was debited
+        if answer.sw == _SW_MAC_INVALID:
+            raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, "the card refused MAC1 (wrong PSAM key?)")
+        raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"DEBIT: {describe_sw(answer.sw)}")
+    psam.forget_torn(card_number)
+    _complete(psam, purchase, answer.data[4:8], answer.data[0:4], result)
+    result.balance_after = balance - amount
+
+
+def _recover(transceive: Callable[[bytes], bytes], psam: Psam, torn: PsamPurchase, result: TransitResult) -> bool:
+    """GET TRANSACTION PROVE for the torn purchase; True when it had been paid (and is now complete)."""
+    serial = torn.offline_serial.to_bytes(2, "big")
+    answer = _send(transceive, CommandApdu(0x80, 0x5A, 0x00, _TXN_EP_PURCHASE, serial, le=0x08), "PROVE")
+    if answer.sw == _SW_NOT_FOUND:
+        psam.forget_torn(torn.card_number)
+        result.reasons.append("the torn purchase was never debited; charging anew")
+        return False
+    if not answer.ok or len(answer.data) != 8:
+        raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"GET TRANSACTION PROVE: {describe_sw(answer.sw)}")
+    psam.forget_torn(torn.card_number)
+    result.amount, result.offline_serial = torn.amount, torn.offline_serial
+    result.terminal_serial, result.date_time, result.recovered = torn.terminal_serial, torn.date_time, True
+    _complete(psam, torn, answer.data[0:4], answer.data[4:8], result)
+    return True
+
+
+def _complete(psam: Psam, purchase: PsamPurchase, mac2: bytes, tac: bytes, result: TransitResult) -> None:
+    result.mac2, result.tac = mac2, tac
+    if not psam.mac2_ok(purchase, mac2):
+        raise _Stop(Outcome.DECLINED, Message.DECLINED, "MAC2 does not verify: not a genuine card")
+    result.outcome, result.message = Outcome.APPROVED, str(Message.FARE_PAID)
+    result.reasons.append("recovered the torn purchase" if result.recovered else "fare paid")

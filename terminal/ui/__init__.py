@@ -1,0 +1,1 @@
+"""Feedback for the shopper and the merchant: GPIO lights and tones, the message line."""

@@ -1,0 +1,157 @@
+"""terminal.toml: the world's file loads as written; every mistake names its key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from firmware.world.layout import World
+from terminal.config import ConfigError, FeedbackPins, Limits, ReaderConfig, Tones, load_config
+
+BASE = """\
+[terminal]
+id = "QP000001"
+merchant_id = "898310054110001"
+country = "0156"
+currency = "0156"
+
+[host]
+url = "http://127.0.0.1:8380"
+key = "{key}"
+
+[capk]
+file = "capk.json"
+"""
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+def _write(folder: Path, text: str) -> Path:
+    (folder / "capk.json").write_text("{}")
+    path = folder / "terminal.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_worlds_terminal_toml_loads_as_is(world: World) -> None:
+    config = load_config(world.root / "terminal.toml")
+    assert (config.terminal.id, config.terminal.merchant_id) == ("QP000001", "898310054110001")
+    assert (config.terminal.country, config.terminal.currency) == ("0156", "0156")
+    assert config.host.url == "http://127.0.0.1:8380"
+    terminals = world.path(Path("acquirer/terminals.json")).read_text()
+    assert len(config.host.key) == 32 and config.host.key.hex() in terminals
+    assert config.host.key.hex() not in repr(config)  # the signing key never lands in a log line
+    assert config.capk.file == (world.root / "scheme/capk.json").resolve() and config.capk.file.is_file()
+    assert config.reader == ReaderConfig()  # HSU on /dev/ttyAMA0 at 115200, no reset line
+    assert config.limits == Limits(contactless_limit=2_000_000, floor_limit=200_000, cvm_limit=100_000)
+    assert config.gpio.backend == "sim" and config.gpio.pins == FeedbackPins((5, 6, 13, 19), 18)
+    assert config.gpio.tones == Tones(1500.0, 0.5, 750.0, 0.2, 0.2)
+    assert config.journal.path == (world.root / "journal.sqlite3").resolve()
+    assert config.ecr.listen == ("127.0.0.1", 8381)
+
+
+def test_every_section_with_paths_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    path = _write(tmp_path, BASE.format(key=KEY) + """
+[reader]
+interface = "hsu"
+port = "pn532-pos"
+baud = 921600
+reset_pin = 4
+apdu_timeout = 1.5
+
+[limits]
+contactless_limit = 500000
+floor_limit = 0
+cvm_limit = 30000
+
+[gpio]
+backend = "rpi"
+lights = [17, 27, 22, 23]
+buzzer = -1
+success_hz = 2000
+alert_ms = 150
+idle_blink_ms = []
+
+[journal]
+path = "data/journal.db"
+
+[ecr]
+listen = ""
+""")
+    config = load_config(path)
+    assert config.reader.port == str(tmp_path.resolve() / "pn532-pos")
+    assert (config.reader.baud, config.reader.reset_pin, config.reader.apdu_timeout) == (921600, 4, 1.5)
+    assert config.limits == Limits(500_000, 0, 30_000)
+    assert config.gpio.pins == FeedbackPins((17, 27, 22, 23), None)
+    assert config.gpio.tones.success_hz == 2000.0 and config.gpio.tones.alert_seconds == 0.15
+    assert config.gpio.idle_blink is None
+    assert config.journal.path == tmp_path.resolve() / "data/journal.db"
+    assert config.ecr.listen is None
+
+
+BAD = [
+    # (what to add or replace, the key the message must name, a piece of the fix)
+    ("[reader]\nbaud = 100000", "reader.baud", "use one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600"),
+    ("[reader]\ninterface = \"usb\"", "reader.interface", '"hsu" | "i2c" | "spi"'),
+    ("[reader]\ninterface = \"i2c\"\nbaud = 921600", "reader.baud", 'interface = "hsu"'),
+    ("[reader]\ni2c_bus = 2", "reader.i2c_bus", "0 to 1"),
+    ("[reader]\nspi_bus = 1", "reader.spi_bus", "reader.spi_cs"),
+    ("[reader]\nspeed = 1", "reader.speed", "the keys of [reader] are"),
+    ("[reader]\nreset_pin = 40", "reader.reset_pin", "BCM number 2 to 27"),
+    ("[reader]\nreset_pin = 5", "reader.reset_pin", "a pin of their own"),
+    ("[reader]\napdu_timeout = 0", "reader.apdu_timeout", "use 0.1 to 30.0"),
+    ("[limits]\ncvm_limit = -1", "limits.cvm_limit", "use 0 to 999999999999"),
+    ("[limits]\nfloor_limit = \"100\"", "limits.floor_limit", "without quotes"),
+    ("[limits]\ncontactless_limit = true", "limits.contactless_limit", "without quotes"),
+    ("[gpio]\nbackend = \"pigpio\"", "gpio.backend", '"sim" | "rpi"'),
+    ("[gpio]\nlights = [5, 6, 13]", "gpio.lights", "lights 1–4"),
+    ("[gpio]\nlights = [5, 14, 13, 19]", "gpio.lights[1]", "choose another pin"),
+    ("[gpio]\nbuzzer = 6", "gpio.buzzer", "a pin of their own"),
+    ("[gpio]\nreset_pin = 4", "gpio.reset_pin", "reader.reset_pin"),
+    ("[gpio]\nsuccess_hz = true", "gpio.success_hz", "write a number"),
+    ("[gpio]\nidle_blink_ms = [1]", "gpio.idle_blink_ms", "[] for a steady light"),
+    ("[ecr]\nlisten = \"8381\"", "ecr.listen", "HOST:PORT"),
+    ("[journal]\npath = \"missing/journal.db\"", "journal.path", "folder"),
+    ("[printer]\nwidth = 32", "printer", "the sections are"),
+    ('id = "QP000001"|id = "QP1"', "terminal.id", 'id = "QP000001"'),
+    ('country = "0156"|country = "156"', "terminal.country", 'country = "0156"'),
+    ('merchant_id = "898310054110001"|', "terminal.merchant_id", "add merchant_id"),
+    ('url = "http://127.0.0.1:8380"|url = "ftp://host"', "host.url", "http://127.0.0.1:8380"),
+    ('key = "{key}"|key = "xyz"', "host.key", "acquirer/terminals.json"),
+    ('file = "capk.json"|file = "nothing.json"', "capk.file", "scheme/capk.json"),
+    ('[host]\nurl = "http://127.0.0.1:8380"\nkey = "{key}"\n|', "host", "add a [host] section"),
+]
+
+
+@pytest.mark.parametrize(("change", "key", "fix"), BAD, ids=[f"{key}-{i}" for i, (_, key, _) in enumerate(BAD)])
+def test_a_bad_value_names_its_key_and_the_fix(tmp_path: Path, change: str, key: str, fix: str) -> None:
+    text = BASE
+    if "|" in change:
+        old, new = change.split("|")
+        assert old in text
+        text = text.replace(old, new)
+    else:
+        text += "\n" + change + "\n"
+    path = _write(tmp_path, text.format(key=KEY))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert caught.value.key == key
+    assert message.startswith(f"{key}: ")
+    assert fix in message
+    assert str(path) in message  # which file, for a terminal started with several
+
+
+def test_the_baud_message_reads_as_documented(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE.format(key=KEY) + "[reader]\nbaud = 100000\n")
+    with pytest.raises(ConfigError, match=r"^reader\.baud: 100000 is not a PN532 UART rate; use one of 9600, "):
+        load_config(path)
+
+
+def test_a_missing_file_and_broken_toml_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="pass --config FILE"):
+        load_config(tmp_path / "none.toml")
+    path = _write(tmp_path, "[terminal\nid = 1\n")
+    with pytest.raises(ConfigError, match=r"not valid TOML .*line 1.*fix the syntax"):
+        load_config(path)

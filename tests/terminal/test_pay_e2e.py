@@ -1,0 +1,92 @@
+"""End to end on this machine: software PN532 + demo phone or card + acquirer stub → `pos-terminal pay`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import HostServer
+
+from acquirer_stub.instance import Instance
+from acquirer_stub.store import db
+from firmware.pn532.rig import SoftwareRig
+from firmware.world.layout import World
+from terminal import cli
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[SoftwareRig]:
+    rig = SoftwareRig([tmp_path / "pos"])
+    yield rig
+    rig.close()
+
+
+@pytest.fixture
+def config(world: World, tmp_path: Path, host_server: HostServer) -> Path:
+    """The world's terminal.toml, pointed at this test's software PN532 and acquirer port."""
+    text = world.path(Path("terminal.toml")).read_text().replace("http://127.0.0.1:8380", host_server.url)
+    text += f'\n[reader]\nport = "{tmp_path / "pos"}"\n\n[journal]\npath = "{tmp_path / "journal.sqlite3"}"\n'
+    path = world.path(Path("terminal.toml"))
+    path.write_text(text)
+    return path
+
+
+def _pay(config: Path, amount: str, capsys: pytest.CaptureFixture[str], *, wait: float = 10) -> tuple[int, dict]:
+    code = cli.main(["--config", str(config), "pay", amount, "--json", "--wait", str(wait)])
+    return code, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_phone_see_phone_then_fingerprint_then_approved(
+    rig: SoftwareRig, world: World, config: Path, instance: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig.present(world.demo_phone)
+
+    def shopper() -> None:  # looks at the phone after the first tap and touches the sensor
+        time.sleep(0.8)
+        rig.fingerprint("right-thumb", world.demo_phone)
+
+    threading.Thread(target=shopper, daemon=True).start()
+    code, sale = _pay(config, "12.34", capsys)
+    assert code == 0 and sale["outcome"] == "Approved" and sale["rc"] == "00"
+    assert sale["taps"] >= 2 and sale["cryptogram"] == "ARQC"
+    assert sale["cvm"] == "none"  # ¥12.34 is under the CVM limit: the fingerprint unlocked the phone, no CVM asked
+    assert sale["discount"] == 123 and sale["charged"] == 1111  # the Bank of China promotion: 10 % off
+    assert "9F26" in sale["field55_tags"] and "57" not in sale["field55_tags"]
+    assert sale["pan_masked"].startswith("628888") and "*" in sale["pan_masked"]
+    connection = db.connect(instance.database)
+    try:
+        row = connection.execute("SELECT rc, charged FROM transactions WHERE kind = 'authorization'").fetchone()
+    finally:
+        connection.close()
+    assert (row["rc"], row["charged"]) == ("00", 1111)
+
+
+def test_plain_card_online_and_offline_then_settlement_balances(
+    rig: SoftwareRig, world: World, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    card = next(c for c in world.cards() if c["issuer"] == "icbc-debit")
+    rig.present(world.path(Path(card["file"])))
+    code, online = _pay(config, "2500.00", capsys)  # above the floor limit: online
+    assert code == 0 and online["outcome"] == "Approved" and online["cryptogram"] == "ARQC"
+    code, offline = _pay(config, "8.00", capsys)  # small: the card approves offline with fDDA
+    assert code == 0 and offline["cryptogram"] == "TC" and offline["oda"].startswith("fdda-v01")
+    assert cli.main(["--config", str(config), "settle"]) == 0
+    assert "balanced" in capsys.readouterr().out
+
+
+def test_no_card_ends_with_a_clear_outcome(config: Path, rig: SoftwareRig,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, sale = _pay(config, "1.00", capsys, wait=0.5)
+    assert code == 1 and sale["outcome"] == "End Application" and sale["message"] == "No card presented"
+
+
+def test_a_wrong_configuration_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "terminal.toml"
+    bad.write_text('[terminal]\nid = "X"\n')
+    assert cli.main(["--config", str(bad), "pay", "1.00"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pos-terminal: ") and "terminal." in err and "Traceback" not in err
