@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from terminal import inspect
 from terminal.assemble import host_link, terminal
 from terminal.capk import CapkError
 from terminal.config import ConfigError, load_config
@@ -58,6 +59,35 @@ def _settle(args: argparse.Namespace) -> int:
     return 0 if result.balanced else 1
 
 
+def _read(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.config))
+    with terminal(config) as parts:
+        if not args.json:
+            print(f"{parts.reader.identify()}; present a card or phone", flush=True)
+        view = inspect.read_card(parts.reader, args.wait)
+    if view is None:
+        print(json.dumps({"card": None}) if args.json else "no card presented")
+        return 1
+    if args.json:
+        print(json.dumps(view.__dict__))
+    else:
+        print("phone (random UID)" if view.uid_random else "card")
+        for app in view.applications:
+            details = ", ".join(f"{k} {v}" for k, v in app.items() if k not in ("aid", "label"))
+            print(f"  {app['label'] or '?':16} {app['aid']}  {details}")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.config))
+    with terminal(config) as parts:
+        checks = inspect.doctor(config, parts.reader)
+    for check in checks:
+        print(f"[{'pass' if check.ok else 'FAIL'}] {check.name}: {check.detail}"
+              + (f"\n       hint: {check.hint}" if check.hint and not check.ok else ""))
+    return 0 if all(check.ok for check in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pos-terminal",
@@ -72,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     pay.add_argument("--json", action="store_true", help="print one JSON object (outcome, codes, timings …)")
     pay.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")
     pay.set_defaults(run=_pay)
+    read = commands.add_parser("read", help="read a card or phone without paying (labels, AIDs, masked PAN)")
+    read.add_argument("--json", action="store_true")
+    read.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")
+    read.set_defaults(run=_read)
+    doctor = commands.add_parser("doctor", help="check reader, GPIO, CAPK, host and clock, with hints")
+    doctor.set_defaults(run=_doctor)
     settle = commands.add_parser("settle", help="close the batch: send the totals, report balanced or not")
     settle.add_argument("--json", action="store_true")
     settle.set_defaults(run=_settle)

@@ -90,3 +90,43 @@ def test_a_wrong_configuration_is_a_one_line_error(tmp_path: Path, capsys: pytes
     assert cli.main(["--config", str(bad), "pay", "1.00"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pos-terminal: ") and "terminal." in err and "Traceback" not in err
+
+
+def test_read_shows_the_phone_applications_masked(
+    rig: SoftwareRig, world: World, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig.present(world.demo_phone)
+    assert cli.main(["--config", str(config), "read", "--json", "--wait", "5"]) == 0
+    view = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert view["uid_random"] is True
+    assert [app["label"] for app in view["applications"]] == ["UICS CREDIT", "MOT_T_EP"]
+    token = world.tsp()["tokens"][0]["token_pan"]
+    assert token not in json.dumps(view)
+
+
+def test_read_shows_a_plain_card_masked_pan_and_expiry(
+    rig: SoftwareRig, world: World, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    card = next(c for c in world.cards() if c["issuer"] == "ccb-debit")
+    rig.present(world.path(Path(card["file"])))
+    assert cli.main(["--config", str(config), "read", "--json", "--wait", "5"]) == 0
+    [app] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["applications"]
+    assert app["pan"] == card["pan"][:6] + "*" * (len(card["pan"]) - 10) + card["pan"][-4:]
+    assert app["expiry"] == card["expiry"][:7]
+
+
+def test_doctor_passes_every_check_on_a_working_rig(
+    rig: SoftwareRig, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["--config", str(config), "doctor"]) == 0
+    out = capsys.readouterr().out
+    for name in ("reader", "gpio", "capk", "host", "clock"):
+        assert f"[pass] {name}:" in out
+
+
+def test_doctor_names_the_failing_part(rig: SoftwareRig, config: Path, host_server: HostServer,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    host_server.stop()
+    assert cli.main(["--config", str(config), "doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] host:" in out and "hint: is acquirer-stub serve running" in out
