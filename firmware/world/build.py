@@ -59,6 +59,12 @@ key = "{key}"
 
 [capk]
 file = "scheme/capk.json"
+
+[reader]
+port = "../pn532-pos"  # the demo's software PN532: pos-card pn532 --link var/pn532-pos
+
+[journal]
+path = "terminal-journal.sqlite3"
 """
 
 

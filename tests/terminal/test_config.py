@@ -42,11 +42,12 @@ def test_the_worlds_terminal_toml_loads_as_is(world: World) -> None:
     assert len(config.host.key) == 32 and config.host.key.hex() in terminals
     assert config.host.key.hex() not in repr(config)  # the signing key never lands in a log line
     assert config.capk.file == (world.root / "scheme/capk.json").resolve() and config.capk.file.is_file()
-    assert config.reader == ReaderConfig()  # HSU on /dev/ttyAMA0 at 115200, no reset line
+    # the demo's software PN532 next to the world folder; otherwise HSU at 115200, no reset line
+    assert config.reader == ReaderConfig(port=str(world.root / "../pn532-pos"))
     assert config.limits == Limits(contactless_limit=2_000_000, floor_limit=200_000, cvm_limit=100_000)
     assert config.gpio.backend == "sim" and config.gpio.pins == FeedbackPins((5, 6, 13, 19), 18)
     assert config.gpio.tones == Tones(1500.0, 0.5, 750.0, 0.2, 0.2)
-    assert config.journal.path == (world.root / "journal.sqlite3").resolve()
+    assert config.journal.path == (world.root / "terminal-journal.sqlite3").resolve()
     assert config.ecr.listen == ("127.0.0.1", 8381)
 
 

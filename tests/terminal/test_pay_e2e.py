@@ -28,8 +28,9 @@ def rig(tmp_path: Path) -> Iterator[SoftwareRig]:
 @pytest.fixture
 def config(world: World, tmp_path: Path, host_server: HostServer) -> Path:
     """The world's terminal.toml, pointed at this test's software PN532 and acquirer port."""
-    text = world.path(Path("terminal.toml")).read_text().replace("http://127.0.0.1:8380", host_server.url)
-    text += f'\n[reader]\nport = "{tmp_path / "pos"}"\n\n[journal]\npath = "{tmp_path / "journal.sqlite3"}"\n'
+    text = (world.path(Path("terminal.toml")).read_text().replace("http://127.0.0.1:8380", host_server.url)
+            .replace('"../pn532-pos"', f'"{tmp_path / "pos"}"')
+            .replace('"terminal-journal.sqlite3"', f'"{tmp_path / "journal.sqlite3"}"'))
     path = world.path(Path("terminal.toml"))
     path.write_text(text)
     return path
