@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import decimal
 import json
 import logging
@@ -13,6 +14,7 @@ from terminal import inspect
 from terminal.assemble import host_link, terminal
 from terminal.capk import CapkError
 from terminal.config import ConfigError, load_config
+from terminal.kernel.transit import Psam, fare
 from terminal.reader.base import ReaderError
 from terminal.ui.feedback import format_amount
 
@@ -59,6 +61,32 @@ def _settle(args: argparse.Namespace) -> int:
     return 0 if result.balanced else 1
 
 
+def _fare(args: argparse.Namespace) -> int:
+    """A transit fare on the e-purse (no host: the TAC goes to the clearing centre later)."""
+    config = load_config(Path(args.config))
+    if config.transit.keys is None:
+        raise ConfigError("transit.keys", "no PSAM keys configured", "add [transit] keys = \"transit/keys.json\"")
+    cities = json.loads(config.transit.keys.read_text())["cities"]
+    psam = Psam({c["city_code"]: bytes.fromhex(c["purchase_master_key"]) for c in cities},
+                config.terminal.id.encode()[-6:])  # the PSAM's 6-byte terminal number
+    with terminal(config) as parts:
+        parts.feedback.ready(args.amount)
+        target = parts.reader.wait_for_card(args.wait)
+        if target is None:
+            print("no card presented")
+            return 1
+        result = fare(parts.reader.transceive, psam, args.amount, datetime.datetime.now())
+        parts.reader.release()
+        (parts.feedback.approved if result.outcome == "Approved" else parts.feedback.declined)(
+            *((args.amount,) if result.outcome == "Approved" else (result.message,)))
+    summary = {"outcome": str(result.outcome), "message": result.message, "amount": result.amount,
+               "balance_after": result.balance_after, "tac": result.tac.hex().upper() if result.tac else None,
+               "recovered": result.recovered, "city": result.city_code}
+    print(json.dumps(summary) if args.json else f"{result.outcome}: {result.message}"
+          + (f" (balance {format_amount(result.balance_after)})" if result.balance_after is not None else ""))
+    return 0 if result.outcome == "Approved" else 1
+
+
 def _read(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config))
     with terminal(config) as parts:
@@ -102,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     pay.add_argument("--json", action="store_true", help="print one JSON object (outcome, codes, timings …)")
     pay.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")
     pay.set_defaults(run=_pay)
+    fare_parser = commands.add_parser("fare", help="a transit fare on a transit card or the phone's (express mode)")
+    fare_parser.add_argument("amount", type=parse_amount, help="fare in yuan, e.g. 2.00")
+    fare_parser.add_argument("--json", action="store_true")
+    fare_parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")
+    fare_parser.set_defaults(run=_fare)
     read = commands.add_parser("read", help="read a card or phone without paying (labels, AIDs, masked PAN)")
     read.add_argument("--json", action="store_true")
     read.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")

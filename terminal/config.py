@@ -135,6 +135,11 @@ class EcrConfig:
 
 
 @dataclass(frozen=True)
+class TransitConfig:
+    keys: Path | None = None  # the PSAM's purchase master keys (a world's transit/keys.json)
+
+
+@dataclass(frozen=True)
 class TerminalConfig:
     path: Path
     terminal: TerminalSection
@@ -145,6 +150,7 @@ class TerminalConfig:
     gpio: GpioConfig
     journal: JournalConfig
     ecr: EcrConfig
+    transit: TransitConfig = TransitConfig()
 
 
 SECTIONS = {
@@ -157,6 +163,7 @@ SECTIONS = {
              "reading_step_ms", "idle_blink_ms"),
     "journal": ("path",),
     "ecr": ("listen",),
+    "transit": ("keys",),
 }
 REQUIRED_SECTIONS = ("terminal", "host", "capk")
 RENAMED = {  # keys people reach for, and where the setting really is
@@ -213,6 +220,9 @@ def _parse(data: dict[str, Any], folder: Path, path: Path) -> TerminalConfig:
         journal=JournalConfig(sections["journal"].file("path", folder, default="journal.sqlite3",
                                                        fix="a file in a folder that exists")),
         ecr=EcrConfig(_listen(sections["ecr"])),
+        transit=TransitConfig(sections["transit"].file("keys", folder, must_exist=True,
+                                                       fix="point it at the world's transit/keys.json")
+                              if "keys" in sections["transit"].data else None),
     )
 
 

@@ -65,6 +65,9 @@ port = "../pn532-pos"  # the demo's software PN532: pos-card pn532 --link var/pn
 
 [journal]
 path = "terminal-journal.sqlite3"
+
+[transit]
+keys = "transit/keys.json"  # the software PSAM's purchase master keys (test only)
 """
 
 

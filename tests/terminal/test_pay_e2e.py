@@ -131,3 +131,13 @@ def test_doctor_names_the_failing_part(rig: SoftwareRig, config: Path, host_serv
     assert cli.main(["--config", str(config), "doctor"]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] host:" in out and "hint: is acquirer-stub serve running" in out
+
+
+def test_a_metro_fare_on_the_phone_without_fingerprint(
+    rig: SoftwareRig, world: World, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig.present(world.demo_phone)
+    assert cli.main(["--config", str(config), "fare", "2.00", "--json", "--wait", "5"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["outcome"] == "Approved" and result["amount"] == 200 and len(result["tac"]) == 8
+    assert result["balance_after"] == 5000 - 200
