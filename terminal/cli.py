@@ -1,4 +1,4 @@
-"""`pos-terminal`: one-shot commands of the QuickPass terminal (pay, settle; the service comes next)."""
+"""`pos-terminal`: the QuickPass terminal's commands: one-shot (pay, settle, …) and `run`, the service."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime
 import decimal
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from terminal.capk import CapkError
 from terminal.config import ConfigError, load_config
 from terminal.kernel.transit import Psam, fare
 from terminal.reader.base import ReaderError
+from terminal.service import ServiceError, TerminalService
 from terminal.ui.feedback import format_amount
 
 DEFAULT_CONFIG = Path("var/demo-world/terminal.toml")
@@ -116,6 +118,28 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.config))
+    logging.getLogger("terminal.service").setLevel(logging.INFO)  # one line per sale, even without -v
+    with terminal(config) as parts:
+        service = TerminalService(config, parts, sale_wait=args.wait)
+        previous = {sig: signal.signal(sig, lambda *_: service.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            service.start()
+            url = service.url
+            print(f"ready: ECR on {url}/sale, status on {url}/status" if url else
+                  "ready: local ECR off ([ecr] listen = \"\"), polling the virtual ECR", flush=True)
+            service.serve()
+        except ServiceError as error:
+            print(f"pos-terminal: {error}", file=sys.stderr)
+            return 2
+        finally:
+            service.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pos-terminal",
@@ -141,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     read.set_defaults(run=_read)
     doctor = commands.add_parser("doctor", help="check reader, GPIO, CAPK, host and clock, with hints")
     doctor.set_defaults(run=_doctor)
+    run = commands.add_parser("run", help="the service: sales from the ECRs, status endpoint, sd_notify")
+    run.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help="as before the command")
+    run.add_argument("--wait", type=float, default=30.0, help="seconds each sale waits for the card (30)")
+    run.set_defaults(run=_run)
     settle = commands.add_parser("settle", help="close the batch: send the totals, report balanced or not")
     settle.add_argument("--json", action="store_true")
     settle.set_defaults(run=_settle)

@@ -59,6 +59,10 @@ class HostUnavailable(HostError):
         self.maybe_processed = status is not None
 
 
+class _NoContent(Exception):
+    """204 to a GET: the host has nothing for us (an empty ECR poll); not an error."""
+
+
 class HostRejected(HostError):
     """4xx: the host refused the request and stored nothing of it."""
 
@@ -123,15 +127,40 @@ class HostClient:
             log.warning("host: clock off by %.0f s, resynchronised and retrying %s", self.clock_offset, path)
             return self._exchange(path, raw, body)
 
+    def get(self, path: str) -> dict[str, Any] | None:
+        """Signed GET of `path` (may carry a query string, which the host does not sign); None on 204.
+
+        Only the virtual ECR's poll needs it; a poll is safe to repeat, so a clock_skew refusal is retried
+        once with the host's clock, as in `post`.
+        """
+        try:
+            return self._get_once(path)
+        except HostRejected as refused:
+            host_time = refused.details.get("host_time")
+            if refused.reason != "clock_skew" or not isinstance(host_time, int):
+                raise
+            self.clock_offset = host_time - self._clock()
+            log.warning("host: clock off by %.0f s, resynchronised and retrying %s", self.clock_offset, path)
+            return self._get_once(path)
+
+    def _get_once(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self._exchange(path, b"", {}, method="GET")
+        except _NoContent:
+            return None
+
     def _connection(self) -> http.client.HTTPConnection:
         if self._scheme == "https":
             return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
 
-    def _exchange(self, path: str, raw: bytes, body: Mapping[str, Any]) -> dict[str, Any]:
+    def _exchange(self, path: str, raw: bytes, body: Mapping[str, Any], *, method: str = "POST") -> dict[str, Any]:
         full = self._prefix + path
-        headers = signing.sign(self._key, self.tid, "POST", full, raw, now=self._clock() + self.clock_offset)
-        headers.update({"Content-Type": "application/json", "Accept": "application/json", "Connection": "close"})
+        signed_path = full.partition("?")[0]  # the host signs the path without its query string
+        headers = signing.sign(self._key, self.tid, method, signed_path, raw, now=self._clock() + self.clock_offset)
+        headers.update({"Accept": "application/json", "Connection": "close"})
+        if raw:
+            headers["Content-Type"] = "application/json"
         summary = summarize(body)
         started = time.perf_counter()
         connection = self._connection()
@@ -142,7 +171,7 @@ class HostClient:
                 log.warning("host: %s not reachable (%s) for %s", self.url, type(error).__name__, summary)
                 raise HostUnavailable(f"host not reachable: {type(error).__name__}") from None
             try:
-                connection.request("POST", full, body=raw, headers=headers)
+                connection.request(method, full, body=raw or None, headers=headers)
                 answer = connection.getresponse()
                 status, data = answer.status, answer.read()
             except TimeoutError:
@@ -162,6 +191,8 @@ class HostClient:
             error = str(decoded.get("error", "refused")) if decoded is not None else "refused"
             log.warning("host: HTTP %d (%s) to %s %s", status, error, path, summary)
             raise HostRejected(status, error, decoded)
+        if status == 204 and method == "GET":
+            raise _NoContent
         if status != 200 or decoded is None:
             log.warning("host: unreadable answer (HTTP %d) to %s %s", status, path, summary)
             raise HostTimeout(f"unreadable answer (HTTP {status})")

@@ -1,0 +1,509 @@
+"""`pos-terminal run`: the terminal as a long-running service at the counter.
+
+Sales come from two registers: the acquirer dashboard's virtual ECR (polled, because a terminal behind NAT
+cannot be called) and a local HTTP endpoint (`terminal.service.endpoint`). Both feed one queue and one
+worker, because there is one reader and one shopper: sales run strictly one at a time.
+
+Threads, and who owns what:
+
+* the worker is the thread that calls `start()` and `serve()`; it alone touches the reader, the kernel
+  and the host link's journal (an SQLite connection belongs to the thread that opened it, and the journal
+  is single-owner by design). The status endpoint therefore reads snapshots the worker refreshes, never
+  the journal or the chip;
+* the ECR poller only uses the signed HTTP client (`HostClient` keeps no per-request state);
+* the HTTP server's threads only queue sales and wait for their outcome.
+
+`stop()` only sets a flag, so it is safe in a signal handler. The worker notices within a quarter second:
+a sale still waiting for a card is abandoned (ended "Cancelled"); one whose card is being read or that is
+online runs to its outcome, since the journal and the reversal rules need it to finish.
+
+systemd (`terminal.service.notify`): READY=1 once the reader and the ECR endpoint are up, WATCHDOG=1 from
+the worker itself (between sales and while waiting for a card), so a hung worker stops the pings.
+A host call blocks the worker for up to ``[host] timeout`` (twice when a reversal follows a lost answer):
+keep WatchdogSec above that.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from terminal.assemble import Parts
+from terminal.config import MAX_AMOUNT, TerminalConfig
+from terminal.host.client import HostError, HostRejected
+from terminal.host.link import AdviceReceipt, HostAnswer, HostLink
+from terminal.kernel.outcome import Outcome
+from terminal.reader.base import Reader, ReaderError, Target
+from terminal.sale import Counter, SaleResult
+from terminal.service import notify
+from terminal.service.endpoint import EcrServer, base_url, open_server
+from terminal.ui.feedback import format_amount
+
+__all__ = ["SaleJob", "ServiceError", "TerminalService"]
+
+log = logging.getLogger("terminal.service")
+
+STARTING = "starting"
+IDLE = "idle"
+WAITING = "waiting for card"
+READING = "reading"
+ONLINE = "online"  # an authorization, or an offline approval's advice, with the host
+STOPPING = "stopping"
+STOPPED = "stopped"
+
+TICK_SECONDS = 0.25  # how soon the worker notices stop() and a due watchdog ping
+RESULT_SECONDS = 3.0  # the outcome stays on the lights and message line this long before idle
+ECR_NEXT = "/api/v1/ecr/next"
+ECR_RESULT = "/api/v1/ecr/{id}/result"
+MAX_POLL_BACKOFF = 10.0
+ECR_TEXT_MAX = 64
+
+# An ECR result needs a two-character code even when the host gave none; these are the EMV authorisation
+# response codes a terminal assigns itself (EMV Book 4, Annex A).
+RC_OFFLINE_APPROVED = "Y1"
+RC_OFFLINE_DECLINED = "Z1"  # the card or the terminal declined, or no card came
+RC_HOST_NOT_REACHED = "Z3"  # went online, but no answer: declined, reversal queued when a request left
+RC_INVALID_AMOUNT = "13"
+
+
+class ServiceError(Exception):
+    """The service cannot start (e.g. the ECR address is in use); the message says what to change."""
+
+
+class SaleCancelled(Exception):
+    """The service is stopping while the sale still waits for a card: nothing was read, nothing sent."""
+
+
+def _now_text() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+@dataclass
+class SaleJob:
+    """One sale asked for by a register; `done` is set when `result` holds its outcome."""
+
+    amount: int
+    source: str  # "local" (this machine's ECR endpoint) or "ecr" (the dashboard's virtual ECR)
+    ecr_id: int | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: SaleResult | None = None
+    stan: str | None = None
+    receipt: list[str] = field(default_factory=list)
+
+    def answer(self) -> dict[str, Any]:
+        """What the local register gets: the SaleResult JSON plus the STAN and the (masked) receipt."""
+        assert self.result is not None
+        return {**self.result.to_json(), "stan": self.stan, "receipt": self.receipt}
+
+
+class _StoppableReader:
+    """The reader as the Counter sees it, chopping the card wait into short slices so that a stopping
+    service abandons it, and pinging the watchdog meanwhile; APDUs pass untouched."""
+
+    def __init__(self, reader: Reader, service: TerminalService) -> None:
+        self._reader = reader
+        self._service = service
+
+    def open(self) -> None:
+        self._reader.open()
+
+    def identify(self) -> str:
+        return self._reader.identify()
+
+    def wait_for_card(self, timeout: float) -> Target | None:
+        deadline = time.monotonic() + timeout
+        self._service.state = WAITING
+        while True:
+            if self._service.stop_requested:
+                raise SaleCancelled
+            self._service.tick()
+            target = self._reader.wait_for_card(max(0.0, min(TICK_SECONDS, deadline - time.monotonic())))
+            if target is not None or time.monotonic() >= deadline:
+                return target
+
+    def transceive(self, apdu: bytes) -> bytes:
+        self._service.state = READING
+        return self._reader.transceive(apdu)
+
+    def release(self) -> None:
+        self._reader.release()
+
+    def reset(self) -> None:
+        self._reader.reset()
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class _WatchedHost:
+    """The host link as the Counter sees it: notes the state and the STAN of the sale's financial message
+    (the ECR result carries it), and leaves every decision to the real link."""
+
+    def __init__(self, link: HostLink, service: TerminalService) -> None:
+        self._link = link
+        self._service = service
+
+    def authorize(self, request_body: dict[str, Any]) -> HostAnswer:
+        self._service.state = ONLINE
+        answer = self._link.authorize(request_body)
+        self._service.sale_stan = answer.stan
+        return answer
+
+    def advise(self, request_body: dict[str, Any]) -> AdviceReceipt:
+        self._service.state = ONLINE
+        receipt = self._link.advise(request_body)
+        self._service.sale_stan = receipt.stan
+        return receipt
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._link, name)
+
+
+class TerminalService:
+    """The sale loop, the ECR poller and the local endpoint around one assembled terminal (`Parts`)."""
+
+    def __init__(self, config: TerminalConfig, parts: Parts, *, sale_wait: float = 30.0, poll_seconds: float = 1.0,
+                 flush_seconds: float = 30.0, status_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.parts = parts
+        self.sale_wait = sale_wait
+        self.poll_seconds = poll_seconds
+        self.flush_seconds = flush_seconds
+        self.status_seconds = status_seconds
+        self._clock = clock
+        self.state = STARTING
+        self.stop_requested = False  # a plain flag: stop() runs in signal handlers
+        self.sale_stan: str | None = None
+        # a host-link proxy: the Counter only calls authorize/advise, which _WatchedHost provides
+        self._counter = Counter(_StoppableReader(parts.reader, self), parts.counter.params, parts.feedback,
+                                cast(HostLink, _WatchedHost(parts.host, self)))
+        self._lock = threading.Lock()
+        self._jobs: queue.Queue[SaleJob] = queue.Queue()
+        self._open_jobs = 0  # queued or running, under _lock
+        self._current: SaleJob | None = None
+        self._last_sale: dict[str, Any] | None = None
+        self._results: list[tuple[int, dict[str, Any]]] = []  # ECR results still to deliver, under _lock
+        self._halt = threading.Event()  # set by close(): wakes the poller at once
+        self._started = clock()
+        self._reader_identity = ""
+        self._link: dict[str, Any] = {}
+        self._link_error: str | None = None
+        self._poll: dict[str, Any] = {"last": None, "error": None}
+        self._server: EcrServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._watchdog = notify.watchdog_interval()
+        self._last_ping = 0.0
+        self._last_flush = 0.0
+        self._last_status = 0.0
+        self._idle_at: float | None = None
+        self._closed = False
+
+    # -- what the endpoint and the CLI use ----------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_requested or self._closed
+
+    @property
+    def url(self) -> str | None:
+        """The local endpoint's base URL, once it is bound."""
+        return None if self._server is None else base_url(self._server)
+
+    @property
+    def local_wait_limit(self) -> float:
+        """How long a local register may wait for an outcome: the card wait plus the slowest host exchange."""
+        return self.sale_wait + 3 * self.config.host.timeout + 10
+
+    def submit_local(self, amount: int) -> SaleJob | None:
+        """Queue a sale from the local register; None when a sale is already queued or running, or stopping."""
+        return self._submit(SaleJob(amount, "local"), exclusive=True)
+
+    def stop(self) -> None:
+        """Ask the service to stop; safe from a signal handler (it only sets a flag)."""
+        self.stop_requested = True
+
+    def status(self) -> dict[str, Any]:
+        """The status endpoint's object: no card data but the masked PAN of the receipt."""
+        feedback = self.parts.feedback
+        message, lights = feedback.message, list(feedback.lights)
+        with self._lock:
+            current = self._current
+            sale = None if current is None else {"source": current.source, "ecr_id": current.ecr_id,
+                                                 "amount": current.amount}
+            return {
+                "state": self.state,
+                "message": message,
+                "lights": lights,
+                "sale": sale,
+                "last_sale": self._last_sale,
+                "reader": self._reader_identity,
+                "host": {**self._link, "url": self.config.host.url, "last_error": self._link_error},
+                "ecr": {"local": self.url, "poll": dict(self._poll), "results_to_send": len(self._results)},
+                "tid": self.config.terminal.id,
+                "uptime": round(self._clock() - self._started, 1),
+            }
+
+    # -- life cycle (the worker thread) -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """start(), serve() until stop(), close(): the whole service in the calling thread."""
+        try:
+            self.start()
+            self.serve()
+        finally:
+            self.close()
+
+    def start(self) -> None:
+        """Reader identity, the host (a host that is down is not fatal), the endpoint and the poller; READY."""
+        self._reader_identity = self.parts.reader.identify()
+        self._connect_host(check=True)
+        if self._link_error is not None:
+            log.warning("host: %s: the service starts anyway; queued items go when the host answers",
+                        self._link_error)
+        if self.config.ecr.listen is not None:
+            try:
+                self._server = open_server(self.config.ecr.listen, self)
+            except OSError as error:
+                host, port = self.config.ecr.listen
+                raise ServiceError(f"ecr.listen: cannot listen on {host}:{port} ({error.strerror}); choose a free "
+                                   'port, or listen = "" to turn the local ECR off') from None
+            self._spawn("ecr-endpoint", self._serve_http)
+        self._spawn("ecr-poller", self._poll_loop)
+        self.parts.feedback.idle()
+        self.state = IDLE
+        notify.ready(f"idle; ECR on {self.url}/sale" if self.url else "idle")
+        log.info("service: ready (%s), reader %s", self.url or "no local ECR", self._reader_identity)
+
+    def serve(self) -> None:
+        """Run sales one at a time until stop(); housekeeping in between."""
+        while not self.stop_requested:
+            self.tick()
+            try:
+                job = self._jobs.get(timeout=TICK_SECONDS)
+            except queue.Empty:
+                self._between_sales()
+                continue
+            self._run(job)
+
+    def close(self) -> None:
+        """Abandon queued sales, stop the poller and the endpoint; the reader and journal are the Parts owner's."""
+        if self._closed:
+            return
+        with self._lock:  # no sale can be queued after this, so the drain below sees them all
+            self.stop_requested = True
+        self.state = STOPPING
+        notify.stopping()
+        self._halt.set()
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            self._finish(job, SaleResult(Outcome.END_APPLICATION, "Cancelled: the terminal is stopping", job.amount))
+        if self._server is not None:
+            self._server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self._deliver_results()  # a last try; results not delivered are in the log
+        if self._server is not None:
+            self._server.server_close()
+        with self._lock:
+            left = list(self._results)
+        for ecr_id, result in left:
+            log.warning("ecr: result of ECR sale #%d not delivered (%s %s)", ecr_id, result["rc"], result["text"])
+        self._closed = True
+        self.state = STOPPED
+        log.info("service: stopped")
+
+    def tick(self) -> None:
+        """A watchdog ping when one is due; called by the worker only, so the pings prove it is alive."""
+        if self._watchdog is not None and self._clock() - self._last_ping >= self._watchdog:
+            self._last_ping = self._clock()
+            notify.watchdog()
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _serve_http(self) -> None:
+        assert self._server is not None
+        self._server.serve_forever(poll_interval=TICK_SECONDS)
+
+    def _submit(self, job: SaleJob, *, exclusive: bool) -> SaleJob | None:
+        with self._lock:
+            if self.stopping or (exclusive and self._open_jobs):
+                return None
+            self._open_jobs += 1
+            self._jobs.put(job)
+        return job
+
+    def _run(self, job: SaleJob) -> None:
+        with self._lock:
+            self._current = job
+        self.sale_stan = None
+        self._idle_at = None
+        self.state = WAITING
+        started = self._clock()
+        try:
+            result = self._counter.sale(job.amount, wait_seconds=self.sale_wait)
+        except SaleCancelled:
+            self.parts.feedback.idle()
+            result = SaleResult(Outcome.END_APPLICATION, "Cancelled: the terminal is stopping", job.amount)
+        except ReaderError as error:
+            log.error("reader: %s", error)
+            self.parts.feedback.declined("Reader error")
+            result = SaleResult(Outcome.END_APPLICATION, "Reader error", job.amount)
+        except Exception as error:  # one broken sale must not take the counter down; no message: it may hold data
+            log.error("sale: unexpected %s", type(error).__name__)
+            log.debug("sale: unexpected error", exc_info=True)
+            self.parts.feedback.declined("Terminal error")
+            result = SaleResult(Outcome.END_APPLICATION, "Terminal error", job.amount)
+        job.stan = self.sale_stan
+        self._finish(job, result, self._clock() - started)
+        self._refresh_link()
+        self._idle_at = self._clock() + RESULT_SECONDS
+        self.state = IDLE
+
+    def _finish(self, job: SaleJob, result: SaleResult, seconds: float = 0.0) -> None:
+        """Record the outcome (last sale, ECR result to send, the log line) and wake whoever waits for it."""
+        job.result = result
+        job.receipt = result.receipt(self.config.terminal.merchant_id)
+        # total: from the sale's start, the card wait included (a sale with no card has no kernel timings)
+        log.info("sale %s%s: %s rc=%s card=%s amount=%s charged=%s stan=%s taps=%d card_in_field=%.2fs "
+                 "total=%.2fs", job.source, f" #{job.ecr_id}" if job.ecr_id is not None else "", result.outcome,
+                 result.rc or "-", result.pan_masked or "-", format_amount(result.amount),
+                 format_amount(result.charged), job.stan or "-", result.taps,
+                 result.timings.get("card_in_field", 0.0), seconds)
+        last = {"source": job.source, "ecr_id": job.ecr_id, "finished": _now_text(), "stan": job.stan,
+                "outcome": result.outcome, "message": result.message, "rc": result.rc, "amount": result.amount,
+                "charged": result.charged, "discount": result.discount, "pan_masked": result.pan_masked,
+                "label": result.label, "cryptogram": result.cryptogram, "receipt": job.receipt,
+                "seconds": round(seconds, 3)}
+        with self._lock:
+            self._last_sale = last
+            self._current = None
+            self._open_jobs -= 1
+            if job.ecr_id is not None:
+                self._results.append((job.ecr_id, self._ecr_result(result, job.stan)))
+        notify.status(f"last sale: {result.outcome} {format_amount(result.amount)}")
+        job.done.set()
+
+    @staticmethod
+    def _ecr_result(result: SaleResult, stan: str | None) -> dict[str, Any]:
+        if result.rc:
+            rc = result.rc
+        elif result.outcome == Outcome.APPROVED:
+            rc = RC_OFFLINE_APPROVED
+        elif result.cryptogram == "ARQC":
+            rc = RC_HOST_NOT_REACHED
+        else:
+            rc = RC_OFFLINE_DECLINED
+        text = "".join(c if c.isprintable() else " " for c in result.message)[:ECR_TEXT_MAX]
+        return {"rc": rc, "text": text, "stan": stan}
+
+    def _between_sales(self) -> None:
+        now = self._clock()
+        if self._idle_at is not None and now >= self._idle_at:
+            self._idle_at = None
+            self.parts.feedback.idle()
+        if now - self._last_flush >= self.flush_seconds:
+            self._connect_host(check=False)
+        elif now - self._last_status >= self.status_seconds:
+            self._refresh_link()
+
+    def _connect_host(self, *, check: bool) -> None:
+        """Signed on, then store-and-forward (queued reversals and advices, oldest first).
+
+        Sign-on opens a new batch on the host, so a restart with a batch still open in the journal echoes
+        instead (the echo signs us off if the host forgot that batch) and keeps it: signing on anyway would
+        strand the open batch's sales outside any settlement.
+        """
+        self._last_flush = self._clock()
+        host = self.parts.host
+        try:
+            if check and host.journal.batch is not None:
+                host.echo()
+            if host.journal.batch is None:
+                host.sign_on()
+            result = host.flush()
+            self._link_error = result.error
+        except HostError as error:
+            self._link_error = str(error)
+        self._refresh_link()
+
+    def _refresh_link(self) -> None:
+        self._last_status = self._clock()
+        status = self.parts.host.status()
+        link = {"signed_on": status.batch is not None, "batch": status.batch,
+                "pending_reversals": status.pending_reversals, "pending_advices": status.pending_advices}
+        with self._lock:
+            self._link = link
+
+    # -- the virtual ECR poller (its own thread: HTTP client only) ----------------------------------------------
+
+    def _poll_loop(self) -> None:
+        delay = self.poll_seconds
+        while not self._halt.wait(delay):
+            delay = self.poll_seconds if self._poll_once() else min(MAX_POLL_BACKOFF, delay * 2)
+
+    def _poll_once(self) -> bool:
+        """Deliver finished results, then take the next sale if the counter is free; False if the host failed."""
+        if not self._deliver_results():
+            return False
+        with self._lock:
+            busy = self._open_jobs > 0
+        if busy or self.stopping:
+            return True
+        try:
+            item = self.parts.host.client.get(f"{ECR_NEXT}?tid={self.config.terminal.id}")
+        except HostError as error:
+            self._note_poll(error=str(error))
+            return False
+        self._note_poll(last=_now_text(), error=None)
+        if item is None:
+            return True
+        ecr_id, amount = item.get("id"), item.get("amount")
+        if isinstance(ecr_id, bool) or not isinstance(ecr_id, int):
+            log.warning("ecr: the host sent a sale without a usable id; ignored")
+            return True
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
+            with self._lock:
+                self._results.append((ecr_id, {"rc": RC_INVALID_AMOUNT, "text": "Invalid amount", "stan": None}))
+            return True
+        log.info("ecr: sale #%d for %s from the virtual ECR", ecr_id, format_amount(amount))
+        if self._submit(SaleJob(amount, "ecr", ecr_id), exclusive=False) is None:  # stopping meanwhile
+            with self._lock:
+                self._results.append((ecr_id, {"rc": RC_OFFLINE_DECLINED, "text": "Cancelled: the terminal is "
+                                               "stopping", "stan": None}))
+        return True
+
+    def _note_poll(self, **values: Any) -> None:
+        with self._lock:
+            self._poll.update(values)
+
+    def _deliver_results(self) -> bool:
+        """POST each finished ECR sale's result, oldest first; False when the host did not answer."""
+        while True:
+            with self._lock:
+                if not self._results:
+                    return True
+                ecr_id, result = self._results[0]
+            try:
+                self.parts.host.client.post(ECR_RESULT.format(id=ecr_id), result)
+            except HostRejected as refused:  # 404 / 409 / 400: resending the same result cannot help
+                log.warning("ecr: result of ECR sale #%d refused (%s)", ecr_id, refused)
+            except HostError as error:
+                self._note_poll(error=str(error))
+                return False
+            with self._lock:
+                self._results.pop(0)
