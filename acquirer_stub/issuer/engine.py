@@ -44,6 +44,8 @@ ACCOUNT_STATUS_CODES: Mapping[str, tuple[str, str]] = {
 """Account states other than 'active' and their DE39; any state not listed declines with 05."""
 
 TOKEN_ENTRY_MODES: frozenset[str] = frozenset({"07", "98", "96"})
+VELOCITY_DAILY_COUNT = 30  # approvals per account per day before 65 (exceeds frequency limit)
+VELOCITY_DAILY_AMOUNT = 5_000_000  # fen per account per day before 61 (exceeds amount limit): ¥50,000
 """Token domain (acquirer.md §11): a device token only pays by contactless chip (qPBOC, PBOC, CUP-Mobile)."""
 
 TOKEN_PSN = 0  # the TSP personalises every token card with PSN 00
@@ -153,7 +155,9 @@ def authorize(
         _verify_arqc(keys, case)
         _advance_atc(connection, case)
         offer = best_discount(connection, _issuer(case), now.date(), request.amount)
-        _take_funds(connection, case, offer.charged(request.amount) if offer else request.amount)
+        charged = offer.charged(request.amount) if offer else request.amount
+        _check_velocity(connection, case, charged, now.date())
+        _take_funds(connection, case, charged)
     except _Stop as stop:
         return case.decision(stop.rc, stop.reason)
     return case.decision("00", "APPROVED", offer)
@@ -354,6 +358,20 @@ def _advance_atc(connection: sqlite3.Connection, case: _Case) -> None:
     if case.atc <= holder["last_atc"]:
         raise _Stop("05", "ATC_REPLAY")
     _store_atc_if_higher(connection, case)
+
+
+def _check_velocity(connection: sqlite3.Connection, case: _Case, charged: int, today: datetime.date) -> None:
+    """Per-account daily limits on contactless approvals (count → 65, amount → 61), as issuers run them."""
+    assert case.account is not None
+    count, total = connection.execute(
+        "SELECT COUNT(*), COALESCE(SUM(charged), 0) FROM transactions WHERE account_id = ?"
+        " AND kind = 'authorization' AND state = 'approved' AND substr(created, 1, 10) = ?",
+        (case.account["id"], today.isoformat()),
+    ).fetchone()
+    if count >= VELOCITY_DAILY_COUNT:
+        raise _Stop("65", "VELOCITY_COUNT")
+    if total + charged > VELOCITY_DAILY_AMOUNT:
+        raise _Stop("61", "VELOCITY_AMOUNT")
 
 
 def _take_funds(connection: sqlite3.Connection, case: _Case, charged: int) -> None:

@@ -618,3 +618,31 @@ def test_an_advice_with_a_bad_format_is_30(world: World, host: Host) -> None:
     assert host.advise(dataclasses.replace(request, amount=0)).rc == "30"
     assert host.advise(dataclasses.replace(request, amount=1)).reason == "AMOUNT_MISMATCH"
     assert host.advise(dataclasses.replace(request, icc={})).rc == "30"
+
+
+def _approved_today(host: Host, account_id: int, count: int, charged: int) -> None:
+    """Earlier approvals of this account today, as the terminal API would have recorded them."""
+    for number in range(count):
+        host.sql(
+            "INSERT INTO transactions (kind, mti, tid, stan, local_date, request_hash, state, rc, amount, charged,"
+            " account_id, response, created) VALUES ('authorization', '0200', 'QP000001', ?, ?, 'x', 'approved',"
+            " '00', ?, ?, ?, '{}', ?)",
+            f"{900000 + number:06d}", NOW.date().isoformat(), charged, charged, account_id, NOW.isoformat(),
+        )
+
+
+@pytest.mark.parametrize(("count", "charged", "rc", "reason"), [
+    (engine.VELOCITY_DAILY_COUNT, 100, "65", "VELOCITY_COUNT"),
+    (1, engine.VELOCITY_DAILY_AMOUNT - ONLINE_AMOUNT + 1, "61", "VELOCITY_AMOUNT"),
+    (engine.VELOCITY_DAILY_COUNT - 1, 100, "00", "APPROVED"),
+])
+def test_daily_velocity_limits_decline_before_any_money_moves(
+    world: World, host: Host, count: int, charged: int, rc: str, reason: str
+) -> None:
+    entry = _entry(world, "spdb-credit")
+    account = host.account(entry["pan"])
+    _approved_today(host, account["id"], count, charged)
+    decision = host.authorize(tap_card(world, "spdb-credit"))
+    assert (decision.rc, decision.reason) == (rc, reason)
+    used = host.account(entry["pan"])["credit_used"]
+    assert used == (account["credit_used"] + ONLINE_AMOUNT if rc == "00" else account["credit_used"])
