@@ -5,35 +5,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HostServer
+from hostserver import HostServer
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from firmware.pn532.rig import SoftwareRig
 from firmware.world.layout import World
 from terminal import cli
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SoftwareRig]:
-    rig = SoftwareRig([tmp_path / "pos"])
-    yield rig
-    rig.close()
-
-
-@pytest.fixture
-def config(world: World, tmp_path: Path, host_server: HostServer) -> Path:
-    """The world's terminal.toml, pointed at this test's software PN532 and acquirer port."""
-    text = (world.path(Path("terminal.toml")).read_text().replace("http://127.0.0.1:8380", host_server.url)
-            .replace('"../pn532-pos"', f'"{tmp_path / "pos"}"')
-            .replace('"terminal-journal.sqlite3"', f'"{tmp_path / "journal.sqlite3"}"'))
-    path = world.path(Path("terminal.toml"))
-    path.write_text(text)
-    return path
 
 
 def _pay(config: Path, amount: str, capsys: pytest.CaptureFixture[str], *, wait: float = 10) -> tuple[int, dict]:

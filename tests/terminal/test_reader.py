@@ -24,13 +24,6 @@ RESET_PIN = 4
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SoftwareRig]:
-    rig = SoftwareRig([tmp_path / "pos"])
-    yield rig
-    rig.close()
-
-
-@pytest.fixture
 def card(world: World) -> Path:
     return world.path(Path(world.cards()[0]["file"]))
 

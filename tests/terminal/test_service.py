@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HostServer
 from flask import Flask
+from hostserver import HostServer
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
@@ -134,13 +134,6 @@ def _ecr_row(instance: Instance) -> dict[str, Any] | None:
     finally:
         connection.close()
     return None if row is None else {"state": row["state"], "result": json.loads(row["result"] or "null")}
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SoftwareRig]:
-    rig = SoftwareRig([tmp_path / "pos"])
-    yield rig
-    rig.close()
 
 
 @pytest.fixture

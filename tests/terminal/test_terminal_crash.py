@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-from test_pay_e2e import config, rig  # noqa: F401 - fixtures
-
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from firmware.pn532.rig import SoftwareRig
@@ -44,7 +42,7 @@ def _journal_states(path: Path) -> list[str]:
 
 
 def test_killed_while_the_host_decides_then_restarted_reverses_and_settles(
-    rig: SoftwareRig, world: World, config: Path, instance: Instance  # noqa: F811
+    rig: SoftwareRig, world: World, config: Path, instance: Instance
 ) -> None:
     card = next(c for c in world.cards() if c["issuer"] == ISSUER)
     rig.present(world.path(Path(card["file"])))

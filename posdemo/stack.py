@@ -1,0 +1,294 @@
+"""The demo's stack: a fresh test world, the acquirer stub, the software PN532 (two readers, one field) and the
+terminal service, started in order and always stopped again.
+
+The acquirer stub and the terminal service are child processes, each in its own process group (so a Ctrl-C
+in the shell reaches this process only, and it stops them in order). The software PN532 runs in this process,
+so the story can hold the phone in the field and touch its fingerprint sensor directly; its control socket
+lets people do the same from another shell with `pos-card … --control var/demo/pn532-pos.ctl`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+from firmware.pn532.control import ControlServer
+from firmware.pn532.rig import SoftwareRig
+from firmware.world.build import create_world
+from firmware.world.layout import World
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = ROOT / "var" / "demo"
+HOST, ACQUIRER_PORT, ECR_PORT = "127.0.0.1", 8380, 8381
+ACQUIRER_URL = f"http://{HOST}:{ACQUIRER_PORT}"
+ECR_URL = f"http://{HOST}:{ECR_PORT}"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+
+class DemoError(Exception):
+    """The demo cannot start or went wrong; the message is for a person."""
+
+
+class Stopped(Exception):
+    """SIGTERM (or a second signal): stop everything."""
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """Would a server fail to listen on host:port? (SO_REUSEADDR, like waitress, so TIME_WAIT does not count.)"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            probe.listen(1)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM if the demo itself is killed (SIGKILL leaves no time to clean up)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Stack:
+    """Everything the story needs; `start()` then `stop()` (always, from a finally)."""
+
+    def __init__(self, demo_dir: Path = DEMO_DIR, *, say: Any = print) -> None:
+        self.dir = demo_dir
+        self.say = say
+        self.world_dir = demo_dir / "world"
+        self.instance = demo_dir / "acquirer"
+        self.pos_link = demo_dir / "pn532-pos"
+        self.gate_link = demo_dir / "pn532-gate"
+        self.control_path = demo_dir / "pn532-pos.ctl"
+        self.gate_config = demo_dir / "gate.toml"
+        self.lock_path = demo_dir / "demo.lock"
+        self.world: World | None = None
+        self.phone: Path | None = None
+        self.rig: SoftwareRig | None = None
+        self._control: ControlServer | None = None
+        self._lock: IO[str] | None = None
+        self._children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        self._logs: list[IO[bytes]] = []
+
+    # -- start -------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._take_lock()
+        for port, what in ((ACQUIRER_PORT, "the acquirer stub"), (ECR_PORT, "the terminal's local ECR")):
+            if port_in_use(port):
+                raise DemoError(f"port {port} is in use ({what} needs it): stop whatever listens there "
+                                f"(see `ss -ltnp 'sport = :{port}'`) and start the demo again")
+        self.say(f"test world: a fresh one in {self._rel(self.world_dir)} …")
+        self.phone = create_world(self.world_dir, force=True)
+        self.world = World.open(self.world_dir)
+        self._acquirer()
+        self._pn532()
+        self._write_gate_config()
+        self._terminal()
+
+    def _take_lock(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_path, "a+")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            handle.close()
+            raise DemoError(f"a demo is already running (pid {pid}); stop it with Ctrl-C there "
+                            f"(or kill {pid}) first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def _acquirer(self) -> None:
+        init = subprocess.run(
+            [sys.executable, "-m", "acquirer_stub.cli", "init", "--world", str(self.world_dir),
+             "--instance", str(self.instance), "--listen", f"{HOST}:{ACQUIRER_PORT}", "--force"],
+            capture_output=True, text=True, cwd=ROOT, check=False,
+        )
+        if init.returncode != 0:
+            raise DemoError(f"acquirer-stub init failed: {init.stderr.strip() or init.stdout.strip()}")
+        self._spawn("acquirer stub", [sys.executable, "-m", "acquirer_stub.cli", "serve",
+                                      "--instance", str(self.instance), "--listen", f"{HOST}:{ACQUIRER_PORT}"])
+        self._wait_http("acquirer stub", f"{ACQUIRER_URL}/login")
+        self.say(f"acquirer stub: {ACQUIRER_URL}/  (log: {self._rel(self._log_path('acquirer stub'))})")
+
+    def _pn532(self) -> None:
+        for link in (self.pos_link, self.gate_link):  # we hold the lock: a link here is a killed run's leftover
+            if link.is_symlink():
+                link.unlink()
+        self.rig = SoftwareRig([self.pos_link, self.gate_link])
+        self._control = ControlServer(self.control_path, self.rig)
+        assert self.phone is not None
+        self.rig.present(self.phone)
+        self.say(f"software PN532: {self._rel(self.pos_link)} (shop counter) and {self._rel(self.gate_link)} "
+                 f"(metro gate), one field; the demo phone is in reach")
+        self.say(f"  control socket: {self._rel(self.control_path)}  "
+                 f"(e.g. pos-card fingerprint --control {self._rel(self.control_path)})")
+
+    def _write_gate_config(self) -> None:
+        text = (self.world_dir / "terminal.toml").read_text()
+        replaced = {
+            'port = "../pn532-pos"': 'port = "../pn532-gate"',
+            'path = "terminal-journal.sqlite3"': 'path = "gate-journal.sqlite3"',
+        }
+        for old, new in replaced.items():
+            if old not in text:
+                raise DemoError(f"the world's terminal.toml has no {old!r}; cannot derive the gate's config")
+            text = text.replace(old, new)
+        text += '\n[ecr]\nlisten = ""  # the gate takes fares only, no register\n'
+        # the world's paths are relative to the world folder: the gate's config lives there too (gate.toml
+        # beside it is a link, so `pos-terminal --config var/demo/gate.toml` reads the same file)
+        target = self.world_dir / "gate.toml"
+        target.write_text(text)
+        with contextlib.suppress(FileNotFoundError):
+            self.gate_config.unlink()
+        self.gate_config.symlink_to(Path("world") / "gate.toml")
+
+    def _terminal(self) -> None:
+        self._spawn("terminal", [sys.executable, "-m", "terminal.cli", "--config",
+                                 str(self.world_dir / "terminal.toml"), "run"])
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            self._check_alive("terminal")
+            with contextlib.suppress(OSError, ValueError):
+                status = get_json(f"{ECR_URL}/status", timeout=1.0)
+                if status.get("state") == "idle":
+                    break
+            if time.monotonic() > deadline:
+                raise DemoError(f"the terminal service did not become ready within {START_TIMEOUT:.0f} s; "
+                                f"see {self._rel(self._log_path('terminal'))}")
+            time.sleep(0.2)
+        self.say(f"terminal service: local ECR {ECR_URL}/sale, status {ECR_URL}/status  "
+                 f"(log: {self._rel(self._log_path('terminal'))})")
+
+    # -- children ----------------------------------------------------------------------------------------------
+
+    def _log_path(self, name: str) -> Path:
+        return self.dir / f"{name.split()[0]}.log"
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log_path = self._log_path(name)
+        log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._logs.append(log)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(
+            argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,  # its own process group: Ctrl-C reaches the demo, which stops it in order
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        self._children.append((name, process, log_path))
+
+    def _check_alive(self, name: str) -> None:
+        for child, process, log_path in self._children:
+            if child == name and process.poll() is not None:
+                tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-5:])
+                raise DemoError(f"the {name} exited (status {process.returncode}); {self._rel(log_path)}:\n{tail}")
+
+    def _wait_http(self, name: str, url: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            self._check_alive(name)
+            try:
+                with urllib.request.urlopen(url, timeout=1.0) as answer:
+                    if answer.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                raise DemoError(f"the {name} did not answer {url} within {START_TIMEOUT:.0f} s")
+            time.sleep(0.1)
+
+    def dead_children(self) -> list[str]:
+        return [name for name, process, _ in self._children if process.poll() is not None]
+
+    # -- stop --------------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Terminal first (it finishes a sale in flight), then the host, the rig, the lock. Never raises."""
+        for name, process, _ in reversed(self._children):
+            with contextlib.suppress(Exception):
+                self._stop_child(name, process)
+        self._children.clear()
+        for log in self._logs:
+            with contextlib.suppress(OSError):
+                log.close()
+        self._logs.clear()
+        if self._control is not None:
+            with contextlib.suppress(Exception):
+                self._control.close()
+            self._control = None
+        if self.rig is not None:
+            with contextlib.suppress(Exception):
+                self.rig.close()
+            self.rig = None
+        for link in (self.pos_link, self.gate_link):
+            if link.is_symlink():
+                with contextlib.suppress(OSError):
+                    link.unlink()
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                self.lock_path.unlink()
+            with contextlib.suppress(OSError):
+                self._lock.close()
+            self._lock = None
+
+    @staticmethod
+    def _stop_child(name: str, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(STOP_TIMEOUT)
+
+    @staticmethod
+    def _rel(path: Path) -> str:
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+
+def get_json(url: str, *, timeout: float = 5.0) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        data = json.loads(answer.read())
+    if not isinstance(data, dict):
+        raise ValueError(f"{url}: not a JSON object")
+    return data
+
+
+def post_json(url: str, body: dict[str, Any], *, timeout: float = 90.0) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read() or b"{}")
