@@ -71,7 +71,7 @@ def test_a_decline_switches_the_lights_off_and_beeps_twice_200_ms_apart() -> Non
     feedback.reading()
     started = time.monotonic()
     feedback.declined("insufficient funds")
-    assert time.monotonic() - started < 0.1  # the second beep does not hold up the transaction
+    assert time.monotonic() - started < 0.35  # the second beep (0.4 s later) does not hold up the transaction
     feedback.settle()
     assert feedback.events() == [
         _on(1), _say("Present card"),

@@ -56,7 +56,7 @@ def test_identify_names_chip_firmware_and_port(reader: Pn532Reader, tmp_path: Pa
 def test_an_empty_field_times_out_quickly(reader: Pn532Reader) -> None:
     started = time.monotonic()
     assert reader.wait_for_card(0.2) is None
-    assert 0.2 <= time.monotonic() - started < 0.7
+    assert 0.2 <= time.monotonic() - started < 2.0  # bounded by the timeout, not forever (no speed claim)
 
 
 def test_lists_a_card_and_selects_the_ppse(reader: Pn532Reader, rig: SoftwareRig, card: Path) -> None:
