@@ -14,9 +14,10 @@ from terminal.host.link import HostLink
 from terminal.journal.journal import Journal
 from terminal.kernel.params import KernelParams
 from terminal.reader.pn532 import Pn532Reader
-from terminal.sale import Counter
+from terminal.sale import Counter, SaleResult
 from terminal.ui.feedback import Feedback
 from terminal.ui.gpio import open_gpio
+from terminal.ui.receipt import print_receipt
 
 log = logging.getLogger("terminal")
 
@@ -49,9 +50,16 @@ def terminal(config: TerminalConfig) -> Iterator[Parts]:
     reader = Pn532Reader(config, gpio)
     params = kernel_params(config)
     host = host_link(config)
+    printer = None
+    if config.receipt.printer is not None:
+        device, baud, merchant = config.receipt.printer, config.receipt.baud, config.terminal.merchant_id
+
+        def printer(sale: SaleResult) -> None:
+            print_receipt(device, baud, sale.receipt(merchant))
+
     reader.open()
     try:
-        yield Parts(Counter(reader, params, feedback, host), reader, host, feedback)
+        yield Parts(Counter(reader, params, feedback, host, printer=printer), reader, host, feedback)
     finally:
         reader.close()
         feedback.close()

@@ -135,6 +135,12 @@ class EcrConfig:
 
 
 @dataclass(frozen=True)
+class ReceiptConfig:
+    printer: str | None = None  # serial device of an ESC/POS thermal printer; None: receipts only in logs/status
+    baud: int = 9600
+
+
+@dataclass(frozen=True)
 class TransitConfig:
     keys: Path | None = None  # the PSAM's purchase master keys (a world's transit/keys.json)
 
@@ -151,6 +157,7 @@ class TerminalConfig:
     journal: JournalConfig
     ecr: EcrConfig
     transit: TransitConfig = TransitConfig()
+    receipt: ReceiptConfig = ReceiptConfig()
 
 
 SECTIONS = {
@@ -164,6 +171,7 @@ SECTIONS = {
     "journal": ("path",),
     "ecr": ("listen",),
     "transit": ("keys",),
+    "receipt": ("printer", "baud"),
 }
 REQUIRED_SECTIONS = ("terminal", "host", "capk")
 RENAMED = {  # keys people reach for, and where the setting really is
@@ -223,6 +231,7 @@ def _parse(data: dict[str, Any], folder: Path, path: Path) -> TerminalConfig:
         transit=TransitConfig(sections["transit"].file("keys", folder, must_exist=True,
                                                        fix="point it at the world's transit/keys.json")
                               if "keys" in sections["transit"].data else None),
+        receipt=_receipt(sections["receipt"], folder),
     )
 
 
@@ -406,6 +415,15 @@ def _check_pins(reader: ReaderConfig, gpio: GpioConfig) -> None:
             raise ConfigError(key, f"BCM {pin} is already {used[pin]}",
                               "give every light, the buzzer and the reset line a pin of their own")
         used[pin] = key
+
+
+def _receipt(section: _Section, folder: Path) -> ReceiptConfig:
+    printer = section.text("printer", default="", example='"/dev/ttyUSB1"')
+    baud = section.integer("baud", default=9600)
+    if baud not in (9600, 19200, 38400, 57600, 115200):
+        raise ConfigError(section.key("baud"), f"{baud} is not a printer serial speed",
+                          "use 9600, 19200, 38400, 57600 or 115200 (the printer's self-test page shows it)")
+    return ReceiptConfig(str(folder / printer) if printer else None, baud)
 
 
 def _listen(section: _Section) -> tuple[str, int] | None:

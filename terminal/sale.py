@@ -75,11 +75,13 @@ class Counter:
     """The terminal's sale logic, given its parts (so tests can give it simulated ones)."""
 
     def __init__(self, reader: Reader, params: KernelParams, feedback: Feedback, host: HostLink, *,
+                 printer: Callable[[SaleResult], None] | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.reader = reader
         self.params = params
         self.feedback = feedback
         self.host = host
+        self._printer = printer  # the paper receipt, when a printer is configured
         self._clock = clock
 
     def sale(self, amount: int, *, wait_seconds: float = 30.0) -> SaleResult:
@@ -114,6 +116,8 @@ class Counter:
             sale = self._finish(result, amount)
             sale.taps = taps
             sale.timings = {**result.timings, "total": self._clock() - started}
+            if self._printer is not None:
+                self._printer(sale)
             return sale
 
     def _finish(self, result: qpboc.KernelResult, amount: int) -> SaleResult:

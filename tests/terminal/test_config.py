@@ -94,6 +94,8 @@ listen = ""
 BAD = [
     # (what to add or replace, the key the message must name, a piece of the fix)
     ("[reader]\nbaud = 100000", "reader.baud", "use one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600"),
+    ("[receipt]\nbaud = 12345", "receipt.baud", "the printer's self-test page shows it"),
+    ("[receipt]\npaper = \"58mm\"", "receipt.paper", "the keys of [receipt] are printer, baud"),
     ("[reader]\ninterface = \"usb\"", "reader.interface", '"hsu" | "i2c" | "spi"'),
     ("[reader]\ninterface = \"i2c\"\nbaud = 921600", "reader.baud", 'interface = "hsu"'),
     ("[reader]\ni2c_bus = 2", "reader.i2c_bus", "0 to 1"),

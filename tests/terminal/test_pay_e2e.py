@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import threading
 import time
+import tty
 from pathlib import Path
 
 import pytest
@@ -122,3 +125,32 @@ def test_a_metro_fare_on_the_phone_without_fingerprint(
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["outcome"] == "Approved" and result["amount"] == 200 and len(result["tac"]) == 8
     assert result["balance_after"] == 5000 - 200
+
+
+def test_the_receipt_prints_on_an_esc_pos_printer(
+    rig: SoftwareRig, world: World, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The printer is a pseudo-terminal here: the test reads what a thermal printer would receive."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    tty.setraw(master)
+    try:
+        with config.open("a") as stream:
+            stream.write(f'\n[receipt]\nprinter = "{os.ttyname(slave)}"\nbaud = 9600\n')
+        card = next(c for c in world.cards() if c["issuer"] == "cmb-credit")
+        rig.present(world.path(Path(card["file"])))
+        code, sale = _pay(config, "2500.00", capsys)
+        assert code == 0 and sale["outcome"] == "Approved"
+        printed = b""
+        while select.select([master], [], [], 1.0)[0]:
+            printed += os.read(master, 4096)
+            if printed.endswith(b"\x1dV\x00"):
+                break
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert printed.startswith(b"\x1b@") and printed.endswith(b"\x1bd\x03\x1dV\x00")  # initialise … feed, cut
+    text = printed.decode("ascii")
+    assert "Approved 00" in text and "CNY 2,500.00" in text and f"Approval {sale['approval_code']}" in text
+    assert card["pan"] not in text and card["pan"][-4:] in text  # masked: BIN and last four only
+    assert "Signature required" in text  # ¥2,500 is over the CVM limit and a plain card asks for a signature
