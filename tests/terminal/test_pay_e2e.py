@@ -9,6 +9,7 @@ import threading
 import time
 import tty
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hostserver import HostServer
@@ -18,6 +19,8 @@ from acquirer_stub.store import db
 from firmware.pn532.rig import SoftwareRig
 from firmware.world.layout import World
 from terminal import cli
+from terminal.assemble import terminal
+from terminal.config import load_config
 
 
 def _pay(config: Path, amount: str, capsys: pytest.CaptureFixture[str], *, wait: float = 10) -> tuple[int, dict]:
@@ -154,3 +157,33 @@ def test_the_receipt_prints_on_an_esc_pos_printer(
     assert "Approved 00" in text and "CNY 2,500.00" in text and f"Approval {sale['approval_code']}" in text
     assert card["pan"] not in text and card["pan"][-4:] in text  # masked: BIN and last four only
     assert "Signature required" in text  # ¥2,500 is over the CVM limit and a plain card asks for a signature
+
+
+def _sequence(parts: Any) -> list[tuple[str, object]]:
+    """Messages and tones in order: what the shopper sees and hears."""
+    parts.feedback.settle(2.0)
+    return [(what, value) for what, event, value in parts.feedback.events() if what in ("message", "buzzer")]
+
+
+def test_lights_tones_and_messages_of_an_approval_and_a_decline(
+    rig: SoftwareRig, world: World, config: Path, instance: Instance
+) -> None:
+    card = next(c for c in world.cards() if c["issuer"] == "pab-credit")
+    rig.present(world.path(Path(card["file"])))
+    with terminal(load_config(config)) as parts:
+        assert parts.counter.sale(250_000, wait_seconds=10).outcome == "Approved"
+        approved = _sequence(parts)
+        lights = [value for what, event, value in parts.feedback.events() if what == "light4"]
+    assert approved == [("message", "Present card"), ("message", "Processing"), ("buzzer", (1500.0, 0.5)),
+                        ("message", "Remove card"), ("message", "Approved ¥2,500.00")]  # the tone as the card is read
+    assert True in lights  # all four lights on at "card read"
+
+    connection = db.connect(instance.database)
+    connection.execute("UPDATE issuers SET forced_decline = '51' WHERE code = 'pab-credit'")
+    connection.close()
+    with terminal(load_config(config)) as parts:
+        assert parts.counter.sale(250_000, wait_seconds=10).outcome == "Declined"
+        declined = _sequence(parts)
+    assert declined == [("message", "Present card"), ("message", "Processing"), ("buzzer", (1500.0, 0.5)),
+                        ("message", "Remove card"), ("buzzer", (750.0, 0.2)),
+                        ("message", "Declined: Insufficient funds"), ("buzzer", (750.0, 0.2))]  # two low beeps
