@@ -67,7 +67,7 @@ def _demo_running() -> bool:
 @pytest.fixture
 def ports_free() -> Iterator[None]:
     if _listening(ACQUIRER_PORT) or _listening(ECR_PORT) or _demo_running():
-        pytest.skip("a demo (or something else on 8380/8381) is running on this machine")
+        pytest.fail("ports 8380/8381 are taken (a demo running?): stop it, then run the tests again")
     yield
 
 
