@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
 import logging
 import sqlite3
@@ -12,25 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import reader
 from flask import Flask
 from flask.testing import FlaskClient
+from reader import tap_icc
 from werkzeug.test import TestResponse
 
 from acquirer_stub.api import service
 from acquirer_stub.instance import Instance
 from acquirer_stub.issuer import engine
 from acquirer_stub.store import db
-from emvcore.bcd import encode_cn
-from firmware.cards.cardfile import PlainCard
 from firmware.world.layout import World
 from hostproto import messages, signing
-
-# the card-side tests' scripted reader: tap a world card as a terminal would
-_READER_PATH = Path(__file__).resolve().parents[1] / "unit" / "firmware" / "reader.py"
-_spec = importlib.util.spec_from_file_location("acquirer_tests_reader", _READER_PATH)
-assert _spec is not None and _spec.loader is not None
-reader = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reader)
 
 DEBIT_AID = bytes.fromhex("A000000333010101")
 CREDIT_AID = bytes.fromhex("A000000333010102")
@@ -70,20 +62,6 @@ class Terminal:
 
 def _card_entry(world: World, issuer: str) -> dict[str, Any]:
     return next(c for c in world.cards() if c["issuer"] == issuer)
-
-
-def tap_icc(world: World, issuer: str, amount: int, *, ttq: bytes = TTQ_ONLINE) -> dict[str, str]:
-    """Tap the issuer's world card and collect DE55 as a terminal would (57 and 5A included: the host must drop
-    them)."""
-    entry = _card_entry(world, issuer)
-    card = PlainCard.load(world.path(Path(entry["file"])))
-    values = reader.terminal_data(amount, ttq=ttq)
-    answer, data = reader.tap(card.chip(), DEBIT_AID if entry["kind"] == "debit" else CREDIT_AID, values)
-    assert answer.ok
-    icc = {tag: values[tag] for tag in (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)}
-    icc.update({tag: data[tag] for tag in (0x9F26, 0x9F10, 0x9F36, 0x82, 0x57, 0x5F34)})
-    icc[0x5A] = encode_cn(entry["pan"], 8)
-    return {f"{tag:X}": value.hex().upper() for tag, value in icc.items()}
 
 
 def financial(terminal: Terminal, world: World, issuer: str, amount: int, batch: int, *, mti: str = "0200",

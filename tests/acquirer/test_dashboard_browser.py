@@ -8,7 +8,6 @@ If Chromium is missing or cannot start, the tests fail (a dashboard nobody has s
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
 import sqlite3
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import reader
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
@@ -38,12 +38,6 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
 TIMEOUT_MS = 15_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# the card-side tests' scripted reader: tap a world card as the terminal's kernel would
-_READER_PATH = Path(__file__).resolve().parents[1] / "unit" / "firmware" / "reader.py"
-_spec = importlib.util.spec_from_file_location("dashboard_browser_reader", _READER_PATH)
-assert _spec is not None and _spec.loader is not None
-reader = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reader)
 
 
 # -- a live server, a browser, a terminal ------------------------------------------------------------------------

@@ -10,11 +10,12 @@ from typing import Any
 
 import iso8583
 import pytest
+import reader
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyemv import ac, kd, mac, tools
-from test_api import MMDD, Terminal, account, counts, financial, reader, rows
+from test_api import MMDD, Terminal, account, counts, financial, rows
 from werkzeug.test import TestResponse
 
 from acquirer_stub.instance import Instance

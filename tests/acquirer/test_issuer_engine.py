@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import reader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyemv import ac, kd, mac, tools
@@ -31,19 +30,6 @@ from emvcore.crypto.cryptogram import Algorithm, compute_arpc1, derive_icc_maste
 from firmware.cards.cardfile import PlainCard
 from firmware.wallet.wallet import Wallet
 from firmware.world.layout import World
-
-
-def _load_reader() -> ModuleType:
-    """The card-side tests' scripted reader, loaded by path so this folder needs no sys.path change."""
-    path = Path(__file__).resolve().parents[1] / "unit" / "firmware" / "reader.py"
-    spec = importlib.util.spec_from_file_location("qpboc_scripted_reader", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-reader = _load_reader()
 
 DEBIT_AID = bytes.fromhex("A000000333010101")
 CREDIT_AID = bytes.fromhex("A000000333010102")

@@ -4,7 +4,6 @@ lost answers, a host that goes away and comes back, crashes at every journal sta
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
 import logging
 import os
@@ -18,26 +17,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+import reader
+from reader import tap_icc
 from werkzeug.serving import make_server
 
 from acquirer_stub.api import service
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
-from emvcore.bcd import encode_cn
 from emvcore.tags import mask_pan
-from firmware.cards.cardfile import PlainCard
 from firmware.world.layout import World
 from hostproto.messages import Totals
 from terminal.host.client import HostClient, HostRejected, HostTimeout, HostUnavailable
 from terminal.host.link import HostLink
 from terminal.journal.journal import MAX_STAN, Journal, JournalError, SaleId, State
-
-# the card-side tests' scripted reader: tap a world card as a terminal's kernel would
-_READER_PATH = Path(__file__).resolve().parents[1] / "unit" / "firmware" / "reader.py"
-_spec = importlib.util.spec_from_file_location("terminal_tests_reader", _READER_PATH)
-assert _spec is not None and _spec.loader is not None
-reader = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reader)
 
 DEBIT_AID = bytes.fromhex("A000000333010101")
 CREDIT_AID = bytes.fromhex("A000000333010102")
@@ -53,20 +45,6 @@ ADVICES = "/api/v1/advices"
 
 def _card(world: World, issuer: str) -> dict[str, Any]:
     return next(c for c in world.cards() if c["issuer"] == issuer)
-
-
-def tap_icc(world: World, issuer: str, amount: int, *, ttq: bytes = TTQ_ONLINE) -> dict[str, str]:
-    """DE55 as the kernel collects it, 57 (track 2) and 5A (PAN) included: the link must keep them out of the
-    journal's clear text."""
-    entry = _card(world, issuer)
-    card = PlainCard.load(world.path(Path(entry["file"])))
-    values = reader.terminal_data(amount, ttq=ttq)
-    answer, data = reader.tap(card.chip(), DEBIT_AID if entry["kind"] == "debit" else CREDIT_AID, values)
-    assert answer.ok
-    icc = {tag: values[tag] for tag in (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)}
-    icc.update({tag: data[tag] for tag in (0x9F26, 0x9F10, 0x9F36, 0x82, 0x57, 0x5F34)})
-    icc[0x5A] = encode_cn(entry["pan"], 8)
-    return {f"{tag:X}": value.hex().upper() for tag, value in icc.items()}
 
 
 def sale(world: World, issuer: str, amount: int, *, offline: bool = False) -> dict[str, Any]:

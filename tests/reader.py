@@ -1,14 +1,19 @@
-"""A scripted reader for card-side tests: terminal data and the APDUs a qPBOC kernel sends.
+"""A scripted reader for the tests of every package: terminal data and the APDUs a qPBOC kernel sends.
 
 Written from the spec independently of the card code, so that tests check the card from outside.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from emvcore import tlv
 from emvcore.apdu import CommandApdu, ResponseApdu
+from emvcore.bcd import encode_cn
 from emvcore.dol import build_dol_data
 from firmware.cards.card import Chip
+from firmware.cards.cardfile import PlainCard
+from firmware.world.layout import World
 
 PPSE = CommandApdu(0x00, 0xA4, 0x04, 0x00, b"2PAY.SYS.DDF01", le=256)
 TTQ_CARD_READER = bytes.fromhex("26000080")  # qPBOC, online PIN, signature, fDDA v01
@@ -60,3 +65,22 @@ def read_records(chip: Chip, afl: bytes) -> list[tuple[int, bytes]]:
             assert answer.ok, f"READ RECORD {sfi}/{number}: {answer.sw:04X}"
             records.append((sfi, answer.data))
     return records
+
+
+DEBIT_AID = bytes.fromhex("A000000333010101")
+CREDIT_AID = bytes.fromhex("A000000333010102")
+TTQ_ONLINE = bytes.fromhex("26800080")  # qPBOC, signature, online cryptogram required: the card sends an ARQC
+
+
+def tap_icc(world: World, issuer: str, amount: int, *, ttq: bytes = TTQ_ONLINE) -> dict[str, str]:
+    """Tap the issuer's world card and collect DE55 as a terminal would, 57 and 5A included: whoever
+    receives it (host, journal) must keep those out of what it stores."""
+    entry = next(c for c in world.cards() if c["issuer"] == issuer)
+    card = PlainCard.load(world.path(Path(entry["file"])))
+    values = terminal_data(amount, ttq=ttq)
+    answer, data = tap(card.chip(), DEBIT_AID if entry["kind"] == "debit" else CREDIT_AID, values)
+    assert answer.ok
+    icc = {tag: values[tag] for tag in (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)}
+    icc.update({tag: data[tag] for tag in (0x9F26, 0x9F10, 0x9F36, 0x82, 0x57, 0x5F34)})
+    icc[0x5A] = encode_cn(entry["pan"], 8)
+    return {f"{tag:X}": value.hex().upper() for tag, value in icc.items()}
