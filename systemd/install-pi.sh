@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Install the QuickPass terminal as a systemd service on a Raspberry Pi, and optionally the acquirer stub.
+#
+#   sudo systemd/install-pi.sh [--world DIR] [--with-acquirer] [--no-start]
+#
+# From a checkout: a system user `quickpass` (groups dialout and gpio), the venv /opt/quickpass/.venv with
+# `pip install .[pi]` (`.[pi,acquirer]` with --with-acquirer), the test world in /var/lib/quickpass/world (a
+# copy of DIR, or a new one), /etc/quickpass/terminal.toml from systemd/terminal.toml.in when it does not exist
+# yet (never overwritten), the units in /etc/systemd/system, enabled; then `pos-terminal doctor` and a start.
+# Running it again is safe: it upgrades the venv and the units and keeps the configuration, world and journal.
+# QUICKPASS_ROOT=DIR installs into a staging root instead of / (used by the tests; systemctl is then theirs).
+# TEST ONLY: everything it installs belongs to a simulated payment world.
+set -euo pipefail
+
+usage() { sed -n '4p' "$0" | sed 's/^# *//' >&2; exit 2; }
+say() { printf '== %s\n' "$*" >&2; }
+
+world=""
+acquirer=0
+start=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --world) [ $# -ge 2 ] || usage; world="$(cd "$2" && pwd)"; shift 2 ;;
+    --with-acquirer) acquirer=1; shift ;;
+    --no-start) start=0; shift ;;
+    -h|--help) usage ;;
+    *) echo "install-pi.sh: unknown argument $1" >&2; usage ;;
+  esac
+done
+
+root="${QUICKPASS_ROOT:-}"
+src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+user=quickpass
+opt=/opt/quickpass
+venv="$opt/.venv"
+etc=/etc/quickpass
+state=/var/lib/quickpass
+units=/etc/systemd/system
+
+if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
+  echo "install-pi.sh: run it as root: sudo $0 $*" >&2
+  exit 1
+fi
+[ -f "$src/pyproject.toml" ] || { echo "install-pi.sh: $src is not a quickpass checkout" >&2; exit 1; }
+if [ -n "$world" ] && [ ! -f "$world/WORLD.json" ]; then
+  echo "install-pi.sh: $world is not a test world (no WORLD.json); create one with: pos-card world DIR" >&2
+  exit 1
+fi
+
+say "user $user in groups dialout, gpio"
+for group in dialout gpio; do
+  getent group "$group" >/dev/null || groupadd --system "$group"
+done
+if getent passwd "$user" >/dev/null; then
+  usermod --append --groups dialout,gpio "$user"
+else
+  useradd --system --user-group --groups dialout,gpio --home-dir "$state" --no-create-home \
+    --shell /usr/sbin/nologin --comment "QuickPass POS terminal" "$user"
+fi
+
+say "venv $venv"
+extras=pi
+if [ "$acquirer" -eq 1 ]; then extras=pi,acquirer; fi
+if [ ! -x "$root$venv/bin/python" ]; then
+  mkdir -p "$root$opt"
+  python3 -m venv "$root$venv"
+fi
+"$root$venv/bin/pip" install --quiet --upgrade "${src}[${extras}]"
+install -d -m 0755 "$root$opt/docs"
+install -m 0644 "$src/docs/raspberry-pi.md" "$root$opt/docs/raspberry-pi.md"
+
+say "state $state"
+install -d -m 0750 "$root$state"
+if [ ! -e "$root$state/world" ]; then
+  if [ -n "$world" ]; then
+    cp -a "$world" "$root$state/world"
+  else
+    "$root$venv/bin/pos-card" world "$root$state/world"
+  fi
+elif [ -n "$world" ] && [ "$world" != "$root$state/world" ]; then
+  say "kept the world already in $state/world (not replaced by $world)"
+fi
+chown -R "$user:$user" "$root$state"
+
+say "configuration $etc/terminal.toml"
+install -d -m 0750 "$root$etc"
+chown "root:$user" "$root$etc"
+if [ -e "$root$etc/terminal.toml" ]; then
+  say "kept the existing $etc/terminal.toml"
+else
+  "$root$venv/bin/python" - "$src/systemd/terminal.toml.in" "$root$state/world/terminal.toml" \
+    "$root$etc/terminal.toml.new" "$state" <<'PY'
+import string
+import sys
+import tomllib
+
+template, world_config, target, state = sys.argv[1:]
+with open(world_config, "rb") as stream:
+    data = tomllib.load(stream)
+text = string.Template(open(template).read()).substitute(
+    **data["terminal"], host_key=data["host"]["key"], world=f"{state}/world", state=state)
+with open(target, "w") as stream:
+    stream.write(text)
+PY
+  chmod 0640 "$root$etc/terminal.toml.new"
+  chown "root:$user" "$root$etc/terminal.toml.new"
+  mv "$root$etc/terminal.toml.new" "$root$etc/terminal.toml"
+fi
+
+if [ "$acquirer" -eq 1 ] && [ ! -f "$root$state/acquirer/config.json" ]; then
+  say "acquirer stub instance $state/acquirer"
+  runuser -u "$user" -- "$root$venv/bin/acquirer-stub" init --world "$root$state/world" \
+    --instance "$root$state/acquirer"
+fi
+
+say "units in $units"
+install -d -m 0755 "$root$units"
+install -m 0644 "$src/systemd/pos-terminal.service" "$root$units/pos-terminal.service"
+if [ "$acquirer" -eq 1 ]; then
+  install -m 0644 "$src/systemd/acquirer-stub.service" "$root$units/acquirer-stub.service"
+fi
+systemctl daemon-reload
+systemctl enable pos-terminal.service
+if [ "$acquirer" -eq 1 ]; then
+  systemctl enable acquirer-stub.service
+  systemctl restart acquirer-stub.service
+fi
+
+say "pos-terminal doctor (the service is stopped meanwhile: the reader has one owner)"
+systemctl stop pos-terminal.service
+doctor=0
+runuser -u "$user" -- "$root$venv/bin/pos-terminal" --config "$root$etc/terminal.toml" doctor || doctor=$?
+if [ "$start" -eq 1 ]; then
+  systemctl start pos-terminal.service
+  say "started: systemctl status pos-terminal; journalctl -u pos-terminal -f"
+fi
+if [ "$doctor" -ne 0 ]; then
+  say "doctor found problems (above); fix them, then: sudo systemctl restart pos-terminal"
+  exit 1
+fi
+say "done"

@@ -1,0 +1,117 @@
+"""systemd/install-pi.sh: shell checks, and two runs into a staging root with the system's tools stubbed.
+
+The stubs (groupadd, useradd, usermod, getent, chown, runuser, systemctl, python3 -m venv and the venv's
+pip, pos-card, acquirer-stub and pos-terminal) record their arguments and keep the little state the script
+asks about (which users and groups exist), so the test sees what the script would do to a Pi: whom it
+creates, what it installs where, which units it enables, and that a second run changes nothing it must keep.
+The configuration it writes is rendered by the real template and loaded by the real `load_config`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from deployhelp import SYSTEMD, need
+
+from firmware.world.layout import World
+from terminal.config import load_config
+
+SCRIPT = SYSTEMD / "install-pi.sh"
+
+STUB = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$STUBS/calls"
+"""
+STUBS = {
+    # users and groups: getent answers from what groupadd/useradd recorded
+    "getent": STUB + 'grep -qx "$1 $2" "$STUBS/db" 2>/dev/null\n',
+    "groupadd": STUB + 'for a; do last=$a; done; echo "group $last" >> "$STUBS/db"\n',
+    "useradd": STUB + 'for a; do last=$a; done; echo "passwd $last" >> "$STUBS/db"\n',
+    "usermod": STUB, "chown": STUB, "systemctl": STUB,
+    "runuser": STUB + 'shift 3; exec "$@"\n',  # runuser -u USER -- COMMAND…
+    "python3": STUB + 'mkdir -p "$3/bin"; for tool in pip pos-card acquirer-stub pos-terminal; do '
+               'cp "$STUBS/venv-$tool" "$3/bin/$tool"; done; ln -s "$REAL_PYTHON" "$3/bin/python"\n',
+    "venv-pip": STUB,
+    "venv-pos-terminal": STUB,
+    "venv-pos-card": STUB + 'cp -a "$TEST_WORLD" "$2"\n',
+    "venv-acquirer-stub": STUB + 'mkdir -p "$5" && echo "{}" > "$5/config.json"\n',
+}
+
+
+def _stubs(folder: Path) -> None:
+    folder.mkdir()
+    for name, text in STUBS.items():
+        path = folder / name
+        path.write_text(text)
+        path.chmod(0o755)
+
+
+def _install(stubs: Path, root: Path, world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "STUBS": str(stubs), "QUICKPASS_ROOT": str(root),
+           "REAL_PYTHON": sys.executable, "TEST_WORLD": str(world.root)}
+    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_script_passes_bash_n_and_shellcheck() -> None:
+    assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
+    assert "\nset -euo pipefail\n" in SCRIPT.read_text() and os.access(SCRIPT, os.X_OK)
+    done = subprocess.run([need("shellcheck", "shellcheck"), str(SCRIPT)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_install_twice_into_a_staging_root(tmp_path: Path, world: World) -> None:
+    stubs, root = tmp_path / "stubs", tmp_path / "root"
+    _stubs(stubs)
+    first = _install(stubs, root, world, "--with-acquirer")
+    assert first.returncode == 0, first.stderr
+    calls = (stubs / "calls").read_text().splitlines()
+    assert "groupadd --system gpio" in calls and "groupadd --system dialout" in calls
+    assert any(c.startswith("useradd --system --user-group --groups dialout,gpio") and c.endswith(" quickpass")
+               for c in calls)
+    venv = f"{root}/opt/quickpass/.venv"
+    assert f"python3 -m venv {venv}" in calls
+    assert f"pip install --quiet --upgrade {SYSTEMD.parent}[pi,acquirer]" in calls
+    assert (f"acquirer-stub init --world {root}/var/lib/quickpass/world --instance {root}/var/lib/quickpass/acquirer"
+            in calls)
+    for unit in ("pos-terminal.service", "acquirer-stub.service"):
+        assert (root / "etc/systemd/system" / unit).read_text() == (SYSTEMD / unit).read_text()
+        assert f"systemctl enable {unit}" in calls
+    # doctor runs as the service user with the reader to itself, then the service starts
+    order = [c for c in calls if c.startswith(("systemctl stop", "runuser", "pos-terminal", "systemctl start"))]
+    assert order[-4:] == ["systemctl stop pos-terminal.service",
+                          f"runuser -u quickpass -- {venv}/bin/pos-terminal --config {root}/etc/quickpass/terminal.toml"
+                          " doctor",
+                          f"pos-terminal --config {root}/etc/quickpass/terminal.toml doctor",
+                          "systemctl start pos-terminal.service"]
+
+    config = root / "etc/quickpass/terminal.toml"
+    text = config.read_text()
+    assert oct(config.stat().st_mode & 0o777) == "0o640" and 'port = "/dev/serial0"' in text
+    assert 'path = "/var/lib/quickpass/terminal-journal.sqlite3"' in text
+    # the configuration loads: journal in the state folder, CAPK and PSAM keys from the installed world
+    staged = tmp_path / "staged.toml"
+    staged.write_text(text.replace("/var/lib/quickpass", f"{root}/var/lib/quickpass"))
+    loaded = load_config(staged)
+    assert loaded.journal.path == root / "var/lib/quickpass/terminal-journal.sqlite3"
+    assert loaded.gpio.backend == "rpi" and loaded.terminal.id in world.path(Path("terminal.toml")).read_text()
+
+    # a second run: the user exists (usermod, no useradd), no new venv, world and configuration kept
+    config.write_text(text + "# edited by the merchant\n")
+    (stubs / "calls").write_text("")
+    second = _install(stubs, root, world, "--with-acquirer")
+    assert second.returncode == 0, second.stderr
+    calls = (stubs / "calls").read_text().splitlines()
+    assert "usermod --append --groups dialout,gpio quickpass" in calls
+    assert not [c for c in calls if c.startswith(("useradd", "groupadd", "python3", "pos-card", "acquirer-stub"))]
+    assert config.read_text().endswith("# edited by the merchant\n")
+    assert "kept the existing /etc/quickpass/terminal.toml" in second.stderr
+
+
+def test_a_folder_that_is_not_a_world_is_refused(tmp_path: Path, world: World) -> None:
+    stubs = tmp_path / "stubs"
+    _stubs(stubs)
+    done = _install(stubs, tmp_path / "root", world, "--world", str(tmp_path))
+    assert done.returncode == 1 and "is not a test world" in done.stderr
+    assert not (stubs / "calls").exists()  # refused before touching anything
