@@ -176,4 +176,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE settlements ADD COLUMN response TEXT;
     CREATE UNIQUE INDEX settlements_by_key ON settlements (tid, stan, local_date);
     """,
+    # 4: indexes for the per-request queries that otherwise scan whole tables, slower with every request: the
+    # expired-nonce purge (by seen) and the issuer's daily velocity count (by account)
+    """
+    CREATE INDEX nonces_by_seen ON nonces (seen);
+    CREATE INDEX transactions_by_account ON transactions (account_id);
+    """,
 ]

@@ -8,9 +8,12 @@ the card go before it does anything slow. See ../shared/docs/emv-qpboc.md §2-§
 from __future__ import annotations
 
 import datetime
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emvcore import tlv
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, StatusWord
@@ -172,6 +175,13 @@ def _records(profile: QPbocProfile) -> dict[tuple[int, int], bytes]:
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _icc_private_key(pem: bytes) -> rsa.RSAPrivateKey:
+    """The ICC key, parsed and checked once per process: that takes ~5 ms, and a card file is loaded afresh at
+    every tap (the software PN532 re-reads it), while its key never changes. Key objects are immutable."""
+    return oda.private_key_from_pem(pem)
+
+
 class QPbocApplication:
     """One qPBOC debit or credit application, on a plain card or as a token in a phone wallet."""
 
@@ -193,9 +203,7 @@ class QPbocApplication:
         self._cardholder_verified = cardholder_verified
         self._rng = rng
         self._records = _records(profile)
-        self._icc_private = (
-            oda.private_key_from_pem(keys.icc_private_key_pem) if keys.icc_private_key_pem else None
-        )
+        self._icc_private = _icc_private_key(keys.icc_private_key_pem) if keys.icc_private_key_pem else None
         self._gpo_done = False
 
     @property

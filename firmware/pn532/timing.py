@@ -3,6 +3,11 @@
 `modelled_seconds` always adds up what a real rig would spend (UART bytes at the current baud rate, ISO
 14443 air time at 106 kbit/s, the card's processing time); with `enabled` the chip also sleeps that time,
 so that measured times are realistic. The formulas live in `link` (pure).
+
+A sleep always lasts a little longer than asked (timer slack and wake-up latency, typically 50–100 µs on
+Linux), and a tap takes some twenty of them. That excess is carried over and taken off the next sleep, so the
+time actually slept tracks the modelled time instead of drifting above it; only a small excess per sleep is
+carried (a longer stall is the machine's, not the timer's, and stays visible).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import threading
 import time
 
 from firmware.pn532 import link
+
+MAX_CARRIED_OVERSHOOT = 0.0005  # seconds per sleep: timer slack, not a stall
 
 
 class LinkModel:
@@ -21,6 +28,7 @@ class LinkModel:
         self._lock = threading.Lock()
         self.modelled_seconds = 0.0
         self.hops: dict[str, float] = {"uart": 0.0, "air": 0.0, "card": 0.0}
+        self._overshoot = 0.0  # seconds slept beyond what was asked, still to be taken off the next sleep
 
     def reset_account(self) -> None:
         with self._lock:
@@ -32,7 +40,21 @@ class LinkModel:
             self.modelled_seconds += seconds
             self.hops[hop] += seconds
         if self.enabled and seconds > already_spent:
-            time.sleep(seconds - already_spent)
+            self._sleep(seconds - already_spent)
+
+    def _sleep(self, seconds: float) -> None:
+        with self._lock:
+            credit = min(self._overshoot, seconds)
+            self._overshoot -= credit
+        wanted = seconds - credit
+        if wanted <= 0:
+            return
+        started = time.perf_counter()
+        time.sleep(wanted)
+        over = time.perf_counter() - started - wanted
+        if over > 0:
+            with self._lock:
+                self._overshoot += min(over, MAX_CARRIED_OVERSHOOT)
 
     def host_frame(self, payload_length: int) -> None:
         """A host → chip frame on the wire (the host's write returns before a real UART is done)."""

@@ -1,0 +1,192 @@
+"""`python -m bench`: every benchmark of issue #7 in one run, one Markdown table on stdout.
+
+    ./scripts/bench [--quick] [--card-repeat N] [--host-repeat N] [--footprint-repeat N]
+
+Set-up (a fresh test world, the acquirer instance, the cryptograms) is not timed. The world's files live in
+/dev/shm when there is one (the emulated cards' own file writes are not what is measured); the acquirer's
+database and the terminal's journal are on the disk of the temporary folder, so their fsyncs are real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import card, footprint, host
+from bench.report import Report, Row, machine, median, percentile
+from bench.serve import Server
+from bench.world import build_world, make_instance
+from firmware.world.layout import World
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTRA_CARDS = 40  # 32 world cards + 40: more than 50 terminals, so no two share a card
+CARD_LIMIT = 1.10
+ONLINE_LIMIT_MS = 100.0
+HOST_RATIO = 0.6
+P99_LIMIT_MS = 20.0
+READY_LIMIT_S = 1.0
+RSS_LIMIT_MB = 50.0
+FOOTPRINT_CARD = "cmb-credit"  # a credit card: ¥20,000.00 of limit for the footprint's online sales
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts: checks the machinery, not the machine")
+    parser.add_argument("--card-repeat", type=int, help="rounds of taps per type and baud rate (default 9)")
+    parser.add_argument("--host-repeat", type=int, help="rounds per concurrency level and side (default 3)")
+    parser.add_argument("--footprint-repeat", type=int, help="service starts (default 3)")
+    args = parser.parse_args(argv)
+    card_repeat = args.card_repeat or (1 if args.quick else 9)
+    host_repeat = args.host_repeat or (1 if args.quick else 3)
+    footprint_repeat = args.footprint_repeat or (1 if args.quick else 3)
+    per_terminal = {1: 4, 10: 1, 50: 1} if args.quick else dict(host.PER_TERMINAL)
+    arqc_count = 50 if args.quick else 2000
+
+    began = time.perf_counter()
+    report = Report()
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="bench-world-", dir=shm) as world_dir, \
+            tempfile.TemporaryDirectory(prefix="bench-") as disk_dir:
+        disk = Path(disk_dir)
+        print("setting up: test world, acquirer, servers …", file=sys.stderr, flush=True)
+        world = build_world(Path(world_dir) / "world", extra_cards=EXTRA_CARDS, terminals=max(host.LEVELS))
+        instance = make_instance(world, disk / "acquirer")
+        with Server("host", str(instance.root), cwd=ROOT) as host_server, Server("bare", cwd=ROOT) as bare_server:
+            print("card-in-field …", file=sys.stderr, flush=True)
+            bench = card.CardBench(world, disk, host_server.url, instance.database)
+            try:
+                samples = bench.run(card_repeat)
+                print("terminal footprint …", file=sys.stderr, flush=True)
+                starts, bare_starts = _footprint(world, bench, footprint_repeat)
+            finally:
+                bench.close()
+            print("host throughput …", file=sys.stderr, flush=True)
+            host_bench = host.HostBench(world, instance.database, host_server.url, bare_server.url,
+                                        per_terminal=per_terminal, repeat=host_repeat)
+            host_bench.prepare()
+            rounds = host_bench.run()
+        arqc = host.arqc_verification_seconds(world, arqc_count)
+        commit = _commit_seconds(disk / "commit.sqlite3", 20 if args.quick else 300)
+
+    _card_rows(report, samples)
+    _host_rows(report, rounds, arqc, commit)
+    _footprint_rows(report, starts, bare_starts)
+    elapsed = time.perf_counter() - began
+
+    print(f"machine: {machine()}")
+    print(f"repeats: card-in-field {card_repeat} per type and baud rate (median); host {host_repeat} rounds per "
+          f"level and side, interleaved, {per_terminal} requests per terminal (median of rounds); service starts "
+          f"{footprint_repeat}; ARQC verification {arqc_count} messages")
+    print()
+    print(report.markdown())
+    print()
+    for kind in ("host", "iso", "bare"):
+        counts: collections.Counter[str] = collections.Counter()
+        for one in rounds:
+            if one.kind == kind:
+                counts.update(one.rcs)
+        print(f"responses by rc, {kind}: " + ", ".join(f"{rc} × {n}" for rc, n in sorted(counts.items())))
+    print(f"runtime: {elapsed:.1f} s")
+    return 0
+
+
+def _footprint(world: World, bench: card.CardBench,
+               repeat: int) -> tuple[list[footprint.Start], list[tuple[float, float]]]:
+    entry = next(c for c in world.cards() if c["issuer"] == FOOTPRINT_CARD)
+    card_path = world.path(Path(entry["file"]))
+    starts, bare = [], []
+    for _ in range(repeat):  # interleaved with a bare interpreter's start
+        bare.append(footprint.bare_interpreter(ROOT))
+        starts.append(footprint.service_start(bench.configs[card.BAUDS[0]], bench.rig, card_path, ROOT))
+    return starts, bare
+
+
+def _commit_seconds(path: Path, count: int) -> float:
+    """One row per transaction, WAL + synchronous=FULL: the durable commit every decision pays, alone."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+        started = time.perf_counter()
+        for number in range(count):
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT INTO t (body) VALUES (?)", (f"decision {number}" * 20,))
+            connection.execute("COMMIT")
+        return (time.perf_counter() - started) / count
+    finally:
+        connection.close()
+
+
+def _card_rows(report: Report, samples: list[card.Sample]) -> None:
+    groups: dict[tuple[str, int], list[card.Sample]] = collections.defaultdict(list)
+    for sample in samples:
+        groups[(sample.kind, sample.baud)].append(sample)
+    for baud in card.BAUDS:
+        for kind in card.TYPES:
+            group = groups[(kind, baud)]
+            measured = median([s.tap.measured for s in group]) * 1000
+            bound = median([s.tap.modelled for s in group]) * 1000
+            report.add(Row("card-in-field", f"{card.LABELS[kind]}, {baud} baud", measured, "ms", bound, "bound",
+                           f"≤ {CARD_LIMIT:.2f} × bound", measured / bound <= CARD_LIMIT))
+    fastest = card.BAUDS[-1]
+    online = median([s.tap.measured for s in groups[("online", fastest)]]) * 1000
+    report.add(Row("card-in-field", f"online tap at {fastest} baud, link model on", online, "ms", ONLINE_LIMIT_MS,
+                   "limit", f"≤ {ONLINE_LIMIT_MS:.0f} ms", online <= ONLINE_LIMIT_MS))
+    for baud in card.BAUDS:
+        group = groups[("online", baud)]
+        outcome = median([s.outcome_seconds or 0.0 for s in group]) * 1000
+        bound = median([s.tap.modelled for s in group]) * 1000
+        report.add(Row("tap-to-outcome", f"online tap + authorization over loopback, {baud} baud", outcome, "ms",
+                       bound, "card bound"))
+
+
+def _host_rows(report: Report, rounds: list[host.Round], arqc: float, commit: float) -> None:
+    def pick(kind: str, level: int) -> list[host.Round]:
+        return [r for r in rounds if r.kind == kind and r.terminals == level]
+
+    for level in host.LEVELS:
+        mine, bare = pick("host", level), pick("bare", level)
+        throughput, bare_throughput = median([r.throughput for r in mine]), median([r.throughput for r in bare])
+        p50 = median([percentile(r.latencies, 0.50) for r in mine]) * 1000
+        p99 = median([percentile(r.latencies, 0.99) for r in mine]) * 1000
+        bare_p50 = median([percentile(r.latencies, 0.50) for r in bare]) * 1000
+        bare_p99 = median([percentile(r.latencies, 0.99) for r in bare]) * 1000
+        plural = "terminal" if level == 1 else "terminals"
+        report.add(Row("host", f"signed authorizations, {level} {plural}, durable writes", throughput, "/s",
+                       bare_throughput, "bare", f"≥ {HOST_RATIO} × bare", throughput / bare_throughput >= HOST_RATIO,
+                       detail=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; bare p50 {bare_p50:.1f}, p99 {bare_p99:.1f}"))
+        if level == max(host.LEVELS):
+            report.add(Row("host", f"p99 latency, {level} terminals", p99, "ms", bare_p99, "bare",
+                           f"≤ {P99_LIMIT_MS:.0f} ms", p99 <= P99_LIMIT_MS))
+    json_ms = median([percentile(r.latencies, 0.50) for r in pick("host", 1)]) * 1000
+    iso_ms = median([percentile(r.latencies, 0.50) for r in pick("iso", 1)]) * 1000
+    report.add(Row("host", "raw ISO 8583 authorization, per message (p50, 1 terminal)", iso_ms, "ms", json_ms,
+                   "JSON"))
+    report.add(Row("host", "ARQC verification + ARPC, per message (in process)", arqc * 1e6, "µs", json_ms * 1000,
+                   "JSON request"))
+    report.add(Row("host", "durable SQLite commit alone (WAL, synchronous=FULL)", commit * 1e6, "µs", json_ms * 1000,
+                   "JSON request"))
+
+
+def _footprint_rows(report: Report, starts: list[footprint.Start], bare: list[tuple[float, float]]) -> None:
+    ready = median([s.ready_seconds for s in starts])
+    bare_start, bare_rss = median([b[0] for b in bare]), median([b[1] for b in bare])
+    report.add(Row("terminal", "pos-terminal run: exec to READY=1 (sd_notify)", ready, "s", bare_start,
+                   "bare python", f"≤ {READY_LIMIT_S:.0f} s", ready <= READY_LIMIT_S))
+    rss_ready = median([s.rss_ready_mb for s in starts])
+    rss_service = median([s.rss_service_mb for s in starts])
+    report.add(Row("terminal", "resident memory at READY", rss_ready, "MB", bare_rss, "bare python",
+                   f"≤ {RSS_LIMIT_MB:.0f} MB", rss_ready <= RSS_LIMIT_MB))
+    report.add(Row("terminal", "resident memory in service (after an online sale)", rss_service, "MB", bare_rss,
+                   "bare python", f"≤ {RSS_LIMIT_MB:.0f} MB", rss_service <= RSS_LIMIT_MB))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
