@@ -35,7 +35,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from waitress import serve
+    from waitress import create_server
 
     from acquirer_stub.app import create_app
 
@@ -43,8 +43,10 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(root)
     listen = args.listen or app.config["INSTANCE"].listen
     host, _, port = listen.rpartition(":")
+    server = create_server(app, host=host, port=int(port), threads=8, ident="acquirer-stub")
+    listen = f"{host}:{server.effective_port}"  # port 0 asks the system for a free one: say which
     print(f"acquirer stub on http://{listen}/ (dashboard: http://{listen}/dashboard/)", flush=True)
-    serve(app, host=host, port=int(port), threads=8, ident="acquirer-stub", _quiet=True)
+    server.run()
     return 0
 
 

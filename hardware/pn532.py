@@ -9,13 +9,23 @@ InDataExchange to target 0 unless told to list the target. This adapter subclass
 from __future__ import annotations
 
 from pn532pi.interfaces.pn532hsu import PN532_WAKEUP, Pn532Hsu
-from pn532pi.interfaces.pn532Interface import PN532_INVALID_FRAME, PN532_TIMEOUT
+from pn532pi.interfaces.pn532Interface import (
+    PN532_ACK_WAIT_TIME,
+    PN532_INVALID_ACK,
+    PN532_INVALID_FRAME,
+    PN532_TIMEOUT,
+)
 from pn532pi.nfc.pn532 import Pn532
 from serial import Serial, SerialException
 
 TFI_HOST, TFI_CHIP = 0xD4, 0xD5
+ACK = b"\x00\x00\xff\x00\xff\x00"
+ACK_WAIT_MS = max(PN532_ACK_WAIT_TIME, 50)
+FRAME_OVERHEAD = 11  # preamble, start code, LEN/LCS (extended: 5), TFI, DCS, postamble
 IN_DATA_EXCHANGE = 0x40
 MORE_INFORMATION = 0x40
+MAX_CHAINED_FRAMES = 300  # an extended R-APDU (65 538 bytes) needs 261 frames of 252 bytes; a chip that sets MI
+# for ever must not keep the caller asking
 STATUS_NAMES = {
     0x01: "timeout (no answer from the card)",
     0x02: "CRC error",
@@ -45,12 +55,15 @@ class SerialHsu(Pn532Hsu):
         self._serial.close()
         self.command = 0
         self.device = device
+        self._wire_ms = 0  # how long the last command frame takes on the wire
 
     def writeCommand(self, header: bytearray, body: bytearray | None = None) -> int:
         """Drop anything stale first (pn532pi discards one byte only), and use an extended frame when needed."""
         self._serial.reset_input_buffer()
         body = bytearray() if body is None else body
         payload = bytes(header) + bytes(body)
+        wire_bytes = len(PN532_WAKEUP) + len(payload) + FRAME_OVERHEAD
+        self._wire_ms = -(-wire_bytes * 10_000 // self._serial.baudrate)  # 8N1, rounded up
         if len(payload) + 1 <= 255:
             return super().writeCommand(header, body)
         self.command = header[0]
@@ -59,6 +72,16 @@ class SerialHsu(Pn532Hsu):
         frame += bytes([TFI_HOST]) + payload + bytes([(-(TFI_HOST + sum(payload))) & 0xFF, 0x00])
         self._serial.write(PN532_WAKEUP + frame)
         return self.readAckFrame()
+
+    def readAckFrame(self) -> int:
+        """pn532pi allows 10 ms for the ACK from the moment write() returns. But write() returns while a long
+        frame is still leaving the UART (a 200-byte TgSetData takes 18 ms at 115200 baud), a USB-serial
+        adapter may hold the ACK for its latency timer (16 ms on FTDI), and a busy Pi may not run us at once:
+        wait ACK_WAIT_MS plus the frame's wire time. Only a chip that never ACKs waits the whole time."""
+        count, ack = self.receive(len(ACK), ACK_WAIT_MS + self._wire_ms)
+        if count <= 0:
+            return PN532_TIMEOUT
+        return 0 if bytes(ack) == ACK else PN532_INVALID_ACK
 
     def readResponse(self, timeout: int = 1000) -> tuple[int, bytearray]:
         """Normal and extended response frames; returns (length, data) like pn532pi, or a negative error."""
@@ -126,7 +149,11 @@ def in_data_exchange(interface: SerialHsu, apdu: bytes, target: int = 1, timeout
         _check_status(answer)
         if not more:
             response = answer[1:]
+    chained = 0
     while answer[0] & MORE_INFORMATION:
+        chained += 1
+        if chained > MAX_CHAINED_FRAMES:
+            raise Pn532Error(f"InDataExchange: the chip still sets MI after {MAX_CHAINED_FRAMES} frames")
         answer = command(interface, bytes([IN_DATA_EXCHANGE, target]), timeout_ms)
         _check_status(answer)
         response += answer[1:]

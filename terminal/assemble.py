@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from terminal.capk import load_capks
@@ -30,8 +31,9 @@ def kernel_params(config: TerminalConfig) -> KernelParams:
     )
 
 
-def host_link(config: TerminalConfig) -> HostLink:
-    client = HostClient(config.host.url, config.terminal.id, config.host.key, timeout=config.host.timeout)
+def host_link(config: TerminalConfig, *, clock: Callable[[], float] = time.time) -> HostLink:
+    client = HostClient(config.host.url, config.terminal.id, config.host.key, timeout=config.host.timeout,
+                        clock=clock)
     return HostLink(client, Journal.open(config.journal.path), tid=config.terminal.id)
 
 

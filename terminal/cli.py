@@ -15,6 +15,8 @@ from terminal import inspect
 from terminal.assemble import host_link, terminal
 from terminal.capk import CapkError
 from terminal.config import ConfigError, load_config
+from terminal.host.client import HostError
+from terminal.journal.journal import JournalError
 from terminal.kernel.transit import Psam, fare
 from terminal.reader.base import ReaderError
 from terminal.service import ServiceError, TerminalService
@@ -69,9 +71,11 @@ def _fare(args: argparse.Namespace) -> int:
     if config.transit.keys is None:
         raise ConfigError("transit.keys", "no PSAM keys configured", "add [transit] keys = \"transit/keys.json\"")
     cities = json.loads(config.transit.keys.read_text())["cities"]
-    psam = Psam({c["city_code"]: bytes.fromhex(c["purchase_master_key"]) for c in cities},
-                config.terminal.id.encode()[-6:])  # the PSAM's 6-byte terminal number
+    psam_id = config.terminal.id.encode()[-6:]  # the PSAM's 6-byte terminal number
     with terminal(config) as parts:
+        # the serial and any torn purchase live in the journal: a restart must not forget a rider who may have paid
+        psam = Psam({c["city_code"]: bytes.fromhex(c["purchase_master_key"]) for c in cities}, psam_id,
+                    memory=parts.host.journal.transit_memory(psam_id))
         parts.feedback.ready(args.amount)
         target = parts.reader.wait_for_card(args.wait)
         if target is None:
@@ -181,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(message)s")
     try:
         return args.run(args)
-    except (ConfigError, CapkError, ReaderError) as error:
+    except (ConfigError, CapkError, ReaderError, JournalError) as error:
         print(f"pos-terminal: {error}", file=sys.stderr)
         return 2
+    except HostError as error:  # e.g. settle with the host down: the journal keeps everything for the next try
+        print(f"pos-terminal: host: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

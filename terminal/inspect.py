@@ -7,6 +7,7 @@ READ RECORD of the records a card shows without a transaction; it never asks for
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,8 +91,9 @@ class Check:
     hint: str = ""
 
 
-def doctor(config: TerminalConfig, reader: Reader) -> list[Check]:
-    """Reader, GPIO backend, CAPK, host reachability and clock: each with pass/fail and what to do."""
+def doctor(config: TerminalConfig, reader: Reader, *, clock: Callable[[], float] = time.time) -> list[Check]:
+    """Reader, GPIO backend, CAPK, host reachability and clock (`clock`: the terminal's, unix seconds): each with
+    pass/fail and what to do."""
     checks = []
     try:
         checks.append(Check("reader", True, reader.identify()))
@@ -106,9 +108,9 @@ def doctor(config: TerminalConfig, reader: Reader) -> list[Check]:
                             "" if capks else "the CAPK file is empty: offline approvals will fail fDDA"))
     except Exception as error:
         checks.append(Check("capk", False, str(error), "point [capk] file at the world's scheme/capk.json"))
-    link = host_link(config)
+    link = host_link(config, clock=clock)
     try:
-        started = time.time()
+        started = clock()
         answer = link.echo()
         skew = abs(float(answer.get("host_time", started)) - started)
         checks.append(Check("host", answer.get("rc") == "00", f"{config.host.url} answered {answer.get('rc')}"))

@@ -7,12 +7,26 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from robustness import secret_scan
 
 from acquirer_stub.instance import Instance, create_instance
 from acquirer_stub.loader import load_world
 from acquirer_stub.store import db
 from firmware.world.build import create_world
 from firmware.world.layout import World
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The hardware-in-the-loop rig's options (tests/hil/README.md); here because pytest reads options only
+    from the conftest files it loads first."""
+    group = parser.getgroup("hil", "hardware-in-the-loop rig (tests/hil)")
+    group.addoption("--rig", choices=("sim", "hw"), default="sim",
+                    help="sim: two software PN532s in one virtual field (default); hw: two real PN532s")
+    group.addoption("--reader-port", default=None, help="hw: the terminal's PN532 (e.g. /dev/ttyAMA0)")
+    group.addoption("--card-port", default=None, help="hw: the card-emulating PN532 (e.g. /dev/ttyUSB0)")
+    group.addoption("--hil-report", default="var/hil-report", metavar="DIR",
+                    help="where junit.xml and report.html go (default var/hil-report)")
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +55,14 @@ def instance(world: World, tmp_path: Path) -> Instance:
     finally:
         connection.close()
     return instance
+
+
+# --- robustness (tests/robustness/README.md): hypothesis profiles and the end-of-session secret scan ----------------
+# "ci" is the default; `pytest tests/robustness --hypothesis-profile=long` is the overnight fuzzing run.
+settings.register_profile("ci", max_examples=100)
+settings.register_profile("long", max_examples=100_000, deadline=None)
+settings.load_profile("ci")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(secret_scan.SessionScan(config), "quickpass-secret-scan")

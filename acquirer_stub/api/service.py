@@ -184,12 +184,19 @@ def _record(context: Context, kind: str, message: Financial, local_date: datetim
 def authorize(context: Context, message: Financial, digest: str) -> str:
     """0200/0100: terminal state (77), orphan-reversal tombstone, then the issuer engine; stored before answering."""
     local_date = resolve_mmdd(message.local_date, context.today)
+    text, delay_ms = _authorize(context, message, digest, local_date)
+    if delay_ms:
+        time.sleep(delay_ms / 1000)  # a slow issuer: the verdict is committed, its answer comes late
+    return text
+
+
+def _authorize(context: Context, message: Financial, digest: str, local_date: datetime.date) -> tuple[str, int]:
     with transaction(context.connection):
         terminal = _open(context)
         stored = _stored(context, "transactions", "kind = 'authorization' AND tid = ? AND stan = ? AND local_date = ?",
                          (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
         if stored is not None:
-            return stored
+            return stored, 0
         batch: int | None = message.batch
         if not terminal["signed_on"] or terminal["batch"] != message.batch:
             reason = "BATCH_MISMATCH" if terminal["signed_on"] else "NOT_SIGNED_ON"
@@ -214,7 +221,7 @@ def authorize(context: Context, message: Financial, digest: str) -> str:
             response["icc"] = {"91": decision.issuer_authentication_data.hex().upper()}
         return _record(context, "authorization", message, local_date, digest, decision,
                        state="approved" if approved else "declined", rc=decision.rc, batch=batch,
-                       response=response, rrn=rrn, auth_code=auth_code)
+                       response=response, rrn=rrn, auth_code=auth_code), decision.delay_ms
 
 
 def advise(context: Context, message: Financial, digest: str) -> str:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +80,7 @@ class Decision:
     issuer_authentication_data: bytes | None = None  # tag 91: ARPC ‖ ARC
     atc: int | None = None
     cryptogram_verified: bool = False  # the ARQC/TC matched the issuer's (or TSP's) keys
+    delay_ms: int = 0  # a slow issuer (demo switch): the caller holds the answer back this long, after committing
 
     @property
     def approved(self) -> bool:
@@ -106,6 +106,7 @@ class _Case:
     token: sqlite3.Row | None = None
     key: SessionKey | None = None
     atc: int | None = None
+    delay_ms: int = 0
 
     def decision(self, rc: str, reason: str, offer: Discount | None = None, *, arpc: bool = True) -> Decision:
         icc = self.request.icc
@@ -129,6 +130,7 @@ class _Case:
             issuer_authentication_data=tag91,
             atc=self.atc,
             cryptogram_verified=self.key is not None,
+            delay_ms=self.delay_ms,
         )
 
 
@@ -142,7 +144,6 @@ def authorize(
     request: AuthorizationRequest,
     *,
     now: datetime.datetime,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> Decision:
     """Decide an online ARQC request; on approval the account is charged and the ATC moved, uncommitted."""
     case = _Case(request, vault.masked(request.pan))
@@ -150,7 +151,7 @@ def authorize(
         _check_message(request, zero_amount_rc="13")
         case.atc = cryptogram.icc_atc(request.icc)
         _route(connection, keys, vault, case)
-        _issuer_switches(connection, case, sleep)
+        _issuer_switches(connection, case)
         _check_account(case, now.date())
         _verify_arqc(keys, case)
         _advance_atc(connection, case)
@@ -307,15 +308,16 @@ def _check_token(connection: sqlite3.Connection, token: sqlite3.Row, entry_mode:
         raise _Stop("57", "TOKEN_DOMAIN")
 
 
-def _issuer_switches(connection: sqlite3.Connection, case: _Case, sleep: Callable[[float], None]) -> None:
-    """Demo controls: a down issuer is answered by the switch (91, at once); a slow one delays its verdict."""
+def _issuer_switches(connection: sqlite3.Connection, case: _Case) -> None:
+    """Demo controls: a down issuer is answered by the switch (91, at once); a slow one delays its verdict.
+
+    The delay is only noted: sleeping here would hold the database's write lock and stall every terminal."""
     issuer = connection.execute("SELECT * FROM issuers WHERE code = ?", (_issuer(case),)).fetchone()
     if issuer is None:
         raise _Stop("92", "NO_ROUTE")
     if issuer["status"] == "down":
         raise _Stop("91", "ISSUER_DOWN")
-    if issuer["added_latency_ms"] > 0:
-        sleep(issuer["added_latency_ms"] / 1000)
+    case.delay_ms = max(0, issuer["added_latency_ms"])
     if issuer["forced_decline"]:
         raise _Stop(str(issuer["forced_decline"]), "FORCED_DECLINE")
 

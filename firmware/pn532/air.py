@@ -62,6 +62,11 @@ class Picc(Protocol):
         """The reader's field is gone (or the card left it): the tap is over."""
         ...
 
+    @property
+    def in_reach(self) -> bool:
+        """False once taken away (or released) while still listed in the field: a reader keeps polling."""
+        ...
+
 
 class SoftwareCard(Picc):
     """A card or phone file in the air: a fresh chip and ISO-DEP engine for every activation.
@@ -88,6 +93,10 @@ class SoftwareCard(Picc):
     @property
     def removed(self) -> bool:
         return self._removed
+
+    @property
+    def in_reach(self) -> bool:
+        return not self._removed
 
     def activate(self) -> TypeAIdentity | None:
         """A new tap: a phone shows a new random UID, and nothing is selected on the chip."""
@@ -204,5 +213,5 @@ class Field:
 
     def _find(self, exclude: Picc | None) -> Picc | None:
         candidates = ([self._placed] if self._placed is not None else []) + self._entered
-        return next((p for p in candidates if p is not exclude), None)
+        return next((p for p in candidates if p is not exclude and p.in_reach), None)
 

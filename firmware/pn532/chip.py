@@ -659,6 +659,10 @@ class _TargetPicc:
     def activate(self) -> TypeAIdentity | None:
         return None if self.released else self.identity
 
+    @property
+    def in_reach(self) -> bool:
+        return not self.released
+
     def exchange(self, frame: bytes, timeout: float) -> bytes | None:
         if self.released:
             return None

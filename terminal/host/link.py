@@ -25,6 +25,7 @@ from typing import Any
 
 from hostproto.messages import Totals, response_text
 from terminal.host.client import HostClient, HostError, HostRejected, HostUnavailable, summarize
+from terminal.journal.crashpoints import crash_point
 from terminal.journal.journal import EntryId, Journal, PendingItem, SaleId
 
 __all__ = ["AdviceReceipt", "FlushResult", "HostAnswer", "HostLink", "LinkStatus", "SettlementResult"]
@@ -212,8 +213,10 @@ class HostLink:
         body.setdefault("mti", "0200")
         body.update(tid=self.tid, stan=stan, local_date=local_date, batch=self.journal.batch)
         sale_id = self.journal.begin_sale(stan, local_date, int(body["amount"]), body)
+        crash_point("sale.intent")
         try:
             answer = self.client.post(AUTHORIZATIONS, body)
+            crash_point("sale.sent")
         except HostError as error:
             if not error.maybe_processed:
                 self.journal.mark_failed(sale_id, str(error))
@@ -224,10 +227,12 @@ class HostLink:
             # not the answer to this request: as good as none
             return self._no_answer(sale_id, stan, "06", "answer does not match the request")
         self.journal.record_answer(sale_id, answer)
+        crash_point("sale.answered")
         return HostAnswer.from_host(answer, sale_id)
 
     def _no_answer(self, sale_id: SaleId, stan: str, reason: str, why: str) -> HostAnswer:
         self.journal.queue_reversal(sale_id, reason)
+        crash_point("reversal.queued")
         log.warning("host: no answer to sale STAN %s (%s): reversal %s queued", stan, why, reason)
         try:
             self._send_queued(only="reversal")
@@ -240,6 +245,7 @@ class HostLink:
         """Undo an answered sale the terminal could not complete (96), or whose answer failed its MAC (A0).
         Returns True once the host acknowledged; otherwise it stays queued for the next flush or sale."""
         self.journal.queue_reversal(sale_id, reason)
+        crash_point("reversal.queued")
         try:
             self._send_queued(only="reversal")
         except (HostError, _Undelivered) as error:
@@ -263,6 +269,7 @@ class HostLink:
         body.update(tid=self.tid, stan=stan, local_date=local_date,
                     batch=self.journal.batch or self.journal.last_batch or 1)
         entry_id = self.journal.queue_advice(stan, body)
+        crash_point("advice.queued")
         result = self.flush()
         delivered = all(item.entry_id != entry_id for item in self.journal.pending())
         if not delivered:
@@ -297,6 +304,7 @@ class HostLink:
             body["mti"] = body["mti"][:3] + "1"
         path = REVERSALS if item.kind == "reversal" else ADVICES
         answer = self.client.post(path, body)
+        crash_point(f"{item.kind}.sent")
         if answer.get("rc") != "00" or answer.get("stan") != item.stan:
             raise _Undelivered(f"{item.kind} STAN {item.stan}: host answered rc {answer.get('rc')}")
         if item.kind == "reversal":
@@ -310,18 +318,25 @@ class HostLink:
     def settle(self) -> SettlementResult:
         """0500 for the open batch: queued items first (they change the totals), then the journal's totals.
         Raises HostError if the queue cannot be emptied or the host does not answer; the same settlement is
-        resent next time (same STAN), since the host may have closed the batch on it."""
+        resent next time (same STAN), since the host may have closed the batch on it.
+
+        With no open batch (never signed on, or the last one closed and the terminal stopped before it signed on
+        again) it signs on first and settles the new, empty batch: a settle command always ends with an answer.
+        """
         batch = self.journal.batch
         if batch is None:
-            raise HostUnavailable("no open batch to settle: sign on first")
+            batch = self.sign_on()
         result = self.flush()
         if not result.complete:
             raise HostUnavailable(f"{result.remaining} queued item(s) not delivered: {result.error}")
         ticket = self.journal.begin_settlement(batch, self.journal.totals(batch))
+        crash_point("settlement.begun")
         body = {"mti": "0500", "tid": self.tid, "stan": ticket.stan, "local_date": ticket.local_date,
                 "batch": batch, "totals": ticket.totals.as_dict()}
         answer = self.client.post(SETTLEMENTS, body)
+        crash_point("settlement.sent")
         self.journal.record_settlement(ticket, answer)
+        crash_point("settlement.recorded")
         balanced = answer.get("rc") == "00" and answer.get("balanced") is True
         host = answer.get("host_totals")
         new_batch = None

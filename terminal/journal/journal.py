@@ -19,6 +19,11 @@ Advices (kind ``advice``, offline approvals, store-and-forward)::
 
     ADVICE_PENDING ──advice_done──▶ ADVISED
 
+Transit (the software PSAM's memory): the terminal transaction serial, and the purchases that may have been torn
+(DEBIT sent, no verified answer) until the same card taps again. Kept here, committed before the DEBIT leaves, so
+that a terminal restarted between the tear and the next tap still asks GET TRANSACTION PROVE and never charges the
+fare twice. No key is stored: the PSAM derives the session key again from its master key and the card's random.
+
 PCI: the journal never holds a full PAN or track 2 in clear. Sales keep a masked PAN only, and a reversal needs
 nothing more (STAN, date, amount, reason). An advice must be resent byte for byte with its ICC data, so its body
 is sealed with AES-256-GCM under a key file (created 0600) and dropped once the host has acknowledged it.
@@ -43,6 +48,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from emvcore.tags import mask_pan
 from hostproto.messages import REVERSAL_REASONS, Totals
+from terminal.journal.crashpoints import crash_point
 
 __all__ = [
     "MAX_STAN",
@@ -54,12 +60,13 @@ __all__ = [
     "SaleId",
     "SettlementTicket",
     "State",
+    "TransitMemory",
 ]
 
 MAX_STAN = 999_999
 KEY_BYTES = 32
 _SEAL_VERSION = b"\x01"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 EntryId = NewType("EntryId", int)
 SaleId = EntryId  # a sale is an entry of kind "sale"
@@ -127,6 +134,18 @@ CREATE TABLE settlements (
     answer TEXT,
     created TEXT NOT NULL,
     updated TEXT NOT NULL
+)
+"""
+
+# version 2: the transit PSAM's memory (a terminal serial per PSAM terminal id, torn purchases per card)
+_SCHEMA_2 = """
+CREATE TABLE psam_serials (terminal_id TEXT PRIMARY KEY, serial INTEGER NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE psam_torn (
+    terminal_id TEXT NOT NULL,
+    card_number TEXT NOT NULL,
+    purchase TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (terminal_id, card_number)
 )
 """
 
@@ -272,12 +291,18 @@ class Journal:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise JournalError(f"journal schema {version} is newer than this program ({SCHEMA_VERSION})")
-        if version == 0:
-            with self._transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if version == SCHEMA_VERSION:
+            return
+        with self._transaction():
+            # re-read under the write lock: another process may have migrated meanwhile
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            steps = [(1, _SCHEMA), (2, _SCHEMA_2)]
+            for target, script in steps:
+                if version < target:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -290,13 +315,17 @@ class Journal:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may have rolled back by itself (a full disk, an I/O error)
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as error:  # the write-ahead failed: nothing may go to the host
+            raise JournalError(f"the journal cannot be written ({error}): is the disk full or read-only?") from None
 
     # --- meta: batch and STAN ----------------------------------------------------------------------------------
 
@@ -626,3 +655,61 @@ class Journal:
     def settled(self, batch: int) -> bool:
         return self._db.execute("SELECT 1 FROM settlements WHERE batch = ? AND balanced = 1",
                                 (batch,)).fetchone() is not None
+
+    # --- transit: the software PSAM's memory -------------------------------------------------------------------
+
+    def transit_memory(self, terminal_id: bytes) -> TransitMemory:
+        """The PSAM memory of one PSAM terminal id (`terminal.kernel.transit.PsamMemory`), in this journal."""
+        return TransitMemory(self, terminal_id.hex().upper())
+
+
+class TransitMemory:
+    """What a software PSAM must not forget across a restart, committed in the journal's SQLite file.
+
+    `purchase` rows are plain JSON written by the PSAM (card number, amounts, serials, the card's random):
+    a transit card number, no payment PAN and no key.
+    """
+
+    def __init__(self, journal: Journal, terminal_id: str) -> None:
+        self._journal = journal
+        self._terminal_id = terminal_id
+
+    def serial(self) -> int:
+        row = self._journal._db.execute("SELECT serial FROM psam_serials WHERE terminal_id = ?",
+                                        (self._terminal_id,)).fetchone()
+        return 0 if row is None else int(row["serial"])
+
+    def store_serial(self, serial: int) -> None:
+        """Committed before the purchase it numbers is sent, so a restart never reuses a terminal serial."""
+        journal = self._journal
+        with journal._transaction():
+            journal._db.execute(
+                "INSERT INTO psam_serials (terminal_id, serial, updated) VALUES (?, ?, ?) ON CONFLICT (terminal_id)"
+                " DO UPDATE SET serial = excluded.serial, updated = excluded.updated",
+                (self._terminal_id, serial, journal._stamp()))
+
+    def remember_torn(self, card_number: str, purchase: Mapping[str, Any]) -> None:
+        journal = self._journal
+        with journal._transaction():
+            journal._db.execute(
+                "INSERT INTO psam_torn (terminal_id, card_number, purchase, created) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (terminal_id, card_number) DO UPDATE SET purchase = excluded.purchase,"
+                " created = excluded.created",
+                (self._terminal_id, card_number, _dumps(dict(purchase)), journal._stamp()))
+        crash_point("fare.torn_saved")
+
+    def torn(self, card_number: str) -> dict[str, Any] | None:
+        row = self._journal._db.execute("SELECT purchase FROM psam_torn WHERE terminal_id = ? AND card_number = ?",
+                                        (self._terminal_id, card_number)).fetchone()
+        return None if row is None else dict(json.loads(row["purchase"]))
+
+    def forget_torn(self, card_number: str) -> None:
+        crash_point("fare.debited")  # the card has answered; until this commits the purchase still counts as torn
+        journal = self._journal
+        with journal._transaction():
+            journal._db.execute("DELETE FROM psam_torn WHERE terminal_id = ? AND card_number = ?",
+                                (self._terminal_id, card_number))
+
+    def torn_count(self) -> int:
+        return int(self._journal._db.execute("SELECT COUNT(*) FROM psam_torn WHERE terminal_id = ?",
+                                             (self._terminal_id,)).fetchone()[0])

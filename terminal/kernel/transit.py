@@ -5,6 +5,11 @@ kept for the clearing centre, which alone holds the TAC keys. A card torn away a
 not have paid, so the PSAM remembers that purchase and the next tap of the same card asks GET TRANSACTION
 PROVE: an answer completes the old fare (no second charge), "not found" means the debit never happened.
 
+That memory, and the terminal transaction serial, must outlive the process: a terminal restarted between the
+tear and the next tap would otherwise charge the rider again. Give the PSAM a `PsamMemory` (the journal's
+`TransitMemory` on a terminal) and both are committed before the DEBIT leaves. What is stored is no key: the
+session key is derived again from the PSAM's master key and the card's random of that purchase.
+
 Pure logic like the qPBOC kernel: the card is reached only through ``transceive``.
 """
 
@@ -14,6 +19,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any, Protocol
 
 from emvcore import tlv
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, describe_sw
@@ -22,7 +28,7 @@ from emvcore.crypto.keys import derive_icc_mk_a
 from terminal.kernel.errors import CardGone
 from terminal.kernel.outcome import Message, Outcome
 
-__all__ = ["TRANSIT_AID", "Psam", "PsamPurchase", "TransitResult", "fare"]
+__all__ = ["TRANSIT_AID", "Psam", "PsamMemory", "PsamMemoryError", "PsamPurchase", "TransitResult", "fare"]
 
 TRANSIT_AID = bytes.fromhex("A000000632010105")
 
@@ -45,16 +51,44 @@ class PsamPurchase:
     amount: int
     terminal_serial: bytes
     date_time: bytes
-    session_key: bytes
+    session_key: bytes = field(repr=False)
+    city_code: str = ""
+    card_random: bytes = b""
+
+    def to_record(self) -> dict[str, Any]:
+        """What the PSAM's memory keeps: everything but the session key (derived again when it is needed)."""
+        return {"card_number": self.card_number, "city_code": self.city_code, "offline_serial": self.offline_serial,
+                "amount": self.amount, "terminal_serial": self.terminal_serial.hex().upper(),
+                "date_time": self.date_time.hex().upper(), "card_random": self.card_random.hex().upper()}
+
+
+class PsamMemoryError(Exception):
+    """The PSAM's memory holds a torn purchase for this card that it cannot use."""
+
+
+class PsamMemory(Protocol):
+    """Durable storage for a PSAM: each call commits before it returns."""
+
+    def serial(self) -> int: ...
+
+    def store_serial(self, serial: int) -> None: ...
+
+    def remember_torn(self, card_number: str, purchase: Mapping[str, Any]) -> None: ...
+
+    def torn(self, card_number: str) -> Mapping[str, Any] | None: ...
+
+    def forget_torn(self, card_number: str) -> None: ...
 
 
 class Psam:
     """A software PSAM: per-city purchase master keys, the terminal id, and the terminal transaction serial.
 
     Per-card keys follow the world's personalisation: EMV Option A over the 16-digit card number (PSN 00).
+    Without `memory` the serial and the torn purchases live in this object only (tests, one-shot tools).
     """
 
-    def __init__(self, purchase_master_keys: Mapping[str, bytes], terminal_id: bytes, *, serial: int = 0) -> None:
+    def __init__(self, purchase_master_keys: Mapping[str, bytes], terminal_id: bytes, *, serial: int = 0,
+                 memory: PsamMemory | None = None) -> None:
         for city, key in purchase_master_keys.items():
             if len(city) != 4 or not city.isdigit() or len(key) != 16:
                 raise ValueError(f"city {city!r}: a 4-digit city code and a 16-byte master key are needed")
@@ -64,7 +98,8 @@ class Psam:
             raise ValueError("the terminal transaction serial is 4 bytes")
         self._masters = dict(purchase_master_keys)
         self.terminal_id = bytes(terminal_id)
-        self.serial = serial
+        self._memory = memory
+        self.serial = max(serial, memory.serial()) if memory is not None else serial
         self._torn: dict[str, PsamPurchase] = {}
 
     def knows(self, city_code: str) -> bool:
@@ -76,13 +111,20 @@ class Psam:
         date_time: bytes,
     ) -> tuple[PsamPurchase, bytes]:
         """Open a purchase: a new terminal serial, the session key, and MAC1 for the card to check."""
-        card_key = derive_icc_mk_a(self._masters[city_code], card_number, 0)
         self.serial = (self.serial + 1) & 0xFFFFFFFF
+        if self._memory is not None:
+            self._memory.store_serial(self.serial)
         terminal_serial = self.serial.to_bytes(4, "big")
-        session_key = transit_crypto.purchase_session_key(card_key, card_random, offline_serial, terminal_serial)
+        session_key = self._session_key(city_code, card_number, card_random, offline_serial, terminal_serial)
         mac1 = transit_crypto.purchase_mac1(session_key, amount, _TXN_EP_PURCHASE, self.terminal_id, date_time)
-        purchase = PsamPurchase(card_number, offline_serial, amount, terminal_serial, date_time, session_key)
+        purchase = PsamPurchase(card_number, offline_serial, amount, terminal_serial, date_time, session_key,
+                                city_code, bytes(card_random))
         return purchase, mac1
+
+    def _session_key(self, city_code: str, card_number: str, card_random: bytes, offline_serial: int,
+                     terminal_serial: bytes) -> bytes:
+        card_key = derive_icc_mk_a(self._masters[city_code], card_number, 0)
+        return transit_crypto.purchase_session_key(card_key, card_random, offline_serial, terminal_serial)
 
     @staticmethod
     def mac2_ok(purchase: PsamPurchase, mac2: bytes) -> bool:
@@ -91,14 +133,38 @@ class Psam:
         return hmac.compare_digest(expected, bytes(mac2))
 
     def remember_torn(self, purchase: PsamPurchase) -> None:
-        """Kept until the same card taps again; one per card, the latest wins."""
+        """Kept until the same card taps again; one per card, the latest wins (committed, with a memory)."""
+        if self._memory is not None:
+            self._memory.remember_torn(purchase.card_number, purchase.to_record())
         self._torn[purchase.card_number] = purchase
 
     def torn(self, card_number: str) -> PsamPurchase | None:
-        return self._torn.get(card_number)
+        if self._memory is None:
+            return self._torn.get(card_number)
+        record = self._memory.torn(card_number)
+        return None if record is None else self._from_record(record)
 
     def forget_torn(self, card_number: str) -> None:
+        if self._memory is not None:
+            self._memory.forget_torn(card_number)
         self._torn.pop(card_number, None)
+
+    def _from_record(self, record: Mapping[str, Any]) -> PsamPurchase:
+        """A remembered purchase with its session key derived again. An unreadable record (or one for a city
+        this PSAM has no key for any more) raises `PsamMemoryError`: the card may have paid, so it must not be
+        charged anew, and nothing can be proven either; a person has to look."""
+        try:
+            city_code, card_number = str(record["city_code"]), str(record["card_number"])
+            offline_serial, amount = int(record["offline_serial"]), int(record["amount"])
+            terminal_serial = bytes.fromhex(str(record["terminal_serial"]))
+            date_time, card_random = bytes.fromhex(str(record["date_time"])), bytes.fromhex(str(record["card_random"]))
+        except (KeyError, TypeError, ValueError):
+            raise PsamMemoryError("the record of a torn purchase on this card is unreadable") from None
+        if city_code not in self._masters:
+            raise PsamMemoryError(f"a torn purchase on this card needs the key of city {city_code}")
+        session_key = self._session_key(city_code, card_number, card_random, offline_serial, terminal_serial)
+        return PsamPurchase(card_number, offline_serial, amount, terminal_serial, date_time, session_key, city_code,
+                            card_random)
 
 
 @dataclass
@@ -197,7 +263,10 @@ def _fare(
     if not valid_from <= now.date() <= valid_to:
         raise _Stop(Outcome.DECLINED, Message.CARD_EXPIRED, "card outside its validity dates")
 
-    torn = psam.torn(card_number)
+    try:
+        torn = psam.torn(card_number)
+    except PsamMemoryError as error:
+        raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, str(error)) from None
     if torn is not None and _recover(transceive, psam, torn, result):
         return
 
@@ -223,10 +292,13 @@ def _fare(
     if answer.ok and len(answer.data) != 8:
         raise _Stop(Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN, f"DEBIT: {len(answer.data)}-byte answer")
     if not answer.ok:
-        psam.forget_torn(card_number)  # the card refused: nothing was debited
+        # a refusal and an answer garbled on the air look alike: the purchase stays remembered, and the next tap's
+        # GET TRANSACTION PROVE asks the card itself (6A88: it never debited, and the fare is charged anew)
         if answer.sw == _SW_MAC_INVALID:
             raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, "the card refused MAC1 (wrong PSAM key?)")
         raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"DEBIT: {describe_sw(answer.sw)}")
+    if not psam.mac2_ok(purchase, answer.data[4:8]):  # garbled, or no genuine card: PROVE on the next tap decides
+        raise _Stop(Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN, "DEBIT: MAC2 does not verify; tap again to prove")
     psam.forget_torn(card_number)
     _complete(psam, purchase, answer.data[4:8], answer.data[0:4], result)
     result.balance_after = balance - amount
@@ -242,6 +314,8 @@ def _recover(transceive: Callable[[bytes], bytes], psam: Psam, torn: PsamPurchas
         return False
     if not answer.ok or len(answer.data) != 8:
         raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"GET TRANSACTION PROVE: {describe_sw(answer.sw)}")
+    if not psam.mac2_ok(torn, answer.data[0:4]):  # kept: a garbled proof is asked for again on the next tap
+        raise _Stop(Outcome.DECLINED, Message.DECLINED, "PROVE: MAC2 does not verify: not proven by a genuine card")
     psam.forget_torn(torn.card_number)
     result.amount, result.offline_serial = torn.amount, torn.offline_serial
     result.terminal_serial, result.date_time, result.recovered = torn.terminal_serial, torn.date_time, True

@@ -47,11 +47,10 @@ class Host:
     connection: sqlite3.Connection
     keys: KeyStore
     vault: Vault
-    slept: list[float] = dataclasses.field(default_factory=list)
 
     def authorize(self, request: AuthorizationRequest, *, now: datetime.datetime = NOW) -> Decision:
         with db.transaction(self.connection):
-            return engine.authorize(self.connection, self.keys, self.vault, request, now=now, sleep=self.slept.append)
+            return engine.authorize(self.connection, self.keys, self.vault, request, now=now)
 
     def advise(self, request: AuthorizationRequest) -> Decision:
         with db.transaction(self.connection):
@@ -434,8 +433,8 @@ def test_a_forced_decline_answers_that_code(world: World, host: Host) -> None:
 
 def test_added_latency_delays_the_answer(world: World, host: Host) -> None:
     host.sql("UPDATE issuers SET added_latency_ms = 250 WHERE code = 'bob-credit'")
-    assert host.authorize(tap_card(world, "bob-credit")).rc == "00"
-    assert host.slept == [0.25]
+    decision = host.authorize(tap_card(world, "bob-credit"))
+    assert (decision.rc, decision.delay_ms) == ("00", 250)
 
 
 def test_an_unknown_bin_is_92_and_an_unknown_pan_of_a_known_bin_is_14(world: World, host: Host) -> None:

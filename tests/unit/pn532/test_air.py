@@ -58,6 +58,8 @@ class FakePresentable:
 
 
 class FakePicc:
+    in_reach = True
+
     def __init__(self) -> None:
         self.field_offs = 0
 
@@ -280,3 +282,15 @@ def test_emulated_targets_enter_and_leave_and_a_reader_skips_its_own() -> None:
     assert other.field_offs == 1
     field.remove()
     assert field.current(exclude=own) is None and field.current() is own
+
+
+def test_a_card_torn_away_while_still_placed_is_not_found_so_readers_keep_polling() -> None:
+    field = Field()
+    card, _ = fake_card()
+    field.place(card)
+    assert field.current() is card
+    card.fault_remove_after(1)
+    assert card.activate() is not None and card.exchange(b"\xe0\x80", 0.1) is None  # torn at its first frame
+    assert field.current() is None and field.wait_for_card(0.01) is None
+    card.put_back()
+    assert field.current() is card

@@ -126,6 +126,8 @@ class EchoPicc:
     """A card of the test's own: ISO-DEP by a PiccEngine with the PN532 ATS (FSC 64, so the air chains too)
     over a handler that answers every C-APDU with 300 bytes derived from it."""
 
+    in_reach = True
+
     def __init__(self, uid: bytes = bytes.fromhex("08A1B2C3")) -> None:
         self.identity = TypeAIdentity.for_uid(uid)
         self.apdus: list[bytes] = []
