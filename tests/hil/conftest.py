@@ -1,0 +1,132 @@
+"""Fixtures of the hardware-in-the-loop suite and its reports (JUnit XML and one self-contained HTML file).
+
+The options (--rig, --reader-port, --card-port, --hil-report) are declared in tests/conftest.py, because
+pytest reads options only from the conftest files it loads first.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hil_bench import Bench
+from hil_host import HostServer
+from hil_report import COLLECTOR, ScenarioResult
+from hil_rig import HwRig, Rig, SimRig
+from hil_trace import TAP, RecordingSerial, Trace
+
+import hardware.pn532
+from acquirer_stub.app import create_app
+from acquirer_stub.instance import Instance, create_instance
+from acquirer_stub.loader import load_world
+from acquirer_stub.store import db
+from firmware.world.layout import World
+from firmware.world.provisioning import add_card_to_wallet
+
+EXTRA_PHONE_CARDS = ("icbc-debit", "ccb-debit", "abc-credit", "cmb-credit", "pab-credit", "citic-credit",
+                     "spdb-credit")
+"""Seven more cards for the demo phone (it holds the Bank of China credit token): a full wallet of eight."""
+
+
+@pytest.fixture(scope="session")
+def hil_world_template(world_template: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The test world with a full phone: eight tokenized cards, the Bank of China credit card the default."""
+    root = tmp_path_factory.mktemp("hil-world") / "world"
+    shutil.copytree(world_template.root, root)
+    world = World.open(root)
+    for issuer in EXTRA_PHONE_CARDS:
+        entry = next(c for c in world.cards() if c["issuer"] == issuer)
+        add_card_to_wallet(root, world.demo_phone, world.path(Path(entry["file"])), issuer)
+    return World.open(root)
+
+
+@pytest.fixture
+def hil_world(hil_world_template: World, tmp_path: Path) -> World:
+    root = tmp_path / "world"
+    shutil.copytree(hil_world_template.root, root)
+    return World.open(root)
+
+
+@pytest.fixture
+def hil_instance(hil_world: World, tmp_path: Path) -> Instance:
+    instance = create_instance(tmp_path / "acquirer", hil_world)
+    connection = db.connect(instance.database)
+    try:
+        db.migrate(connection)
+        load_world(connection, hil_world, instance.vault(), today=datetime.date.today())
+    finally:
+        connection.close()
+    return instance
+
+
+@pytest.fixture
+def trace(request: pytest.FixtureRequest) -> Trace:
+    return Trace(request.node.callspec.id if hasattr(request.node, "callspec") else request.node.name)
+
+
+@pytest.fixture
+def rig(request: pytest.FixtureRequest, trace: Trace, tmp_path: Path) -> Iterator[Rig]:
+    config = request.config
+    built: Rig
+    if config.getoption("--rig") == "hw":
+        reader_port, card_port = config.getoption("--reader-port"), config.getoption("--card-port")
+        if not reader_port or not card_port:
+            raise pytest.UsageError("--rig=hw needs --reader-port and --card-port")
+        built = HwRig(reader_port, card_port, trace)
+    else:
+        built = SimRig(tmp_path, trace)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def bench(hil_world: World, hil_instance: Instance, rig: Rig, trace: Trace, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[Bench]:
+    """Everything a scenario needs, with its UART lines, host calls and APDUs going to `trace`."""
+    monkeypatch.setattr(hardware.pn532, "Serial", RecordingSerial)  # the real port, observed
+    card_port = rig.card.port
+    TAP.watch(trace, {rig.reader_port: "reader", card_port: "card"})
+    app = create_app(hil_instance.root, overrides={"TESTING": True})
+    host = HostServer(app, lambda line: trace.add("host", line))
+    host.start()
+    folder = tmp_path / "terminal"
+    folder.mkdir()
+    try:
+        yield Bench(hil_world, hil_instance, host, rig, trace, folder)
+        assert not rig.card.errors, f"the card emulator failed: {rig.card.errors}"
+    finally:
+        rig.card.remove()
+        TAP.stop()
+        if host.running:
+            host.stop()
+        trace.modelled.update({k: v for k, v in rig.modelled().items() if v})
+        COLLECTOR.pans = sorted({c["pan"] for c in hil_world.cards()}
+                                | {t["token_pan"] for t in hil_world.tsp()["tokens"]} | set(COLLECTOR.pans))
+
+
+# -- reports --------------------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    trace = item.funcargs.get("trace") if hasattr(item, "funcargs") else None
+    if report.when == "call" or (report.when == "setup" and not report.passed) or (
+            report.when == "teardown" and report.failed):
+        COLLECTOR.record(ScenarioResult.from_report(item, report, trace if isinstance(trace, Trace) else None))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not COLLECTOR.results:
+        return
+    folder = Path(session.config.getoption("--hil-report"))
+    if not folder.is_absolute():
+        folder = Path(session.config.rootpath) / folder
+    written = COLLECTOR.write(folder, rig=session.config.getoption("--rig"))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"hil reports: {', '.join(str(path) for path in written)}")

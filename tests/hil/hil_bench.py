@@ -1,0 +1,141 @@
+"""What a scenario gets: the world, the acquirer (served and its database), the rig, the terminal and the trace.
+
+Scenarios talk only to this, so the same scenario runs on the software rig and on real PN532s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hil_host import HostRow, HostServer, execute, host_rows, query
+from hil_rig import Rig
+from hil_terminal import Terminal, terminal, write_config
+from hil_trace import Trace
+
+from acquirer_stub.instance import Instance
+from firmware.cards.cardfile import PlainCard
+from firmware.jsonfile import read_json, write_json_atomic
+from firmware.wallet.wallet import Wallet
+from firmware.world.layout import World
+
+SUCCESS_HZ, ALERT_HZ = 1500.0, 750.0
+
+
+@dataclass
+class Bench:
+    world: World
+    instance: Instance
+    host: HostServer
+    rig: Rig
+    trace: Trace
+    folder: Path
+
+    # -- the rig ---------------------------------------------------------------------------------------------
+
+    def require(self, capability: str) -> None:
+        """Scenarios that need what only some rigs have: skipped (with the reason) on hardware only."""
+        if capability in self.rig.capabilities:
+            return
+        assert self.rig.kind == "hw", f"the {self.rig.kind} rig must offer {capability}"
+        pytest.skip(f"the hardware rig cannot {capability.replace('-', ' ')}: "
+                    "it needs a software PN532 (run with --rig=sim)")
+
+    @contextlib.contextmanager
+    def terminal(self, *, host_timeout: float = 5.0) -> Iterator[Terminal]:
+        config = write_config(self.world.path(Path("terminal.toml")), self.world.root / "hil-terminal.toml",
+                              host_url=self.host.url, reader_port=self.rig.reader_port,
+                              journal=self.folder / "journal.sqlite3", host_timeout=host_timeout,
+                              backend="sim" if self.rig.kind == "sim" else "rpi")
+        with terminal(config, self.rig, self.trace) as parts:
+            yield parts
+
+    # -- the world's cards -----------------------------------------------------------------------------------
+
+    def card(self, issuer: str) -> Path:
+        return self.world.path(Path(self.card_entry(issuer)["file"]))
+
+    def card_entry(self, issuer: str) -> dict[str, Any]:
+        return next(c for c in self.world.cards() if c["issuer"] == issuer)
+
+    def transit_card(self) -> Path:
+        return self.world.path(Path(self.world.transit_cards()[0]["file"]))
+
+    @property
+    def phone(self) -> Path:
+        return self.world.demo_phone
+
+    def edit_card(self, issuer: str, change: Any) -> None:
+        """Change a card file as a cloner or a test engineer would (`change(application_dict)`), then check it
+        still loads: the card must stay a valid card, only a wrong one."""
+        path = self.card(issuer)
+        data = read_json(path)
+        change(data["applications"][0])
+        write_json_atomic(path, data)
+        PlainCard.load(path)
+
+    def fingerprint(self, finger: str = "right-thumb") -> bool:
+        self.trace.add("rig", f"fingerprint on the phone ({finger})")
+        return Wallet.load(self.phone).authenticate(finger)
+
+    # -- the acquirer ----------------------------------------------------------------------------------------
+
+    def rows(self) -> list[HostRow]:
+        rows = host_rows(self.instance)
+        self.trace.facts["host rows"] = rows
+        return rows
+
+    def query(self, sql: str, *args: Any) -> list[Any]:
+        return query(self.instance, sql, *args)
+
+    def execute(self, sql: str, *args: Any) -> None:
+        self.trace.add("host", f"acquirer control: {sql.split(' WHERE')[0]}")
+        execute(self.instance, sql, *args)
+
+    def money(self, issuer: str) -> int:
+        """What the account has paid: debit balance spent, or credit used."""
+        (row,) = self.query("SELECT balance, credit_used FROM accounts WHERE issuer = ?", issuer)
+        return -row["balance"] if row["balance"] is not None else row["credit_used"]
+
+
+def signals(events: list[tuple[str, str, object]]) -> list[str]:
+    """What the shopper sees and hears, in order: lights as the set lit after each change ("lights 1234",
+    "lights -"), messages as shown, and tones ("♪success", "♪alert"). An alert is two beeps; the second comes
+    from a timer and may land anywhere later, so only the first (the one shown with its message) is listed —
+    `alert_beeps_paired` checks the second."""
+    out: list[str] = []
+    lit: set[int] = set()
+    in_lights = False
+    for index, (what, _event, value) in enumerate(events):
+        if what.startswith("light"):
+            number = int(what[5:])
+            lit = lit | {number} if value else lit - {number}
+            if in_lights:
+                out[-1] = _lights(lit)
+            else:
+                out.append(_lights(lit))
+            in_lights = True
+            continue
+        if what == "buzzer" and value[0] == ALERT_HZ and not (  # type: ignore[index]
+                index + 1 < len(events) and events[index + 1][0] == "message"):
+            continue  # an alert's second beep: it belongs to an earlier alert, not to this moment
+        in_lights = False
+        if what == "message":
+            out.append(str(value))
+        elif what == "buzzer":
+            out.append("♪success" if value[0] == SUCCESS_HZ else "♪alert")  # type: ignore[index]
+    return out
+
+
+def alert_beeps_paired(events: list[tuple[str, str, object]]) -> bool:
+    """Every alert was two beeps (after `Feedback.settle`)."""
+    alerts = sum(1 for what, _e, value in events if what == "buzzer" and value[0] == ALERT_HZ)  # type: ignore[index]
+    return alerts == 2 * signals(events).count("♪alert")
+
+
+def _lights(lit: set[int]) -> str:
+    return "lights " + ("".join(str(n) for n in sorted(lit)) or "-")

@@ -1,0 +1,205 @@
+"""The rig a scenario runs on: the terminal's PN532, a second PN532 that emulates the card, and the wires.
+
+Two kinds, one interface:
+
+* `SimRig` (``--rig=sim``): two software PN532s on pseudo-terminals sharing one virtual field, link model
+  on (UART bytes paced at the chip's baud rate, ISO 14443 air time, card processing time). The reader
+  chip's RSTPDN is wired to the simulated GPIO pin the terminal pulses.
+* `HwRig` (``--rig=hw``): real ports. The terminal's PN532 on the Pi's UART, its RSTPDN on a GPIO, and a
+  second PN532 (USB–serial) that emulates the card, antennas facing each other.
+
+On both, the card side is `firmware.emulate.emulate` (pos-card emulate) driving the card PN532 through
+pn532pi in a thread of this process, so presenting, pulling away and the phone's fingerprint work the
+same way. What only the software rig can do is a named capability; a scenario that needs one the
+hardware lacks is skipped on `hw` with the reason, and never on `sim`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from hil_trace import Trace, describe_command
+
+from firmware.emulate import emulate
+from firmware.pn532.rig import SoftwareRig
+from terminal.ui.gpio import Gpio, RpiGpio, SimulatedGpio
+
+RESET_PIN = 24  # BCM GPIO24 (header pin 18) → the reader PN532's RSTPDN (wiring guide in README.md)
+
+UART_FAULTS = "uart-faults"
+"""Corrupt a byte between the Pi and its PN532: a software chip can; a real UART needs extra hardware."""
+MODELLED_TIME = "modelled-time"
+"""The link model's account of UART, air and card time: only a software chip keeps one."""
+
+Exchange = Callable[[bytes, bytes | None], None]
+
+
+class CardSide:
+    """The card PN532 in target mode through `emulate()`: one card or phone at a time, in a thread."""
+
+    def __init__(self, port: str, trace: Trace, *, poll_ms: int) -> None:
+        self.port = port
+        self.trace = trace
+        self._poll_ms = poll_ms
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        self.errors: list[str] = []
+        self.lines: list[str] = []
+
+    def present(self, card_file: Path, *, remove_after: int | None = None, tear: bool = False,
+                on_exchange: Exchange | None = None) -> None:
+        """Hold the card (or phone) to the reader; it stays until `remove()` or the next `present()`."""
+        self.remove()
+        self.trace.add("rig", f"card {card_file.stem} presented"
+                       + (f", pulled away at APDU {remove_after}{' after it ran (tear)' if tear else ''}"
+                          if remove_after else ""))
+        stop = threading.Event()
+
+        def observe(command: bytes, answer: bytes | None) -> None:
+            if answer is None:
+                self.trace.add("rig", f"card pulled away at {describe_command(command)}"
+                               + (" (the card ran it)" if tear else ""))
+            if on_exchange is not None:
+                on_exchange(command, answer)
+
+        def run() -> None:
+            try:
+                emulate(self.port, card_file, stop=stop, report=self.lines.append, observe=observe,
+                        remove_after=remove_after, tear=tear, poll_ms=self._poll_ms)
+            except Exception as error:  # the scenario checks `errors`; a thread must not die silently
+                if not stop.is_set():
+                    self.errors.append(f"{type(error).__name__}: {error}")
+
+        self._stop, self._thread = stop, threading.Thread(target=run, name="hil-card", daemon=True)
+        self._thread.start()
+
+    def remove(self) -> None:
+        if self._thread is None or self._stop is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=10)
+        assert not self._thread.is_alive(), "the card emulator did not stop"
+        self._thread = self._stop = None
+        self.trace.add("rig", "card taken away")
+
+
+class Rig(Protocol):
+    kind: str
+    gpio_epoch: float  # time.monotonic() when the GPIO's timeline started
+    reader_port: str
+    capabilities: frozenset[str]
+    card: CardSide
+
+    def gpio(self) -> Gpio:
+        """The GPIO the terminal drives (lights, buzzer, RSTPDN)."""
+        ...
+
+    def hang_reader(self) -> None:
+        """The terminal's PN532 stops answering until its RSTPDN is pulsed."""
+        ...
+
+    def corrupt_reader_frame(self, index: int) -> None:
+        """Flip one byte of the reader PN532's next response frame (UART_FAULTS)."""
+        ...
+
+    def modelled(self) -> dict[str, float]:
+        """Seconds the link model accounted since the last call, by hop; empty without MODELLED_TIME."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SimRig:
+    """Two software PN532s, reader and card emulator, in one virtual field with the link model on."""
+
+    kind = "sim"
+    capabilities = frozenset({UART_FAULTS, MODELLED_TIME})
+
+    def __init__(self, folder: Path, trace: Trace) -> None:
+        self.software = SoftwareRig([folder / "pos", folder / "card"], link_model=True)
+        self.reader_port = str(folder / "pos")
+        self.card = CardSide(str(folder / "card"), trace, poll_ms=50)
+        self._trace = trace
+        self._gpio: SimulatedGpio | None = None
+        self.gpio_epoch = time.monotonic()
+
+    @property
+    def reader_chip(self):
+        return self.software.chips["pos"]
+
+    def gpio(self) -> Gpio:
+        """Simulated GPIO with the reader's RSTPDN wired: low holds the chip silent, the rising edge boots it."""
+        if self._gpio is None:
+            self.gpio_epoch = time.monotonic()
+            gpio = SimulatedGpio()
+            chip = self.reader_chip
+
+            def rstpdn(high: bool) -> None:
+                if high:
+                    chip.reset()
+                else:
+                    chip.faults.arm("silent")
+
+            gpio.on_write(RESET_PIN, rstpdn)
+            self._gpio = gpio
+        return self._gpio
+
+    def hang_reader(self) -> None:
+        self._trace.add("rig", "reader PN532 firmware hangs (silent until RSTPDN)")
+        self.reader_chip.faults.arm("silent")
+
+    def corrupt_reader_frame(self, index: int) -> None:
+        self._trace.add("rig", f"next reader response frame: byte {index} flipped on the UART")
+        self.reader_chip.faults.arm("corrupt_byte", index)
+
+    def modelled(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for name, chip in self.software.chips.items():
+            for hop, seconds in chip.link.hops.items():
+                totals[f"{name} {hop}"] = seconds
+            chip.link.reset_account()
+        return totals
+
+    def close(self) -> None:
+        self.card.remove()
+        self.software.close()
+
+
+class HwRig:
+    """Real PN532s: the reader on the Pi's UART with RSTPDN on RESET_PIN, the card emulator on `card_port`."""
+
+    kind = "hw"
+    capabilities = frozenset()
+
+    def __init__(self, reader_port: str, card_port: str, trace: Trace) -> None:
+        self.reader_port = reader_port
+        self.card = CardSide(card_port, trace, poll_ms=100)
+        self._trace = trace
+        self._gpio: RpiGpio | None = None
+        self.gpio_epoch = time.monotonic()
+
+    def gpio(self) -> Gpio:
+        if self._gpio is None:
+            self._gpio = RpiGpio()
+        return self._gpio
+
+    def hang_reader(self) -> None:
+        """A real chip cannot be made to hang on demand; held in reset it is just as silent."""
+        self._trace.add("rig", f"reader PN532 held in reset (GPIO{RESET_PIN} low): silent until pulsed")
+        self.gpio().write(RESET_PIN, False)
+
+    def corrupt_reader_frame(self, index: int) -> None:
+        raise NotImplementedError("a real UART cannot corrupt a byte on demand")
+
+    def modelled(self) -> dict[str, float]:
+        return {}
+
+    def close(self) -> None:
+        self.card.remove()
+        if self._gpio is not None:
+            self._gpio.cleanup()
+
