@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import shutil
 import sys
 from pathlib import Path
 
-from acquirer_stub.instance import DEFAULT_LISTEN, InstanceError, create_instance
-from acquirer_stub.loader import load_world
-from acquirer_stub.store import db
+from acquirer_stub.instance import DEFAULT_LISTEN, InstanceError
+from acquirer_stub.loader import init_instance
 from firmware.jsonfile import FileFormatError
 from firmware.world.layout import World
 
@@ -21,13 +19,7 @@ def _init(args: argparse.Namespace) -> int:
     root = Path(args.instance)
     if args.force and root.exists():
         shutil.rmtree(root)
-    instance = create_instance(root, World.open(Path(args.world)), listen=args.listen)
-    connection = db.connect(instance.database)
-    try:
-        db.migrate(connection)
-        counts = load_world(connection, instance.world, instance.vault(), today=datetime.date.today())
-    finally:
-        connection.close()
+    instance, counts = init_instance(root, World.open(Path(args.world)), listen=args.listen)
     print(f"acquirer instance in {root}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     for user in instance.world.users():
         print(f"  {user['role']:10} login: {user['username']} / {user['password']}  (test world)")

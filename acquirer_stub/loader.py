@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
+from pathlib import Path
 
 from werkzeug.security import generate_password_hash
 
+from acquirer_stub.instance import DEFAULT_LISTEN, Instance, create_instance
+from acquirer_stub.store import db
 from acquirer_stub.store.db import transaction
 from acquirer_stub.vault import Vault
 from firmware.world.layout import World
 
 DEMO_PROMOTION_PERCENT, DEMO_PROMOTION_CAP = 10, 2_000  # the seed's bank promotion: 10 % off, up to ¥20
+
+
+def init_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN,
+                  today: datetime.date | None = None) -> tuple[Instance, dict]:
+    """A new instance folder with `world` in its database: `acquirer-stub init`, and every test's acquirer."""
+    instance = create_instance(root, world, listen=listen)
+    connection = db.connect(instance.database)
+    try:
+        db.migrate(connection)
+        counts = load_world(connection, world, instance.vault(), today=today or datetime.date.today())
+    finally:
+        connection.close()
+    return instance, counts
 
 
 def load_world(connection: sqlite3.Connection, world: World, vault: Vault, *, today: datetime.date) -> dict:

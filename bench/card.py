@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.world import reset_velocity
 from firmware.cards.cardfile import PlainCard
 from firmware.cards.qpboc import QPbocApplication
 from firmware.pn532.rig import SoftwareRig
@@ -148,7 +148,7 @@ class CardBench:
         samples: list[Sample] = []
         for _ in range(repeat):
             for baud in BAUDS:
-                self._reset_velocity()
+                reset_velocity(self.database)
                 with terminal(load_config(self.configs[baud])) as parts:
                     if self.chip.baud != baud:
                         raise RuntimeError(f"the terminal left the chip at {self.chip.baud} baud, not {baud}")
@@ -189,17 +189,6 @@ class CardBench:
             _expect(kind, sale.oda.startswith("fdda") and sale.oda.endswith("-ok"), f"ODA {sale.oda}")
         assert reader.tap_started is not None
         return Sample(kind, baud, reader.taps[-1], ended - reader.tap_started)
-
-    def _reset_velocity(self) -> None:
-        """The phone's account takes at most 30 approvals a day: move the earlier ones to yesterday."""
-        yesterday = (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
-        connection = sqlite3.connect(self.database, timeout=30)
-        try:
-            connection.execute("UPDATE transactions SET created = ? || substr(created, 11)"
-                               " WHERE kind = 'authorization'", (yesterday,))
-            connection.commit()
-        finally:
-            connection.close()
 
 
 def _reset_offline_counters(path: Path) -> None:

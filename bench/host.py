@@ -15,7 +15,6 @@ import collections
 import datetime
 import http.client
 import os
-import sqlite3
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 from acquirer_stub.iso8583 import spec
 from acquirer_stub.issuer import cryptogram
+from bench.world import reset_velocity
 from emvcore import tlv
 from emvcore.bcd import encode_cn
 from firmware.cards.cardfile import PlainCard
@@ -254,20 +254,9 @@ class HostBench:
                 for kind in order:
                     senders = self._senders(kind, level)
                     if kind != "bare":
-                        self._reset_velocity()
+                        reset_velocity(self.database)
                     rounds.append(run_round(kind, senders))
         return rounds
-
-    def _reset_velocity(self) -> None:
-        """The issuer approves a card 30 times a day: move earlier approvals to yesterday (not timed)."""
-        yesterday = (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
-        connection = sqlite3.connect(self.database, timeout=30)
-        try:
-            connection.execute("UPDATE transactions SET created = ? || substr(created, 11)"
-                               " WHERE kind = 'authorization'", (yesterday,))
-            connection.commit()
-        finally:
-            connection.close()
 
 
 def arqc_verification_seconds(world: World, count: int) -> float:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime
 import secrets
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from acquirer_stub.instance import Instance, create_instance
-from acquirer_stub.loader import load_world
-from acquirer_stub.store import db
+from acquirer_stub.instance import Instance
+from acquirer_stub.loader import init_instance
 from firmware.cards import qpboc_schema
 from firmware.cards.cardfile import application_entry, write_card
 from firmware.cards.qpboc import QPbocState
@@ -68,15 +68,20 @@ def _add_terminals(world: World, count: int) -> None:
 
 def make_instance(world: World, root: Path) -> Instance:
     """An acquirer instance folder with `world` loaded (what `acquirer-stub init` does)."""
-    instance = create_instance(root, world)
-    connection = db.connect(instance.database)
-    try:
-        db.migrate(connection)
-        load_world(connection, world, instance.vault(), today=datetime.date.today())
-    finally:
-        connection.close()
-    return instance
+    return init_instance(root, world)[0]
 
 
 def terminals(world: World) -> list[dict[str, Any]]:
     return world.terminals()
+
+
+def reset_velocity(database: Path) -> None:
+    """The issuer approves a card 30 times a day: move earlier approvals to yesterday (between timed rounds)."""
+    yesterday = (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
+    connection = sqlite3.connect(database, timeout=30)
+    try:
+        connection.execute("UPDATE transactions SET created = ? || substr(created, 11) WHERE kind = 'authorization'",
+                            (yesterday,))
+        connection.commit()
+    finally:
+        connection.close()

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import datetime
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 from robustness import secret_scan
 
-from acquirer_stub.instance import Instance, create_instance
-from acquirer_stub.loader import load_world
-from acquirer_stub.store import db
+from acquirer_stub.instance import Instance
+from acquirer_stub.loader import init_instance
+from firmware.pn532.rig import SoftwareRig
 from firmware.world.build import create_world
 from firmware.world.layout import World
 
@@ -37,6 +37,14 @@ def world_template(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 @pytest.fixture
+def rig(tmp_path: Path) -> Iterator[SoftwareRig]:
+    """A software PN532 on a pseudo-terminal at tmp_path/pos, with an empty field."""
+    rig = SoftwareRig([tmp_path / "pos"])
+    yield rig
+    rig.close()
+
+
+@pytest.fixture
 def world(world_template: World, tmp_path: Path) -> World:
     """A private copy: tests tap its cards and change counters freely."""
     root = tmp_path / "world"
@@ -47,14 +55,7 @@ def world(world_template: World, tmp_path: Path) -> World:
 @pytest.fixture
 def instance(world: World, tmp_path: Path) -> Instance:
     """An acquirer instance folder with the private world copy loaded into its database."""
-    instance = create_instance(tmp_path / "acquirer", world)
-    connection = db.connect(instance.database)
-    try:
-        db.migrate(connection)
-        load_world(connection, world, instance.vault(), today=datetime.date.today())
-    finally:
-        connection.close()
-    return instance
+    return init_instance(tmp_path / "acquirer", world)[0]
 
 
 # --- robustness (tests/robustness/README.md): hypothesis profiles and the end-of-session secret scan ----------------

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -29,11 +28,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from hostdb import rows as host_rows
 from reader import TTQ_ONLINE, tap, terminal_data
 
 from acquirer_stub.api import service
-from acquirer_stub.instance import Instance, create_instance
-from acquirer_stub.loader import load_world
+from acquirer_stub.instance import Instance
+from acquirer_stub.loader import init_instance
 from acquirer_stub.store import db
 from emvcore.bcd import encode_cn
 from firmware.cards.card import Chip
@@ -131,14 +131,7 @@ def grow_world(world: World, *, terminals: int, cards: int, poor_every: int = 0,
 
 
 def load_instance(world: World, root: Path) -> Instance:
-    instance = create_instance(root, world)
-    connection = db.connect(instance.database)
-    try:
-        db.migrate(connection)
-        load_world(connection, world, instance.vault(), today=datetime.date.today())
-    finally:
-        connection.close()
-    return instance
+    return init_instance(root, world)[0]
 
 
 def block_cards(instance: Instance, cards: Iterable[SimCard]) -> None:
@@ -323,13 +316,6 @@ def run_fleet(terminals: list[SimTerminal], **options: Any) -> Tally:
 
 # --- agreement -----------------------------------------------------------------------------------------------------
 
-
-def host_rows(instance: Instance, sql: str, *args: Any) -> list[sqlite3.Row]:
-    connection = db.connect(instance.database)
-    try:
-        return connection.execute(sql, args).fetchall()
-    finally:
-        connection.close()
 
 
 def money(instance: Instance) -> dict[str, int]:

@@ -31,13 +31,6 @@ def acquirer_url(instance: Instance) -> Iterator[str]:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SoftwareRig]:
-    rig = SoftwareRig([tmp_path / "pos"])
-    yield rig
-    rig.close()
-
-
-@pytest.fixture
 def terminal(world: World, tmp_path: Path, acquirer_url: str, rig: SoftwareRig) -> Terminal:
     """The world's terminal.toml pointed at this test's reader, acquirer and journal, with a 1 s host timeout."""
     journal = tmp_path / "journal.sqlite3"

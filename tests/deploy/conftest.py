@@ -12,15 +12,6 @@ import pytest
 from deployhelp import VENV_BIN, free_port
 
 from acquirer_stub.instance import Instance
-from firmware.pn532.rig import SoftwareRig
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SoftwareRig]:
-    """A software PN532 on a pseudo-terminal at tmp_path/pos, with an empty field."""
-    rig = SoftwareRig([tmp_path / "pos"])
-    yield rig
-    rig.close()
 
 
 @pytest.fixture

@@ -6,23 +6,21 @@ pytest reads options only from the conftest files it loads first.
 
 from __future__ import annotations
 
-import datetime
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hil_bench import Bench
-from hil_host import HostServer
+from hil_host import TappedHostServer
 from hil_report import COLLECTOR, ScenarioResult
 from hil_rig import HwRig, Rig, SimRig
 from hil_trace import TAP, RecordingSerial, Trace
 
 import hardware.pn532
 from acquirer_stub.app import create_app
-from acquirer_stub.instance import Instance, create_instance
-from acquirer_stub.loader import load_world
-from acquirer_stub.store import db
+from acquirer_stub.instance import Instance
+from acquirer_stub.loader import init_instance
 from firmware.world.layout import World
 from firmware.world.provisioning import add_card_to_wallet
 
@@ -52,14 +50,7 @@ def hil_world(hil_world_template: World, tmp_path: Path) -> World:
 
 @pytest.fixture
 def hil_instance(hil_world: World, tmp_path: Path) -> Instance:
-    instance = create_instance(tmp_path / "acquirer", hil_world)
-    connection = db.connect(instance.database)
-    try:
-        db.migrate(connection)
-        load_world(connection, hil_world, instance.vault(), today=datetime.date.today())
-    finally:
-        connection.close()
-    return instance
+    return init_instance(tmp_path / "acquirer", hil_world)[0]
 
 
 @pytest.fixture
@@ -90,7 +81,7 @@ def bench(hil_world: World, hil_instance: Instance, rig: Rig, trace: Trace, tmp_
     card_port = rig.card.port
     TAP.watch(trace, {rig.reader_port: "reader", card_port: "card"})
     app = create_app(hil_instance.root, overrides={"TESTING": True})
-    host = HostServer(app, lambda line: trace.add("host", line))
+    host = TappedHostServer(app, lambda line: trace.add("host", line))
     host.start()
     folder = tmp_path / "terminal"
     folder.mkdir()

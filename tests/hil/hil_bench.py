@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hil_host import HostRow, HostServer, execute, host_rows, query
+from hil_host import HostRow, TappedHostServer, host_rows
 from hil_rig import Rig
 from hil_terminal import Terminal, terminal, write_config
 from hil_trace import Trace
+from hostdb import execute
+from hostdb import rows as query
 
 from acquirer_stub.instance import Instance
 from firmware.cards.cardfile import PlainCard
@@ -30,7 +32,7 @@ SUCCESS_HZ, ALERT_HZ = 1500.0, 750.0
 class Bench:
     world: World
     instance: Instance
-    host: HostServer
+    host: TappedHostServer
     rig: Rig
     trace: Trace
     folder: Path

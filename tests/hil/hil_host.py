@@ -10,30 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
+from hostdb import rows as query
+from hostserver import HostServer
 
 from acquirer_stub.instance import Instance
-from acquirer_stub.store import db
 
 HostRow = tuple[str, str, str, int]
 """What each scenario asserts of the acquirer's database: (kind, state, rc, amount)."""
 
 
-class HostServer:
+class TappedHostServer(HostServer):
     def __init__(self, app: Flask, note: Callable[[str], None]) -> None:
-        self.app = app
-        self.port = 0
+        super().__init__(app)
         self.requests: list[tuple[str, dict[str, Any]]] = []  # (path, JSON body), in memory only
         self._note = note
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
         inner = app.wsgi_app
 
         def tapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -54,28 +49,6 @@ class HostServer:
 
         app.wsgi_app = tapped  # type: ignore[method-assign]
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def start(self) -> None:
-        assert self._server is None, "already running"
-        self._server = make_server("127.0.0.1", self.port, self.app, threaded=True)
-        self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="hil-acquirer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        assert self._server is not None and self._thread is not None, "not running"
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-        self._server = self._thread = None
-
 
 class _Replay:
     """The request body put back for the app after the tap read it."""
@@ -92,20 +65,6 @@ class _Replay:
         return self.read(size)
 
 
-def query(instance: Instance, sql: str, *args: Any) -> list[sqlite3.Row]:
-    connection = db.connect(instance.database)
-    try:
-        return connection.execute(sql, args).fetchall()
-    finally:
-        connection.close()
-
-
-def execute(instance: Instance, sql: str, *args: Any) -> None:
-    connection = db.connect(instance.database)
-    try:
-        connection.execute(sql, args)
-    finally:
-        connection.close()
 
 
 def host_rows(instance: Instance) -> list[HostRow]:

@@ -11,7 +11,6 @@ from hostserver import HostServer
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
-from firmware.pn532.rig import SoftwareRig
 from firmware.world.layout import World
 
 
@@ -27,14 +26,6 @@ def host_server(acquirer_app: Flask) -> Iterator[HostServer]:
     yield server
     if server.running:
         server.stop()
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SoftwareRig]:
-    """A software PN532 on a pseudo-terminal at tmp_path/pos, with an empty field."""
-    rig = SoftwareRig([tmp_path / "pos"])
-    yield rig
-    rig.close()
 
 
 @pytest.fixture

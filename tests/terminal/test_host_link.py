@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import pytest
 import reader
+from hostdb import execute, rows
 from reader import tap_icc
 from werkzeug.serving import make_server
 
@@ -64,20 +65,6 @@ def sale(world: World, issuer: str, amount: int, *, offline: bool = False) -> di
 # --- the host's side ---------------------------------------------------------------------------------------------
 
 
-def rows(instance: Instance, sql: str, *args: Any) -> list[sqlite3.Row]:
-    connection = db.connect(instance.database)
-    try:
-        return connection.execute(sql, args).fetchall()
-    finally:
-        connection.close()
-
-
-def execute(instance: Instance, sql: str, *args: Any) -> None:
-    connection = db.connect(instance.database)
-    try:
-        connection.execute(sql, args)
-    finally:
-        connection.close()
 
 
 def money(instance: Instance) -> dict[str, tuple[int | None, int]]:
