@@ -20,7 +20,7 @@ from serial import Serial, SerialException
 
 TFI_HOST, TFI_CHIP = 0xD4, 0xD5
 ACK = b"\x00\x00\xff\x00\xff\x00"
-ACK_WAIT_MS = max(PN532_ACK_WAIT_TIME, 50)
+ACK_WAIT_MS = max(PN532_ACK_WAIT_TIME, 200)
 FRAME_OVERHEAD = 11  # preamble, start code, LEN/LCS (extended: 5), TFI, DCS, postamble
 IN_DATA_EXCHANGE = 0x40
 MORE_INFORMATION = 0x40
@@ -76,8 +76,9 @@ class SerialHsu(Pn532Hsu):
     def readAckFrame(self) -> int:
         """pn532pi allows 10 ms for the ACK from the moment write() returns. But write() returns while a long
         frame is still leaving the UART (a 200-byte TgSetData takes 18 ms at 115200 baud), a USB-serial
-        adapter may hold the ACK for its latency timer (16 ms on FTDI), and a busy Pi may not run us at once:
-        wait ACK_WAIT_MS plus the frame's wire time. Only a chip that never ACKs waits the whole time."""
+        adapter may hold the ACK for its latency timer (16 ms on FTDI), and a busy Pi may not run us at once (nor,
+        on the simulated rig, a busy machine the chip's thread): wait ACK_WAIT_MS plus the frame's wire time.
+        Only a chip that never ACKs waits the whole time, and that is rare and followed by a reset anyway."""
         count, ack = self.receive(len(ACK), ACK_WAIT_MS + self._wire_ms)
         if count <= 0:
             return PN532_TIMEOUT
