@@ -80,11 +80,34 @@ class PsamMemory(Protocol):
     def forget_torn(self, card_number: str) -> None: ...
 
 
+class _ProcessMemory:
+    """A PsamMemory that lasts as long as the process: for tests and one-shot tools."""
+
+    def __init__(self) -> None:
+        self._serial = 0
+        self._torn: dict[str, Mapping[str, Any]] = {}
+
+    def serial(self) -> int:
+        return self._serial
+
+    def store_serial(self, serial: int) -> None:
+        self._serial = serial
+
+    def remember_torn(self, card_number: str, purchase: Mapping[str, Any]) -> None:
+        self._torn[card_number] = dict(purchase)
+
+    def torn(self, card_number: str) -> Mapping[str, Any] | None:
+        return self._torn.get(card_number)
+
+    def forget_torn(self, card_number: str) -> None:
+        self._torn.pop(card_number, None)
+
+
 class Psam:
     """A software PSAM: per-city purchase master keys, the terminal id, and the terminal transaction serial.
 
     Per-card keys follow the world's personalisation: EMV Option A over the 16-digit card number (PSN 00).
-    Without `memory` the serial and the torn purchases live in this object only (tests, one-shot tools).
+    Without `memory` the serial and the torn purchases last as long as the process (tests, one-shot tools).
     """
 
     def __init__(self, purchase_master_keys: Mapping[str, bytes], terminal_id: bytes, *, serial: int = 0,
@@ -98,9 +121,8 @@ class Psam:
             raise ValueError("the terminal transaction serial is 4 bytes")
         self._masters = dict(purchase_master_keys)
         self.terminal_id = bytes(terminal_id)
-        self._memory = memory
-        self.serial = max(serial, memory.serial()) if memory is not None else serial
-        self._torn: dict[str, PsamPurchase] = {}
+        self._memory: PsamMemory = memory if memory is not None else _ProcessMemory()
+        self.serial = max(serial, self._memory.serial())
 
     def knows(self, city_code: str) -> bool:
         """Whether this PSAM can serve cards of that city at all."""
@@ -112,8 +134,7 @@ class Psam:
     ) -> tuple[PsamPurchase, bytes]:
         """Open a purchase: a new terminal serial, the session key, and MAC1 for the card to check."""
         self.serial = (self.serial + 1) & 0xFFFFFFFF
-        if self._memory is not None:
-            self._memory.store_serial(self.serial)
+        self._memory.store_serial(self.serial)
         terminal_serial = self.serial.to_bytes(4, "big")
         session_key = self._session_key(city_code, card_number, card_random, offline_serial, terminal_serial)
         mac1 = transit_crypto.purchase_mac1(session_key, amount, _TXN_EP_PURCHASE, self.terminal_id, date_time)
@@ -133,21 +154,15 @@ class Psam:
         return hmac.compare_digest(expected, bytes(mac2))
 
     def remember_torn(self, purchase: PsamPurchase) -> None:
-        """Kept until the same card taps again; one per card, the latest wins (committed, with a memory)."""
-        if self._memory is not None:
-            self._memory.remember_torn(purchase.card_number, purchase.to_record())
-        self._torn[purchase.card_number] = purchase
+        """Kept until the same card taps again; one per card, the latest wins."""
+        self._memory.remember_torn(purchase.card_number, purchase.to_record())
 
     def torn(self, card_number: str) -> PsamPurchase | None:
-        if self._memory is None:
-            return self._torn.get(card_number)
         record = self._memory.torn(card_number)
         return None if record is None else self._from_record(record)
 
     def forget_torn(self, card_number: str) -> None:
-        if self._memory is not None:
-            self._memory.forget_torn(card_number)
-        self._torn.pop(card_number, None)
+        self._memory.forget_torn(card_number)
 
     def _from_record(self, record: Mapping[str, Any]) -> PsamPurchase:
         """A remembered purchase with its session key derived again. An unreadable record (or one for a city
@@ -300,7 +315,7 @@ def _fare(
     if not psam.mac2_ok(purchase, answer.data[4:8]):  # garbled, or no genuine card: PROVE on the next tap decides
         raise _Stop(Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN, "DEBIT: MAC2 does not verify; tap again to prove")
     psam.forget_torn(card_number)
-    _complete(psam, purchase, answer.data[4:8], answer.data[0:4], result)
+    _complete(answer.data[4:8], answer.data[0:4], result)
     result.balance_after = balance - amount
 
 
@@ -319,13 +334,12 @@ def _recover(transceive: Callable[[bytes], bytes], psam: Psam, torn: PsamPurchas
     psam.forget_torn(torn.card_number)
     result.amount, result.offline_serial = torn.amount, torn.offline_serial
     result.terminal_serial, result.date_time, result.recovered = torn.terminal_serial, torn.date_time, True
-    _complete(psam, torn, answer.data[0:4], answer.data[4:8], result)
+    _complete(answer.data[0:4], answer.data[4:8], result)
     return True
 
 
-def _complete(psam: Psam, purchase: PsamPurchase, mac2: bytes, tac: bytes, result: TransitResult) -> None:
+def _complete(mac2: bytes, tac: bytes, result: TransitResult) -> None:
+    """Only after MAC2 verified: the card really debited."""
     result.mac2, result.tac = mac2, tac
-    if not psam.mac2_ok(purchase, mac2):
-        raise _Stop(Outcome.DECLINED, Message.DECLINED, "MAC2 does not verify: not a genuine card")
     result.outcome, result.message = Outcome.APPROVED, str(Message.FARE_PAID)
     result.reasons.append("recovered the torn purchase" if result.recovered else "fare paid")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from flask.testing import FlaskClient
+from webform import csrf_token, post_login, world_login
 from werkzeug.security import generate_password_hash
 
 from acquirer_stub.instance import Instance
@@ -16,20 +17,8 @@ from firmware.wallet.wallet import Wallet
 from firmware.world.layout import World
 
 
-def _user(world: World, role: str) -> tuple[str, str]:
-    user = next(u for u in world.users() if u["role"] == role)
-    return user["username"], user["password"]
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "the page has no CSRF token"
-    return found.group(1)
-
-
 def _log_in(client: FlaskClient, username: str, password: str) -> None:
-    token = _csrf(client.get("/login").get_data(as_text=True))
-    answer = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+    _, answer = post_login(client, username, password)
     assert answer.status_code == 302 and answer.headers["Location"].endswith("/cardholder/")
 
 
@@ -42,7 +31,7 @@ def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
 
 @pytest.fixture
 def cardholder(world: World, client: FlaskClient) -> FlaskClient:
-    _log_in(client, *_user(world, "cardholder"))
+    _log_in(client, *world_login(world, "cardholder"))
     return client
 
 
@@ -72,14 +61,16 @@ def test_lost_phone_off_suspends_and_on_resumes(
 ) -> None:
     device = _device(world)
     page = cardholder.get("/cardholder/").get_data(as_text=True)
-    answer = cardholder.post(f"/cardholder/devices/{device}/wallet", data={"enabled": "0", "csrf_token": _csrf(page)})
+    answer = cardholder.post(f"/cardholder/devices/{device}/wallet",
+                             data={"enabled": "0", "csrf_token": csrf_token(page)})
     assert answer.status_code == 302
     assert connection.execute("SELECT wallet_enabled FROM devices WHERE id = ?", (device,)).fetchone()[0] == 0
     assert _tokens(connection, device) == [("suspended", "LOST_DEVICE")]
     page = cardholder.get("/cardholder/").get_data(as_text=True)
     assert "wallet off" in page and "1 card(s) suspended" in page and "I found this phone" in page
 
-    answer = cardholder.post(f"/cardholder/devices/{device}/wallet", data={"enabled": "1", "csrf_token": _csrf(page)})
+    answer = cardholder.post(f"/cardholder/devices/{device}/wallet",
+                             data={"enabled": "1", "csrf_token": csrf_token(page)})
     assert answer.status_code == 302
     assert connection.execute("SELECT wallet_enabled FROM devices WHERE id = ?", (device,)).fetchone()[0] == 1
     assert _tokens(connection, device) == [("active", "FOUND")]
@@ -92,7 +83,7 @@ def test_one_card_suspended_and_resumed_from_the_page(
 ) -> None:
     device = _device(world)
     token_id = connection.execute("SELECT id FROM tokens WHERE device_id = ?", (device,)).fetchone()[0]
-    token = _csrf(cardholder.get("/cardholder/").get_data(as_text=True))
+    token = csrf_token(cardholder.get("/cardholder/").get_data(as_text=True))
     url = f"/cardholder/tokens/{token_id}/status"
     assert cardholder.post(url, data={"action": "suspend", "reason": "STOLEN", "csrf_token": token}).status_code == 302
     assert _tokens(connection, device) == [("suspended", "STOLEN")]
@@ -140,7 +131,7 @@ def test_another_cardholders_phone_is_not_found(
     _log_in(client, "lisi", "lisi-password")
     page = client.get("/cardholder/").get_data(as_text=True)
     assert "No phones yet" in page and _device(world) not in page
-    token = _csrf(page)
+    token = csrf_token(page)
     device = _device(world)
     token_id = connection.execute("SELECT id FROM tokens WHERE device_id = ?", (device,)).fetchone()[0]
     assert client.post(f"/cardholder/devices/{device}/wallet",
@@ -153,7 +144,7 @@ def test_another_cardholders_phone_is_not_found(
 def test_the_sms_inbox_shows_the_binding_code(world: World, cardholder: FlaskClient) -> None:
     assert "No messages" in cardholder.get("/cardholder/sms").get_data(as_text=True)
     card = next(c for c in world.cards() if c["issuer"] == "icbc-debit")
-    username, password = _user(world, "cardholder")
+    username, password = world_login(world, "cardholder")
     bearer = cardholder.post("/tsp/v1/sessions", json={"username": username, "password": password}).json["token"]
     expiry = card["expiry"][5:7] + card["expiry"][2:4]
     started = cardholder.post(f"/tsp/v1/devices/{_device(world)}/cards", json={"pan": card["pan"], "expiry": expiry},

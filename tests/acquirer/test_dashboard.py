@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from webform import post_login, world_login
 from werkzeug.test import TestResponse
 
 from acquirer_stub.dashboard import charts, clearing, feed, present
@@ -34,22 +35,9 @@ NOW = datetime.datetime(2026, 5, 9, 10, 30, 20, tzinfo=datetime.UTC)
 # -- helpers ---------------------------------------------------------------------------------------------------
 
 
-def _user(world: World, role: str) -> tuple[str, str]:
-    user = next(u for u in world.users() if u["role"] == role)
-    return user["username"], user["password"]
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "the page has no CSRF token"
-    return found.group(1)
-
-
 def _log_in(client: FlaskClient, world: World, role: str) -> str:
     """Through the form, as a person would; returns a CSRF token for later POSTs."""
-    username, password = _user(world, role)
-    token = _csrf(client.get("/login").get_data(as_text=True))
-    answer = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+    token, answer = post_login(client, *world_login(world, role))
     assert answer.status_code == 302
     return token
 

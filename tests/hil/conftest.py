@@ -20,7 +20,6 @@ from hil_trace import TAP, RecordingSerial, Trace
 import hardware.pn532
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
-from acquirer_stub.loader import init_instance
 from firmware.world.layout import World
 from firmware.world.provisioning import add_card_to_wallet
 
@@ -30,8 +29,9 @@ EXTRA_PHONE_CARDS = ("icbc-debit", "ccb-debit", "abc-credit", "cmb-credit", "pab
 
 
 @pytest.fixture(scope="session")
-def hil_world_template(world_template: World, tmp_path_factory: pytest.TempPathFactory) -> World:
-    """The test world with a full phone: eight tokenized cards, the Bank of China credit card the default."""
+def world_template(world_template: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The test world with a full phone: eight tokenized cards, the Bank of China credit card the default.
+    It overrides the suite's template, so the `world` and `instance` fixtures copy this one."""
     root = tmp_path_factory.mktemp("hil-world") / "world"
     shutil.copytree(world_template.root, root)
     world = World.open(root)
@@ -39,18 +39,6 @@ def hil_world_template(world_template: World, tmp_path_factory: pytest.TempPathF
         entry = next(c for c in world.cards() if c["issuer"] == issuer)
         add_card_to_wallet(root, world.demo_phone, world.path(Path(entry["file"])), issuer)
     return World.open(root)
-
-
-@pytest.fixture
-def hil_world(hil_world_template: World, tmp_path: Path) -> World:
-    root = tmp_path / "world"
-    shutil.copytree(hil_world_template.root, root)
-    return World.open(root)
-
-
-@pytest.fixture
-def hil_instance(hil_world: World, tmp_path: Path) -> Instance:
-    return init_instance(tmp_path / "acquirer", hil_world)[0]
 
 
 @pytest.fixture
@@ -74,19 +62,19 @@ def rig(request: pytest.FixtureRequest, trace: Trace, tmp_path: Path) -> Iterato
 
 
 @pytest.fixture
-def bench(hil_world: World, hil_instance: Instance, rig: Rig, trace: Trace, tmp_path: Path,
+def bench(world: World, instance: Instance, rig: Rig, trace: Trace, tmp_path: Path,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[Bench]:
     """Everything a scenario needs, with its UART lines, host calls and APDUs going to `trace`."""
     monkeypatch.setattr(hardware.pn532, "Serial", RecordingSerial)  # the real port, observed
     card_port = rig.card.port
     TAP.watch(trace, {rig.reader_port: "reader", card_port: "card"})
-    app = create_app(hil_instance.root, overrides={"TESTING": True})
+    app = create_app(instance.root, overrides={"TESTING": True})
     host = TappedHostServer(app, lambda line: trace.add("host", line))
     host.start()
     folder = tmp_path / "terminal"
     folder.mkdir()
     try:
-        yield Bench(hil_world, hil_instance, host, rig, trace, folder)
+        yield Bench(world, instance, host, rig, trace, folder)
         assert not rig.card.errors, f"the card emulator failed: {rig.card.errors}"
     finally:
         rig.card.remove()
@@ -94,8 +82,8 @@ def bench(hil_world: World, hil_instance: Instance, rig: Rig, trace: Trace, tmp_
         if host.running:
             host.stop()
         trace.modelled.update({k: v for k, v in rig.modelled().items() if v})
-        COLLECTOR.pans = sorted({c["pan"] for c in hil_world.cards()}
-                                | {t["token_pan"] for t in hil_world.tsp()["tokens"]} | set(COLLECTOR.pans))
+        COLLECTOR.pans = sorted({c["pan"] for c in world.cards()}
+                                | {t["token_pan"] for t in world.tsp()["tokens"]} | set(COLLECTOR.pans))
 
 
 # -- reports --------------------------------------------------------------------------------------------------
