@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
+
+
+def free_port() -> int:
+    """A port the kernel just handed out, for a server that needs its number before it starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class HostServer:

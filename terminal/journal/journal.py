@@ -66,7 +66,6 @@ __all__ = [
 MAX_STAN = 999_999
 KEY_BYTES = 32
 _SEAL_VERSION = b"\x01"
-SCHEMA_VERSION = 2
 
 EntryId = NewType("EntryId", int)
 SaleId = EntryId  # a sale is an entry of kind "sale"
@@ -148,6 +147,9 @@ CREATE TABLE psam_torn (
     PRIMARY KEY (terminal_id, card_number)
 )
 """
+
+_MIGRATIONS = (_SCHEMA, _SCHEMA_2)  # the script that brings a journal to version i + 1
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -296,12 +298,10 @@ class Journal:
         with self._transaction():
             # re-read under the write lock: another process may have migrated meanwhile
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            steps = [(1, _SCHEMA), (2, _SCHEMA_2)]
-            for target, script in steps:
-                if version < target:
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
+            for script in _MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:

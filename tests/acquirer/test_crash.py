@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from hostserver import free_port
 from test_api import MMDD, financial
 
 from acquirer_stub.instance import Instance
@@ -49,11 +49,6 @@ class HttpTerminal:
             return answer.read()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def _serve(instance: Instance, port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
@@ -80,7 +75,7 @@ def _money(connection: sqlite3.Connection) -> dict[str, tuple[int | None, int]]:
 def test_sigkill_during_a_stream_of_authorizations_loses_and_doubles_nothing(
     instance: Instance, world: World
 ) -> None:
-    port = _free_port()
+    port = free_port()
     connection = db.connect(instance.database)
     money_before = _money(connection)
     connection.close()

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deployhelp import VENV_BIN, free_port
+from deployhelp import VENV_BIN
+from hostserver import free_port
 
 from acquirer_stub.instance import Instance
 

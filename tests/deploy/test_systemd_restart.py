@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deployhelp import SYSTEMD, VENV_BIN, free_port
+from deployhelp import SYSTEMD, VENV_BIN
+from hostserver import free_port
 from servicemanager import Event, ServiceManager, Unit, parse_timespan, should_restart
 
 from firmware.pn532.rig import SoftwareRig

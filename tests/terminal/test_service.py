@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from hostserver import HostServer
+from hostserver import HostServer, free_port
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
@@ -43,11 +43,6 @@ STAN = re.compile(r"[0-9]{6}")
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _write_config(world: World, tmp_path: Path, host_url: str, port: int) -> Path:
@@ -179,7 +174,7 @@ def test_the_service_takes_sales_from_both_registers_and_stops_on_sigterm(
     instance: Instance, notify_socket: tuple[socket.socket, str],
 ) -> None:
     sock, socket_path = notify_socket
-    port = _free_port()
+    port = free_port()
     config = _write_config(world, tmp_path, host_server.url, port)
     card = next(c for c in world.cards() if c["issuer"] == ISSUER)
     env = {**os.environ, "NOTIFY_SOCKET": socket_path, "WATCHDOG_USEC": "400000"}
@@ -245,8 +240,8 @@ def test_a_host_that_is_down_is_not_fatal_and_stop_abandons_the_card_wait(
     rig: SoftwareRig, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    port = _free_port()
-    config = load_config(_write_config(world, tmp_path, f"http://127.0.0.1:{_free_port()}", port))  # nobody there
+    port = free_port()
+    config = load_config(_write_config(world, tmp_path, f"http://127.0.0.1:{free_port()}", port))  # nobody there
     services: list[TerminalService] = []
 
     def run() -> None:  # the parts belong to the thread that runs the service (the journal is single-owner)
