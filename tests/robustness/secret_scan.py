@@ -71,6 +71,39 @@ def world_secrets(root: Path) -> list[Secret]:
     return [secret for secret in found if secret.value.isdigit() and 12 <= len(secret.value) <= 19]
 
 
+_STANDALONE_DIGITS = re.compile(r"(?<![0-9A-Fa-f])[0-9]{13,19}(?![0-9A-Fa-f])")
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def pan_like_runs(text: str, bins: Iterable[str]) -> list[str]:
+    """Digit runs that could be a card number of this world: 13–19 digits standing alone (not part of a longer
+    hex field, in either case), starting with one of the world's BINs, Luhn-valid. Random hex (an unpredictable
+    number, a cryptogram, a nonce) meets all three with a chance far below one in a billion per field, so a
+    report check built on this cannot fail by chance, yet any PAN of the world's issuers is caught even if it is
+    not one of the cards on file."""
+    prefixes = tuple(bins)
+    return [run for run in _STANDALONE_DIGITS.findall(text) if run.startswith(prefixes) and luhn_valid(run)]
+
+
+def world_bins(root: Path) -> list[str]:
+    """The BINs of the world's issuers and its token BIN: the first digits of every PAN the world can make."""
+    found: list[str] = []
+    try:
+        found += [str(issuer["bin"]) for issuer in json.loads((root / "issuers" / "issuers.json").read_text())
+                  ["issuers"]]
+        found.append(str(json.loads((root / "tsp" / "tsp.json").read_text())["token_bin"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return [prefix for prefix in found if prefix.isdigit()]
+
+
 def find_worlds(base: Path) -> list[Path]:
     return sorted(marker.parent for marker in base.rglob(WORLD_MARKER))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import secret_scan
 from flask.testing import FlaskClient
-from secret_scan import Scanner, scan_tree, world_secrets
+from secret_scan import Scanner, pan_like_runs, scan_tree, world_bins, world_secrets
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
@@ -72,6 +72,24 @@ def test_a_planted_pan_is_found_with_its_file_and_offset(world: World, scratch: 
     assert ("(track 2)" in finding.what) is form.endswith("57")
     assert pan not in str(finding)  # the report itself shows the PAN masked
     assert ("token PAN" in finding.what) is (form == "token")
+
+
+def test_a_card_number_of_the_worlds_issuers_is_found_standing_alone_in_text(world: World) -> None:
+    """The report check (tests/hil/test_hil_report.py): any Luhn-valid number with a world BIN, even one that is
+    not on file, standing alone in either case of hex; not a masked PAN, not digits inside a longer hex field
+    (an unpredictable number or a cryptogram that happens to be all digits: the old check failed by chance)."""
+    bins = world_bins(world.root)
+    pan = world.cards()[0]["pan"]
+    other = pan[:-2] + next(d + c for d in "0123456789" for c in "0123456789"
+                            if d + c != pan[-2:] and secret_scan.luhn_valid(pan[:-2] + d + c))
+    assert secret_scan.luhn_valid(pan) and other != pan
+    assert pan_like_runs(f"PAN {pan} and <td>{other}</td>", bins) == [pan, other]
+    assert pan_like_runs(f"5A08{pan}5F24", bins) == []  # inside a longer hex field
+    assert pan_like_runs(f"ab{pan}cd and {pan[:6]}******{pan[-4:]}", bins) == []
+    not_luhn = pan[:-1] + str((int(pan[-1]) + 1) % 10)
+    assert pan_like_runs(not_luhn, bins) == []
+    no_bin = "9" * 6 + pan[6:-1]
+    assert pan_like_runs(no_bin + next(d for d in "0123456789" if secret_scan.luhn_valid(no_bin + d)), bins) == []
 
 
 def test_masked_pans_hashes_and_the_worlds_own_card_files_are_not_findings(world: World, tmp_path: Path) -> None:
