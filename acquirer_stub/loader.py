@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from werkzeug.security import generate_password_hash
 
@@ -12,7 +14,9 @@ from acquirer_stub.instance import DEFAULT_LISTEN, Instance, create_instance
 from acquirer_stub.store import db
 from acquirer_stub.store.db import transaction
 from acquirer_stub.vault import Vault
-from firmware.world.layout import World
+from firmware.jsonfile import FileFormatError
+from firmware.world.layout import ACQUIRER_TERMINALS, World
+from hostproto.messages import MAX_AMOUNT
 
 DEMO_PROMOTION_PERCENT, DEMO_PROMOTION_CAP = 10, 2_000  # the seed's bank promotion: 10 % off, up to ¥20
 
@@ -28,6 +32,26 @@ def init_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN,
     finally:
         connection.close()
     return instance, counts
+
+
+def floor_limits(terminal: dict[str, Any], where: str) -> list[tuple[str, int]]:
+    """A terminal entry's offline floor limits as (AID hex, fen), '' for any other AID. An entry without
+    `floor_limit` gets 0: every offline advice of that terminal is an exception until one is set."""
+    def amount(value: object, field: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_AMOUNT:
+            raise FileFormatError(f"{ACQUIRER_TERMINALS} {where}.{field}: must be an amount in fen, 0 to {MAX_AMOUNT}")
+        return value
+
+    limits = [("", amount(terminal.get("floor_limit", 0), "floor_limit"))]
+    per_aid = terminal.get("aid_floor_limits", {})
+    if not isinstance(per_aid, dict):
+        raise FileFormatError(f"{ACQUIRER_TERMINALS} {where}.aid_floor_limits: must be an object of AID → fen")
+    for aid, limit in per_aid.items():
+        if not re.fullmatch(r"([0-9A-F]{2}){5,16}", str(aid)):
+            raise FileFormatError(f"{ACQUIRER_TERMINALS} {where}.aid_floor_limits: {str(aid)[:40]!r} is not an AID"
+                                  " (5 to 16 bytes of upper-case hex)")
+        limits.append((aid, amount(limit, f"aid_floor_limits.{aid}")))
+    return limits
 
 
 def load_world(connection: sqlite3.Connection, world: World, vault: Vault, *, today: datetime.date) -> dict:
@@ -70,10 +94,14 @@ def load_world(connection: sqlite3.Connection, world: World, vault: Vault, *, to
                  account_ids[token["funding_pan"]], token["wallet_id"], token["card_id"], token["par"],
                  token["expiry"], token["status"], today.isoformat()),
             )
-        for terminal in world.terminals():
+        for number, terminal in enumerate(world.terminals()):
             connection.execute(
                 "INSERT INTO terminals (tid, mid, name) VALUES (?, ?, ?)",
                 (terminal["tid"], terminal["mid"], terminal["name"]),
+            )
+            connection.executemany(
+                "INSERT INTO terminal_floor_limits (tid, aid, floor_limit) VALUES (?, ?, ?)",
+                [(terminal["tid"], aid, limit) for aid, limit in floor_limits(terminal, f"terminals[{number}]")],
             )
         connection.execute(
             "INSERT INTO promotions (issuer, title, percent, cap, starts, ends) VALUES (?, ?, ?, ?, ?, ?)",

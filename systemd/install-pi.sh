@@ -97,8 +97,12 @@ import tomllib
 template, world_config, target, state = sys.argv[1:]
 with open(world_config, "rb") as stream:
     data = tomllib.load(stream)
+limits = data.get("limits", {})  # the world's offline floor limits: the acquirer holds the same figures
+per_aid = ", ".join(f"{aid} = {limit}" for aid, limit in limits.get("aid_floor_limits", {}).items())
+floor = "\n".join(([f"floor_limit = {limits['floor_limit']}"] if "floor_limit" in limits else [])
+                  + ([f"aid_floor_limits = {{ {per_aid} }}"] if per_aid else []))
 text = string.Template(open(template).read()).substitute(
-    **data["terminal"], host_key=data["host"]["key"], world=f"{state}/world", state=state)
+    **data["terminal"], host_key=data["host"]["key"], world=f"{state}/world", state=state, floor_limits=floor)
 with open(target, "w") as stream:
     stream.write(text)
 PY

@@ -17,7 +17,8 @@ Schema (defaults in brackets):
                 spi_speed_hz [1000000] (≤ 5 MHz); apdu_timeout [2.0] s
     [limits]    amounts in fen (DF20 / DF19 / DF21): contactless_limit [2000000] (¥20,000.00; at or above it
                 contactless is refused), floor_limit [200000] (¥2,000.00; above it the card must go online),
-                cvm_limit [100000] (¥1,000.00; at or above it a CVM is required)
+                aid_floor_limits [{}] (the floor limit of an AID, e.g. { A000000333010101 = 150000 }; the
+                acquirer holds the same figures), cvm_limit [100000] (¥1,000.00; at or above it a CVM is required)
     [gpio]      backend ["sim"] | "rpi"; lights [[5, 6, 13, 19]] (BCM, lights 1–4); buzzer [18] (BCM, a
                 passive piezo on PWM; -1 = none); success_hz [1500], success_ms [500], alert_hz [750],
                 alert_ms [200], alert_gap_ms [200]; reading_step_ms [150]; idle_blink_ms [[250, 1750]]
@@ -39,6 +40,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hostproto.limits import DEFAULT_FLOOR_LIMIT
 
 PN532_UART_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 """SetSerialBaudRate rates a Linux UART can be set to (the chip's 1288000 is not a termios speed)."""
@@ -96,8 +99,9 @@ class ReaderConfig:
 @dataclass(frozen=True)
 class Limits:
     contactless_limit: int = 2_000_000
-    floor_limit: int = 200_000
+    floor_limit: int = DEFAULT_FLOOR_LIMIT
     cvm_limit: int = 100_000
+    aid_floor_limits: tuple[tuple[bytes, int], ...] = ()  # (AID, floor limit): a longer AID prefix wins
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,7 @@ SECTIONS = {
     "host": ("url", "key", "timeout"),
     "capk": ("file",),
     "reader": ("interface", "port", "baud", "reset_pin", "i2c_bus", "spi_cs", "spi_speed_hz", "apdu_timeout"),
-    "limits": ("contactless_limit", "floor_limit", "cvm_limit"),
+    "limits": ("contactless_limit", "floor_limit", "aid_floor_limits", "cvm_limit"),
     "gpio": ("backend", "lights", "buzzer", "success_hz", "success_ms", "alert_hz", "alert_ms", "alert_gap_ms",
              "reading_step_ms", "idle_blink_ms"),
     "journal": ("path",),
@@ -356,7 +360,24 @@ def _limits(section: _Section) -> Limits:
         contactless_limit=section.integer("contactless_limit", default=defaults.contactless_limit),
         floor_limit=section.integer("floor_limit", default=defaults.floor_limit),
         cvm_limit=section.integer("cvm_limit", default=defaults.cvm_limit),
+        aid_floor_limits=_aid_floor_limits(section),
     )
+
+
+def _aid_floor_limits(section: _Section) -> tuple[tuple[bytes, int], ...]:
+    table = section.data.get("aid_floor_limits", {})
+    if not isinstance(table, dict):
+        raise ConfigError(section.key("aid_floor_limits"), "is not a table of AID = amount",
+                          "write e.g. aid_floor_limits = { A000000333010101 = 200000 }")
+    limits = []
+    for aid, limit in table.items():
+        key = f"{section.key('aid_floor_limits')}.{str(aid)[:40]}"
+        if not re.fullmatch(r"([0-9A-Fa-f]{2}){5,16}", str(aid)):
+            raise ConfigError(key, "is not an AID", "name the AID in hex, 5 to 16 bytes (A000000333010101)")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_AMOUNT:
+            raise ConfigError(key, f"{limit!r} is not an amount in fen", f"write a whole number, 0 to {MAX_AMOUNT}")
+        limits.append((bytes.fromhex(aid), limit))
+    return tuple(limits)
 
 
 def _gpio(section: _Section) -> GpioConfig:

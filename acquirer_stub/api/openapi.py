@@ -27,6 +27,10 @@ _TOTALS = _object("Counts and amounts (fen) for a batch.", {
     "credit_count": {"type": "integer"}, "credit_amount": {"type": "integer"},
 })
 
+_FIGURES = _object("A count and an amount (fen) of the batch's sales.", {
+    "count": {"type": "integer"}, "amount": {"type": "integer"},
+})
+
 RESPONSES: dict[str, dict[str, Any]] = {
     "Error": _object(
         "An HTTP error: nothing of the request was stored.",
@@ -68,23 +72,37 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "DuplicateResponse": _object("Different content under an idempotency key already used: rc 94, nothing changed.", {
         "mti": {"type": "string"}, "rc": {"const": "94"}, "text": _TEXT, "stan": _STAN,
     }),
-    "AdviceResponse": _object("0230: the advice is recorded (never declined).", {
-        "mti": _mti("0230"), "rc": {"const": "00"}, "text": _TEXT, "stan": _STAN,
-        "rrn": {"type": "string", "pattern": "^[0-9]{12}$"}, "amount": _FEN, "charged": _FEN, "discount": _FEN,
-        "promotion": {"type": ["string", "null"]}, "batch": {"type": "integer"},
-    }),
+    "AdviceResponse": _object(
+        "0230: the advice is recorded and acknowledged (never declined: the goods are gone). `outcome` says whether "
+        "money moved: accepted (the TC verified, the card paid) or exception (no money moved; `exception` says why, "
+        "and an operator resolves it).", {
+            "mti": _mti("0230"), "rc": {"const": "00"}, "text": _TEXT, "stan": _STAN,
+            "rrn": {"type": "string", "pattern": "^[0-9]{12}$"}, "amount": _FEN, "charged": _FEN, "discount": _FEN,
+            "promotion": {"type": ["string", "null"]}, "batch": {"type": "integer"},
+            "outcome": {"type": "string", "enum": ["accepted", "exception"]},
+            "exception": {"type": "string", "description": "Why no money moved: TC_UNVERIFIED, NOT_A_TC, "
+                                                           "OVER_FLOOR_LIMIT, UNKNOWN_CARD, NO_ROUTE, ATC_REPLAY, "
+                                                           "TOKEN_SUSPENDED, CARD_LOST, …"},
+        }, ["mti", "rc", "text", "stan", "rrn", "amount", "charged", "discount", "promotion", "batch", "outcome"]),
     "ReversalResponse": _object("0410/0430: always 00; `outcome` says what the host did.", {
         "mti": _mti("0410", "0430"), "rc": {"const": "00"}, "text": _TEXT, "stan": _STAN,
         "original_stan": {"type": "string", "pattern": "^[0-9]{6}$"},
-        "outcome": {"type": "string", "enum": ["reversed", "orphan", "already_reversed", "not_approved", "settled"],
-                    "description": "orphan: original unknown, a tombstone now declines it if it arrives late; "
-                                   "settled: its batch was already settled, nothing undone."},
+        "outcome": {"type": "string", "enum": ["reversed", "partial", "orphan", "already_reversed", "not_approved",
+                                               "settled", "exceeds_original", "exceeds_remaining"],
+                    "description": "reversed: all of the sale undone; partial: the amount (DE4) is less than the "
+                                   "sale's, that share of the charge was given back; orphan: original unknown, a "
+                                   "tombstone now declines it if it arrives late; settled: its batch was already "
+                                   "settled; exceeds_original / exceeds_remaining: more than the sale, or than what "
+                                   "still stands of it after partial reversals. Only reversed and partial move money."},
     }),
     "SettlementResponse": _object("0510: reconciliation result (rc 77 when the batch is not the open one).", {
         "mti": _mti("0510"), "rc": _RC, "text": _TEXT, "stan": _STAN, "batch": _NULLABLE_BATCH,
         "balanced": {"type": "boolean", "description": "true closes the batch: sign on again for a new one."},
         "reconciliation": {"type": "string", "enum": ["1", "2"], "description": "1 balanced, 2 not balanced."},
         "host_totals": _TOTALS,
+        "accepted": {**_FIGURES, "description": "The host's sales that moved money (cleared)."},
+        "exceptions": {**_FIGURES, "description": "Advices taken as exceptions: in host_totals (the terminal "
+                                                  "rightly counts them), not cleared."},
     }, ["mti", "rc", "text", "stan", "batch"]),
 }
 
@@ -188,7 +206,10 @@ def document() -> dict[str, Any]:
                                      "Undoes an approved, unsettled original; always answered 00."),
             "/advices": _operation("Offline approval advice (0220/0221)", "advice",
                                    {"oneOf": [_ref("AdviceResponse"), _ref("DuplicateResponse")]},
-                                   "Records a sale the card approved offline (TC); never declined."),
+                                   "Records a sale the card approved offline (TC); never declined. Money moves "
+                                   "only for a TC that verifies, with a new ATC, an active card or token and an "
+                                   "amount within the terminal's floor limit for the AID (DE55 84); any other is "
+                                   "an exception (outcome)."),
             "/settlements": _operation(
                 "Batch settlement (0500)", "settlement",
                 {"oneOf": [_ref("SettlementResponse"), _ref("DuplicateResponse")]},

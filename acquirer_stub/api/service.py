@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from acquirer_stub import exception_queue
 from acquirer_stub.api.security import Caller, remember_nonce
 from acquirer_stub.issuer import engine
 from acquirer_stub.keys import KeyStore
 from acquirer_stub.store.db import transaction
 from acquirer_stub.vault import Vault
 from emvcore.tags import mask_pan, tag_info
+from hostproto.limits import floor_limit_for
 from hostproto.messages import (
     Financial,
     NetworkManagement,
@@ -160,25 +162,28 @@ def _orphan_reversal(context: Context, stan: str, local_date: datetime.date) -> 
 
 def _record(context: Context, kind: str, message: Financial, local_date: datetime.date, digest: str,
             decision: engine.Decision, *, state: str, rc: str, batch: int | None, response: dict[str, Any],
-            rrn: str, auth_code: str | None) -> str:
+            rrn: str, auth_code: str | None, summary: str | None = None) -> tuple[str, int]:
+    """Store the row and its event; returns the response text and the row's id."""
     text = dumps(response)
     pan_masked = decision.pan_masked or mask_pan(message.pan)
     latency = context.latency_ms()
-    context.connection.execute(
+    cursor = context.connection.execute(
         "INSERT INTO transactions (kind, mti, tid, stan, local_date, request_hash, state, rc, reason, amount,"
         " charged, discount, promotion_id, currency, batch, issuer, account_id, token_id, pan_masked, entry_mode,"
-        " atc, rrn, auth_code, response, icc_masked, latency_ms, created)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " atc, ac_verified, rrn, auth_code, response, icc_masked, latency_ms, created)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (kind, message.mti, message.tid, message.stan, local_date.isoformat(), digest, state, rc, decision.reason,
          message.amount, response["charged"], response["discount"], decision.promotion_id, message.currency, batch,
-         decision.issuer, decision.account_id, decision.token_id, pan_masked, message.entry_mode, decision.atc, rrn,
-         auth_code, text, mask_icc(message.icc), latency, context.now.isoformat()),
+         decision.issuer, decision.account_id, decision.token_id, pan_masked, message.entry_mode, decision.atc,
+         int(decision.cryptogram_verified), rrn, auth_code, text, mask_icc(message.icc), latency,
+         context.now.isoformat()),
     )
+    assert cursor.lastrowid is not None
     _event(context, kind, {"tid": message.tid, "stan": message.stan, "mti": message.mti, "pan": pan_masked,
                            "amount": message.amount, "charged": response["charged"], "rc": rc,
-                           "text": response_text(rc), "reason": decision.reason, "issuer": decision.issuer,
+                           "text": summary or response_text(rc), "reason": decision.reason, "issuer": decision.issuer,
                            "entry_mode": message.entry_mode, "batch": batch, "rrn": rrn, "latency_ms": latency})
-    return text
+    return text, cursor.lastrowid
 
 
 def authorize(context: Context, message: Financial, digest: str) -> str:
@@ -219,32 +224,57 @@ def _authorize(context: Context, message: Financial, digest: str, local_date: da
         }
         if decision.issuer_authentication_data is not None:
             response["icc"] = {"91": decision.issuer_authentication_data.hex().upper()}
-        return _record(context, "authorization", message, local_date, digest, decision,
-                       state="approved" if approved else "declined", rc=decision.rc, batch=batch,
-                       response=response, rrn=rrn, auth_code=auth_code), decision.delay_ms
+        text, _ = _record(context, "authorization", message, local_date, digest, decision,
+                          state="approved" if approved else "declined", rc=decision.rc, batch=batch,
+                          response=response, rrn=rrn, auth_code=auth_code)
+        return text, decision.delay_ms
+
+
+def floor_limit(connection: sqlite3.Connection, tid: str, icc: dict[int, bytes]) -> int:
+    """The terminal's offline floor limit for the advice's AID (DE55 84, else 9F06 or 4F); a terminal with none
+    configured has 0: no offline sale of it is accepted without a person looking at it."""
+    aid = next((bytes(icc[tag]) for tag in (0x84, 0x9F06, 0x4F) if tag in icc), None)
+    limits = {row["aid"]: row["floor_limit"] for row in connection.execute(
+        "SELECT aid, floor_limit FROM terminal_floor_limits WHERE tid = ?", (tid,))}
+    default = limits.pop("", 0)
+    return floor_limit_for(aid, default, {bytes.fromhex(key): limit for key, limit in limits.items()})
 
 
 def advise(context: Context, message: Financial, digest: str) -> str:
-    """0220: an offline approval that already happened. Recorded once and always acknowledged with 00; an
-    engine objection (say, a TC that does not verify) flags the row for people, it does not refuse the advice."""
+    """0220: an offline approval that already happened. Recorded once and always acknowledged with 00 (the goods
+    are gone). Money moves only for an advice the engine accepts; any other is taken as an exception (`outcome`
+    and `exception` in the answer): stored with its reason, queued for an operator, kept out of clearing."""
     local_date = resolve_mmdd(message.local_date, context.today)
-    with transaction(context.connection):
+    connection = context.connection
+    with transaction(connection):
         _open(context)
         stored = _stored(context, "transactions", "kind = 'advice' AND tid = ? AND stan = ? AND local_date = ?",
                          (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
         if stored is not None:
             return stored
-        decision = engine.record_offline_advice(context.connection, context.keys, context.vault,
-                                                _engine_request(context, message, local_date), now=context.now)
+        decision = engine.record_offline_advice(connection, context.keys, context.vault,
+                                                _engine_request(context, message, local_date), now=context.now,
+                                                floor_limit=floor_limit(connection, message.tid, message.icc))
+        accepted = decision.approved
         rrn = _rrn(context)
-        response = {
+        response: dict[str, Any] = {
             "mti": response_mti(message.mti), "rc": "00", "text": response_text("00"), "stan": message.stan,
             "rrn": rrn, "amount": message.amount, "charged": decision.charged, "discount": decision.discount,
             "promotion": decision.promotion_title, "batch": message.batch,
+            "outcome": "accepted" if accepted else "exception",
         }
-        return _record(context, "advice", message, local_date, digest, decision,
-                       state="accepted" if decision.rc == "00" else "flagged", rc="00", batch=message.batch,
-                       response=response, rrn=rrn, auth_code=None)
+        if not accepted:
+            response["exception"] = decision.reason
+        text, row_id = _record(context, "advice", message, local_date, digest, decision,
+                               state="accepted" if accepted else "exception", rc="00", batch=message.batch,
+                               response=response, rrn=rrn, auth_code=None,
+                               summary=None if accepted else f"taken as an exception: {decision.reason}")
+        if not accepted:
+            exception_queue.open_item(connection, row_id, {
+                "tid": message.tid, "batch": message.batch, "amount": message.amount,
+                "pan_masked": decision.pan_masked or mask_pan(message.pan), "issuer": decision.issuer,
+                "reason": decision.reason, "created": context.now.isoformat()})
+        return text
 
 
 # --- reversals -----------------------------------------------------------------------------------------------------
@@ -257,7 +287,11 @@ def _batch_settled(context: Context, tid: str, batch: int | None) -> bool:
 
 
 def reverse(context: Context, message: Reversal, digest: str) -> str:
-    """0400/0420: undo the original if it was approved, else leave a tombstone; always acknowledged with 00."""
+    """0400/0420: undo the original if it was approved, else leave a tombstone; always acknowledged with 00.
+
+    DE4 says how much of the sale to undo: all of it, or part (`partial`: that share of the charge is given
+    back, and later partials may take at most what still stands). More than the sale (`exceeds_original`) or
+    than what still stands (`exceeds_remaining`) moves no money."""
     local_date = resolve_mmdd(message.local_date, context.today)
     original_date = resolve_mmdd(message.original_local_date, context.today)
     connection = context.connection
@@ -271,6 +305,7 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
             "SELECT * FROM transactions WHERE kind = 'authorization' AND tid = ? AND stan = ? AND local_date = ?",
             (message.tid, message.original_stan, original_date.isoformat()),
         ).fetchone()
+        refund = 0
         if original is None:
             outcome = "orphan"  # the tombstone: a late original with this key will be declined
         elif original["state"] == "reversed":
@@ -279,10 +314,19 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
             outcome = "not_approved"
         elif _batch_settled(context, message.tid, original["batch"]):
             outcome = "settled"  # money already reconciled: a person has to look at it
+        elif message.amount > original["amount"]:
+            outcome = "exceeds_original"  # more than was sold: nothing is given back
+        elif message.amount > original["amount"] - original["reversed_amount"]:
+            outcome = "exceeds_remaining"  # an earlier partial reversal already gave part of it back
         else:
-            engine.reverse(connection, original)
-            connection.execute("UPDATE transactions SET state = 'reversed' WHERE id = ?", (original["id"],))
-            outcome = "reversed"
+            refund = engine.reverse(connection, original, message.amount)
+            standing = original["amount"] - original["reversed_amount"] - message.amount
+            connection.execute(
+                "UPDATE transactions SET reversed_amount = reversed_amount + ?, reversed_charged = reversed_charged"
+                " + ?, state = ? WHERE id = ?",
+                (message.amount, refund, "approved" if standing else "reversed", original["id"]),
+            )
+            outcome = "reversed" if message.amount == original["amount"] else "partial"
         response = {"mti": response_mti(message.mti), "rc": "00", "text": response_text("00"), "stan": message.stan,
                     "original_stan": message.original_stan, "outcome": outcome}
         text = dumps(response)
@@ -290,10 +334,10 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
         found = original is not None
         connection.execute(
             "INSERT INTO transactions (kind, mti, tid, stan, local_date, request_hash, state, rc, reason, amount,"
-            " batch, issuer, account_id, token_id, pan_masked, original_stan, original_local_date, response,"
-            " latency_ms, created) VALUES ('reversal', ?, ?, ?, ?, ?, ?, '00', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " charged, batch, issuer, account_id, token_id, pan_masked, original_stan, original_local_date, response,"
+            " latency_ms, created) VALUES ('reversal', ?, ?, ?, ?, ?, ?, '00', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (message.mti, message.tid, message.stan, local_date.isoformat(), digest, outcome, message.reason,
-             message.amount, original["batch"] if found else None, original["issuer"] if found else None,
+             message.amount, refund, original["batch"] if found else None, original["issuer"] if found else None,
              original["account_id"] if found else None, original["token_id"] if found else None,
              original["pan_masked"] if found else None, message.original_stan, original_date.isoformat(), text,
              latency, context.now.isoformat()),
@@ -310,14 +354,23 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
 
 
 def host_totals(connection: sqlite3.Connection, tid: str, batch: int) -> Totals:
-    """Sales still standing in the batch: approved and not reversed authorizations, plus every offline advice
-    (the terminal approved those itself). Refunds and voids (the credit side) do not exist in this API yet."""
+    """Sales still standing in the batch: approved authorizations less what was reversed of them, plus every
+    offline advice, exceptions included (the terminal approved those itself and rightly counts them; the
+    settlement shows them as their own figure). Refunds and voids (the credit side) do not exist in this API yet."""
     count, amount = connection.execute(
-        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM transactions WHERE tid = ? AND batch = ?"
+        "SELECT COUNT(*), COALESCE(SUM(amount - reversed_amount), 0) FROM transactions WHERE tid = ? AND batch = ?"
         " AND ((kind = 'authorization' AND state = 'approved') OR kind = 'advice')",
         (tid, batch),
     ).fetchone()
     return Totals(debit_count=count, debit_amount=amount, credit_count=0, credit_amount=0)
+
+
+def batch_figures(connection: sqlite3.Connection, tid: str, batch: int) -> dict[str, dict[str, int]]:
+    """The host's totals split in two: accepted (money moved, cleared) and exceptions (queued, not cleared)."""
+    host = host_totals(connection, tid, batch)
+    exceptions = exception_queue.batch_exceptions(connection, tid, batch)
+    accepted = exception_queue.Figures(host.debit_count - exceptions.count, host.debit_amount - exceptions.amount)
+    return {"accepted": accepted.as_dict(), "exceptions": exceptions.as_dict()}
 
 
 def settle(context: Context, message: Settlement, digest: str) -> str:
@@ -339,21 +392,23 @@ def settle(context: Context, message: Settlement, digest: str) -> str:
             return dumps({"mti": "0510", "rc": "77", "text": response_text("77"), "stan": message.stan,
                           "batch": terminal["batch"] if terminal["signed_on"] else None})
         host = host_totals(connection, message.tid, message.batch)
+        figures = batch_figures(connection, message.tid, message.batch)
         balanced = host == message.totals
         response = {"mti": "0510", "rc": "00", "text": response_text("00"), "stan": message.stan,
                     "batch": message.batch, "balanced": balanced, "reconciliation": "1" if balanced else "2",
-                    "host_totals": host.as_dict()}
+                    "host_totals": host.as_dict(), **figures}
         text = dumps(response)
         connection.execute(
             "INSERT INTO settlements (tid, batch, terminal_totals, host_totals, balanced, created, stan, local_date,"
-            " request_hash, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " request_hash, response, figures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (message.tid, message.batch, dumps(message.totals.as_dict()), dumps(host.as_dict()), int(balanced),
-             context.now.isoformat(), message.stan, local_date.isoformat(), digest, text),
+             context.now.isoformat(), message.stan, local_date.isoformat(), digest, text,
+             dumps(figures)),
         )
         if balanced:
             connection.execute("UPDATE terminals SET signed_on = 0 WHERE tid = ?", (message.tid,))
         _event(context, "settlement", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
                                        "batch": message.batch, "rc": "00", "balanced": balanced,
                                        "terminal_totals": message.totals.as_dict(), "host_totals": host.as_dict(),
-                                       "latency_ms": context.latency_ms()})
+                                       **figures, "latency_ms": context.latency_ms()})
     return text

@@ -1,9 +1,11 @@
 """The daily clearing report, as the interbank settlement system would produce it, and batch differences.
 
-Cleared items are the day's approved sales (online authorizations and offline advices) that were not
-reversed. Each issuer owes the acquirer the gross amount: its cardholders pay `charged` and the bank
-itself funds the promotion discount (the merchant always receives the full sale). Net positions are
-therefore −gross per issuer and +gross per acquirer, and sum to zero: the report shows that check.
+Cleared items are the day's approved sales (online authorizations and accepted offline advices) that were not
+reversed, each for what of it still stands after partial reversals. Advices taken as exceptions are not cleared:
+no card paid for them (acquirer_stub.exception_queue). Each issuer owes the acquirer the gross amount: its
+cardholders pay `charged` and the bank itself funds the promotion discount (the merchant always receives the full
+sale). Net positions are therefore −gross per issuer and +gross per acquirer, and sum to zero: the report shows
+that check.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ACQUIRER = "QuickPass acquirer stub"
-CLEARED = ("t.kind IN ('authorization', 'advice') AND t.rc = '00'"
-           " AND COALESCE(t.state, '') NOT IN ('reversed', 'voided')")
+CLEARED = ("((t.kind = 'authorization' AND t.rc = '00' AND t.state = 'approved')"
+           " OR (t.kind = 'advice' AND t.rc = '00' AND t.state = 'accepted'))")
+# what of a cleared row still stands after partial reversals (discount: the promotion's share of it)
+GROSS = "SUM(t.amount - t.reversed_amount)"
+CHARGED = "SUM(t.charged - t.reversed_charged)"
+DISCOUNT = "SUM(t.discount - t.reversed_amount + t.reversed_charged)"
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ def daily_report(connection: sqlite3.Connection, day: datetime.date) -> Report:
     for row in connection.execute(
         "SELECT COALESCE(t.issuer, '') AS key,"
         " COALESCE(i.name || ' (' || i.kind || ')', t.issuer, '(unknown)') AS name, COUNT(*) AS n,"
-        " SUM(t.amount) AS gross, SUM(t.discount) AS discount, SUM(t.charged) AS charged"
+        f" {GROSS} AS gross, {DISCOUNT} AS discount, {CHARGED} AS charged"
         f" FROM transactions t LEFT JOIN issuers i ON i.code = t.issuer WHERE {where}"
         " GROUP BY t.issuer ORDER BY gross DESC, key", (prefix,),
     ):
@@ -84,7 +90,7 @@ def daily_report(connection: sqlite3.Connection, day: datetime.date) -> Report:
                                    row["charged"] or 0))
     for row in connection.execute(
         "SELECT t.tid AS key, COALESCE(m.mid || ' ' || m.name, t.tid) AS name, COUNT(*) AS n,"
-        " SUM(t.amount) AS gross, SUM(t.discount) AS discount, SUM(t.charged) AS charged"
+        f" {GROSS} AS gross, {DISCOUNT} AS discount, {CHARGED} AS charged"
         f" FROM transactions t LEFT JOIN terminals m ON m.tid = t.tid WHERE {where}"
         " GROUP BY t.tid ORDER BY t.tid", (prefix,),
     ):
@@ -95,7 +101,7 @@ def daily_report(connection: sqlite3.Connection, day: datetime.date) -> Report:
         report.acquirers.append(Line("acquirer", ACQUIRER, total.count, total.gross, total.discount, total.charged))
     for row in connection.execute(
         "SELECT p.id, p.title, p.issuer, COALESCE(i.name, p.issuer) AS bank, COUNT(*) AS n,"
-        " SUM(t.discount) AS funded FROM transactions t JOIN promotions p ON p.id = t.promotion_id"
+        f" {DISCOUNT} AS funded FROM transactions t JOIN promotions p ON p.id = t.promotion_id"
         f" LEFT JOIN issuers i ON i.code = p.issuer WHERE {where} AND t.discount > 0"
         " GROUP BY p.id ORDER BY p.id", (prefix,),
     ):
@@ -121,3 +127,4 @@ def batch_differences(terminal_totals: Any, host_totals: Any) -> list[tuple[str,
         numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in (ours, theirs))
         rows.append((key, theirs, ours, theirs - ours if numeric else None))
     return rows
+

@@ -14,7 +14,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
+from acquirer_stub import exception_queue
 from acquirer_stub.app import get_db
 from acquirer_stub.dashboard import charts, clearing, feed, present
 from acquirer_stub.store.db import transaction
@@ -258,10 +260,43 @@ def settlements() -> str:
     rows = get_db().execute("SELECT * FROM settlements ORDER BY id DESC LIMIT 100").fetchall()
     batches = [
         {"row": row, "differences": clearing.batch_differences(present.load_json(row["terminal_totals"]),
-                                                               present.load_json(row["host_totals"]))}
+                                                               present.load_json(row["host_totals"])),
+         "figures": present.load_json(row["figures"])}
         for row in rows
     ]
     return render_template("dashboard/settlements.html", batches=batches)
+
+
+@bp.get("/exceptions")
+def exceptions() -> str:
+    connection = get_db()
+    return render_template("dashboard/exceptions.html", open_items=exception_queue.items(connection, "open"),
+                           resolved=exception_queue.items(connection, "resolved", limit=100),
+                           resolutions=exception_queue.RESOLUTIONS, max_note=exception_queue.MAX_NOTE)
+
+
+@bp.post("/exceptions/<int:item_id>/resolve")
+def exception_resolve(item_id: int) -> Response:
+    """Close an exception item with a resolution and a note; records who and when, moves no money."""
+    connection = get_db()
+    resolution = request.form.get("resolution", "")
+    try:
+        with transaction(connection):
+            row = exception_queue.resolve(connection, item_id, resolution,
+                                          present.scrub(request.form.get("note", "")),  # a card number typed in
+                                          by=current_user.username, now=_now_text())
+            if row is None:
+                abort(404)
+            text = (f"exception #{item_id} ({row['reason']}, {present.yuan(row['amount'])}, {row['tid']}) resolved:"
+                    f" {resolution} by {current_user.username}")
+            _event(connection, "operator", {"action": "exception_resolve", "exception_id": item_id,
+                                            "transaction_id": row["transaction_id"], "resolution": resolution,
+                                            "text": text})
+    except exception_queue.ResolveError as error:
+        flash(str(error))
+    else:
+        flash(f"Exception #{item_id}: {exception_queue.RESOLUTIONS[resolution]}.")
+    return redirect(url_for("dashboard.exceptions"))
 
 
 @bp.get("/clearing")

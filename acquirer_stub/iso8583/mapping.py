@@ -30,9 +30,11 @@ Problems answer with an ISO response, never an exception: DE39 ``30`` for anythi
 inquiry, another network-management code, another request MTI). Neither is stored.
 
 Responses carry MTI + 10, the swapped TPDU, the request's DE3/4/11/12/13/41/42/49 echoed, DE39, and per kind:
-DE37 RRN, DE38 approval code, DE55 tag 91 (ARPC ‖ ARC), DE60 = request 60.1 ‖ batch ‖ request 60.3, and for 0510
+DE37 RRN, DE38 approval code, DE55 tag 91 (ARPC ‖ ARC), DE60 = request 60.1 ‖ batch ‖ request 60.3, for 0510
 DE48 = the **host's** totals with the reconciliation code (1 balanced, 2 not), the foreign block zero with ``1``
-when the request had one.
+when the request had one, and DE44 = what the JSON answer says besides DE39: the reason of an advice taken as an
+exception (no money moved, e.g. ``TC_UNVERIFIED``), a reversal's outcome (``reversed``, ``partial``,
+``exceeds_original`` …).
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ _ECHOED = ("3", "4", "11", "12", "13", "41", "42", "49")
 # what an echoed field must look like to be sent back in a 30 response (it may come from a half-decoded message)
 _ECHO_FORMAT = {"3": r"[0-9]{6}", "4": r"[0-9]{12}", "11": r"[0-9]{6}", "12": r"[0-9]{6}", "13": r"[0-9]{4}",
                 "41": r"[\x20-\x7E]{8}", "42": r"[\x20-\x7E]{15}", "49": r"[0-9]{3}"}
+# DE48 holds n12 amounts and n3 counts: a host total beyond them (exceptions from forged advices can add up to that)
+# is shown at the maximum; such a batch cannot balance anyway, the terminal's own totals being n12 / n3
+_DE48_MAX = {"debit_amount": 10**12 - 1, "debit_count": 999, "credit_amount": 10**12 - 1, "credit_count": 999}
 _ANSWERABLE_MTI = re.compile(r"0[1-8][02][0-3]")  # a request or advice (incl. repeats): it has a response MTI
 # JSON field (first path segment of a MessageError) → the data element it came from
 _FIELD_DE = {"mti": "t", "tid": "41", "stan": "11", "local_date": "13", "batch": "60", "pan": "2", "psn": "23",
@@ -348,7 +353,7 @@ def to_response(request: Request, stored: str) -> dict[str, str]:
         response["60"] = _field60_response(request, answer.get("batch"), "00", "000")
     elif request.kind == "settlement":
         if answer.get("reconciliation"):
-            totals = answer["host_totals"]
+            totals = {key: min(value, _DE48_MAX[key]) for key, value in answer["host_totals"].items()}
             block = (f"{totals['debit_amount']:012d}{totals['debit_count']:03d}{totals['credit_amount']:012d}"
                      f"{totals['credit_count']:03d}{answer['reconciliation']}")
             response["48"] = block + ("0" * 30 + "1" if request.foreign_block else "")
@@ -357,4 +362,8 @@ def to_response(request: Request, stored: str) -> dict[str, str]:
         response["60"] = _field60_response(request, answer.get("batch"), "00", "000")
     elif "60" in echo:
         response["60"] = echo["60"]
+    if request.kind == "advice" and answer.get("outcome") == "exception":
+        response["44"] = str(answer["exception"])[:25]
+    elif request.kind == "reversal" and answer.get("outcome"):
+        response["44"] = str(answer["outcome"])[:25]
     return response

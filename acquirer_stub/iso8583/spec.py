@@ -33,6 +33,8 @@ DE      format                        notes
 38      an6 ASCII                     authorization code (responses)
 39      an2 ASCII                     response code; in a 0400/0420 the reversal reason
 41/42   ans8 / ans15 ASCII            TID / MID
+44      ans..25 LLVAR ASCII           additional response data (responses): an advice taken as an exception
+                                      names its reason (``TC_UNVERIFIED``), a reversal its outcome (``partial``)
 48      n..322 LLLVAR BCD             CUP settlement totals (0500/0510)
 49      an3 ASCII                     currency, ``156``: the CUP terminal spec sends it as text, not BCD
 55      b..255 LLLVAR (BCD bytes)     ICC data, BER-TLV
@@ -102,6 +104,7 @@ SPEC: dict[str, dict[str, Any]] = {
     "39": _fixed("ascii", 2, "Response Code"),
     "41": _fixed("ascii", 8, "Card Acceptor Terminal ID"),
     "42": _fixed("ascii", 15, "Card Acceptor ID Code"),
+    "44": {"data_enc": "ascii", "len_enc": "bcd", "len_type": 1, "max_len": 25, "desc": "Additional Response Data"},
     "48": _nvar(2, 322, "Additional Data - Private (CUP settlement totals)"),
     "49": _fixed("ascii", 3, "Currency Code, Transaction"),
     "55": _bvar(255, "ICC Data"),

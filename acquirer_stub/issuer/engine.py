@@ -23,6 +23,7 @@ from acquirer_stub.keys import KeyStore
 from acquirer_stub.vault import Vault
 from emvcore.bcd import BcdError, decode_bcd, parse_date_n6
 from emvcore.crypto.cryptogram import Algorithm
+from hostproto.limits import over_floor_limit
 
 __all__ = [
     "ACCOUNT_STATUS_CODES",
@@ -171,58 +172,66 @@ def record_offline_advice(
     request: AuthorizationRequest,
     *,
     now: datetime.datetime,
+    floor_limit: int,
 ) -> Decision:
-    """Post a sale the card already approved offline (TC): the goods are gone, so only a bad format refuses.
+    """Post a sale the card approved offline only if the host can prove it: an active card and token on the
+    sale's date, a TC that verifies with the issuer's (or the TSP's) keys over this amount, an ATC never used
+    before by this card or token, and an amount within the terminal's floor limit for the AID (in that order:
+    the first failure is the reason).
 
-    Anything doubtful (TC not verified, unknown card, blocked account…) is flagged in `reason` for the
-    dashboard instead; the account is charged even below zero. The sale's own date picks the promotion.
+    Anything else is not refused (the goods are gone, the terminal must not resend it forever) but moves no
+    money: the decision is not approved and its reason says why, for the exception queue. An approved one is
+    charged even below zero, and the sale's own date picks the promotion. Issuer switches do not apply.
     """
     case = _Case(request, vault.masked(request.pan))
     try:
         _check_message(request, zero_amount_rc="30")
+        case.atc = cryptogram.icc_atc(request.icc)
+        _route(connection, keys, vault, case)
+        _check_account(case, request.local_date)
+        _verify_tc(keys, case)
+        _check_advice_atc(connection, case)
+        if over_floor_limit(request.amount, floor_limit):  # a genuine TC, but the terminal should have gone online
+            raise _Stop("13", "OVER_FLOOR_LIMIT")
     except _Stop as stop:
-        return case.decision(stop.rc, stop.reason, arpc=False)
-    case.atc = cryptogram.icc_atc(request.icc)
-    flags: list[str] = []
-    try:
-        _route(connection, keys, vault, case, lenient=True)
-    except _Stop as stop:
-        flags.append(stop.reason)
-    if case.token is not None and case.token["status"] != "active":
-        flags.append(f"TOKEN_{str(case.token['status']).upper()}")
-    if case.account is not None:
-        if case.account["status"] != "active":
-            flags.append(f"ACCOUNT_{str(case.account['status']).upper()}")
-        if cryptogram.cryptogram_type(request.icc) is not CryptogramType.TC:
-            flags.append("NOT_A_TC")
-        case.key = _verified_key(keys, case)
-        if case.key is None:
-            flags.append("TC_UNVERIFIED")
-        else:
+        if case.key is not None:  # a genuine cryptogram (a replay, or over the limit): the card did reach that ATC
             _store_atc_if_higher(connection, case)
-        offer = best_discount(connection, _issuer(case), request.local_date, request.amount)
-        _debit(connection, case.account, offer.charged(request.amount) if offer else request.amount)
-        return case.decision("00", ",".join(flags) or "OFFLINE_APPROVED", offer, arpc=False)
-    return case.decision("00", ",".join(flags), arpc=False)
+        return case.decision(stop.rc, stop.reason, arpc=False)
+    _store_atc_if_higher(connection, case)
+    offer = best_discount(connection, _issuer(case), request.local_date, request.amount)
+    _debit(connection, _account(case), offer.charged(request.amount) if offer else request.amount)
+    return case.decision("00", "OFFLINE_APPROVED", offer, arpc=False)
 
 
-def reverse(connection: sqlite3.Connection, transaction_row: sqlite3.Row | Mapping[str, Any]) -> None:
-    """Give back what an approval charged; call it with the row as read before marking it reversed.
+def reverse(connection: sqlite3.Connection, transaction_row: sqlite3.Row | Mapping[str, Any],
+            amount: int | None = None) -> int:
+    """Give back what an approval charged for `amount` of its sale (None: all that still stands); call it with
+    the row as read before marking it. Returns the fen given back to the account.
 
-    A row already marked reversed, declined, or that charged nothing is left alone, so a repeated
-    reversal (which the caller answers 00 again) never refunds twice.
+    A partial reversal gives back the charge in proportion, computed from what stands after it (so two
+    partials give back exactly what one full reversal would, to the fen, promotion included). A row already
+    marked reversed, declined, or that charged nothing is left alone, so a repeated reversal (which the
+    caller answers 00 again) never refunds twice.
     """
     if _column(transaction_row, "kind") == "reversal" or _column(transaction_row, "rc") != "00":
-        return
+        return 0
     if str(_column(transaction_row, "state") or "").lower() == "reversed":
-        return
+        return 0
     account_id, charged = _column(transaction_row, "account_id"), _column(transaction_row, "charged") or 0
     if account_id is None or charged <= 0:
-        return
+        return 0
+    refund = charged - (_column(transaction_row, "reversed_charged") or 0)
+    if amount is not None:
+        gross = _column(transaction_row, "amount") or 0
+        standing = gross - (_column(transaction_row, "reversed_amount") or 0)
+        if gross <= 0 or not 0 <= amount <= standing:
+            raise ValueError("a reversal amount must be between 0 and what of the sale still stands")
+        refund -= charged * (standing - amount) // gross
     account = connection.execute("SELECT id, kind FROM accounts WHERE id = ?", (account_id,)).fetchone()
-    if account is None:
-        return
-    _debit(connection, account, -charged)
+    if account is None or refund <= 0:
+        return 0
+    _debit(connection, account, -refund)
+    return refund
 
 
 # -- stages -------------------------------------------------------------------------------------------------
@@ -257,13 +266,8 @@ def _check_message(request: AuthorizationRequest, *, zero_amount_rc: str) -> Non
         raise _Stop("30", "CURRENCY_MISMATCH")
 
 
-def _route(
-    connection: sqlite3.Connection, keys: KeyStore, vault: Vault, case: _Case, *, lenient: bool = False
-) -> None:
-    """Token BIN → the TSP's vault and the token's controls; any other BIN → its issuer and the card's account.
-
-    `lenient` (advices) skips the token controls: the sale already happened.
-    """
+def _route(connection: sqlite3.Connection, keys: KeyStore, vault: Vault, case: _Case) -> None:
+    """Token BIN → the TSP's vault and the token's controls; any other BIN → its issuer and the card's account."""
     request = case.request
     if request.pan.startswith(keys.token_bin):
         token = connection.execute(
@@ -272,8 +276,7 @@ def _route(
         if token is None:
             raise _Stop("14", "UNKNOWN_TOKEN")
         case.token = token
-        if not lenient:
-            _check_token(connection, token, request.entry_mode)
+        _check_token(connection, token, request.entry_mode)
         case.account = connection.execute("SELECT * FROM accounts WHERE id = ?", (token["account_id"],)).fetchone()
         if case.account is None:
             raise _Stop("14", "TOKEN_WITHOUT_ACCOUNT")
@@ -350,6 +353,39 @@ def _verify_arqc(keys: KeyStore, case: _Case) -> None:
     case.key = _verified_key(keys, case)
     if case.key is None:
         raise _Stop("88", "ARQC_MISMATCH")
+
+
+def _verify_tc(keys: KeyStore, case: _Case) -> None:
+    """An advice's cryptogram must be a TC (CVR byte 2, and 9F27 when sent) made with the card's keys."""
+    icc = case.request.icc
+    if cryptogram.cryptogram_type(icc) is not CryptogramType.TC:
+        raise _Stop("30", "NOT_A_TC")
+    if 0x9F27 in icc and (len(icc[0x9F27]) != 1 or icc[0x9F27][0] & 0xC0 != 0x40):
+        raise _Stop("30", "NOT_A_TC")
+    if _key_material(keys, case) is None:
+        raise _Stop("96", "NO_ISSUER_KEY")
+    case.key = _verified_key(keys, case)
+    if case.key is None:
+        raise _Stop("88", "TC_UNVERIFIED")
+
+
+def _check_advice_atc(connection: sqlite3.Connection, case: _Case) -> None:
+    """A TC's ATC must be new for its card (or token): a higher one, or a lower one no verified cryptogram of
+    this card ever used (a late advice, e.g. from a terminal that was offline while the card went on online).
+    One already used is a replayed cryptogram."""
+    assert case.atc is not None
+    holder = case.token if case.token is not None else case.account
+    assert holder is not None
+    if case.atc > holder["last_atc"]:
+        return
+    if case.token is not None:
+        used = connection.execute("SELECT 1 FROM transactions WHERE token_id = ? AND atc = ? AND ac_verified = 1"
+                                  " LIMIT 1", (case.token["id"], case.atc)).fetchone()
+    else:
+        used = connection.execute("SELECT 1 FROM transactions WHERE account_id = ? AND token_id IS NULL AND atc = ?"
+                                  " AND ac_verified = 1 LIMIT 1", (holder["id"], case.atc)).fetchone()
+    if used is not None:
+        raise _Stop("05", "ATC_REPLAY")
 
 
 def _advance_atc(connection: sqlite3.Connection, case: _Case) -> None:
@@ -436,6 +472,11 @@ def _debit(connection: sqlite3.Connection, account: sqlite3.Row, charged: int) -
         )
     else:
         connection.execute("UPDATE accounts SET credit_used = credit_used + ? WHERE id = ?", (charged, account["id"]))
+
+
+def _account(case: _Case) -> sqlite3.Row:
+    assert case.account is not None
+    return case.account
 
 
 def _issuer(case: _Case) -> str:

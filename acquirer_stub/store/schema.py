@@ -182,4 +182,41 @@ MIGRATIONS: list[str] = [
     CREATE INDEX nonces_by_seen ON nonces (seen);
     CREATE INDEX transactions_by_account ON transactions (account_id);
     """,
+    # MIGRATION_TAG: advices — offline advices and reversals that cannot create money (issue 11 §1): the offline
+    # floor limit per terminal and AID ('' = any other AID), whether a row's cryptogram verified (an advice's ATC
+    # must not repeat one), partial reversals (what of a sale was given back), the exception queue (advices taken
+    # without moving money, for an operator to resolve) and a settlement's two figures (accepted, exceptions)
+    """
+    CREATE TABLE terminal_floor_limits (
+        tid TEXT NOT NULL REFERENCES terminals(tid),
+        aid TEXT NOT NULL CHECK (aid = '' OR length(aid) BETWEEN 10 AND 32),
+        floor_limit INTEGER NOT NULL CHECK (floor_limit >= 0),
+        PRIMARY KEY (tid, aid)
+    );
+    ALTER TABLE transactions ADD COLUMN ac_verified INTEGER NOT NULL DEFAULT 0;
+    UPDATE transactions SET ac_verified = 1 WHERE (kind = 'authorization' AND reason IN ('APPROVED', 'ATC_REPLAY',
+        'VELOCITY_COUNT', 'VELOCITY_AMOUNT', 'INSUFFICIENT_FUNDS', 'CREDIT_LIMIT_EXCEEDED'))
+        OR (kind = 'advice' AND reason = 'OFFLINE_APPROVED');
+    ALTER TABLE transactions ADD COLUMN reversed_amount INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE transactions ADD COLUMN reversed_charged INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX transactions_by_token ON transactions (token_id);
+    CREATE TABLE exception_items (
+        id INTEGER PRIMARY KEY,
+        transaction_id INTEGER NOT NULL UNIQUE REFERENCES transactions(id),
+        tid TEXT NOT NULL,
+        batch INTEGER,
+        amount INTEGER NOT NULL,
+        pan_masked TEXT,
+        issuer TEXT,
+        reason TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'resolved')),
+        resolution TEXT CHECK (resolution IN ('charged_back', 'written_off')),
+        note TEXT,
+        resolved_by TEXT,
+        resolved_at TEXT,
+        created TEXT NOT NULL
+    );
+    CREATE INDEX exception_items_by_state ON exception_items (state, id);
+    ALTER TABLE settlements ADD COLUMN figures TEXT;
+    """,
 ]

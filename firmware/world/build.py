@@ -35,6 +35,7 @@ from firmware.world.personalize import (
     token_card,
     transit_card,
 )
+from hostproto.limits import DEFAULT_FLOOR_LIMIT
 
 DEMO_FINGERS = ["right-thumb", "right-index"]
 DEBIT_BALANCE = 500_000  # fen: ¥5,000.00 in each debit account
@@ -45,6 +46,10 @@ TOKEN_BIN = "628888"
 DEMO_FUNDING_ISSUER = "boc-credit"
 DEMO_TID, DEMO_MID = "QP000001", "898310054110001"
 DEMO_CARDHOLDER = "zhangwei"
+UNIONPAY_AIDS = ("A000000333010101", "A000000333010102")  # qPBOC debit, credit
+OFFLINE_FLOOR_LIMITS = {aid: DEFAULT_FLOOR_LIMIT for aid in UNIONPAY_AIDS}
+"""The demo terminal's offline floor limit per AID, declared here once: written to acquirer/terminals.json (the
+acquirer takes an advice above it as an exception) and to terminal.toml (the terminal goes online above it)."""
 TERMINAL_TOML = """# {test_only}
 # The demo terminal's configuration (pos-terminal --config); paths are relative to this file.
 [terminal]
@@ -59,6 +64,12 @@ key = "{key}"
 
 [capk]
 file = "scheme/capk.json"
+
+[limits]
+# the offline floor limit (fen) the acquirer also holds for this terminal (acquirer/terminals.json): above it the
+# card must go online, and an offline advice above it moves no money on the host
+floor_limit = {floor_limit}
+aid_floor_limits = {{ {aid_floor_limits} }}
 
 [reader]
 port = "../pn532-pos"  # the demo's software PN532: pos-card pn532 --link var/pn532-pos
@@ -205,7 +216,8 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
     terminal_key = secrets.token_bytes(32)
     write_json_atomic(root / layout.ACQUIRER_TERMINALS, {
         "format": "quickpass-terminals", "version": 1, "test_only": TEST_ONLY,
-        "terminals": [{"tid": DEMO_TID, "mid": DEMO_MID, "name": "Demo counter", "key": terminal_key.hex()}],
+        "terminals": [{"tid": DEMO_TID, "mid": DEMO_MID, "name": "Demo counter", "key": terminal_key.hex(),
+                       "floor_limit": DEFAULT_FLOOR_LIMIT, "aid_floor_limits": OFFLINE_FLOOR_LIMITS}],
     })
     write_json_atomic(root / layout.ACQUIRER_USERS, {
         "format": "quickpass-users", "version": 1, "test_only": TEST_ONLY,
@@ -216,7 +228,8 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
         ],
     })
     _write_secret_text(root / layout.TERMINAL_CONFIG, TERMINAL_TOML.format(
-        test_only=TEST_ONLY, tid=DEMO_TID, mid=DEMO_MID, key=terminal_key.hex(),
+        test_only=TEST_ONLY, tid=DEMO_TID, mid=DEMO_MID, key=terminal_key.hex(), floor_limit=DEFAULT_FLOOR_LIMIT,
+        aid_floor_limits=", ".join(f"{aid} = {limit}" for aid, limit in OFFLINE_FLOOR_LIMITS.items()),
     ))
     write_json_atomic(root / layout.MANIFEST, {
         "format": layout.WORLD_FORMAT, "version": layout.WORLD_VERSION, "test_only": TEST_ONLY,

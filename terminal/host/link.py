@@ -311,6 +311,9 @@ class HostLink:
             self.journal.reversal_done(item.entry_id, answer)
         else:
             self.journal.advice_done(item.entry_id, answer)
+            if answer.get("outcome") == "exception":  # acknowledged, but the card was not charged
+                log.warning("host: advice STAN %s taken as an exception (%s): the acquirer's operator resolves it",
+                            item.stan, answer.get("exception"))
         log.info("host: %s acknowledged (%s), attempt %d", item.kind, summarize(answer), attempts)
 
     # --- settlement and status ---------------------------------------------------------------------------------

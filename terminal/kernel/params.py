@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from emvcore.bcd import MAX_AMOUNT_N12
 from emvcore.crypto.oda import CaPublicKey
+from hostproto.limits import DEFAULT_FLOOR_LIMIT, floor_limit_for, over_floor_limit
 
 __all__ = ["CREDIT_AID", "DEBIT_AID", "KernelParams"]
 
@@ -53,7 +54,8 @@ class KernelParams:
     country: str = "0156"  # 9F1A
     currency: str = "0156"  # 5F2A
     contactless_limit: int = 2_000_000  # DF20: at or above it, contactless is refused
-    floor_limit: int = 200_000  # DF19: above it the card must go online (TTQ 2.8)
+    floor_limit: int = DEFAULT_FLOOR_LIMIT  # DF19: above it the card must go online (TTQ 2.8)
+    aid_floor_limits: tuple[tuple[bytes, int], ...] = ()  # DF19 per AID (a longer prefix wins), else floor_limit
     cvm_limit: int = 100_000  # DF21: at or above it a CVM is required (TTQ 2.7)
     cdcvm_supported: bool = True  # TTQ 3.7: phones may verify the holder themselves
     signature_supported: bool = True
@@ -84,6 +86,11 @@ class KernelParams:
         for aid in self.supported_aids:
             if not isinstance(aid, bytes) or not 5 <= len(aid) <= 16:
                 raise ValueError(f"an AID is 5-16 bytes, not {aid!r}")
+        for aid, limit in self.aid_floor_limits:
+            if not isinstance(aid, bytes) or not 5 <= len(aid) <= 16:
+                raise ValueError(f"an AID is 5-16 bytes, not {aid!r}")
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_AMOUNT_N12:
+                raise ValueError(f"the floor limit of {aid.hex().upper()} must be an amount in fen, not {limit!r}")
         if not self.merchant_name.isascii():
             raise ValueError("merchant_name must be ASCII (9F4E is ans)")
 
@@ -98,8 +105,13 @@ class KernelParams:
                 return key
         return None
 
-    def ttq(self, amount: int, *, force_online: bool = False) -> bytes:
-        """9F66 for this amount: the static capabilities plus the per-transaction 2.8 / 2.7 (doc §3.1, §4)."""
+    def floor_limit_for(self, aid: bytes | None) -> int:
+        """The selected AID's floor limit (the acquirer applies the same one to the advice)."""
+        return floor_limit_for(aid, self.floor_limit, dict(self.aid_floor_limits))
+
+    def ttq(self, amount: int, *, force_online: bool = False, aid: bytes | None = None) -> bytes:
+        """9F66 for this amount (and AID, once selected): the static capabilities plus the per-transaction 2.8 /
+        2.7 (doc §3.1, §4)."""
         value = bytearray(_TTQ_BASE)
         _set(value, _TTQ_OFFLINE_ONLY, not self.online_capable)
         _set(value, _TTQ_ONLINE_PIN, self.online_pin_supported)
@@ -107,7 +119,7 @@ class KernelParams:
         _set(value, _TTQ_CDCVM, self.cdcvm_supported)
         _set(value, _TTQ_FDDA_V01, self.fdda_v01_supported)
         # An offline-only reader never asks for an online cryptogram (doc §4 rule 5).
-        online = self.online_capable and (amount > self.floor_limit or force_online)
+        online = self.online_capable and (over_floor_limit(amount, self.floor_limit_for(aid)) or force_online)
         _set(value, _TTQ_ONLINE_REQUIRED, online)
         _set(value, _TTQ_CVM_REQUIRED, amount >= self.cvm_limit)
         return bytes(value)

@@ -303,6 +303,7 @@ class _Kernel:
     ) -> None:
         self.params = params
         self.amount = amount
+        self.force_online = force_online
         self.today = today
         self.clock = clock
         self.started = clock()
@@ -395,6 +396,8 @@ class _Kernel:
         return aid, label, fci.get(0x9F38, b"")
 
     def _process_application(self, aid: bytes, label: str | None, pdol: bytes) -> _CardData:
+        self.ttq = self.params.ttq(self.amount, force_online=self.force_online, aid=aid)  # the AID's floor limit
+        self.values[0x9F66] = self.ttq
         try:
             pdol_data = build_dol_data(pdol, self.values)
         except (DolError, tlv.TlvError) as error:

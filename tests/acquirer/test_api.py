@@ -466,13 +466,16 @@ def test_an_offline_advice_is_recorded_once(terminal: Terminal, world: World, in
     assert "57" not in json.loads(row["icc_masked"])
 
 
-def test_a_doubtful_advice_is_still_acknowledged(terminal: Terminal, world: World, instance: Instance) -> None:
+def test_a_doubtful_advice_is_acknowledged_as_an_exception(terminal: Terminal, world: World,
+                                                            instance: Instance) -> None:
     advice = financial(terminal, world, "bocom-debit", 5_00, 3, mti="0220", ttq=reader.TTQ_CARD_READER)
     advice["icc"]["9F26"] = "11" * 8  # a TC that does not verify, from a terminal that is not signed on
     answer = terminal.post("/advices", advice)
-    assert answer.json["rc"] == "00"
+    assert (answer.json["rc"], answer.json["outcome"], answer.json["exception"]) == ("00", "exception",
+                                                                                    "TC_UNVERIFIED")
     (row,) = rows(instance, "SELECT state, reason FROM transactions")
-    assert row["state"] == "accepted" and "TC_UNVERIFIED" in row["reason"]
+    assert (row["state"], row["reason"]) == ("exception", "TC_UNVERIFIED")
+    assert account(instance, world, "bocom-debit")["balance"] == 500_000
 
 
 # --- settlement ------------------------------------------------------------------------------------------------
@@ -503,7 +506,9 @@ def test_settlement_balances_to_the_fen_and_closes_the_batch(terminal: Terminal,
     off_by_a_fen = terminal.post("/settlements", settlement(terminal, batch, 3, host["debit_amount"] + 1))
     assert off_by_a_fen.status_code == 200
     assert off_by_a_fen.json == {"mti": "0510", "rc": "00", "text": "Approved", "stan": off_by_a_fen.json["stan"],
-                                 "batch": batch, "balanced": False, "reconciliation": "2", "host_totals": host}
+                                 "batch": batch, "balanced": False, "reconciliation": "2", "host_totals": host,
+                                 "accepted": {"count": 3, "amount": host["debit_amount"]},
+                                 "exceptions": {"count": 0, "amount": 0}}
     a_refund_too_many = terminal.post("/settlements", settlement(terminal, batch, 3, host["debit_amount"], 1, 100))
     assert a_refund_too_many.json["balanced"] is False
     assert rows(instance, "SELECT signed_on FROM terminals")[0]["signed_on"] == 1  # still open: upload, then retry

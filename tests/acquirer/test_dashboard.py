@@ -25,9 +25,11 @@ from firmware.world.layout import World
 from hostproto import signing
 
 PAGES = ("/dashboard/", "/dashboard/terminals", "/dashboard/devices", "/dashboard/sms", "/dashboard/reversals",
-         "/dashboard/settlements", "/dashboard/clearing", "/dashboard/issuers", "/dashboard/ecr", "/dashboard/tx/1")
+         "/dashboard/settlements", "/dashboard/clearing", "/dashboard/issuers", "/dashboard/ecr", "/dashboard/tx/1",
+         "/dashboard/exceptions")
 POSTS = ("/dashboard/devices/{device}/wallet", "/dashboard/tokens/1/status", "/dashboard/issuers/boc-credit",
-         "/dashboard/promotions", "/dashboard/promotions/1/active", "/dashboard/ecr")
+         "/dashboard/promotions", "/dashboard/promotions/1/active", "/dashboard/ecr",
+         "/dashboard/exceptions/1/resolve")
 FULL_PAN = "6217000010001234567"
 NOW = datetime.datetime(2026, 5, 9, 10, 30, 20, tzinfo=datetime.UTC)
 
@@ -391,7 +393,9 @@ def test_the_daily_clearing_report_sums(operator: FlaskClient, connection: sqlit
     add_transaction(connection, issuer="icbc-debit", amount=2500)
     add_transaction(connection, issuer=promotion["issuer"], amount=5000, discount=500, charged=4500,
                     promotion_id=promotion["id"])
-    add_transaction(connection, kind="advice", mti="0220", issuer=promotion["issuer"], amount=300)
+    add_transaction(connection, kind="advice", mti="0220", issuer=promotion["issuer"], amount=300, state="accepted")
+    add_transaction(connection, kind="advice", mti="0220", issuer="icbc-debit", amount=99_999_00, state="exception",
+                    reason="TC_UNVERIFIED")  # no card paid for it: not cleared
     add_transaction(connection, issuer="icbc-debit", amount=9999, rc="51", state="declined")
     add_transaction(connection, issuer="icbc-debit", amount=7777, state="reversed")
     add_transaction(connection, issuer="icbc-debit", amount=8888, created=NOW - datetime.timedelta(days=1))

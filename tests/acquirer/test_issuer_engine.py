@@ -30,6 +30,7 @@ from emvcore.crypto.cryptogram import Algorithm, compute_arpc1, derive_icc_maste
 from firmware.cards.cardfile import PlainCard
 from firmware.wallet.wallet import Wallet
 from firmware.world.layout import World
+from hostproto.limits import DEFAULT_FLOOR_LIMIT
 
 DEBIT_AID = bytes.fromhex("A000000333010101")
 CREDIT_AID = bytes.fromhex("A000000333010102")
@@ -52,9 +53,10 @@ class Host:
         with db.transaction(self.connection):
             return engine.authorize(self.connection, self.keys, self.vault, request, now=now)
 
-    def advise(self, request: AuthorizationRequest) -> Decision:
+    def advise(self, request: AuthorizationRequest, *, floor_limit: int = DEFAULT_FLOOR_LIMIT) -> Decision:
         with db.transaction(self.connection):
-            return engine.record_offline_advice(self.connection, self.keys, self.vault, request, now=NOW)
+            return engine.record_offline_advice(self.connection, self.keys, self.vault, request, now=NOW,
+                                                floor_limit=floor_limit)
 
     def reverse(self, row: dict[str, Any]) -> None:
         with db.transaction(self.connection):
@@ -560,26 +562,41 @@ def test_an_offline_tc_is_posted_and_its_atc_kept(world: World, host: Host) -> N
     assert host.authorize(request).rc != "00"
 
 
-def test_an_offline_advice_is_never_declined_for_business_reasons(world: World, host: Host) -> None:
+def test_an_offline_advice_ignores_the_issuer_switches(world: World, host: Host) -> None:
     entry = _entry(world, "icbc-debit")
     pan_hash = host.vault.pan_hash(entry["pan"])
-    host.sql("UPDATE accounts SET balance = 1000, status = 'lost' WHERE pan_hash = ?", pan_hash)
+    host.sql("UPDATE accounts SET balance = 1000 WHERE pan_hash = ?", pan_hash)
     host.sql("UPDATE issuers SET status = 'down', forced_decline = '05' WHERE code = 'icbc-debit'")
-    request = _offline_tap(world, "icbc-debit")
-    decision = host.advise(request)
-    assert decision.rc == "00" and "ACCOUNT_LOST" in decision.reason
-    assert host.account(entry["pan"])["balance"] == 1000 - 3_000  # below zero: the goods are gone
+    decision = host.advise(_offline_tap(world, "icbc-debit"))
+    assert (decision.rc, decision.reason) == ("00", "OFFLINE_APPROVED")
+    assert host.account(entry["pan"])["balance"] == 1000 - 3_000  # below zero: the card approved it, the TC proves it
 
 
-def test_an_unverifiable_tc_is_flagged_not_declined(world: World, host: Host) -> None:
+def test_an_advice_for_a_lost_card_moves_no_money(world: World, host: Host) -> None:
+    entry = _entry(world, "icbc-debit")
+    host.sql("UPDATE accounts SET status = 'lost' WHERE pan_hash = ?", host.vault.pan_hash(entry["pan"]))
+    decision = host.advise(_offline_tap(world, "icbc-debit"))
+    assert (decision.approved, decision.reason, decision.charged) == (False, "CARD_LOST", 0)
+    assert host.account(entry["pan"])["balance"] == 500_000
+
+
+def test_an_unverifiable_tc_moves_no_money(world: World, host: Host) -> None:
     entry = _entry(world, "cmb-debit")
     before = host.account(entry["pan"])
     request = _offline_tap(world, "cmb-debit")
     decision = host.advise(_with_icc(request, t9F26=_flipped(request.icc[0x9F26])))
-    assert (decision.rc, decision.reason) == ("00", "TC_UNVERIFIED")
+    assert (decision.approved, decision.reason, decision.cryptogram_verified) == (False, "TC_UNVERIFIED", False)
     after = host.account(entry["pan"])
-    assert after["balance"] == before["balance"] - 3_000
+    assert after["balance"] == before["balance"]
     assert after["last_atc"] == before["last_atc"]  # an unverified counter is not trusted
+
+
+def test_an_advice_over_the_floor_limit_moves_no_money(world: World, host: Host) -> None:
+    entry = _entry(world, "cmb-debit")
+    decision = host.advise(_offline_tap(world, "cmb-debit"), floor_limit=2_999)
+    assert (decision.approved, decision.reason) == (False, "OVER_FLOOR_LIMIT")
+    assert host.account(entry["pan"])["balance"] == 500_000
+    assert host.advise(_offline_tap(world, "cmb-debit"), floor_limit=3_000).approved  # at the limit: offline is fine
 
 
 def test_an_advice_with_a_lower_atc_keeps_the_higher_one(world: World, host: Host) -> None:
@@ -591,11 +608,12 @@ def test_an_advice_with_a_lower_atc_keeps_the_higher_one(world: World, host: Hos
     assert host.account(entry["pan"])["last_atc"] == int.from_bytes(late.icc[0x9F36], "big")
 
 
-def test_an_advice_for_an_arqc_or_an_unknown_card_is_flagged(world: World, host: Host) -> None:
+def test_an_advice_for_an_arqc_or_an_unknown_card_moves_no_money(world: World, host: Host) -> None:
     request = tap_card(world, "cmbc-credit")
-    assert host.advise(request).reason == "NOT_A_TC"
+    assert (host.advise(request).reason, host.advise(request).charged) == ("NOT_A_TC", 0)
     unknown = host.advise(dataclasses.replace(request, pan=_other_pan(request.pan)))
-    assert (unknown.rc, unknown.reason, unknown.charged) == ("00", "UNKNOWN_CARD", 0)
+    assert (unknown.approved, unknown.reason, unknown.charged) == (False, "UNKNOWN_CARD", 0)
+    assert host.account(request.pan)["credit_used"] == 0
 
 
 def test_an_advice_with_a_bad_format_is_30(world: World, host: Host) -> None:

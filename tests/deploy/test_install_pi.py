@@ -96,6 +96,9 @@ def test_install_twice_into_a_staging_root(tmp_path: Path, world: World) -> None
     loaded = load_config(staged)
     assert loaded.journal.path == root / "var/lib/quickpass/terminal-journal.sqlite3"
     assert loaded.gpio.backend == "rpi" and loaded.terminal.id in world.path(Path("terminal.toml")).read_text()
+    # the offline floor limits the acquirer holds for this terminal (the world's), not the built-in default
+    assert loaded.limits == load_config(world.path(Path("terminal.toml"))).limits
+    assert loaded.limits.aid_floor_limits
 
     # a second run: the user exists (usermod, no useradd), no new venv, world and configuration kept
     config.write_text(text + "# edited by the merchant\n")

@@ -44,7 +44,12 @@ def test_the_worlds_terminal_toml_loads_as_is(world: World) -> None:
     assert config.capk.file == (world.root / "scheme/capk.json").resolve() and config.capk.file.is_file()
     # the demo's software PN532 next to the world folder; otherwise HSU at 115200, no reset line
     assert config.reader == ReaderConfig(port=str(world.root / "../pn532-pos"))
-    assert config.limits == Limits(contactless_limit=2_000_000, floor_limit=200_000, cvm_limit=100_000)
+    # the offline floor limits are the acquirer's figures for this terminal, declared once in the world
+    (entry,) = world.terminals()
+    aid_limits = tuple((bytes.fromhex(aid), limit) for aid, limit in entry["aid_floor_limits"].items())
+    assert config.limits == Limits(contactless_limit=2_000_000, floor_limit=entry["floor_limit"], cvm_limit=100_000,
+                                   aid_floor_limits=aid_limits)
+    assert entry["floor_limit"] == 200_000 and len(aid_limits) == 2
     assert config.gpio.backend == "sim" and config.gpio.pins == FeedbackPins((5, 6, 13, 19), 18)
     assert config.gpio.tones == Tones(1500.0, 0.5, 750.0, 0.2, 0.2)
     assert config.journal.path == (world.root / "terminal-journal.sqlite3").resolve()
@@ -65,6 +70,7 @@ apdu_timeout = 1.5
 contactless_limit = 500000
 floor_limit = 0
 cvm_limit = 30000
+aid_floor_limits = { A000000333010102 = 40000 }
 
 [gpio]
 backend = "rpi"
@@ -83,7 +89,7 @@ listen = ""
     config = load_config(path)
     assert config.reader.port == str(tmp_path.resolve() / "pn532-pos")
     assert (config.reader.baud, config.reader.reset_pin, config.reader.apdu_timeout) == (921600, 4, 1.5)
-    assert config.limits == Limits(500_000, 0, 30_000)
+    assert config.limits == Limits(500_000, 0, 30_000, ((bytes.fromhex("A000000333010102"), 40_000),))
     assert config.gpio.pins == FeedbackPins((17, 27, 22, 23), None)
     assert config.gpio.tones.success_hz == 2000.0 and config.gpio.tones.alert_seconds == 0.15
     assert config.gpio.idle_blink is None
@@ -107,6 +113,10 @@ BAD = [
     ("[limits]\ncvm_limit = -1", "limits.cvm_limit", "use 0 to 999999999999"),
     ("[limits]\nfloor_limit = \"100\"", "limits.floor_limit", "without quotes"),
     ("[limits]\ncontactless_limit = true", "limits.contactless_limit", "without quotes"),
+    ("[limits]\naid_floor_limits = 5", "limits.aid_floor_limits", "{ A000000333010101 = 200000 }"),
+    ("[limits]\naid_floor_limits = {{ A0000003 = 5 }}", "limits.aid_floor_limits.A0000003", "5 to 16 bytes"),
+    ("[limits]\naid_floor_limits = {{ A000000333010101 = -5 }}", "limits.aid_floor_limits.A000000333010101",
+     "0 to 999999999999"),
     ("[gpio]\nbackend = \"pigpio\"", "gpio.backend", '"sim" | "rpi"'),
     ("[gpio]\nlights = [5, 6, 13]", "gpio.lights", "lights 1–4"),
     ("[gpio]\nlights = [5, 14, 13, 19]", "gpio.lights[1]", "choose another pin"),

@@ -131,6 +131,28 @@ def test_ttq_follows_the_limits_and_capabilities() -> None:
     assert replace(params, online_capable=False).ttq(FLOOR + 1).hex().upper() == "2A004080"
 
 
+def test_a_floor_limit_per_aid_overrides_the_default_for_that_aid_only() -> None:
+    params = KernelParams(floor_limit=FLOOR, cvm_limit=CVM_LIMIT, aid_floor_limits=((DEBIT_AID, 1_000),))
+    assert params.floor_limit_for(DEBIT_AID) == 1_000 and params.floor_limit_for(CREDIT_AID) == FLOOR
+    assert params.ttq(1_001, aid=DEBIT_AID).hex().upper() == "22804080"  # above the debit AID's limit: online
+    assert params.ttq(1_001, aid=CREDIT_AID).hex().upper() == "22004080"
+    assert params.ttq(1_000, aid=DEBIT_AID).hex().upper() == "22004080"  # at the limit: offline allowed
+    # the longest configured AID prefix wins
+    prefix = replace(params, aid_floor_limits=((DEBIT_AID[:7], 5), (DEBIT_AID, 7)))
+    assert (prefix.floor_limit_for(DEBIT_AID), prefix.floor_limit_for(CREDIT_AID)) == (7, 5)
+    with pytest.raises(ValueError, match="floor limit of A0000003330101"):
+        KernelParams(aid_floor_limits=((DEBIT_AID, -1),))
+
+
+def test_the_selected_aids_floor_limit_sends_a_debit_card_online(world: World) -> None:
+    card = _card(world, "icbc-debit")
+    params = _params(world, aid_floor_limits=((DEBIT_AID, OFFLINE_AMOUNT - 1),))
+    result, _ = _tap(card.chip().transceive, params, OFFLINE_AMOUNT)
+    assert result.outcome is Outcome.ONLINE_REQUEST and result.cryptogram == "ARQC"
+    result, _ = _tap(_card(world, "icbc-credit").chip().transceive, params, OFFLINE_AMOUNT)  # the credit AID's own
+    assert result.outcome is Outcome.APPROVED and result.cryptogram == "TC"
+
+
 def test_params_refuse_nonsense() -> None:
     with pytest.raises(ValueError, match="country"):
         KernelParams(country="156")

@@ -1,0 +1,92 @@
+"""The exception queue: offline advices the host acknowledged without moving money, for an operator to resolve.
+
+An advice the host cannot prove (TC not verified or not a TC, over the floor limit, unknown card, card or token not
+active, replayed ATC) is answered 00 (the goods are gone: the terminal must stop resending it) but posts nothing to
+any account: it becomes an open item here, a chargeback candidate, and stays out of clearing. It still counts in
+the terminal's batch (the terminal did nothing wrong by counting it), as a separate figure.
+
+Resolving records what the operator decided, why, who and when; it moves no money and never puts the item into
+clearing:
+
+* ``charged_back``: the sale is charged back to the merchant, who is not paid for it;
+* ``written_off``: the acquirer pays the merchant outside clearing and bears the loss itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+__all__ = ["MAX_NOTE", "RESOLUTIONS", "Figures", "ResolveError", "batch_exceptions", "items", "open_item",
+           "resolve"]
+
+RESOLUTIONS: dict[str, str] = {
+    "charged_back": "Charged back to the merchant (not paid for the sale)",
+    "written_off": "Written off (the acquirer pays the merchant and bears the loss)",
+}
+MAX_NOTE = 500  # characters
+
+
+class ResolveError(ValueError):
+    """A resolution the queue refuses: the words are for the operator's screen."""
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A count and an amount (fen), as a settlement shows them."""
+
+    count: int
+    amount: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"count": self.count, "amount": self.amount}
+
+
+def open_item(connection: sqlite3.Connection, transaction_id: int, transaction: dict[str, object]) -> int:
+    """Queue the advice row `transaction_id` (its tid, batch, amount, pan_masked, issuer, reason, created);
+    inside the caller's transaction, so the row and its item are committed together."""
+    cursor = connection.execute(
+        "INSERT INTO exception_items (transaction_id, tid, batch, amount, pan_masked, issuer, reason, created)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (transaction_id, transaction["tid"], transaction["batch"], transaction["amount"], transaction["pan_masked"],
+         transaction["issuer"], transaction["reason"], transaction["created"]),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def items(connection: sqlite3.Connection, state: str, limit: int = 300) -> list[sqlite3.Row]:
+    """Open items oldest first (the work queue); resolved ones newest first (the record)."""
+    order = "ASC" if state == "open" else "DESC"
+    return connection.execute(
+        f"SELECT * FROM exception_items WHERE state = ? ORDER BY id {order} LIMIT ?", (state, limit)
+    ).fetchall()
+
+
+def resolve(connection: sqlite3.Connection, item_id: int, resolution: str, note: str, *, by: str,
+            now: str) -> sqlite3.Row | None:
+    """Close an open item; None when there is no such item. Call inside a write transaction."""
+    note = note.strip()
+    if resolution not in RESOLUTIONS:
+        raise ResolveError("Choose how the exception was resolved.")
+    if not note or len(note) > MAX_NOTE:
+        raise ResolveError(f"A note of 1 to {MAX_NOTE} characters must say why.")
+    row = connection.execute("SELECT * FROM exception_items WHERE id = ?", (item_id,)).fetchone()
+    if row is None:
+        return None
+    if row["state"] != "open":
+        raise ResolveError(f"Exception #{item_id} was already resolved by {row['resolved_by']}.")
+    connection.execute(
+        "UPDATE exception_items SET state = 'resolved', resolution = ?, note = ?, resolved_by = ?, resolved_at = ?"
+        " WHERE id = ?", (resolution, note, by, now, item_id),
+    )
+    return connection.execute("SELECT * FROM exception_items WHERE id = ?", (item_id,)).fetchone()
+
+
+def batch_exceptions(connection: sqlite3.Connection, tid: str, batch: int) -> Figures:
+    """The advices of a batch that were taken as exceptions: in the terminal's totals, out of clearing."""
+    count, amount = connection.execute(
+        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM transactions WHERE tid = ? AND batch = ? AND kind = 'advice'"
+        " AND state = 'exception'", (tid, batch),
+    ).fetchone()
+    return Figures(count, amount)
