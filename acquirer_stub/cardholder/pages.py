@@ -22,7 +22,7 @@ SELF_SUSPEND_REASONS = ("LOST", "STOLEN", "OTHER")
 
 
 def _user_id() -> int:
-    return int(current_user.id)
+    return int(current_user.user_id)
 
 
 @bp.get("/")
