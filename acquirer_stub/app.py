@@ -22,6 +22,7 @@ def create_app(instance_path: Path, *, overrides: dict[str, Any] | None = None) 
         SECRET_KEY=instance.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=instance.https,
         INSTANCE=instance,
         VAULT=instance.vault(),
         KEYS=instance.keys(),

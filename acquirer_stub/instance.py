@@ -31,6 +31,7 @@ class Instance:
     secret_key: str
     listen: str
     no_pin_limit: int  # fen: contactless sales above it need a CVM (signature or CDCVM)
+    https: bool = False  # served over HTTPS (behind a TLS proxy): session cookie Secure, HSTS
 
     @property
     def database(self) -> Path:
@@ -45,7 +46,7 @@ class Instance:
             config.header("quickpass-acquirer", 1)
             world = World.open(Path(config.str("world")))
             return cls(root, world, config.str("secret_key"), config.str("listen"),
-                       config.int("no_pin_limit"))
+                       config.int("no_pin_limit"), config.bool("https", default=False))
         except FileFormatError as error:
             raise InstanceError(f"{root / CONFIG}: {error}") from None
 
@@ -72,6 +73,7 @@ def create_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN) -
         "secret_key": secrets.token_hex(32),
         "listen": listen,
         "no_pin_limit": 100_000,
+        "https": False,
     })
     return Instance.open(root)
 

@@ -1,7 +1,9 @@
 """The mock wallet website (acquirer.md §11 "lost phone"): a cardholder turns a phone's wallet off and on.
 
 Forms are CSRF-protected (the app's CSRFProtect); every device and token is checked against the logged-in
-cardholder, and someone else's is answered 404 as if it did not exist.
+cardholder, and someone else's is answered 404 as if it did not exist. A hold the bank placed (a fraud
+suspension, a wallet the operator turned off) shows as "held by your bank" without a button, and a forged
+POST to lift it is refused with 403.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ SELF_SUSPEND_REASONS = ("LOST", "STOLEN", "OTHER")
 
 
 def _user_id() -> int:
-    return int(current_user.id)
+    return int(current_user.user_id)
 
 
 @bp.get("/")
@@ -34,7 +36,8 @@ def index() -> Any:
             "SELECT * FROM devices WHERE owner_id = ? ORDER BY name, id", (_user_id(),)
         ).fetchall()
     ]
-    return render_template("cardholder/index.html", devices=devices, suspend_reasons=SELF_SUSPEND_REASONS)
+    return render_template("cardholder/index.html", devices=devices, suspend_reasons=SELF_SUSPEND_REASONS,
+                           cardholder=lifecycle.CARDHOLDER)
 
 
 @bp.post("/devices/<device_id>/wallet")
@@ -48,9 +51,11 @@ def device_wallet(device_id: str) -> Any:
     if device is None:
         abort(404)
     enabled = request.form.get("enabled") == "1"
-    changes = lifecycle.set_device_wallet(
-        connection, device_id, enabled, "FOUND" if enabled else "LOST", actor=current_user.username
-    )
+    try:
+        changes = lifecycle.set_device_wallet(connection, device_id, enabled, "FOUND" if enabled else "LOST",
+                                              by=lifecycle.CARDHOLDER, actor=current_user.username)
+    except lifecycle.HeldByBankError as error:
+        abort(403, description=str(error))
     if enabled:
         flash(f"Wallet on {device['name']} turned on: {len(changes)} card(s) can pay again.")
     else:
@@ -80,7 +85,10 @@ def token_status(token_id: int) -> Any:
     else:
         abort(400)
     try:
-        lifecycle.set_token_status(connection, token_id, status, reason, actor=current_user.username)
+        lifecycle.set_token_status(connection, token_id, status, reason, by=lifecycle.CARDHOLDER,
+                                   actor=current_user.username)
+    except lifecycle.HeldByBankError as error:
+        abort(403, description=str(error))
     except lifecycle.LifecycleError as error:
         flash(f"Not changed: {error}.")
     else:

@@ -20,6 +20,7 @@ from acquirer_stub import exception_queue
 from acquirer_stub.app import get_db
 from acquirer_stub.dashboard import charts, clearing, feed, present
 from acquirer_stub.store.db import transaction
+from acquirer_stub.store.events import record as _event
 from acquirer_stub.tsp import lifecycle
 from acquirer_stub.web import role_required
 
@@ -66,11 +67,6 @@ def _now() -> datetime.datetime:
 
 def _now_text() -> str:
     return _now().isoformat(timespec="seconds")
-
-
-def _event(connection: sqlite3.Connection, kind: str, body: dict[str, Any]) -> None:
-    connection.execute("INSERT INTO events (created, kind, body) VALUES (?, ?, ?)",
-                       (_now_text(), kind, json.dumps(body, ensure_ascii=False)))
 
 
 def parse_yuan(text: str) -> int:
@@ -195,7 +191,7 @@ def devices() -> str:
     ).fetchall()
     tokens = connection.execute(
         "SELECT t.id, t.token_masked, t.device_id, t.wallet_card_id, t.par, t.expiry, t.status, t.status_reason,"
-        " t.last_atc, a.pan_masked, COALESCE(i.name, a.issuer) AS bank FROM tokens t"
+        " t.held_by, t.last_atc, a.pan_masked, COALESCE(i.name, a.issuer) AS bank FROM tokens t"
         " JOIN accounts a ON a.id = t.account_id LEFT JOIN issuers i ON i.code = a.issuer ORDER BY t.device_id, t.id"
     ).fetchall()
     return render_template("dashboard/devices.html", devices=device_rows, tokens=tokens,
@@ -208,7 +204,7 @@ def device_wallet(device_id: str) -> Response:
     enabled = request.form.get("enabled") == "1"
     reason = request.form.get("reason", "")
     try:
-        changes = lifecycle.set_device_wallet(get_db(), device_id, enabled, reason, actor="operator")
+        changes = lifecycle.set_device_wallet(get_db(), device_id, enabled, reason, by=lifecycle.OPERATOR)
     except lifecycle.NotFoundError:
         abort(404)
     except lifecycle.LifecycleError as error:
@@ -224,7 +220,7 @@ def token_status(token_id: int) -> Response:
     status = request.form.get("status", "")
     try:
         change = lifecycle.set_token_status(get_db(), token_id, status, request.form.get("reason", ""),
-                                            actor="operator")
+                                            by=lifecycle.OPERATOR)
     except lifecycle.NotFoundError:
         abort(404)
     except lifecycle.LifecycleError as error:

@@ -182,7 +182,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX nonces_by_seen ON nonces (seen);
     CREATE INDEX transactions_by_account ON transactions (account_id);
     """,
-    # MIGRATION_TAG: advices — offline advices and reversals that cannot create money (issue 11 §1): the offline
+    # 5: offline advices and reversals that cannot create money (issue 11 §1): the offline
     # floor limit per terminal and AID ('' = any other AID), whether a row's cryptogram verified (an advice's ATC
     # must not repeat one), partial reversals (what of a sale was given back), the exception queue (advices taken
     # without moving money, for an operator to resolve) and a settlement's two figures (accepted, exceptions)
@@ -218,5 +218,48 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX exception_items_by_state ON exception_items (state, id);
     ALTER TABLE settlements ADD COLUMN figures TEXT;
+    """,
+    # 6: who holds a suspended token or a turned-off wallet (cardholder, operator or issuer: a
+    # cardholder lifts only their own holds), server-side sessions (logout and a password change revoke them; the
+    # table holds SHA-256 of each session id, never the id) and the throttle counters of logins and SMS codes.
+    # Holds placed before this migration: every FRAUDULENT one, the operator's (its events say "by": "operator") and
+    # the lost-phone holds of a wallet the operator turned off stay the bank's; the rest were the cardholder's.
+    """
+    ALTER TABLE tokens ADD COLUMN held_by TEXT CHECK (held_by IN ('cardholder', 'operator', 'issuer'));
+    ALTER TABLE devices ADD COLUMN wallet_held_by TEXT CHECK (wallet_held_by IN ('cardholder', 'operator', 'issuer'));
+    UPDATE devices SET wallet_held_by = CASE
+        WHEN (
+            SELECT json_extract(e.body, '$.by') FROM events e WHERE e.kind = 'token' AND json_valid(e.body)
+            AND json_extract(e.body, '$.device_id') = devices.id AND json_extract(e.body, '$.action') = 'wallet_off'
+            ORDER BY e.id DESC LIMIT 1) = 'operator' THEN 'operator'
+        ELSE 'cardholder' END
+    WHERE wallet_enabled = 0;
+    UPDATE tokens SET held_by = CASE
+        WHEN status_reason = 'FRAUDULENT' THEN 'operator'
+        WHEN status_reason = 'LOST_DEVICE' THEN COALESCE(
+            (SELECT d.wallet_held_by FROM devices d WHERE d.id = tokens.device_id), 'cardholder')
+        WHEN (
+            SELECT json_extract(e.body, '$.by') FROM events e WHERE e.kind = 'token' AND json_valid(e.body)
+            AND json_extract(e.body, '$.token_id') = tokens.id AND json_extract(e.body, '$.to') = 'suspended'
+            ORDER BY e.id DESC LIMIT 1) = 'operator' THEN 'operator'
+        ELSE 'cardholder' END
+    WHERE status = 'suspended';
+    CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        kind TEXT NOT NULL CHECK (kind IN ('web', 'tsp')),
+        created REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX sessions_by_user ON sessions (user_id);
+    CREATE INDEX sessions_by_expiry ON sessions (expires);
+    CREATE TABLE throttle (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        resets REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE INDEX throttle_by_reset ON throttle (resets);
     """,
 ]

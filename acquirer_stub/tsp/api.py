@@ -1,8 +1,9 @@
 """The token service's JSON API for phone wallets, at /tsp/v1 (bearer tokens, no cookies, so no CSRF).
 
-A session token is the user id signed with the app's SECRET_KEY (itsdangerous) and a timestamp; it
-expires after TSP_SESSION_SECONDS (default one hour). The verify answer is the only place a token PAN
-and its key ever leave the host: it goes to the phone's secure element.
+A session token is a server-side session id (`accounts`) signed with the app's SECRET_KEY (itsdangerous)
+and a timestamp; it expires after TSP_SESSION_SECONDS (default one hour), and ends earlier on
+DELETE /tsp/v1/sessions or a password change. Logins share the web form's lock-outs. The verify answer
+is the only place a token PAN and its key ever leave the host: it goes to the phone's secure element.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from acquirer_stub import accounts, fields, throttle
 from acquirer_stub.app import get_db
 from acquirer_stub.tsp import binding
-from acquirer_stub.web import csrf
+from acquirer_stub.web import client_address, csrf
 
 bp = Blueprint("tsp", __name__, url_prefix="/tsp/v1")
 csrf.exempt(bp)
@@ -23,8 +25,9 @@ SESSION_SALT = "tsp-session"
 DEFAULT_SESSION_SECONDS = 3600
 STATUS = {
     "bad_request": 400, "wrong_code": 400, "forbidden": 403, "not_found": 404, "conflict": 409, "gone": 410,
-    "mismatch": 422, "locked": 423,
+    "mismatch": 422, "locked": 423, "too_many": 429,
 }
+MAX_FIELD = 256  # fields whose own format bounds them (PAN, expiry, card id); free text has its own limit
 PUBLIC = {"tsp.sessions"}
 
 
@@ -32,11 +35,13 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SESSION_SALT)
 
 
-def _error(status: int, message: str, **extra: Any) -> Any:
+def _error(status: int, message: str, *, retry_after: int | None = None, **extra: Any) -> Any:
     response = jsonify(error=message, **extra)
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="tsp"'
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -47,18 +52,16 @@ def _body() -> dict[str, Any]:
     return data
 
 
-def _text(data: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-    value = data.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise binding.BindingError("bad_request", f"{name}: required, a string")
-    return value
+def _text(data: dict[str, Any], name: str, *, required: bool = True, max_length: int = MAX_FIELD) -> str | None:
+    try:
+        return fields.text(data.get(name), name, max_length=max_length, required=required)
+    except fields.FieldError as error:
+        raise binding.BindingError("bad_request", str(error)) from None
 
 
 @bp.errorhandler(binding.BindingError)
 def _refused(error: binding.BindingError) -> Any:
-    return _error(STATUS[error.kind], error.message, **error.extra)
+    return _error(STATUS[error.kind], error.message, retry_after=error.retry_after, **error.extra)
 
 
 @bp.before_request
@@ -76,11 +79,12 @@ def _authenticate() -> Any:
         return _error(401, "the session has expired; log in again")
     except BadSignature:
         return _error(401, "not a valid session token; log in again")
-    user_id = claims.get("user") if isinstance(claims, dict) else None
-    row = get_db().execute("SELECT id, role FROM users WHERE id = ?", (user_id,)).fetchone()
+    session_id = claims.get("session") if isinstance(claims, dict) else None
+    row = accounts.session_user(get_db(), session_id, accounts.TSP) if isinstance(session_id, str) else None
     if row is None or row["role"] != "cardholder":
-        return _error(401, "not a valid session token; log in again")
+        return _error(401, "the session has ended or is not valid; log in again")
     g.tsp_user = int(row["id"])
+    g.tsp_session = session_id
     return None
 
 
@@ -88,23 +92,36 @@ def _authenticate() -> Any:
 def sessions() -> Any:
     """The wallet app's login (the Mi Account step): a bearer token for the next calls."""
     data = _body()
-    username, password = _text(data, "username"), _text(data, "password")
-    user_id = binding.authenticate(get_db(), username or "", password or "")
-    if user_id is None:
-        return _error(401, "wrong user name or password")
+    username = _text(data, "username", max_length=accounts.MAX_USERNAME) or ""
+    password = _text(data, "password", max_length=accounts.MAX_PASSWORD) or ""
     max_age = int(current_app.config.get("TSP_SESSION_SECONDS", DEFAULT_SESSION_SECONDS))
-    return jsonify(token=_serializer().dumps({"user": user_id}), expires_in=max_age)
+    try:
+        done = accounts.log_in(get_db(), username, password, address=client_address(), kind=accounts.TSP,
+                               lifetime=max_age, role="cardholder")
+    except throttle.Throttled as error:
+        return _error(429, str(error), retry_after=error.retry_after)
+    if done is None:
+        return _error(401, "wrong user name or password")
+    return jsonify(token=_serializer().dumps({"session": done.session_id}), expires_in=max_age)
+
+
+@bp.delete("/sessions")
+def end_session() -> Any:
+    """The wallet app's logout: this session's token stops working at once."""
+    accounts.end_session(get_db(), g.tsp_session)
+    return jsonify(status="logged out")
 
 
 @bp.post("/devices/<device_id>/cards")
 def add_card(device_id: str) -> Any:
     """Card details keyed on the phone → an SMS code to the cardholder's phone."""
     data = _body()
-    _text(data, "name_on_card", required=False)  # on the real form too; the stub's cards carry no name
+    # on the real form too; the stub's cards carry no name
+    _text(data, "name_on_card", required=False, max_length=binding.MAX_NAME_ON_CARD)
     started = binding.start_binding(
         get_db(), current_app.config["VAULT"], user_id=g.tsp_user, device_id=device_id,
         pan=_text(data, "pan") or "", expiry=_text(data, "expiry") or "",
-        device_name=_text(data, "device_name", required=False),
+        device_name=_text(data, "device_name", required=False, max_length=binding.MAX_DEVICE_NAME),
     )
     response = jsonify(binding_id=started.binding_id, phone_masked=started.phone_masked,
                        expires_in=started.expires_in)
@@ -121,7 +138,7 @@ def sms() -> Any:
 @bp.post("/bindings/<int:binding_id>/verify")
 def verify(binding_id: int) -> Any:
     data = _body()
-    code = _text(data, "code") or ""
+    code = _text(data, "code", max_length=binding.MAX_CODE) or ""
     payload = binding.verify_binding(
         get_db(), current_app.config["VAULT"], current_app.config["KEYS"], user_id=g.tsp_user,
         binding_id=binding_id, code=code.strip(), card_id=_text(data, "card_id", required=False),

@@ -4,6 +4,10 @@ The token service's ID&V step-up (acquirer.md §11): the cardholder proves they 
 match an account of theirs) and the phone number the bank knows (the SMS code). Only then is a token made
 and its PAN and key sent out, once, for the phone's secure element. Each public function opens its own
 transaction; a wrong code's attempt counter is committed even though the call fails.
+
+Guessing across bindings is capped too: codes sent and wrong codes per card, per phone and per cardholder
+in a day (`throttle`); past a cap the answer is 429 with Retry-After, and reaching one is an event on the
+dashboard's feed.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from werkzeug.security import check_password_hash
-
+from acquirer_stub import throttle
 from acquirer_stub.keys import KeyStore
 from acquirer_stub.store.db import transaction
+from acquirer_stub.store.events import record as record_event
 from acquirer_stub.tsp import lifecycle
 from acquirer_stub.vault import Vault
 from firmware.cards import qpboc_schema
@@ -32,16 +36,27 @@ CODE_ATTEMPTS = 3
 MAX_TOKENS_PER_DEVICE = MAX_PAYMENT_CARDS
 DEVICE_ID_PATTERN = r"[0-9a-f]{16}"  # the wallet id (firmware/wallet)
 MISMATCH = "card details do not match"
+MAX_DEVICE_NAME = 64
+MAX_NAME_ON_CARD = 64
+MAX_CODE = 16
 
 
 class BindingError(Exception):
     """A refusal the cardholder's phone shows; `kind` decides the HTTP status, `extra` goes in the body."""
 
-    def __init__(self, kind: str, message: str, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, kind: str, message: str, extra: dict[str, Any] | None = None, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
-        self.kind = kind  # bad_request, forbidden, not_found, conflict, mismatch, wrong_code, locked, gone
+        # bad_request, forbidden, not_found, conflict, mismatch, wrong_code, locked, gone, too_many
+        self.kind = kind
         self.message = message
         self.extra = extra or {}
+        self.retry_after = retry_after
+
+    @classmethod
+    def throttled(cls, error: throttle.Throttled) -> BindingError:
+        return cls("too_many", str(error), retry_after=error.retry_after)
 
 
 @dataclass(frozen=True)
@@ -54,14 +69,6 @@ class StartedBinding:
 def now() -> float:
     """The clock for code expiry (one place for tests to move time)."""
     return time.time()
-
-
-def authenticate(connection: sqlite3.Connection, username: str, password: str) -> int | None:
-    """The cardholder's user id, or None: wrong name, wrong password and non-cardholders look alike."""
-    row = connection.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
-    if row is None or row["role"] != "cardholder" or not check_password_hash(row["password_hash"], password):
-        return None
-    return int(row["id"])
 
 
 def mask_phone(phone: str) -> str:
@@ -86,6 +93,8 @@ def start_binding(
         raise BindingError("bad_request", "pan: 13 to 19 digits")
     if not re.fullmatch(r"(0[1-9]|1[0-2])[0-9]{2}", expiry):
         raise BindingError("bad_request", "expiry: MMYY, e.g. 1230")
+    if device_name is not None and not (len(device_name) <= MAX_DEVICE_NAME and device_name.isprintable()):
+        raise BindingError("bad_request", f"device_name: at most {MAX_DEVICE_NAME} printable characters")
     with transaction(connection):
         user = connection.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
         _own_device(connection, user_id, device_id, register_as=device_name or f"Phone {device_id[-4:]}")
@@ -104,6 +113,10 @@ def start_binding(
             raise BindingError("conflict", "this card is already on this phone")
         if not user["phone"]:
             raise BindingError("mismatch", "no phone number on this account for the SMS code; please call your bank")
+        sent = _caps(SENT_CAPS, user_id, account["id"], device_id)
+        refusal = _refusal(connection, sent + _caps(WRONG_CAPS, user_id, account["id"], device_id))
+        if refusal is not None:
+            raise refusal
         code = f"{secrets.randbelow(10**6):06d}"
         salt = secrets.token_hex(8)
         # A new code replaces any earlier one for the same card and phone.
@@ -129,6 +142,8 @@ def start_binding(
             "card_masked": account["pan_masked"], "by": user["username"],
             "text": f"binding {binding_id}: card {account['pan_masked']} to device {device_id}, SMS code sent",
         })
+        capped = [(limit, key) for limit, key in sent if throttle.hit(connection, limit, key)]
+        _report_caps(connection, capped, account["pan_masked"], device_id, user["username"])
     return StartedBinding(binding_id, mask_phone(user["phone"]), CODE_SECONDS)
 
 
@@ -159,17 +174,27 @@ def verify_binding(
             raise BindingError("conflict", "this code has already been used")
         if otp["state"] != "pending":
             raise BindingError("gone", "this code was replaced by a newer one; use the latest SMS")
+        wrong = _caps(WRONG_CAPS, user_id, otp["account_id"], otp["device_id"])
+        refusal = _refusal(connection, wrong)
+        if refusal is not None:
+            raise refusal
         if now() > otp["expires"]:
             connection.execute("UPDATE otps SET state = 'expired' WHERE id = ?", (binding_id,))
             failure = BindingError("gone", "the code has expired; start again from the card details")
         elif not _code_matches(vault, otp["code_hash"], code):
             attempts = otp["attempts"] + 1
-            locked = attempts >= CODE_ATTEMPTS
+            capped = [(limit, key) for limit, key in wrong if throttle.hit(connection, limit, key)]
+            locked = attempts >= CODE_ATTEMPTS or bool(capped)
             connection.execute(
                 "UPDATE otps SET attempts = ?, state = ? WHERE id = ?",
                 (attempts, "locked" if locked else "pending", binding_id),
             )
-            if locked:
+            if capped:
+                card = connection.execute("SELECT pan_masked FROM accounts WHERE id = ?", (otp["account_id"],))
+                user = connection.execute("SELECT username FROM users WHERE id = ?", (user_id,))
+                _report_caps(connection, capped, card.fetchone()[0], otp["device_id"], user.fetchone()[0])
+                failure = _refusal(connection, capped)
+            elif locked:
                 lifecycle.record_event(connection, {
                     "action": "binding_locked", "binding_id": binding_id, "device_id": otp["device_id"],
                     "text": f"binding {binding_id}: locked after {attempts} wrong codes",
@@ -275,6 +300,41 @@ def _issue_token(
         "profile": qpboc_schema.profile_to_dict(profile),
         "keys": {"icc_master_key": keys_out["icc_master_key"]},
     }
+
+
+SENT_CAPS = (throttle.SMS_CODES_PER_CARD, throttle.SMS_CODES_PER_DEVICE, throttle.SMS_CODES_PER_USER)
+WRONG_CAPS = (throttle.WRONG_CODES_PER_CARD, throttle.WRONG_CODES_PER_DEVICE, throttle.WRONG_CODES_PER_USER)
+
+
+def _caps(
+    limits: tuple[throttle.Limit, throttle.Limit, throttle.Limit], user_id: int, account_id: int, device_id: str
+) -> list[tuple[throttle.Limit, str]]:
+    """(per card, per device, per user) limits with their keys."""
+    return list(zip(limits, (str(account_id), device_id, str(user_id)), strict=True))
+
+
+def _refusal(connection: sqlite3.Connection, caps: list[tuple[throttle.Limit, str]]) -> BindingError | None:
+    """The 429 to answer when one of the caps is used up, else None."""
+    try:
+        for limit, key in caps:
+            throttle.check(connection, limit, key)
+    except throttle.Throttled as error:
+        return BindingError.throttled(error)
+    return None
+
+
+def _report_caps(
+    connection: sqlite3.Connection, capped: list[tuple[throttle.Limit, str]], card_masked: str, device_id: str,
+    username: str,
+) -> None:
+    """A cap just reached: one event on the dashboard's feed (not one per refused request)."""
+    for limit, _ in capped:
+        record_event(connection, "security", {
+            "action": "sms_cap", "scope": limit.scope, "device_id": device_id, "card_masked": card_masked,
+            "by": username,
+            "text": f"SMS binding codes stopped for a day: {limit.count} {limit.what} (card {card_masked}, device"
+                    f" {device_id}, cardholder {username})",
+        })
 
 
 def _own_device(connection: sqlite3.Connection, user_id: int, device_id: str, *, register_as: str) -> None:

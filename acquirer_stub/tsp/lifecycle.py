@@ -8,18 +8,21 @@ Reasons follow acquirer.md §11 (issuer operations): SUSPEND {LOST, STOLEN, FRAU
 RESUME {FOUND, FRAUDULENT (cleared), OTHER}, DELETE {LOST, STOLEN, FRAUDULENT, ACCOUNT_CLOSED,
 CONSUMER_DELETED, OTHER}. `LOST_DEVICE` is reserved for tokens suspended because their phone's wallet was
 turned off: it is how turning the wallet on again finds exactly the tokens that action suspended.
+
+Every hold (a suspended token, a wallet turned off) records who placed it: the cardholder (lost phone, lost
+card) or the bank — the operator or the issuer (fraud, issuer request). The cardholder lifts only their own
+holds; the bank lifts any.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from acquirer_stub.store import events
 from acquirer_stub.store.db import transaction
 
 ACTIVE, SUSPENDED, DELETED = "active", "suspended", "deleted"
@@ -30,6 +33,8 @@ DELETE_REASONS = ("LOST", "STOLEN", "FRAUDULENT", "ACCOUNT_CLOSED", "CONSUMER_DE
 LOST_DEVICE = "LOST_DEVICE"
 REASONS = {SUSPENDED: SUSPEND_REASONS, ACTIVE: RESUME_REASONS, DELETED: DELETE_REASONS}
 ACTIONS = {SUSPENDED: "suspend", ACTIVE: "resume", DELETED: "delete"}
+CARDHOLDER, OPERATOR, ISSUER = "cardholder", "operator", "issuer"
+HOLDERS = (CARDHOLDER, OPERATOR, ISSUER)
 
 
 class LifecycleError(Exception):
@@ -38,6 +43,10 @@ class LifecycleError(Exception):
 
 class NotFoundError(LifecycleError):
     """No such token or device."""
+
+
+class HeldByBankError(LifecycleError):
+    """The cardholder tried to lift a hold the bank placed."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +60,12 @@ class TokenChange:
 
 
 def set_token_status(
-    connection: sqlite3.Connection, token_id: int, status: str, reason: str, *, actor: str = "operator"
+    connection: sqlite3.Connection, token_id: int, status: str, reason: str, *, by: str = OPERATOR,
+    actor: str | None = None,
 ) -> TokenChange:
-    """Move one token to `status` for `reason`; raises LifecycleError for a transition the rules forbid."""
+    """Move one token to `status` for `reason` on behalf of `by` (one of HOLDERS; `actor` names the person);
+    raises LifecycleError for a transition the rules forbid."""
+    _check_holder(by)
     if status not in STATUSES:
         raise LifecycleError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     if reason not in REASONS[status]:
@@ -64,6 +76,8 @@ def set_token_status(
             raise LifecycleError(f"token {token['token_masked']} is deleted; deletion is final")
         if token["status"] == status:
             raise LifecycleError(f"token {token['token_masked']} is already {status}")
+        if status == ACTIVE and by == CARDHOLDER and token["held_by"] != CARDHOLDER:
+            raise HeldByBankError(f"token {token['token_masked']} is held by your bank; call your bank to resume it")
         if status == ACTIVE and token["device_id"] is not None:
             device = connection.execute(
                 "SELECT wallet_enabled FROM devices WHERE id = ?", (token["device_id"],)
@@ -73,17 +87,21 @@ def set_token_status(
                     f"the wallet on the phone holding token {token['token_masked']} is turned off;"
                     " turn the wallet on to resume it"
                 )
-        return _apply(connection, token, status, reason, actor)
+        return _apply(connection, token, status, reason, by, actor or by)
 
 
 def set_device_wallet(
-    connection: sqlite3.Connection, device_id: str, enabled: bool, reason: str, *, actor: str = "cardholder"
+    connection: sqlite3.Connection, device_id: str, enabled: bool, reason: str, *, by: str = CARDHOLDER,
+    actor: str | None = None,
 ) -> list[TokenChange]:
     """Lost phone: off suspends the device's active tokens (LOST_DEVICE); on resumes exactly those.
 
     Tokens suspended for another reason before the phone was lost stay suspended, and so do tokens deleted
-    meanwhile. Turning off a wallet that is already off (or on one that is on) changes nothing.
+    meanwhile. Turning off a wallet that is already off (or on one that is on) changes nothing. A wallet the
+    bank turned off stays off for the cardholder (HeldByBankError).
     """
+    _check_holder(by)
+    actor = actor or by
     allowed = SUSPEND_REASONS if not enabled else RESUME_REASONS
     if reason not in allowed:
         what = "turning a wallet off" if not enabled else "turning a wallet on"
@@ -94,21 +112,24 @@ def set_device_wallet(
             raise NotFoundError(f"no device {device_id!r}")
         if bool(device["wallet_enabled"]) == enabled:
             return []
-        connection.execute("UPDATE devices SET wallet_enabled = ? WHERE id = ?", (int(enabled), device_id))
+        if enabled and by == CARDHOLDER and device["wallet_held_by"] != CARDHOLDER:
+            raise HeldByBankError(f"the wallet on {device['name']} was turned off by your bank; call your bank")
+        connection.execute("UPDATE devices SET wallet_enabled = ?, wallet_held_by = ? WHERE id = ?",
+                           (int(enabled), None if enabled else by, device_id))
         if enabled:
             rows = connection.execute(
                 "SELECT * FROM tokens WHERE device_id = ? AND status = ? AND status_reason = ? ORDER BY id",
                 (device_id, SUSPENDED, LOST_DEVICE),
             ).fetchall()
-            changes = [_apply(connection, row, ACTIVE, reason, actor) for row in rows]
+            changes = [_apply(connection, row, ACTIVE, reason, by, actor) for row in rows]
         else:
             rows = connection.execute(
                 "SELECT * FROM tokens WHERE device_id = ? AND status = ? ORDER BY id", (device_id, ACTIVE)
             ).fetchall()
-            changes = [_apply(connection, row, SUSPENDED, LOST_DEVICE, actor) for row in rows]
+            changes = [_apply(connection, row, SUSPENDED, LOST_DEVICE, by, actor) for row in rows]
         state = "on" if enabled else "off"
         record_event(connection, {
-            "action": f"wallet_{state}", "device_id": device_id, "reason": reason, "by": actor,
+            "action": f"wallet_{state}", "device_id": device_id, "reason": reason, "by": actor, "holder": by,
             "tokens": [change.token_id for change in changes],
             "text": f"wallet on device {device['name']} ({device_id}) turned {state} ({reason}):"
                     f" {len(changes)} token(s) {'resumed' if enabled else 'suspended'}",
@@ -121,8 +142,8 @@ def tokens_of_device(
 ) -> list[dict[str, Any]]:
     """A device's tokens with their funding card, masked: what the wallet page and dashboard show."""
     rows = connection.execute(
-        "SELECT t.id, t.token_masked, t.wallet_card_id, t.par, t.expiry, t.status, t.status_reason, t.last_atc,"
-        " t.created, t.account_id, a.pan_masked, a.issuer, a.kind"
+        "SELECT t.id, t.token_masked, t.wallet_card_id, t.par, t.expiry, t.status, t.status_reason, t.held_by,"
+        " t.last_atc, t.created, t.account_id, a.pan_masked, a.issuer, a.kind"
         " FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.device_id = ?"
         + ("" if include_deleted else " AND t.status != 'deleted'")
         + " ORDER BY t.id",
@@ -133,21 +154,27 @@ def tokens_of_device(
 
 def record_event(connection: sqlite3.Connection, body: dict[str, Any]) -> None:
     """One line of the dashboard's feed (JSON body with a human `text`); never a full PAN."""
-    connection.execute(
-        "INSERT INTO events (created, kind, body) VALUES (?, 'token', ?)",
-        (_now_text(), json.dumps(body, ensure_ascii=False)),
-    )
+    events.record(connection, "token", body)
 
 
-def _apply(connection: sqlite3.Connection, token: sqlite3.Row, status: str, reason: str, actor: str) -> TokenChange:
-    connection.execute("UPDATE tokens SET status = ?, status_reason = ? WHERE id = ?", (status, reason, token["id"]))
+def _apply(
+    connection: sqlite3.Connection, token: sqlite3.Row, status: str, reason: str, by: str, actor: str
+) -> TokenChange:
+    connection.execute("UPDATE tokens SET status = ?, status_reason = ?, held_by = ? WHERE id = ?",
+                       (status, reason, by if status == SUSPENDED else None, token["id"]))
     change = TokenChange(token["id"], token["token_masked"], token["device_id"], token["status"], status, reason)
     record_event(connection, {
         "action": ACTIONS[status], "token_id": change.token_id, "token_masked": change.token_masked,
         "device_id": change.device_id, "from": change.old, "to": change.new, "reason": reason, "by": actor,
+        "holder": by,
         "text": f"token {change.token_masked} {change.old} → {change.new} ({reason}, by {actor})",
     })
     return change
+
+
+def _check_holder(by: str) -> None:
+    if by not in HOLDERS:
+        raise LifecycleError(f"a hold is placed by one of {', '.join(HOLDERS)}, not {by!r}")
 
 
 def _token(connection: sqlite3.Connection, token_id: int) -> sqlite3.Row:
@@ -165,6 +192,3 @@ def _atomic(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         with transaction(connection):
             yield connection
 
-
-def _now_text() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

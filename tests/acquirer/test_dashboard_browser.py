@@ -86,9 +86,15 @@ def page(browser: Browser) -> Iterator[Page]:
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text
+            else None)  # Chromium reports every CSP violation (a blocked script, style or frame) here
+    policies: list[str] = []
+    page.on("response", lambda response: policies.append(response.headers.get("content-security-policy", ""))
+            if response.request.resource_type == "document" else None)
     yield page
     context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert errors == [], f"JavaScript errors or CSP violations on the page: {errors}"
+    assert policies and all("script-src 'self'" in policy for policy in policies), policies
 
 
 class Terminal:
