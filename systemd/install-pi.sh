@@ -90,6 +90,7 @@ if [ -e "$root$etc/terminal.toml" ]; then
 else
   "$root$venv/bin/python" - "$src/systemd/terminal.toml.in" "$root$state/world/terminal.toml" \
     "$root$etc/terminal.toml.new" "$state" <<'PY'
+import secrets
 import string
 import sys
 import tomllib
@@ -98,7 +99,8 @@ template, world_config, target, state = sys.argv[1:]
 with open(world_config, "rb") as stream:
     data = tomllib.load(stream)
 text = string.Template(open(template).read()).substitute(
-    **data["terminal"], host_key=data["host"]["key"], world=f"{state}/world", state=state)
+    **data["terminal"], host_key=data["host"]["key"], world=f"{state}/world", state=state,
+    ecr_secret=secrets.token_urlsafe(32))
 with open(target, "w") as stream:
     stream.write(text)
 PY

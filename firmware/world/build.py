@@ -68,6 +68,10 @@ path = "terminal-journal.sqlite3"
 
 [transit]
 keys = "transit/keys.json"  # the software PSAM's purchase master keys (test only)
+
+[ecr]
+listen = "127.0.0.1:8381"  # the local ECR (POST /sale, GET /status); "" turns it off
+secret = "{ecr_secret}"  # a local register sends it as Authorization: Bearer …
 """
 
 
@@ -216,7 +220,7 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
         ],
     })
     _write_secret_text(root / layout.TERMINAL_CONFIG, TERMINAL_TOML.format(
-        test_only=TEST_ONLY, tid=DEMO_TID, mid=DEMO_MID, key=terminal_key.hex(),
+        test_only=TEST_ONLY, tid=DEMO_TID, mid=DEMO_MID, key=terminal_key.hex(), ecr_secret=secrets.token_urlsafe(32),
     ))
     write_json_atomic(root / layout.MANIFEST, {
         "format": layout.WORLD_FORMAT, "version": layout.WORLD_VERSION, "test_only": TEST_ONLY,

@@ -42,7 +42,7 @@ from terminal.kernel.outcome import Outcome
 from terminal.reader.base import Reader, ReaderError, Target
 from terminal.sale import Counter, SaleResult
 from terminal.service import notify
-from terminal.service.endpoint import EcrServer, base_url, open_server
+from terminal.service.endpoint import REQUEST_SECONDS, EcrServer, base_url, open_server
 from terminal.ui.feedback import format_amount
 
 __all__ = ["SaleJob", "ServiceError", "TerminalService"]
@@ -170,11 +170,12 @@ class TerminalService:
 
     def __init__(self, config: TerminalConfig, parts: Parts, *, sale_wait: float = 30.0, poll_seconds: float = 1.0,
                  flush_seconds: float = 30.0, status_seconds: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 ecr_request_seconds: float = REQUEST_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.parts = parts
         self.sale_wait = sale_wait
         self.poll_seconds = poll_seconds
+        self.ecr_request_seconds = ecr_request_seconds
         self.flush_seconds = flush_seconds
         self.status_seconds = status_seconds
         self._clock = clock
@@ -268,8 +269,12 @@ class TerminalService:
             log.warning("host: %s: the service starts anyway; queued items go when the host answers",
                         self._link_error)
         if self.config.ecr.listen is not None:
+            if self.config.ecr.secret is None:
+                raise ServiceError('ecr.secret: missing while the local ECR is on; add it to [ecr], or listen = "" '
+                                   "to turn the local ECR off")
             try:
-                self._server = open_server(self.config.ecr.listen, self)
+                self._server = open_server(self.config.ecr.listen, self, self.config.ecr.secret,
+                                           request_seconds=self.ecr_request_seconds)
             except OSError as error:
                 host, port = self.config.ecr.listen
                 raise ServiceError(f"ecr.listen: cannot listen on {host}:{port} ({error.strerror}); choose a free "

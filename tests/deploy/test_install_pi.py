@@ -96,6 +96,8 @@ def test_install_twice_into_a_staging_root(tmp_path: Path, world: World) -> None
     loaded = load_config(staged)
     assert loaded.journal.path == root / "var/lib/quickpass/terminal-journal.sqlite3"
     assert loaded.gpio.backend == "rpi" and loaded.terminal.id in world.path(Path("terminal.toml")).read_text()
+    # the local register's secret is made for this install, not the world's
+    assert loaded.ecr.secret is not None and loaded.ecr.secret not in world.path(Path("terminal.toml")).read_text()
 
     # a second run: the user exists (usermod, no useradd), no new venv, world and configuration kept
     config.write_text(text + "# edited by the merchant\n")
