@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware.pn532.rig import SoftwareRig
+from terminal.config import load_config
 
 _BARE = "import os, sys; print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0], flush=True)"
 
@@ -52,8 +53,11 @@ def service_start(config: Path, rig: SoftwareRig, card: Path, cwd: Path) -> Star
     """One `pos-terminal run`: READY, RSS; then a sale of ¥2,100.00 (online) on `card`, RSS again; SIGTERM."""
     port = _free_port()
     text = config.read_text()
+    if 'listen = "127.0.0.1:8381"' not in text:
+        raise RuntimeError(f"{config}: no [ecr] listen line to point at port {port}")
     run_config = config.with_name("terminal-footprint.toml")
-    run_config.write_text(text + f'\n[ecr]\nlisten = "127.0.0.1:{port}"\n')
+    run_config.write_text(text.replace('listen = "127.0.0.1:8381"', f'listen = "127.0.0.1:{port}"'))
+    secret = load_config(run_config).ecr.secret
     with tempfile.TemporaryDirectory(prefix="sdn-") as folder:  # AF_UNIX paths are short
         path = os.path.join(folder, "notify")
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
@@ -73,7 +77,8 @@ def service_start(config: Path, rig: SoftwareRig, card: Path, cwd: Path) -> Star
                 rss_ready = _rss_mb(process.pid)
                 rig.present(card)
                 request = urllib.request.Request(f"http://127.0.0.1:{port}/sale", data=json.dumps(
-                    {"amount": 210_000}).encode(), method="POST", headers={"Content-Type": "application/json"})
+                    {"amount": 210_000}).encode(), method="POST", headers={"Content-Type": "application/json",
+                                                             "Authorization": f"Bearer {secret}"})
                 with urllib.request.urlopen(request, timeout=30) as answer:
                     sale = json.loads(answer.read())
                 if sale.get("outcome") != "Approved":

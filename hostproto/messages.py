@@ -46,6 +46,7 @@ __all__ = [
 CURRENCY_CNY = "156"
 MAX_AMOUNT = 999_999_999_999  # n12, fen
 MAX_ICC_BYTES = 255  # DE55 is b..255
+ECR_MAX_RUN_SECONDS = 3600  # the most a terminal may ask for to run a virtual-ECR sale it accepts
 REVERSAL_REASONS = ("98", "96", "A0", "06")  # no response, failed after approval, bad response MAC, other
 
 RESPONSE_TEXT: dict[str, str] = {

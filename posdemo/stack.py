@@ -15,6 +15,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from firmware.pn532.control import ControlServer
 from firmware.pn532.rig import SoftwareRig
 from firmware.world.build import create_world
 from firmware.world.layout import World
+from terminal.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "var" / "demo"
@@ -152,12 +154,13 @@ class Stack:
         replaced = {
             'port = "../pn532-pos"': 'port = "../pn532-gate"',
             'path = "terminal-journal.sqlite3"': 'path = "gate-journal.sqlite3"',
+            'listen = "127.0.0.1:8381"': 'listen = ""',  # the gate takes fares only, no register
         }
         for old, new in replaced.items():
             if old not in text:
                 raise DemoError(f"the world's terminal.toml has no {old!r}; cannot derive the gate's config")
             text = text.replace(old, new)
-        text += '\n[ecr]\nlisten = ""  # the gate takes fares only, no register\n'
+        text = re.sub(r"^secret = .*\n", "", text, flags=re.MULTILINE)  # no register: no register's secret
         # the world's paths are relative to the world folder: the gate's config lives there too (gate.toml
         # beside it is a link, so `pos-terminal --config var/demo/gate.toml` reads the same file)
         target = self.world_dir / "gate.toml"
@@ -165,6 +168,14 @@ class Stack:
         with contextlib.suppress(FileNotFoundError):
             self.gate_config.unlink()
         self.gate_config.symlink_to(Path("world") / "gate.toml")
+
+    @property
+    def ecr_secret(self) -> str:
+        """The terminal's [ecr] secret: the demo's register (the story) sends it with each local sale."""
+        secret = load_config(self.world_dir / "terminal.toml").ecr.secret
+        if secret is None:
+            raise DemoError("the world's terminal.toml has no [ecr] secret")
+        return secret
 
     def _terminal(self) -> None:
         self._spawn("terminal", [sys.executable, "-m", "terminal.cli", "--config",
@@ -283,9 +294,9 @@ def get_json(url: str, *, timeout: float = 5.0) -> dict[str, Any]:
     return data
 
 
-def post_json(url: str, body: dict[str, Any], *, timeout: float = 90.0) -> tuple[int, dict[str, Any]]:
+def post_json(url: str, body: dict[str, Any], *, secret: str, timeout: float = 90.0) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {secret}"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, json.loads(answer.read())

@@ -292,7 +292,7 @@ class Story:
         if not self.rig.fingerprint(self.finger, self.phone):
             raise StepFailed("the fingerprint was not accepted")
         self.merchant(f"register: POST {ECR_URL}/sale {{\"amount\": {SALE_AMOUNT}}}")
-        code, answer = post_json(f"{ECR_URL}/sale", {"amount": SALE_AMOUNT})
+        code, answer = post_json(f"{ECR_URL}/sale", {"amount": SALE_AMOUNT}, secret=self.stack.ecr_secret)
         if code != 200:
             raise StepFailed(f"the local ECR answered HTTP {code}: {answer.get('error')}")
         self.merchant(f"terminal: {answer.get('message')}  (rc {answer.get('rc')})")

@@ -90,6 +90,7 @@ if [ -e "$root$etc/terminal.toml" ]; then
 else
   "$root$venv/bin/python" - "$src/systemd/terminal.toml.in" "$root$state/world/terminal.toml" \
     "$root$etc/terminal.toml.new" "$state" <<'PY'
+import secrets
 import string
 import sys
 import tomllib
@@ -102,7 +103,8 @@ per_aid = ", ".join(f"{aid} = {limit}" for aid, limit in limits.get("aid_floor_l
 floor = "\n".join(([f"floor_limit = {limits['floor_limit']}"] if "floor_limit" in limits else [])
                   + ([f"aid_floor_limits = {{ {per_aid} }}"] if per_aid else []))
 text = string.Template(open(template).read()).substitute(
-    **data["terminal"], host_key=data["host"]["key"], world=f"{state}/world", state=state, floor_limits=floor)
+    **data["terminal"], host_key=data["host"]["key"], world=f"{state}/world", state=state, floor_limits=floor,
+    ecr_secret=secrets.token_urlsafe(32))
 with open(target, "w") as stream:
     stream.write(text)
 PY

@@ -24,7 +24,9 @@ Schema (defaults in brackets):
                 alert_ms [200], alert_gap_ms [200]; reading_step_ms [150]; idle_blink_ms [[250, 1750]]
                 (on, off; [] = steady)
     [journal]   path ["journal.sqlite3"]
-    [ecr]       listen ["127.0.0.1:8381"] ("" = off)
+    [ecr]       listen ["127.0.0.1:8381"] ("" = off); secret (required while listen is on: at least 32 random
+                characters of A–Z a–z 0–9 - . _ ~ + / =, which a local register sends as
+                ``Authorization: Bearer …``; a test world writes a random one)
 
 Limit defaults are the sample per-AID parameters of doc emv-qpboc.md §4 (the same as the kernel's
 `KernelParams`): ¥1,000.00 is the published domestic no-PIN/no-signature threshold, the floor limit lets
@@ -53,6 +55,8 @@ UART0_PINS = {14: "TXD", 15: "RXD"}
 I2C1_PINS = {2: "SDA", 3: "SCL"}
 SPI0_PINS = {7: "CE1", 8: "CE0", 9: "MISO", 10: "MOSI", 11: "SCLK"}
 HEADER_UARTS = ("/dev/ttyAMA0", "/dev/serial0", "/dev/ttyS0")
+ECR_SECRET_MIN, ECR_SECRET_MAX = 32, 256  # characters of the local register's bearer token
+_ECR_SECRET = re.compile(r"[A-Za-z0-9._~+/=-]+")  # RFC 6750 token characters: sent as-is in a header
 
 
 class ConfigError(Exception):
@@ -136,6 +140,7 @@ class JournalConfig:
 @dataclass(frozen=True)
 class EcrConfig:
     listen: tuple[str, int] | None = ("127.0.0.1", 8381)
+    secret: str | None = field(default=None, repr=False)  # the local register's bearer token; None with listen off
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,7 @@ SECTIONS = {
     "gpio": ("backend", "lights", "buzzer", "success_hz", "success_ms", "alert_hz", "alert_ms", "alert_gap_ms",
              "reading_step_ms", "idle_blink_ms"),
     "journal": ("path",),
-    "ecr": ("listen",),
+    "ecr": ("listen", "secret"),
     "transit": ("keys",),
     "receipt": ("printer", "baud"),
 }
@@ -183,6 +188,8 @@ RENAMED = {  # keys people reach for, and where the setting really is
     "reader.device": "the serial device is reader.port",
     "reader.baudrate": "the UART speed is reader.baud",
     "gpio.reset_pin": "the PN532's RSTPDN pin is reader.reset_pin",
+    "ecr.token": "the local register's shared secret is ecr.secret",
+    "ecr.key": "the local register's shared secret is ecr.secret",
 }
 
 
@@ -231,7 +238,7 @@ def _parse(data: dict[str, Any], folder: Path, path: Path) -> TerminalConfig:
         gpio=gpio,
         journal=JournalConfig(sections["journal"].file("path", folder, default="journal.sqlite3",
                                                        fix="a file in a folder that exists")),
-        ecr=EcrConfig(_listen(sections["ecr"])),
+        ecr=_ecr(sections["ecr"]),
         transit=TransitConfig(sections["transit"].file("keys", folder, must_exist=True,
                                                        fix="point it at the world's transit/keys.json")
                               if "keys" in sections["transit"].data else None),
@@ -445,6 +452,30 @@ def _receipt(section: _Section, folder: Path) -> ReceiptConfig:
         raise ConfigError(section.key("baud"), f"{baud} is not a printer serial speed",
                           "use 9600, 19200, 38400, 57600 or 115200 (the printer's self-test page shows it)")
     return ReceiptConfig(str(folder / printer) if printer else None, baud)
+
+
+def _ecr(section: _Section) -> EcrConfig:
+    listen = _listen(section)
+    return EcrConfig(listen, _ecr_secret(section, required=listen is not None))
+
+
+def _ecr_secret(section: _Section, *, required: bool) -> str | None:
+    """The local register's shared secret, checked without ever putting its value in a message."""
+    value = section.data.get("secret")
+    fix = (f'add secret = "…" to [ecr]: {ECR_SECRET_MIN} to {ECR_SECRET_MAX} random letters and digits (e.g. the '
+           'output of python3 -c "import secrets; print(secrets.token_urlsafe(32))"), which the register sends as '
+           "Authorization: Bearer …")
+    if value is None:
+        if required:
+            raise ConfigError("ecr.secret", "missing while the local ECR is on", fix + ', or set listen = "" to turn '
+                              "the local ECR off")
+        return None
+    if not isinstance(value, str) or not _ECR_SECRET.fullmatch(value):
+        raise ConfigError("ecr.secret", "not a string of letters, digits and - . _ ~ + / =", fix)
+    if not ECR_SECRET_MIN <= len(value) <= ECR_SECRET_MAX:
+        size = "short" if len(value) < ECR_SECRET_MIN else "long"
+        raise ConfigError("ecr.secret", f"{len(value)} characters is too {size}", fix)
+    return value
 
 
 def _listen(section: _Section) -> tuple[str, int] | None:

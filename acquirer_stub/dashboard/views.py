@@ -19,6 +19,7 @@ from flask_login import current_user
 from acquirer_stub import exception_queue
 from acquirer_stub.app import get_db
 from acquirer_stub.dashboard import charts, clearing, feed, present
+from acquirer_stub.ecr import handover
 from acquirer_stub.store.db import transaction
 from acquirer_stub.store.events import record as _event
 from acquirer_stub.tsp import lifecycle
@@ -176,7 +177,8 @@ def terminals() -> str:
         "  AND substr(t.created, 1, 10) = ?) AS approved,"
         " (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid AND t.batch = m.batch) AS in_batch,"
         " (SELECT MAX(created) FROM transactions t WHERE t.tid = m.tid) AS last_transaction,"
-        " (SELECT COUNT(*) FROM ecr_requests e WHERE e.tid = m.tid AND e.state != 'done') AS ecr_open"
+        " (SELECT COUNT(*) FROM ecr_requests e WHERE e.tid = m.tid AND e.state IN ('pending', 'offered', 'taken'))"
+        " AS ecr_open"
         " FROM terminals m ORDER BY m.tid", (today, today),
     ).fetchall()
     return render_template("dashboard/terminals.html", terminals=rows)
@@ -390,6 +392,9 @@ def promotion_active(promotion_id: int) -> Response:
 @bp.get("/ecr")
 def ecr() -> str:
     connection = get_db()
+    if handover.overdue(connection):  # a terminal that stopped polling: its lapsed offers and late sales shown now
+        with transaction(connection):
+            handover.expire_overdue(connection)
     last_event = feed.latest_event_id(connection)
     rows = connection.execute("SELECT * FROM ecr_requests ORDER BY id DESC LIMIT 50").fetchall()
     return render_template(

@@ -12,36 +12,46 @@ query string and the body of a GET is empty. A refusal answers 401 ``{"error", "
 reason or ``replayed_nonce``), or 403 for an inactive terminal. An accepted call spends its nonce and
 updates the terminal's last-seen time, so polling doubles as a heartbeat.
 
-``GET /api/v1/ecr/next?tid=QP000001``
-    200 ``{"id": 7, "tid": "QP000001", "amount": 1234, "currency": "156", "created": "…"}``: the
-    oldest pending sale for this terminal (amount in fen). It is now *taken* and is never handed out
-    again, so two polls cannot run the same sale twice. 204: nothing to do, poll again (every 1–2 s).
-    ``tid`` is optional and must equal ``X-Terminal-Id`` (403 otherwise): a terminal only sees its own.
+The terminal is the one that signed the request: a TID in the URL or body is never used to pick a queue (a
+``tid`` query parameter other than the caller's is refused with 403), and another terminal's sale is 404.
+
+``GET /api/v1/ecr/next``
+    200 ``{"id": 7, "tid": "QP000001", "amount": 1234, "currency": "156", "created": "…", "offer": "<32 hex>",
+    "lease_seconds": 30}``: the oldest sale of this terminal not yet taken (amount in fen), now *offered* to
+    it with that token for the lease. It is not the terminal's yet: an answer that never arrives loses
+    nothing, the next poll offers it again (new token), and an offer not accepted within the lease goes back
+    to pending. 204: nothing to do, poll again (every 1–2 s).
+
+``POST /api/v1/ecr/<id>/accept`` with ``{"offer": "<token>", "seconds": 90}``
+    200 ``{"id", "state": "taken"}``: the sale is handed over; run it now, and post its result within
+    ``seconds`` (1 to 3600), else the dashboard shows it as expired. A taken sale is never offered again, so
+    it runs at most once. The same acceptance again answers 200 again (a retry after a lost answer). 409: the
+    offer lapsed or is not the current one (do not run it; poll again), or the sale is finished.
 
 ``POST /api/v1/ecr/<id>/result`` with ``{"rc": "00", "text": "APPROVED", "stan": "000123"}``
     ``rc``: the outcome's two-character response code (the host's DE39, or the terminal's own decline);
     ``text``: up to 64 characters for the operator; ``stan``: six digits of the financial request the
     sale produced, or null when none was sent (e.g. no card was presented). 200 ``{"id", "state":
-    "done"}``: recorded. Sending the same result again answers 200 again (a retry after a lost answer);
-    a different result for a finished request, or a result for a request not taken, answers 409; a
-    request of another terminal or an unknown id answers 404; a malformed body answers 400.
+    "done"}``: recorded, also after the sale was shown as expired. Sending the same result again answers 200
+    again (a retry after a lost answer); a different result for a finished request, or a result for a request
+    not handed over, answers 409; a request of another terminal or an unknown id answers 404; a malformed
+    body answers 400.
 
-Each state change writes an `events` row (kind "ecr") in the same transaction, which is how the ECR page
-shows state and result live.
+The states and their events are `acquirer_stub.ecr.handover`.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import re
 import sqlite3
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from acquirer_stub.api import security
 from acquirer_stub.app import get_db
+from acquirer_stub.ecr import handover
 from acquirer_stub.store.db import transaction
 from acquirer_stub.web import csrf
 
@@ -52,6 +62,7 @@ CURRENCY_CNY = "156"
 MAX_TEXT = 64
 _RC = re.compile(r"[0-9A-Z]{2}")
 _STAN = re.compile(r"[0-9]{6}")
+_OFFER = re.compile(r"[0-9a-f]{32}")
 
 
 def _error(status: int, message: str, **extra: Any) -> Response:
@@ -62,11 +73,6 @@ def _error(status: int, message: str, **extra: Any) -> Response:
 
 def _now_text() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-def _event(connection: sqlite3.Connection, body: dict[str, Any]) -> None:
-    connection.execute("INSERT INTO events (created, kind, body) VALUES (?, 'ecr', ?)",
-                       (_now_text(), json.dumps(body, ensure_ascii=False)))
 
 
 @bp.errorhandler(security.ApiError)
@@ -88,22 +94,35 @@ def _spend(connection: sqlite3.Connection) -> None:
 
 @bp.get("/next")
 def next_sale() -> Response:
-    tid = request.args.get("tid", g.caller.tid)
-    if tid != g.caller.tid:
-        return _error(403, "a terminal polls for its own sales only (tid must equal X-Terminal-Id)")
+    if any(tid != g.caller.tid for tid in request.args.getlist("tid")):
+        return _error(403, "a terminal polls for its own sales only (the signature names it)")
     connection = get_db()
+    lease = float(current_app.config.get("ECR_LEASE_SECONDS", handover.LEASE_SECONDS))
     with transaction(connection):  # BEGIN IMMEDIATE: two polls cannot take the same row
         _spend(connection)
-        row = connection.execute(
-            "SELECT * FROM ecr_requests WHERE tid = ? AND state = 'pending' ORDER BY id LIMIT 1", (tid,),
-        ).fetchone()
-        if row is None:
-            return Response(status=204)
-        connection.execute("UPDATE ecr_requests SET state = 'taken', updated = ? WHERE id = ?",
-                           (_now_text(), row["id"]))
-        _event(connection, {"ecr_id": row["id"], "tid": tid, "state": "taken",
-                            "text": f"ECR sale #{row['id']} taken by {tid}"})
-    return jsonify(id=row["id"], tid=tid, amount=row["amount"], currency=CURRENCY_CNY, created=row["created"])
+        row = handover.offer(connection, g.caller.tid, lease=lease)
+    if row is None:
+        return Response(status=204)
+    return jsonify(id=row["id"], tid=row["tid"], amount=row["amount"], currency=CURRENCY_CNY, created=row["created"],
+                   offer=row["offer"], lease_seconds=lease)
+
+
+@bp.post("/<int:ecr_id>/accept")
+def accept(ecr_id: int) -> Response:
+    data = request.get_json(silent=True)
+    token, seconds = (data.get("offer"), data.get("seconds")) if isinstance(data, dict) else (None, None)
+    if not isinstance(token, str) or not _OFFER.fullmatch(token):
+        return _error(400, "offer: the token of the poll's answer")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= handover.MAX_RUN_SECONDS:
+        return _error(400, f"seconds: how long the sale may take, 1 to {handover.MAX_RUN_SECONDS}")
+    connection = get_db()
+    with transaction(connection):  # a refusal commits too: its nonce is spent, lapsed offers are swept
+        _spend(connection)
+        try:
+            handover.accept(connection, g.caller.tid, ecr_id, token, seconds)
+        except handover.Refused as refused:
+            return _error(refused.status, refused.message)
+    return jsonify(id=ecr_id, state=handover.TAKEN)
 
 
 def _parse_result(data: Any) -> dict[str, Any] | str:
@@ -128,21 +147,8 @@ def result(ecr_id: int) -> Response:
     connection = get_db()
     with transaction(connection):
         _spend(connection)
-        row = connection.execute("SELECT * FROM ecr_requests WHERE id = ? AND tid = ?",
-                                 (ecr_id, g.caller.tid)).fetchone()
-        if row is None:
-            return _error(404, "no such ECR request for this terminal")
-        if row["state"] == "done":
-            if json.loads(row["result"]) == parsed:
-                return jsonify(id=ecr_id, state="done")
-            return _error(409, "this request already has a different result")
-        if row["state"] != "taken":
-            return _error(409, "this request was not taken yet: GET /api/v1/ecr/next first")
-        connection.execute("UPDATE ecr_requests SET state = 'done', result = ?, updated = ? WHERE id = ?",
-                           (json.dumps(parsed), _now_text(), ecr_id))
-        event = {"ecr_id": ecr_id, "tid": g.caller.tid, "state": "done",
-                 "text": f"ECR sale #{ecr_id} done on {g.caller.tid}: {parsed['rc']} {parsed['text']}".strip()}
-        if parsed["stan"]:
-            event["stan"] = parsed["stan"]
-        _event(connection, event)
-    return jsonify(id=ecr_id, state="done")
+        try:
+            handover.finish(connection, g.caller.tid, ecr_id, parsed)
+        except handover.Refused as refused:
+            return _error(refused.status, refused.message)
+    return jsonify(id=ecr_id, state=handover.DONE)

@@ -262,4 +262,30 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX throttle_by_reset ON throttle (resets);
     """,
+    # 7: the virtual ECR hands a sale over only when the terminal accepts an offer
+    # (acquirer_stub.ecr.handover): states offered (a token and a lease) and expired (taken, no result by the
+    # deadline); SQLite cannot change a CHECK, so the table is rebuilt. A sale taken before this migration gets
+    # the migration's time as its deadline: it shows as expired, never as silently running.
+    """
+    CREATE TABLE ecr_requests_handover (
+        id INTEGER PRIMARY KEY,
+        tid TEXT NOT NULL REFERENCES terminals(tid),
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'offered', 'taken', 'done', 'expired')),
+        result TEXT,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        offer TEXT,
+        lease_until REAL,
+        deadline REAL
+    );
+    INSERT INTO ecr_requests_handover (id, tid, amount, state, result, created, updated, deadline)
+        SELECT id, tid, amount, state, result, created, updated,
+               CASE WHEN state = 'taken' THEN CAST(strftime('%s', 'now') AS REAL) END
+        FROM ecr_requests;
+    DROP TABLE ecr_requests;
+    ALTER TABLE ecr_requests_handover RENAME TO ecr_requests;
+    CREATE INDEX ecr_requests_pending ON ecr_requests (tid, state, id);
+    CREATE INDEX ecr_requests_open ON ecr_requests (state)
+    """,
 ]

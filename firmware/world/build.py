@@ -79,6 +79,10 @@ path = "terminal-journal.sqlite3"
 
 [transit]
 keys = "transit/keys.json"  # the software PSAM's purchase master keys (test only)
+
+[ecr]
+listen = "127.0.0.1:8381"  # the local ECR (POST /sale, GET /status); "" turns it off
+secret = "{ecr_secret}"  # a local register sends it as Authorization: Bearer …
 """
 
 
@@ -228,7 +232,8 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
         ],
     })
     _write_secret_text(root / layout.TERMINAL_CONFIG, TERMINAL_TOML.format(
-        test_only=TEST_ONLY, tid=DEMO_TID, mid=DEMO_MID, key=terminal_key.hex(), floor_limit=DEFAULT_FLOOR_LIMIT,
+        test_only=TEST_ONLY, tid=DEMO_TID, mid=DEMO_MID, key=terminal_key.hex(),
+        ecr_secret=secrets.token_urlsafe(32), floor_limit=DEFAULT_FLOOR_LIMIT,
         aid_floor_limits=", ".join(f"{aid} = {limit}" for aid, limit in OFFLINE_FLOOR_LIMITS.items()),
     ))
     write_json_atomic(root / layout.MANIFEST, {

@@ -2,24 +2,46 @@
 
 ``POST /sale`` with ``{"amount": 1234}`` (fen) blocks until the sale has an outcome and answers the
 SaleResult JSON (plus ``stan`` and the masked ``receipt`` lines): 200 whatever the outcome, because the
-register needs the outcome, not an HTTP error, for a declined card. 400 for a missing or bad amount, 409
-while another sale runs or waits (the register must not queue sales behind the shopper's back), 503 once
-the terminal is stopping. ``GET /status`` answers the service's status object.
+register needs the outcome, not an HTTP error, for a declined card. ``GET /status`` answers the service's
+status object. Every error is JSON ``{"error": …}``.
 
-The standard library's ThreadingHTTPServer is enough: one register, a handful of requests a minute, and
-the Pi needs no extra dependency. Bind it to 127.0.0.1 unless the register is on the LAN: there is no
-authentication on this link, as with a serial ECR cable.
+Anything that can reach this port may try to start a sale, including a web page the merchant opens (a
+browser sends a cross-origin ``text/plain`` POST without asking) and a page whose DNS name is rebound to
+127.0.0.1. So, in this order:
+
+* 421 unless ``Host`` names this endpoint (`HostCheck`): a rebound name is refused, an IP literal cannot be
+  rebound;
+* 403 for an ``Origin`` other than this endpoint's own, or a ``Sec-Fetch-Site`` other than same-origin / none;
+  no CORS header is ever sent, so a browser never lets a page read an answer;
+* ``POST /sale`` only: 401 without ``Authorization: Bearer <[ecr] secret>`` (compared in constant time),
+  415 unless ``Content-Type: application/json``, 400 for a missing or bad amount, 409 while another sale runs
+  or waits (the register must not queue sales behind the shopper's back), 503 once the terminal is stopping.
+
+``GET /status`` needs no secret: it holds no secret (no key, no PAN but the receipt's masked one), the Host and
+Origin checks keep web pages from reading it, and health checks can read it without holding the secret that
+starts sales.
+
+A client gets `REQUEST_SECONDS` for its whole request (line, headers, body) and `WRITE_SECONDS` to take the
+answer; then its connection is closed, so a stalled or trickling client holds a thread only that long, and
+at most `MAX_CONNECTIONS` connections are served at once (503 beyond). The standard library's
+ThreadingHTTPServer is enough: one register, a handful of requests a minute, no extra dependency on the Pi.
 """
 
 from __future__ import annotations
 
+import hmac
+import io
+import ipaddress
 import json
 import logging
 import socket
+import threading
+import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from terminal.config import MAX_AMOUNT
+from terminal.config import ECR_SECRET_MIN, MAX_AMOUNT
 
 if TYPE_CHECKING:
     from terminal.service.service import TerminalService
@@ -27,24 +49,97 @@ if TYPE_CHECKING:
 log = logging.getLogger("terminal.service")
 
 MAX_BODY_BYTES = 4096
+REQUEST_SECONDS = 10.0  # the whole request must arrive within this
+WRITE_SECONDS = 10.0  # the client must take the answer within this
+MAX_CONNECTIONS = 64  # served at once; a stalled one counts until REQUEST_SECONDS cut it off
+ROUTES = "GET /status, POST /sale"
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+         b'{"error": "too many connections; try again"}')
+
+
+class HostCheck:
+    """Which ``Host`` values name this endpoint: the configured address and port, ``localhost`` when bound to
+    loopback, and, when bound to every address, any IP literal (a DNS name could be rebound, an IP cannot)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.port = port
+        self.name = host.lower()
+        try:
+            self.address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+        except ValueError:
+            self.address = None
+        self.wildcard = self.address is not None and self.address.is_unspecified
+        self.loopback = self.wildcard or self.name == "localhost" or bool(self.address and self.address.is_loopback)
+
+    def allows(self, value: str) -> bool:
+        host, port = _split_host(value.strip().lower())
+        if port != self.port or not host:
+            return False
+        if host == self.name or (host == "localhost" and self.loopback):
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return self.wildcard or address == self.address or (self.loopback and address.is_loopback)
+
+
+def _split_host(value: str) -> tuple[str, int | None]:
+    """``host:port`` or ``[v6]:port`` → (host, port); no port or a bad one → port None."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = value.rpartition(":")
+    return host, int(port) if port.isdigit() and len(port) <= 5 else None
 
 
 class EcrServer(ThreadingHTTPServer):
     daemon_threads = True  # a register that hangs up must not keep the service from stopping
 
-    def __init__(self, address: tuple[str, int], service: TerminalService) -> None:
+    def __init__(self, address: tuple[str, int], service: TerminalService, secret: str, *,
+                 request_seconds: float = REQUEST_SECONDS, max_connections: int = MAX_CONNECTIONS) -> None:
+        if len(secret) < ECR_SECRET_MIN:
+            raise ValueError(f"the local ECR needs a secret of at least {ECR_SECRET_MIN} characters")
         self.service = service
+        self.secret = secret.encode()
+        self.request_seconds = request_seconds
+        self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Handler)
+        self.host_check = HostCheck(address[0], int(self.server_address[1]))
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning("ecr: %d connections open already; one refused", MAX_CONNECTIONS)
+            try:
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _EcrServer6(EcrServer):
     address_family = socket.AF_INET6
 
 
-def open_server(address: tuple[str, int], service: TerminalService) -> EcrServer:
+def open_server(address: tuple[str, int], service: TerminalService, secret: str, *,
+                request_seconds: float = REQUEST_SECONDS) -> EcrServer:
     """Bind now (an address in use fails the start, not the first sale); serve_forever() is the caller's."""
     server_class = _EcrServer6 if ":" in address[0] else EcrServer
-    return server_class(address, service)
+    return server_class(address, service, secret, request_seconds=request_seconds)
 
 
 def base_url(server: EcrServer) -> str:
@@ -53,19 +148,62 @@ def base_url(server: EcrServer) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class _RequestReader(io.RawIOBase):
+    """The connection's reading side with one deadline for the whole request: a client that trickles a byte
+    every few seconds is cut off as surely as one that stops."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: EcrServer
     server_version = "pos-terminal"
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # replaced by one that keeps the request's deadline
+        self.rfile = io.BufferedReader(_RequestReader(self.connection,
+                                                      time.monotonic() + self.server.request_seconds))
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (TimeoutError, ConnectionError) as error:  # stalled, too slow, or gone: close, nothing was started
+            log.info("ecr: %s: connection closed (%s)", self.client_address[0], error)
+            self.close_connection = True
+
     def do_GET(self) -> None:
+        if not self._allowed():
+            return
         if self.path.split("?")[0] == "/status":
             self._answer(200, self.server.service.status())
         else:
-            self._answer(404, {"error": "not found: GET /status, POST /sale"})
+            self._answer(404, {"error": f"not found: {ROUTES}"})
 
     def do_POST(self) -> None:
+        if not self._allowed():
+            return
         if self.path.split("?")[0] != "/sale":
-            self._answer(404, {"error": "not found: GET /status, POST /sale"})
+            self._answer(404, {"error": f"not found: {ROUTES}"})
+            return
+        if not self._authorized():
+            self._answer(401, {"error": "send the terminal's [ecr] secret as Authorization: Bearer …"},
+                         {"WWW-Authenticate": 'Bearer realm="pos-terminal"'})
+            return
+        if self.headers.get_content_type() != "application/json":
+            self._answer(415, {"error": "send Content-Type: application/json"})
             return
         amount = self._amount()
         if isinstance(amount, str):
@@ -84,6 +222,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._answer(200, job.answer())
 
+    def _allowed(self) -> bool:
+        """Host names this endpoint, and the request comes from no other origin (else answered here)."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1 or not self.server.host_check.allows(hosts[0]):
+            self._answer(421, {"error": "the Host header does not name this terminal's ECR endpoint"})
+            return False
+        origins = self.headers.get_all("Origin") or []
+        site = self.headers.get("Sec-Fetch-Site")
+        if (len(origins) > 1 or (origins and origins[0].strip().lower() != f"http://{hosts[0].strip().lower()}")
+                or (site is not None and site.strip().lower() not in ("same-origin", "none"))):
+            self._answer(403, {"error": "cross-origin requests are refused"})
+            return False
+        return True
+
+    def _authorized(self) -> bool:
+        values = self.headers.get_all("Authorization") or []
+        scheme, _, token = (values[0] if len(values) == 1 else "").strip().partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.server.secret)
+
     def _amount(self) -> int | str:
         """The amount in fen, or what is wrong with the request (never echoing it)."""
         try:
@@ -101,13 +258,25 @@ class _Handler(BaseHTTPRequestHandler):
             return f"amount: a whole number of fen, 1 to {MAX_AMOUNT}"
         return amount
 
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The base class's refusals (bad request line, headers too long, unknown method) as JSON too."""
+        self.close_connection = True
+        if code == HTTPStatus.NOT_IMPLEMENTED:  # a method we have no handler for
+            self._answer(405, {"error": f"method not allowed: {ROUTES}"}, {"Allow": "GET, POST"})
+        else:
+            self._answer(code, {"error": HTTPStatus(code).phrase})  # the base's message may quote the request
+
+    def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body, ensure_ascii=False).encode()
         try:
+            self.connection.settimeout(WRITE_SECONDS)
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
         except OSError as error:  # the register hung up; the sale itself is recorded anyway

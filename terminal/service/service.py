@@ -13,6 +13,19 @@ Threads, and who owns what:
 * the ECR poller only uses the signed HTTP client (`HostClient` keeps no per-request state);
 * the HTTP server's threads only queue sales and wait for their outcome.
 
+The virtual-ECR handover (`acquirer_stub.ecr`): a poll only *offers* a sale, under a lease; the poller accepts
+that offer and queues the sale only when the host answers 200 to the acceptance. So, should the terminal stop
+at any point:
+
+* before the acceptance reached the host (a poll answer lost, a crash): the sale was not handed over; the next
+  poll offers it again, or it goes back to pending when the lease ends. Nothing ran;
+* the acceptance reached the host but its answer did not come back: the same offer is accepted again before
+  the next poll (the host answers 200 again), then run. If the process dies first, the host never hands it
+  out again: it shows as expired when its deadline passes. It never ran, and never runs twice;
+* the sale ran (recorded in the journal like any other, with its reversal rules) but its result was not
+  delivered: the host shows it as expired at the deadline ("check the terminal's transactions"); a result
+  that comes late still completes it.
+
 `stop()` only sets a flag, so it is safe in a signal handler. The worker notices within a quarter second:
 a sale still waiting for a card is abandoned (ended "Cancelled"); one whose card is being read or that is
 online runs to its outcome, since the journal and the reversal rules need it to finish.
@@ -27,6 +40,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import queue
 import threading
 import time
@@ -34,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from hostproto.messages import ECR_MAX_RUN_SECONDS
 from terminal.assemble import Parts
 from terminal.config import MAX_AMOUNT, TerminalConfig
 from terminal.host.client import HostError, HostRejected
@@ -42,7 +57,7 @@ from terminal.kernel.outcome import Outcome
 from terminal.reader.base import Reader, ReaderError, Target
 from terminal.sale import Counter, SaleResult
 from terminal.service import notify
-from terminal.service.endpoint import EcrServer, base_url, open_server
+from terminal.service.endpoint import REQUEST_SECONDS, EcrServer, base_url, open_server
 from terminal.ui.feedback import format_amount
 
 __all__ = ["SaleJob", "ServiceError", "TerminalService"]
@@ -60,6 +75,7 @@ STOPPED = "stopped"
 TICK_SECONDS = 0.25  # how soon the worker notices stop() and a due watchdog ping
 RESULT_SECONDS = 3.0  # the outcome stays on the lights and message line this long before idle
 ECR_NEXT = "/api/v1/ecr/next"
+ECR_ACCEPT = "/api/v1/ecr/{id}/accept"
 ECR_RESULT = "/api/v1/ecr/{id}/result"
 MAX_POLL_BACKOFF = 10.0
 ECR_TEXT_MAX = 64
@@ -82,6 +98,16 @@ class SaleCancelled(Exception):
 
 def _now_text() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _parse_offer(item: dict[str, Any]) -> dict[str, Any] | None:
+    """A virtual-ECR offer from the host: its id and offer token checked; the amount is checked once it is ours."""
+    ecr_id, offer = item.get("id"), item.get("offer")
+    if isinstance(ecr_id, bool) or not isinstance(ecr_id, int):
+        return None
+    if not isinstance(offer, str) or not 0 < len(offer) <= 64:
+        return None
+    return {"id": ecr_id, "amount": item.get("amount"), "offer": offer}
 
 
 @dataclass
@@ -170,11 +196,12 @@ class TerminalService:
 
     def __init__(self, config: TerminalConfig, parts: Parts, *, sale_wait: float = 30.0, poll_seconds: float = 1.0,
                  flush_seconds: float = 30.0, status_seconds: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 ecr_request_seconds: float = REQUEST_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.parts = parts
         self.sale_wait = sale_wait
         self.poll_seconds = poll_seconds
+        self.ecr_request_seconds = ecr_request_seconds
         self.flush_seconds = flush_seconds
         self.status_seconds = status_seconds
         self._clock = clock
@@ -190,6 +217,8 @@ class TerminalService:
         self._current: SaleJob | None = None
         self._last_sale: dict[str, Any] | None = None
         self._results: list[tuple[int, dict[str, Any]]] = []  # ECR results still to deliver, under _lock
+        self._offer: dict[str, Any] | None = None  # an ECR offer not yet settled with the host (poller only)
+        self._accepted: set[int] = set()  # ECR sales handed over to this process: each one runs once (poller only)
         self._halt = threading.Event()  # set by close(): wakes the poller at once
         self._started = clock()
         self._reader_identity = ""
@@ -220,6 +249,13 @@ class TerminalService:
     def local_wait_limit(self) -> float:
         """How long a local register may wait for an outcome: the card wait plus the slowest host exchange."""
         return self.sale_wait + 3 * self.config.host.timeout + 10
+
+    @property
+    def ecr_run_seconds(self) -> int:
+        """How long the host waits for a virtual-ECR sale's result before showing it as expired: the sale, and a
+        poll or two at the slowest to bring the result back."""
+        needed = self.local_wait_limit + MAX_POLL_BACKOFF + 2 * self.config.host.timeout
+        return min(ECR_MAX_RUN_SECONDS, math.ceil(needed))
 
     def submit_local(self, amount: int) -> SaleJob | None:
         """Queue a sale from the local register; None when a sale is already queued or running, or stopping."""
@@ -268,8 +304,12 @@ class TerminalService:
             log.warning("host: %s: the service starts anyway; queued items go when the host answers",
                         self._link_error)
         if self.config.ecr.listen is not None:
+            if self.config.ecr.secret is None:
+                raise ServiceError('ecr.secret: missing while the local ECR is on; add it to [ecr], or listen = "" '
+                                   "to turn the local ECR off")
             try:
-                self._server = open_server(self.config.ecr.listen, self)
+                self._server = open_server(self.config.ecr.listen, self, self.config.ecr.secret,
+                                           request_seconds=self.ecr_request_seconds)
             except OSError as error:
                 host, port = self.config.ecr.listen
                 raise ServiceError(f"ecr.listen: cannot listen on {host}:{port} ({error.strerror}); choose a free "
@@ -318,6 +358,8 @@ class TerminalService:
             left = list(self._results)
         for ecr_id, result in left:
             log.warning("ecr: result of ECR sale #%d not delivered (%s %s)", ecr_id, result["rc"], result["text"])
+        if self._offer is not None:  # the host shows it as expired at its deadline unless it lapses first
+            log.warning("ecr: the hand-over of ECR sale #%d was not settled; it did not run", self._offer["id"])
         self._closed = True
         self.state = STOPPED
         log.info("service: stopped")
@@ -457,25 +499,49 @@ class TerminalService:
             delay = self.poll_seconds if self._poll_once() else min(MAX_POLL_BACKOFF, delay * 2)
 
     def _poll_once(self) -> bool:
-        """Deliver finished results, then take the next sale if the counter is free; False if the host failed."""
+        """Deliver finished results, settle an offer left open, then take the next sale if the counter is free;
+        False if the host failed."""
         if not self._deliver_results():
             return False
+        if self._offer is not None:  # its acceptance had no answer: ask again before anything else
+            return self._accept(self._offer)
         with self._lock:
             busy = self._open_jobs > 0
         if busy or self.stopping:
             return True
         try:
-            item = self.parts.host.client.get(f"{ECR_NEXT}?tid={self.config.terminal.id}")
+            item = self.parts.host.client.get(ECR_NEXT)  # the host knows us by the signature: no TID to send
         except HostError as error:
             self._note_poll(error=str(error))
             return False
         self._note_poll(last=_now_text(), error=None)
         if item is None:
             return True
-        ecr_id, amount = item.get("id"), item.get("amount")
-        if isinstance(ecr_id, bool) or not isinstance(ecr_id, int):
-            log.warning("ecr: the host sent a sale without a usable id; ignored")
+        offer = _parse_offer(item)
+        if offer is None:
+            log.warning("ecr: the host offered a sale without a usable id or offer; ignored (it offers it again)")
             return True
+        self._offer = offer
+        return self._accept(offer)
+
+    def _accept(self, offer: dict[str, Any]) -> bool:
+        """Tell the host we take the offered sale, and queue it only once the host has handed it over (200)."""
+        ecr_id, amount = offer["id"], offer["amount"]
+        try:
+            self.parts.host.client.post(ECR_ACCEPT.format(id=ecr_id), {"offer": offer["offer"],
+                                                                      "seconds": self.ecr_run_seconds})
+        except HostRejected as refused:  # the offer lapsed (or was never ours): the host keeps the sale
+            log.warning("ecr: sale #%d not handed over (%s); the host offers it again", ecr_id, refused)
+            self._offer = None
+            return True
+        except HostError as error:  # the host may have handed it over: the same offer is accepted again next time
+            self._note_poll(error=str(error))
+            return False
+        self._offer = None
+        if ecr_id in self._accepted:  # handed over twice: a sale from the queue never runs twice
+            log.warning("ecr: sale #%d was handed over already; not run again", ecr_id)
+            return True
+        self._accepted.add(ecr_id)
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
             with self._lock:
                 self._results.append((ecr_id, {"rc": RC_INVALID_AMOUNT, "text": "Invalid amount", "stan": None}))

@@ -18,6 +18,7 @@ from werkzeug.test import TestResponse
 
 from acquirer_stub.dashboard import charts, clearing, feed, present
 from acquirer_stub.dashboard.views import parse_yuan
+from acquirer_stub.ecr import handover
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from emvcore.bcd import encode_cn
@@ -448,7 +449,11 @@ class Terminal:
                                 content_type="application/json" if body else None)
 
     def next(self, **kwargs: Any) -> TestResponse:
-        return self.request("GET", "/api/v1/ecr/next", query=f"?tid={self.tid}", **kwargs)
+        return self.request("GET", "/api/v1/ecr/next", **kwargs)
+
+    def accept(self, ecr_id: int, offer: str, seconds: int = 60) -> TestResponse:
+        return self.request("POST", f"/api/v1/ecr/{ecr_id}/accept",
+                            json.dumps({"offer": offer, "seconds": seconds}).encode())
 
     def result(self, ecr_id: int, result: dict[str, Any]) -> TestResponse:
         return self.request("POST", f"/api/v1/ecr/{ecr_id}/result", json.dumps(result).encode())
@@ -463,10 +468,20 @@ def test_the_ecr_round_trip(app: Flask, operator: FlaskClient, world: World,
     row = connection.execute("SELECT * FROM ecr_requests").fetchone()
     assert (row["tid"], row["amount"], row["state"]) == (terminal.tid, 1234, "pending")
 
-    taken = terminal.next()
-    assert taken.status_code == 200
-    assert taken.json == {"id": row["id"], "tid": terminal.tid, "amount": 1234, "currency": "156",
-                          "created": row["created"]}
+    offered = terminal.next()
+    assert offered.status_code == 200
+    body = offered.json
+    offer = body.pop("offer")
+    assert body == {"id": row["id"], "tid": terminal.tid, "amount": 1234, "currency": "156",
+                    "created": row["created"], "lease_seconds": 30.0}
+    assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "offered"
+    again = terminal.next()  # not accepted: offered again, under a new token; the first one is void
+    assert again.json["id"] == row["id"] and again.json["offer"] != offer
+    assert terminal.accept(row["id"], offer).status_code == 409
+    assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "offered"
+    taken = terminal.accept(row["id"], again.json["offer"])
+    assert taken.json == {"id": row["id"], "state": "taken"}
+    assert terminal.accept(row["id"], again.json["offer"]).status_code == 200  # a retry after a lost answer
     assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "taken"
     assert terminal.next().status_code == 204  # never handed out twice
     assert connection.execute("SELECT last_seen FROM terminals").fetchone()[0] is not None
@@ -477,10 +492,45 @@ def test_the_ecr_round_trip(app: Flask, operator: FlaskClient, world: World,
     assert done["state"] == "done" and json.loads(done["result"]) == result
     assert terminal.result(row["id"], result).status_code == 200  # a retry after a lost answer
     assert terminal.result(row["id"], {**result, "rc": "05"}).status_code == 409
+    assert terminal.accept(row["id"], again.json["offer"]).status_code == 409  # finished: not taken again
     states = [json.loads(r[0])["state"] for r in connection.execute("SELECT body FROM events WHERE kind = 'ecr'")]
-    assert states == ["pending", "taken", "done"]
+    assert states == ["pending", "offered", "offered", "taken", "done"]
     page = operator.get("/dashboard/ecr").get_data(as_text=True)
     assert "APPROVED" in page and "000042" in page and "ecr-done" in page
+
+
+def test_an_ecr_offer_lapses_back_to_pending_and_a_late_sale_shows_expired(
+        app: Flask, operator: FlaskClient, world: World, connection: sqlite3.Connection) -> None:
+    """The hand-over's clock, moved by hand (`now`): an offer nobody accepts goes back to the queue; a taken
+    sale without a result by its deadline is shown expired on the page; its late result still completes it."""
+    terminal = Terminal(app.test_client(), world)
+    _post(operator, "/dashboard/ecr", tid=terminal.tid, amount="3.00")
+    t0 = time.time()
+    with db.transaction(connection):
+        offered = handover.offer(connection, terminal.tid, now=t0)
+    assert offered is not None and offered["state"] == "offered"
+    with db.transaction(connection):
+        handover.expire_overdue(connection, now=t0 + handover.LEASE_SECONDS - 1)
+        assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "offered"
+        handover.expire_overdue(connection, now=t0 + handover.LEASE_SECONDS + 1)
+    row = connection.execute("SELECT state, offer FROM ecr_requests").fetchone()
+    assert (row["state"], row["offer"]) == ("pending", None)
+    assert terminal.accept(offered["id"], offered["offer"]).status_code == 409  # the lapsed offer is void
+
+    work = terminal.next().json  # offered again, accepted, then nothing comes back in time
+    with db.transaction(connection):
+        handover.accept(connection, terminal.tid, work["id"], work["offer"], 60, now=t0 - 120)
+    assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "taken"
+    page = operator.get("/dashboard/ecr").get_data(as_text=True)  # the page sweeps: past the deadline
+    assert "ecr-expired" in page and "no result from" in page
+    assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "expired"
+    assert terminal.next().status_code == 204  # taken once: never offered again
+    assert terminal.accept(work["id"], work["offer"]).status_code == 409
+    late = {"rc": "00", "text": "APPROVED", "stan": "000007"}
+    assert terminal.result(work["id"], late).status_code == 200
+    assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "done"
+    states = [json.loads(r[0])["state"] for r in connection.execute("SELECT body FROM events WHERE kind = 'ecr'")]
+    assert states == ["pending", "offered", "pending", "offered", "taken", "expired", "done"]
 
 
 def test_the_ecr_protocol_refuses_what_it_must(app: Flask, operator: FlaskClient, world: World,
@@ -491,10 +541,19 @@ def test_the_ecr_protocol_refuses_what_it_must(app: Flask, operator: FlaskClient
     forged = signing.sign(b"\x00" * 32, terminal.tid, "GET", "/api/v1/ecr/next", b"", now=time.time())
     assert terminal.next(headers=forged).json["reason"] == "bad_signature"
     replay = signing.sign(terminal.key, terminal.tid, "GET", "/api/v1/ecr/next", b"", now=time.time())
-    assert terminal.next(headers=replay).status_code == 200
+    offer = terminal.next(headers=replay).json["offer"]
     assert terminal.next(headers=replay).json["reason"] == "replayed_nonce"
     assert terminal.request("GET", "/api/v1/ecr/next", query="?tid=QP000002").status_code == 403
     ecr_id = connection.execute("SELECT id FROM ecr_requests").fetchone()[0]
+    assert terminal.result(ecr_id, {"rc": "00", "text": "x", "stan": None}).status_code == 409  # not handed over
+    for body in ({}, {"offer": offer}, {"offer": offer.upper(), "seconds": 60}, {"offer": offer, "seconds": 0},
+                 {"offer": offer, "seconds": 3601}, {"offer": offer, "seconds": True}, [offer]):
+        assert terminal.request("POST", f"/api/v1/ecr/{ecr_id}/accept", json.dumps(body).encode()).status_code == 400
+    assert terminal.accept(ecr_id + 1, offer).status_code == 404
+    assert terminal.accept(10**30, offer).status_code == 404
+    assert terminal.accept(ecr_id, "0" * 32).status_code == 409
+    assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "offered"
+    assert terminal.accept(ecr_id, offer).status_code == 200
     assert terminal.result(ecr_id, {"rc": "0", "text": "x"}).status_code == 400
     assert terminal.result(ecr_id, {"rc": "00", "text": "x", "stan": 42}).status_code == 400
     assert terminal.result(ecr_id + 1, {"rc": "00", "text": "x", "stan": None}).status_code == 404

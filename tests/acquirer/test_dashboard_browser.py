@@ -230,8 +230,11 @@ def test_the_virtual_ecr_follows_a_sale_live(live: str, page: Page, world: World
     page.evaluate("window.__notReloaded = true")
 
     terminal = Terminal(live, world)
-    status, work = terminal.call("GET", "/api/v1/ecr/next", query=f"?tid={terminal.tid}")
+    status, work = terminal.call("GET", "/api/v1/ecr/next")
     assert status == 200 and work["amount"] == 880
+    expect(sale.locator(".state")).to_have_text("offered")
+    status, _ = terminal.call("POST", f"/api/v1/ecr/{work['id']}/accept", {"offer": work["offer"], "seconds": 60})
+    assert status == 200
     expect(sale.locator(".state")).to_have_text("taken")
     status, _ = terminal.call("POST", f"/api/v1/ecr/{work['id']}/result",
                               {"rc": "00", "text": "APPROVED", "stan": "000321"})

@@ -42,22 +42,23 @@ def _config(world: World, tmp_path: Path, state: Path, host_url: str, port: int)
         + f'\n[capk]\nfile = "{world.path(Path(data["capk"]["file"]))}"\n'
         + f'\n[reader]\nport = "{tmp_path / "pos"}"\n'
         + f'\n[journal]\npath = "{state / "terminal-journal.sqlite3"}"\n'
-        + f'\n[ecr]\nlisten = "127.0.0.1:{port}"\n'
+        + f'\n[ecr]\nlisten = "127.0.0.1:{port}"\nsecret = "{data["ecr"]["secret"]}"\n'
     )
     return path
 
 
-def _http(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _http(method: str, url: str, body: dict[str, Any] | None = None, *, secret: str = "") -> dict[str, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=40) as answer:
         return json.loads(answer.read())
 
 
-def _sale(base: str, rig: SoftwareRig, card: Path, manager: ServiceManager) -> dict[str, Any]:
+def _sale(base: str, rig: SoftwareRig, card: Path, manager: ServiceManager, secret: str) -> dict[str, Any]:
     box: list[dict[str, Any]] = []
-    thread = threading.Thread(target=lambda: box.append(_http("POST", f"{base}/sale", {"amount": AMOUNT})),
-                              daemon=True)
+    thread = threading.Thread(target=lambda: box.append(_http("POST", f"{base}/sale", {"amount": AMOUNT},
+                                                              secret=secret)), daemon=True)
     thread.start()
     manager.wait_for(lambda _: _http("GET", f"{base}/status")["state"] == "waiting for card", 15, "the card wait")
     rig.present(card)
@@ -86,6 +87,7 @@ def test_a_hung_terminal_is_killed_by_the_watchdog_and_restarts_with_its_journal
     assert unit.get("Type") == "notify" and unit.get("Restart") == "on-failure"  # from the real unit
     card = world.path(Path(next(c for c in world.cards() if c["issuer"] == ISSUER)["file"]))
     base = f"http://127.0.0.1:{port}"
+    secret = tomllib.loads(config.read_text())["ecr"]["secret"]
 
     with tempfile.TemporaryDirectory(prefix="sdm-") as folder:  # a short path: AF_UNIX paths ≤ 107 bytes
         manager = ServiceManager(unit, Path(folder), stderr=tmp_path / "service.log")
@@ -97,7 +99,7 @@ def test_a_hung_terminal_is_killed_by_the_watchdog_and_restarts_with_its_journal
             events = manager.wait_for(lambda ev: len(_of(ev, "watchdog", first)) >= 5, 30, "five WATCHDOG=1")
             assert not _of(events, "watchdog-timeout", first)
 
-            sale = _sale(base, rig, card, manager)
+            sale = _sale(base, rig, card, manager, secret)
             assert sale["outcome"] == "Approved" and sale["rc"] == "00", sale
             before = _http("GET", f"{base}/status")["host"]
             assert before["signed_on"] and before["batch"] is not None
@@ -115,7 +117,7 @@ def test_a_hung_terminal_is_killed_by_the_watchdog_and_restarts_with_its_journal
 
             after = _http("GET", f"{base}/status")
             assert after["state"] == "idle" and after["host"]["batch"] == before["batch"]  # same open batch
-            again = _sale(base, rig, card, manager)
+            again = _sale(base, rig, card, manager, secret)
             assert again["outcome"] == "Approved" and int(again["stan"]) > int(sale["stan"]), (sale, again)
         finally:
             if manager.process is not None and manager.process.poll() is None:

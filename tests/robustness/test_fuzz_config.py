@@ -23,7 +23,7 @@ BASE = {
     "limits": {"contactless_limit": 2_000_000, "floor_limit": 200_000, "cvm_limit": 100_000},
     "gpio": {"backend": "sim", "lights": [5, 6, 13, 19], "buzzer": 18},
     "journal": {"path": "journal.sqlite3"},
-    "ecr": {"listen": "127.0.0.1:8381"},
+    "ecr": {"listen": "127.0.0.1:8381", "secret": "s" * 43},
     "transit": {"keys": "capk.json"},
 }
 TOML_VALUES = st.recursive(

@@ -22,8 +22,12 @@ key = "{key}"
 
 [capk]
 file = "capk.json"
+
+[ecr]
+secret = "Zm9vYmFyLXRoZS1sb2NhbC1yZWdpc3RlcnMtc2VjcmV0"
 """
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+SECRET = "Zm9vYmFyLXRoZS1sb2NhbC1yZWdpc3RlcnMtc2VjcmV0"
 
 
 def _write(folder: Path, text: str) -> Path:
@@ -54,11 +58,13 @@ def test_the_worlds_terminal_toml_loads_as_is(world: World) -> None:
     assert config.gpio.tones == Tones(1500.0, 0.5, 750.0, 0.2, 0.2)
     assert config.journal.path == (world.root / "terminal-journal.sqlite3").resolve()
     assert config.ecr.listen == ("127.0.0.1", 8381)
+    assert config.ecr.secret is not None and len(config.ecr.secret) >= 32
+    assert config.ecr.secret not in repr(config)
 
 
 def test_every_section_with_paths_relative_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
-    path = _write(tmp_path, BASE.format(key=KEY) + """
+    path = _write(tmp_path, BASE.format(key=KEY).replace("[ecr]\n", '[ecr]\nlisten = ""\n') + """
 [reader]
 interface = "hsu"
 port = "pn532-pos"
@@ -82,9 +88,6 @@ idle_blink_ms = []
 
 [journal]
 path = "data/journal.db"
-
-[ecr]
-listen = ""
 """)
     config = load_config(path)
     assert config.reader.port == str(tmp_path.resolve() / "pn532-pos")
@@ -124,7 +127,12 @@ BAD = [
     ("[gpio]\nreset_pin = 4", "gpio.reset_pin", "reader.reset_pin"),
     ("[gpio]\nsuccess_hz = true", "gpio.success_hz", "write a number"),
     ("[gpio]\nidle_blink_ms = [1]", "gpio.idle_blink_ms", "[] for a steady light"),
-    ("[ecr]\nlisten = \"8381\"", "ecr.listen", "HOST:PORT"),
+    ('[ecr]\n|[ecr]\nlisten = "8381"\n', "ecr.listen", "HOST:PORT"),
+    (f'secret = "{SECRET}"\n|', "ecr.secret", 'listen = "" to turn the local ECR off'),
+    (f'secret = "{SECRET}"|secret = "{SECRET[:31]}"', "ecr.secret", "31 characters is too short"),
+    (f'secret = "{SECRET}"|secret = "{SECRET[:20]} {SECRET[20:]}"', "ecr.secret", "Authorization: Bearer"),
+    (f'secret = "{SECRET}"|secret = 12345', "ecr.secret", "secrets.token_urlsafe"),
+    (f'secret = "{SECRET}"|token = "{SECRET}"', "ecr.token", "ecr.secret"),
     ("[journal]\npath = \"missing/journal.db\"", "journal.path", "folder"),
     ("[printer]\nwidth = 32", "printer", "the sections are"),
     ('id = "QP000001"|id = "QP1"', "terminal.id", 'id = "QP000001"'),
@@ -154,6 +162,7 @@ def test_a_bad_value_names_its_key_and_the_fix(tmp_path: Path, change: str, key:
     assert message.startswith(f"{key}: ")
     assert fix in message
     assert str(path) in message  # which file, for a terminal started with several
+    assert SECRET[:20] not in message  # never the local register's secret, even a wrong one
 
 
 def test_the_baud_message_reads_as_documented(tmp_path: Path) -> None:

@@ -56,14 +56,16 @@ def _write_config(world: World, tmp_path: Path, host_url: str, port: int) -> Pat
         + f'\n[capk]\nfile = "{world.path(Path(data["capk"]["file"]))}"\n'
         + f'\n[reader]\nport = "{tmp_path / "pos"}"\n'
         + f'\n[journal]\npath = "{tmp_path / "journal.sqlite3"}"\n'
-        + f'\n[ecr]\nlisten = "127.0.0.1:{port}"\n'
+        + f'\n[ecr]\nlisten = "127.0.0.1:{port}"\nsecret = "{data["ecr"]["secret"]}"\n'
     )
     return path
 
 
-def _http(method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 15) -> tuple[int, Any]:
+def _http(method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 15,
+          secret: str = "") -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, json.loads(answer.read())
@@ -176,6 +178,7 @@ def test_the_service_takes_sales_from_both_registers_and_stops_on_sigterm(
     sock, socket_path = notify_socket
     port = free_port()
     config = _write_config(world, tmp_path, host_server.url, port)
+    secret = tomllib.loads(config.read_text())["ecr"]["secret"]
     card = next(c for c in world.cards() if c["issuer"] == ISSUER)
     env = {**os.environ, "NOTIFY_SOCKET": socket_path, "WATCHDOG_USEC": "400000"}
     with (tmp_path / "stderr.txt").open("w+") as stderr:
@@ -192,12 +195,12 @@ def test_the_service_takes_sales_from_both_registers_and_stops_on_sigterm(
             assert "PN532" in status["reader"] and status["host"]["signed_on"] is True
 
             # a local sale waits for the card; meanwhile a second one is refused, and so is a bad amount
-            first, answers = _in_background(lambda: _http("POST", f"{base}/sale", {"amount": 210000}))
+            first, answers = _in_background(lambda: _http("POST", f"{base}/sale", {"amount": 210000}, secret=secret))
             _until(lambda: _http("GET", f"{base}/status")[1]["state"] == "waiting for card", 5, "the card wait")
             assert _http("GET", f"{base}/status")[1]["message"] == "Present card"
-            assert _http("POST", f"{base}/sale", {"amount": 100})[0] == 409
-            assert _http("POST", f"{base}/sale", {"amount": 0})[0] == 400
-            assert _http("POST", f"{base}/sale", {"amount": "12.34"})[0] == 400
+            assert _http("POST", f"{base}/sale", {"amount": 100}, secret=secret)[0] == 409
+            assert _http("POST", f"{base}/sale", {"amount": 0}, secret=secret)[0] == 400
+            assert _http("POST", f"{base}/sale", {"amount": "12.34"}, secret=secret)[0] == 400
             rig.present(world.path(Path(card["file"])))
             first.join(15)
             code, sale = answers[0]
@@ -242,6 +245,7 @@ def test_a_host_that_is_down_is_not_fatal_and_stop_abandons_the_card_wait(
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     port = free_port()
     config = load_config(_write_config(world, tmp_path, f"http://127.0.0.1:{free_port()}", port))  # nobody there
+    secret = config.ecr.secret
     services: list[TerminalService] = []
 
     def run() -> None:  # the parts belong to the thread that runs the service (the journal is single-owner)
@@ -261,10 +265,10 @@ def test_a_host_that_is_down_is_not_fatal_and_stop_abandons_the_card_wait(
 
     idle = _until(lambda: (s := status()) and s["state"] == "idle" and s, 10, "the service to start")
     assert idle["host"]["signed_on"] is False and "not reachable" in idle["host"]["last_error"]
-    assert _http("POST", f"{base}/nothing", {"amount": 1})[0] == 404
-    assert _http("POST", f"{base}/sale", {"money": 1})[0] == 400
+    assert _http("POST", f"{base}/nothing", {"amount": 1}, secret=secret)[0] == 404
+    assert _http("POST", f"{base}/sale", {"money": 1}, secret=secret)[0] == 400
 
-    waiting, answers = _in_background(lambda: _http("POST", f"{base}/sale", {"amount": 100}))
+    waiting, answers = _in_background(lambda: _http("POST", f"{base}/sale", {"amount": 100}, secret=secret))
     _until(lambda: (s := status()) and s["state"] == "waiting for card", 5, "the card wait")
     started = time.monotonic()
     services[0].stop()
