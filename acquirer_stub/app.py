@@ -40,8 +40,9 @@ def create_app(instance_path: Path, *, overrides: dict[str, Any] | None = None) 
     def _close(_: BaseException | None) -> None:
         g.pop("db", None)
 
-    from acquirer_stub import blueprints
+    from acquirer_stub import blueprints, limits
 
+    limits.init_app(app)  # first: its body limit must be set before any hook reads a form
     blueprints.register(app)
     return app
 

@@ -27,15 +27,14 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from waitress import create_server
-
     from acquirer_stub.app import create_app
+    from acquirer_stub.serving import create_server
 
     root = Path(args.instance)
     app = create_app(root)
     listen = args.listen or app.config["INSTANCE"].listen
     host, _, port = listen.rpartition(":")
-    server = create_server(app, host=host, port=int(port), threads=8, ident="acquirer-stub")
+    server = create_server(app, host, int(port))
     listen = f"{host}:{server.effective_port}"  # port 0 asks the system for a free one: say which
     print(f"acquirer stub on http://{listen}/ (dashboard: http://{listen}/dashboard/)", flush=True)
     server.run()

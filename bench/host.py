@@ -1,5 +1,6 @@
 """Host throughput: signed authorizations from 1, 10 and 50 concurrent terminals against the acquirer stub, and
-the same requests against a bare endpoint on the same WSGI server (waitress, 8 threads), rounds interleaved.
+the same requests against a bare endpoint on the same server (waitress set up as `acquirer-stub serve` does),
+rounds interleaved.
 
 The acquirer runs in its own process as `acquirer-stub serve` does, its SQLite database on disk (WAL,
 synchronous=FULL: every decision is fsync'ed before the answer leaves). Each terminal is a `HostClient` (signed,

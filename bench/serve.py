@@ -1,4 +1,5 @@
-"""A WSGI app on waitress in its own process, as `acquirer-stub serve` runs it (8 threads), on an ephemeral port.
+"""A WSGI app in its own process, served as `acquirer-stub serve` serves it (`acquirer_stub.serving`), on an
+ephemeral port.
 
     python -m bench.serve host INSTANCE     # the acquirer stub's Flask app
     python -m bench.serve bare              # a bare endpoint: reads the body, answers a fixed JSON object
@@ -15,8 +16,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-THREADS = 8  # acquirer_stub.cli serve
-
 
 def bare_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The least a JSON endpoint does: read the request body, answer 200 with a small JSON body."""
@@ -28,7 +27,7 @@ def bare_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
 
 
 def main(argv: list[str]) -> int:
-    from waitress import create_server
+    from acquirer_stub.serving import create_server
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth is N": the load is the point
 
@@ -38,7 +37,7 @@ def main(argv: list[str]) -> int:
         app: Any = create_app(Path(argv[1]))
     else:
         app = bare_app
-    server = create_server(app, host="127.0.0.1", port=0, threads=THREADS, ident="bench")
+    server = create_server(app, "127.0.0.1", 0, ident="bench")
     print(f"port {server.effective_port}", flush=True)
     server.run()
     return 0

@@ -1,12 +1,24 @@
-"""The acquirer app served on a real port in this process, for the terminal's tests."""
+"""The acquirer app served on a real port: in this process (for the terminal's tests), or as `acquirer-stub serve`
+in a child process (when the server itself is under test: crashes, attacks, its memory), or with the serving
+set-up of `acquirer-stub serve` on a thread of this process (to try its budgets and timeouts with small values)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from acquirer_stub.serving import Serving, create_server
 
 
 def free_port() -> int:
@@ -14,6 +26,49 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def serve_acquirer(instance_root: Path, port: int, *, log: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+    """`acquirer-stub serve` on 127.0.0.1:port in a child process, once it answers /health; the caller stops it."""
+    output = log if log is not None else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [sys.executable, "-m", "acquirer_stub.cli", "serve", "--instance", str(instance_root),
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=output, stderr=output,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise AssertionError("the acquirer stub did not start")
+
+
+@contextlib.contextmanager
+def served_in_thread(app: Any, serving: Serving | None = None) -> Iterator[int]:
+    """`app` served by `acquirer_stub.serving.create_server` (with `serving`, or its defaults) on a thread of this
+    process, on a free port; yields the port, closes the server after."""
+    server = create_server(app, "127.0.0.1", 0, serving)
+    thread = threading.Thread(target=server.run, name="acquirer-stub-waitress", daemon=True)
+    thread.start()
+    try:
+        yield server.effective_port
+    finally:
+        server.close()
+        thread.join(timeout=10)
+
+
+def process_memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory now (VmRSS) or at its peak so far (VmHWM), in MB, from /proc."""
+    with open(f"/proc/{pid}/status") as stream:
+        for line in stream:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for process {pid}")
 
 
 class HostServer:

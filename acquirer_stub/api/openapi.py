@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from acquirer_stub.limits import API_BODY_BYTES
 from hostproto import messages, signing
 
 _RC = {"type": "string", "pattern": "^[0-9A-Z]{2}$", "description": "Response code (DE39)."}
@@ -132,7 +133,7 @@ def _errors() -> dict[str, Any]:
         "401": {"description": "Unsigned, forged, skewed or replayed request, or unknown terminal (rc 97).",
                 **error},
         "403": {"description": "The terminal is inactive (rc 58).", **error},
-        "413": {"description": "The body is larger than 8 KiB.", **error},
+        "413": {"description": f"The body is larger than {API_BODY_BYTES // 1024} KiB.", **error},
         "500": {"description": "Internal error (rc 96): nothing was stored, retransmit.", **error},
     }
 

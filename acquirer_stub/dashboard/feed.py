@@ -5,6 +5,9 @@ streaming rows by id never shows a decision that was rolled back, and `Last-Even
 resumes exactly where the browser stopped. Each poll is one short autocommit read on the stream's own
 connection: no transaction stays open between polls, so writers are never held up by a watching browser.
 Only whitelisted, masked fields leave the server, never an event body as stored.
+
+A stream holds a server thread for its whole life, so it ends after `MAX_SECONDS` (the browser reconnects with
+`Last-Event-ID` and loses nothing) and the server runs only a few at once (`acquirer_stub.serving`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,20 @@ from acquirer_stub.dashboard.present import load_json, scrub, when, yuan
 from acquirer_stub.store import db
 
 BATCH = 200
+POLL_SECONDS = 0.5
+HEARTBEAT_SECONDS = 15.0
+MAX_SECONDS = 60.0
+MAX_EVENT_ID = 2**63 - 1  # SQLite's largest row id
+
+
+def event_id(text: str | None) -> int | None:
+    """A resume point from the outside (`Last-Event-ID`, `?after=`): None when absent, ValueError when it is not
+    an event id (a browser only echoes the ids the feed sent)."""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_EVENT_ID:
+        raise ValueError("not an event id")
+    return int(text)
 
 
 def latest_event_id(connection: sqlite3.Connection) -> int:
@@ -93,9 +110,9 @@ def stream(
     database: Path,
     after: int | None,
     *,
-    poll_seconds: float = 0.5,
-    heartbeat_seconds: float = 15.0,
-    max_seconds: float = 600.0,
+    poll_seconds: float = POLL_SECONDS,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    max_seconds: float = MAX_SECONDS,
     client_gone: Callable[[], bool] | None = None,
 ) -> Iterator[str]:
     """Yields frames until the client goes away or `max_seconds` pass (the browser then reconnects).

@@ -121,15 +121,18 @@ def index() -> str:
 @bp.get("/feed")
 def feed_stream() -> Response:
     """SSE: resumes after Last-Event-ID on a reconnect, else after `?after=`, else from now."""
-    resume = request.headers.get("Last-Event-ID") or request.args.get("after")
-    after = int(resume) if resume and resume.isdigit() else None
+    try:
+        after = feed.event_id(request.headers.get("Last-Event-ID") or request.args.get("after"))
+    except ValueError:
+        return Response(json.dumps({"error": "Last-Event-ID and after must be an event id (digits)"}), status=400,
+                        mimetype="application/json")
     config = current_app.config
     client_gone = request.environ.get("waitress.client_disconnected")
     body = feed.stream(
         config["DATABASE"], after,
-        poll_seconds=float(config.get("FEED_POLL_SECONDS", 0.5)),
-        heartbeat_seconds=float(config.get("FEED_HEARTBEAT_SECONDS", 15)),
-        max_seconds=float(config.get("FEED_MAX_SECONDS", 600)),
+        poll_seconds=float(config.get("FEED_POLL_SECONDS", feed.POLL_SECONDS)),
+        heartbeat_seconds=float(config.get("FEED_HEARTBEAT_SECONDS", feed.HEARTBEAT_SECONDS)),
+        max_seconds=float(config.get("FEED_MAX_SECONDS", feed.MAX_SECONDS)),
         client_gone=client_gone if callable(client_gone) else None,
     )
     return Response(body, mimetype="text/event-stream",

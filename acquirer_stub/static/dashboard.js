@@ -73,26 +73,39 @@
     while (list.children.length > MAX_ROWS) list.removeChild(list.lastChild);
   }
 
-  function connect(table) {
+  const BUSY_RETRY_MS = 5000;
+
+  // The browser reconnects by itself when a stream ends (with Last-Event-ID), but gives up when the server
+  // refuses it (503: the server runs only a few streams at once); then we try again after a while, from the
+  // last event seen, so nothing is missed.
+  function connect(table, after) {
     const status = document.getElementById("feed-status");
     const feedRows = document.getElementById("feed-rows");
     const ecrRows = document.getElementById("ecr-rows");
     const activity = document.getElementById("activity");
-    // After the last event the page was rendered with; on reconnects the browser sends Last-Event-ID itself.
-    const source = new EventSource(table.dataset.feed + "?after=" + encodeURIComponent(table.dataset.after || ""));
+    let last = after;
+    const source = new EventSource(table.dataset.feed + "?after=" + encodeURIComponent(after));
+    const closeOnLeave = () => source.close();
+    window.addEventListener("pagehide", closeOnLeave);
     source.onopen = function () {
       if (status) { status.textContent = "live"; status.className = "feed-status live"; }
     };
     source.onerror = function () {
-      if (status) { status.textContent = "reconnecting…"; status.className = "feed-status"; }
+      if (source.readyState !== EventSource.CLOSED) {
+        if (status) { status.textContent = "reconnecting…"; status.className = "feed-status"; }
+        return;
+      }
+      if (status) { status.textContent = "server busy, retrying…"; status.className = "feed-status"; }
+      window.removeEventListener("pagehide", closeOnLeave);
+      window.setTimeout(() => connect(table, last), BUSY_RETRY_MS);
     };
     source.onmessage = function (event) {
+      if (event.lastEventId) last = event.lastEventId;
       const message = JSON.parse(event.data);
       if (feedRows && message.transaction) upsert(feedRows, message.transaction.id, () => transactionRow(message.transaction));
       if (ecrRows && message.ecr) upsert(ecrRows, message.ecr.id, () => ecrRow(message.ecr));
       if (activity) activityItem(activity, message);
     };
-    window.addEventListener("pagehide", () => source.close());
   }
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -100,6 +113,7 @@
       select.addEventListener("change", () => select.form.submit());
     });
     const table = document.querySelector("table[data-feed]");
-    if (table && window.EventSource) connect(table);
+    // After the last event the page was rendered with; on reconnects the browser sends Last-Event-ID itself.
+    if (table && window.EventSource) connect(table, table.dataset.after || "");
   });
 })();

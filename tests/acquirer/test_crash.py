@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
-from hostserver import free_port
+from hostserver import free_port, serve_acquirer
 from test_api import MMDD, financial
 
 from acquirer_stub.instance import Instance
@@ -49,24 +47,6 @@ class HttpTerminal:
             return answer.read()
 
 
-
-def _serve(instance: Instance, port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "acquirer_stub.cli", "serve", "--instance", str(instance.root),
-         "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError("the acquirer stub did not start")
-
-
 def _money(connection: sqlite3.Connection) -> dict[str, tuple[int | None, int]]:
     rows = connection.execute("SELECT issuer, balance, credit_used FROM accounts").fetchall()
     return {row["issuer"]: (row["balance"], row["credit_used"]) for row in rows}
@@ -79,7 +59,7 @@ def test_sigkill_during_a_stream_of_authorizations_loses_and_doubles_nothing(
     connection = db.connect(instance.database)
     money_before = _money(connection)
     connection.close()
-    server = _serve(instance, port)
+    server = serve_acquirer(instance.root, port)
     terminal = HttpTerminal(world, port)
     answers: dict[str, bytes] = {}
     try:
@@ -108,7 +88,7 @@ def test_sigkill_during_a_stream_of_authorizations_loses_and_doubles_nothing(
         received_before_crash = dict(answers)
         assert 0 < len(received_before_crash) < len(ISSUERS) * SALES_PER_CARD
 
-        server = _serve(instance, port)
+        server = serve_acquirer(instance.root, port)
         # after the restart: everything answered before the crash is there, exactly as it was sent
         connection = db.connect(instance.database)
         for stan, raw in received_before_crash.items():

@@ -21,11 +21,13 @@ from typing import Any
 import pytest
 import reader
 from flask import Flask
+from hostserver import served_in_thread
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from werkzeug.serving import make_server
 
 from acquirer_stub.instance import Instance
+from acquirer_stub.serving import Serving
 from acquirer_stub.store import db
 from emvcore.bcd import encode_cn
 from firmware.cards.cardfile import PlainCard
@@ -243,3 +245,24 @@ def test_the_virtual_ecr_follows_a_sale_live(live: str, page: Page, world: World
     expect(sale).to_contain_text("APPROVED")
     expect(sale).to_contain_text("000321")
     assert page.evaluate("window.__notReloaded === true")
+
+
+def test_a_feed_refused_as_busy_retries_and_resumes_where_it_stopped(app: Flask, browser: Browser, world: World,
+                                                                      page: Page) -> None:
+    """The server runs only so many streams (here one) and answers the next 503; the browser's EventSource gives
+    up on a 503, so the page retries by itself and, once a stream is free, shows what happened meanwhile."""
+    app.config.update(FEED_POLL_SECONDS=0.1, FEED_HEARTBEAT_SECONDS=0.5)
+    with served_in_thread(app, Serving(feed_streams=1)) as port:
+        base = f"http://127.0.0.1:{port}"
+        _log_in(page, base, world)
+        expect(page.locator("#feed-status")).to_have_text("live")  # this tab holds the only stream
+        second = page.context.new_page()
+        second.set_default_timeout(TIMEOUT_MS)
+        second.goto(f"{base}/dashboard/")
+        expect(second.locator("#feed-status")).to_have_text("server busy, retrying…")
+        answer = Terminal(base, world).sale("icbc-debit", 12_34)  # while the second tab has no stream
+        assert answer["rc"] == "00"
+        page.close()  # the first tab goes away: its stream ends and frees the slot
+        expect(second.locator("#feed-status")).to_have_text("live", timeout=TIMEOUT_MS)  # a retry every 5 s
+        expect(second.locator("#feed-rows tr", has_text="¥12.34")).to_be_visible(timeout=TIMEOUT_MS)
+        second.close()
