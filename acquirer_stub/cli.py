@@ -10,6 +10,7 @@ from pathlib import Path
 from acquirer_stub.instance import DEFAULT_LISTEN, InstanceError
 from acquirer_stub.loader import init_instance
 from firmware.jsonfile import FileFormatError
+from firmware.privatefiles import private_umask
 from firmware.world.layout import World
 
 DEFAULT_INSTANCE = Path("var/acquirer")
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with private_umask():  # the instance, its database and whatever SQLite puts beside it: ours alone
+            return args.run(args)
     except (InstanceError, FileFormatError, RuntimeError) as error:
         print(f"acquirer-stub: {error}", file=sys.stderr)
         return 1

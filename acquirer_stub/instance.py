@@ -12,6 +12,7 @@ from pathlib import Path
 from acquirer_stub.keys import KeyStore
 from acquirer_stub.vault import Vault
 from firmware.jsonfile import Fields, FileFormatError, read_json, write_json_atomic
+from firmware.privatefiles import private_dir, write_private
 from firmware.world.layout import World
 
 CONFIG = "config.json"
@@ -61,12 +62,11 @@ class Instance:
 
 
 def create_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN) -> Instance:
-    root.mkdir(parents=True, exist_ok=True)
+    """The folder (0700) with the vault key and the config (0600); the database comes private from db.connect."""
+    private_dir(root, ours=True)
     if (root / CONFIG).exists():
         raise InstanceError(f"{root} already holds an acquirer instance; remove it or use --force")
-    key_path = root / VAULT_KEY
-    key_path.write_text(secrets.token_hex(32) + "\n")
-    key_path.chmod(0o600)
+    write_private(root / VAULT_KEY, secrets.token_hex(32) + "\n")
     write_json_atomic(root / CONFIG, {
         "format": "quickpass-acquirer", "version": 1,
         "world": str(world.root.resolve()),

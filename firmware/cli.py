@@ -20,6 +20,7 @@ from firmware.pn532.faults import KINDS
 from firmware.pn532.pty import LinkPathError
 from firmware.pn532.rig import RigError, SoftwareRig
 from firmware.present import load_presentable
+from firmware.privatefiles import private_umask
 from firmware.wallet import binding
 from firmware.wallet.wallet import Wallet, WalletError
 from firmware.world import provisioning
@@ -334,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with private_umask():  # worlds, cards, wallets, the control socket: the user's alone
+            return args.run(args)
     except (FileFormatError, WalletError, WorldExistsError, provisioning.ProvisioningError, control.ControlError,
             RigError, LinkPathError, Pn532Error, binding.BindingError) as error:
         print(f"pos-card: {error}", file=sys.stderr)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from firmware.privatefiles import FILE_MODE, write_private
 
 TEST_ONLY = "TEST ONLY: test keys for a simulated payment world; never use with real cards or money"
 
@@ -38,25 +38,9 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def write_json_atomic(path: Path, data: dict[str, Any], *, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=False)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+def write_json_atomic(path: Path, data: dict[str, Any], *, mode: int = FILE_MODE) -> None:
+    """Card, wallet and world files are private (0600 in a 0700 folder) unless ``mode`` says otherwise."""
+    write_private(path, json.dumps(data, indent=2, sort_keys=False) + "\n", mode=mode)
 
 
 class Fields:

@@ -13,6 +13,7 @@ import sys
 import time
 from types import FrameType
 
+from firmware.privatefiles import private_umask
 from posdemo.stack import ACQUIRER_URL, DemoError, Stack, Stopped
 from posdemo.story import Story, summary_lines
 
@@ -26,6 +27,11 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with private_umask():  # var/demo: the world's keys, the acquirer's database, the logs; the children inherit it
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m posdemo",
         description="Start the acquirer stub, a software PN532 with the demo phone and the terminal service, "

@@ -15,7 +15,6 @@ import errno
 import fcntl
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -28,8 +27,9 @@ from typing import IO, Any
 
 from firmware.pn532.control import ControlServer
 from firmware.pn532.rig import SoftwareRig
+from firmware.privatefiles import private_dir, private_file
 from firmware.world.build import create_world
-from firmware.world.layout import World
+from firmware.world.layout import GATE_CONFIG, World
 from terminal.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,12 +103,12 @@ class Stack:
         self.world = World.open(self.world_dir)
         self._acquirer()
         self._pn532()
-        self._write_gate_config()
+        self._link_gate_config()
         self._terminal()
 
     def _take_lock(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_path, "a+")  # noqa: SIM115 - held for the whole run
+        private_dir(self.dir, ours=True)  # the world's keys, the acquirer's database, the logs: the user's alone
+        handle = open(private_file(self.lock_path), "a+")  # noqa: SIM115 - held for the whole run
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -149,25 +149,15 @@ class Stack:
         self.say(f"  control socket: {self._rel(self.control_path)}  "
                  f"(e.g. pos-card fingerprint --control {self._rel(self.control_path)})")
 
-    def _write_gate_config(self) -> None:
-        text = (self.world_dir / "terminal.toml").read_text()
-        replaced = {
-            'port = "../pn532-pos"': 'port = "../pn532-gate"',
-            'path = "terminal-journal.sqlite3"': 'path = "gate-journal.sqlite3"',
-            'listen = "127.0.0.1:8381"': 'listen = ""',  # the gate takes fares only, no register
-        }
-        for old, new in replaced.items():
-            if old not in text:
-                raise DemoError(f"the world's terminal.toml has no {old!r}; cannot derive the gate's config")
-            text = text.replace(old, new)
-        text = re.sub(r"^secret = .*\n", "", text, flags=re.MULTILINE)  # no register: no register's secret
-        # the world's paths are relative to the world folder: the gate's config lives there too (gate.toml
-        # beside it is a link, so `pos-terminal --config var/demo/gate.toml` reads the same file)
-        target = self.world_dir / "gate.toml"
-        target.write_text(text)
+    def _link_gate_config(self) -> None:
+        """The world made the gate's config (its own TID and key, known to the acquirer); gate.toml here is a
+        link to it, so `pos-terminal --config var/demo/gate.toml` reads it with the world's relative paths."""
+        target = self.world_dir / GATE_CONFIG
+        if not target.is_file():
+            raise DemoError(f"the world has no {GATE_CONFIG}; cannot configure the metro gate")
         with contextlib.suppress(FileNotFoundError):
             self.gate_config.unlink()
-        self.gate_config.symlink_to(Path("world") / "gate.toml")
+        self.gate_config.symlink_to(Path(self.world_dir.name) / GATE_CONFIG)
 
     @property
     def ecr_secret(self) -> str:
@@ -200,7 +190,7 @@ class Stack:
         return self.dir / f"{name.split()[0]}.log"
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log_path = self._log_path(name)
+        log_path = private_file(self._log_path(name))
         log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -70,7 +70,7 @@ install -d -m 0755 "$root$opt/docs"
 install -m 0644 "$src/docs/raspberry-pi.md" "$root$opt/docs/raspberry-pi.md"
 
 say "state $state"
-install -d -m 0750 "$root$state"
+install -d -m 0700 "$root$state"
 if [ ! -e "$root$state/world" ]; then
   if [ -n "$world" ]; then
     cp -a "$world" "$root$state/world"

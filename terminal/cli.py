@@ -7,6 +7,7 @@ import datetime
 import decimal
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
+    previous_umask = os.umask(0o077)  # the journal, its key and SQLite's side files: the terminal's user's alone
     try:
         return args.run(args)
     except (ConfigError, CapkError, ReaderError, JournalError) as error:
@@ -191,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     except HostError as error:  # e.g. settle with the host down: the journal keeps everything for the next try
         print(f"pos-terminal: host: {error}", file=sys.stderr)
         return 1
+    finally:
+        os.umask(previous_umask)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,9 +60,10 @@ def instance(world: World, tmp_path: Path) -> Instance:
 
 
 # --- robustness (tests/robustness/README.md): hypothesis profiles and the end-of-session secret scan ----------------
-# "ci" is the default; `pytest tests/robustness --hypothesis-profile=long` is the overnight fuzzing run.
+# "ci" is the default; `pytest tests/robustness --hypothesis-profile=long` is the overnight fuzzing run, with
+# POS_FUZZ_EXAMPLES examples per test (100 000 unless set; docs/robustness.md ran it in seeded chunks).
 settings.register_profile("ci", max_examples=100)
-settings.register_profile("long", max_examples=100_000, deadline=None)
+settings.register_profile("long", max_examples=int(os.environ.get("POS_FUZZ_EXAMPLES", "100000")), deadline=None)
 settings.load_profile("ci")
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from acquirer_stub.store.schema import MIGRATIONS
+from firmware.privatefiles import private_database
 
 _write_locks: dict[str, threading.RLock] = {}
 _write_locks_guard = threading.Lock()
@@ -36,6 +37,8 @@ def _write_lock(path: Path) -> threading.RLock:
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    """Open (or create, 0600: SQLite gives the -wal and -shm files the main file's mode) the database."""
+    private_database(Path(path))
     connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False, factory=Connection)
     connection.write_lock = _write_lock(path)
     connection.row_factory = sqlite3.Row

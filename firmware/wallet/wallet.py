@@ -20,6 +20,7 @@ from firmware.cards.card import Chip
 from firmware.cards.qpboc import QPbocApplication, QPbocKeys, QPbocProfile, QPbocState
 from firmware.cards.transit import TransitKeys, TransitProfile, TransitPurse, TransitState
 from firmware.jsonfile import TEST_ONLY, Fields, FileFormatError, read_json, write_json_atomic
+from firmware.privatefiles import write_private
 from firmware.wallet import secure_element
 from firmware.wallet.fingerprint import DEFAULT_WINDOW_SECONDS, FingerprintGate, finger_digest
 
@@ -94,9 +95,7 @@ class Wallet:
     ) -> Wallet:
         device_key = secure_element.new_device_key()
         key_path = device_key_path(path)
-        key_path.parent.mkdir(parents=True, exist_ok=True)
-        key_path.write_text(device_key.hex() + "\n")
-        key_path.chmod(0o600)
+        write_private(key_path, device_key.hex() + "\n")
         salt = secrets.token_bytes(16)
         gate = FingerprintGate(
             salt, [finger_digest(salt, f) for f in fingers], window_seconds=window_seconds, clock=clock

@@ -20,6 +20,7 @@ from firmware.cards.cardfile import application_entry, write_card
 from firmware.cards.qpboc import QPbocState
 from firmware.cards.transit import TransitState
 from firmware.jsonfile import TEST_ONLY, write_json_atomic
+from firmware.privatefiles import private_dir, write_private
 from firmware.wallet.wallet import Wallet
 from firmware.world import layout
 from firmware.world.banks import BANKS, TRANSIT_CITIES
@@ -45,13 +46,14 @@ TRANSIT_BALANCE = 5_000  # fen: ¥50.00 on each transit card
 TOKEN_BIN = "628888"
 DEMO_FUNDING_ISSUER = "boc-credit"
 DEMO_TID, DEMO_MID = "QP000001", "898310054110001"
+GATE_TID, GATE_MID = "QP000002", "898310041110001"  # the demo's metro gate: its own TID, key and PSAM number
 DEMO_CARDHOLDER = "zhangwei"
 UNIONPAY_AIDS = ("A000000333010101", "A000000333010102")  # qPBOC debit, credit
 OFFLINE_FLOOR_LIMITS = {aid: DEFAULT_FLOOR_LIMIT for aid in UNIONPAY_AIDS}
 """The demo terminal's offline floor limit per AID, declared here once: written to acquirer/terminals.json (the
 acquirer takes an advice above it as an exception) and to terminal.toml (the terminal goes online above it)."""
 TERMINAL_TOML = """# {test_only}
-# The demo terminal's configuration (pos-terminal --config); paths are relative to this file.
+# {what}'s configuration (pos-terminal --config); paths are relative to this file.
 [terminal]
 id = "{tid}"
 merchant_id = "{mid}"
@@ -72,17 +74,22 @@ floor_limit = {floor_limit}
 aid_floor_limits = {{ {aid_floor_limits} }}
 
 [reader]
-port = "../pn532-pos"  # the demo's software PN532: pos-card pn532 --link var/pn532-pos
+port = "../{reader}"  # the demo's software PN532: pos-card pn532 --link var/{reader}
 
 [journal]
-path = "terminal-journal.sqlite3"
+path = "{journal}"
 
 [transit]
 keys = "transit/keys.json"  # the software PSAM's purchase master keys (test only)
-
+{more}"""
+COUNTER_ECR = """
 [ecr]
 listen = "127.0.0.1:8381"  # the local ECR (POST /sale, GET /status); "" turns it off
 secret = "{ecr_secret}"  # a local register sends it as Authorization: Bearer …
+"""
+GATE_ECR = """
+[ecr]
+listen = ""  # the gate takes fares only, no register
 """
 
 
@@ -101,7 +108,7 @@ def create_world(
             raise WorldExistsError(f"{root} is not empty and is not a test world; choose another folder")
         if not force:
             raise WorldExistsError(f"{root} already holds a test world; use --force to replace it")
-    root.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(root.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
         _build(staging, today or datetime.date.today(), progress)
@@ -122,7 +129,7 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
     ca_private = oda.generate_rsa_key(CA_BITS, RSA_EXPONENT)
     ca_public = oda.public_key_of(ca_private)
     capk = oda.CaPublicKey(SCHEME_RID, CA_INDEX, ca_public, datetime.date(today.year + 15, 12, 31))
-    _write_secret_text(root / layout.CA_PRIVATE_KEY, oda.private_key_to_pem(ca_private).decode())
+    write_private(root / layout.CA_PRIVATE_KEY, oda.private_key_to_pem(ca_private).decode())
     write_json_atomic(root / layout.CAPK, layout.capk_to_dict([capk]), mode=0o644)
 
     issuers: list[dict[str, Any]] = []
@@ -216,12 +223,14 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
             "status": "active",
         }],
     })
-    progress("the demo terminal and the acquirer's users (operator, cardholder)")
-    terminal_key = secrets.token_bytes(32)
+    progress("the demo terminals (shop counter, metro gate) and the acquirer's users (operator, cardholder)")
+    terminal_key, gate_key = secrets.token_bytes(32), secrets.token_bytes(32)
     write_json_atomic(root / layout.ACQUIRER_TERMINALS, {
         "format": "quickpass-terminals", "version": 1, "test_only": TEST_ONLY,
-        "terminals": [{"tid": DEMO_TID, "mid": DEMO_MID, "name": "Demo counter", "key": terminal_key.hex(),
-                       "floor_limit": DEFAULT_FLOOR_LIMIT, "aid_floor_limits": OFFLINE_FLOOR_LIMITS}],
+        "terminals": [{"tid": tid, "mid": mid, "name": name, "key": key.hex(),
+                       "floor_limit": DEFAULT_FLOOR_LIMIT, "aid_floor_limits": OFFLINE_FLOOR_LIMITS}
+                      for tid, mid, name, key in ((DEMO_TID, DEMO_MID, "Demo counter", terminal_key),
+                                                  (GATE_TID, GATE_MID, "Demo metro gate", gate_key))],
     })
     write_json_atomic(root / layout.ACQUIRER_USERS, {
         "format": "quickpass-users", "version": 1, "test_only": TEST_ONLY,
@@ -231,19 +240,19 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
              "phone": "13800138000", "name": "Zhang Wei"},
         ],
     })
-    _write_secret_text(root / layout.TERMINAL_CONFIG, TERMINAL_TOML.format(
-        test_only=TEST_ONLY, tid=DEMO_TID, mid=DEMO_MID, key=terminal_key.hex(),
-        ecr_secret=secrets.token_urlsafe(32), floor_limit=DEFAULT_FLOOR_LIMIT,
-        aid_floor_limits=", ".join(f"{aid} = {limit}" for aid, limit in OFFLINE_FLOOR_LIMITS.items()),
+    floor_limits = {"floor_limit": DEFAULT_FLOOR_LIMIT,
+                    "aid_floor_limits": ", ".join(f"{aid} = {limit}" for aid, limit in OFFLINE_FLOOR_LIMITS.items())}
+    write_private(root / layout.TERMINAL_CONFIG, TERMINAL_TOML.format(
+        test_only=TEST_ONLY, what="The demo terminal", tid=DEMO_TID, mid=DEMO_MID, key=terminal_key.hex(),
+        reader="pn532-pos", journal="terminal-journal.sqlite3", **floor_limits,
+        more=COUNTER_ECR.format(ecr_secret=secrets.token_urlsafe(32)),
+    ))
+    write_private(root / layout.GATE_CONFIG, TERMINAL_TOML.format(
+        test_only=TEST_ONLY, what="The demo metro gate", tid=GATE_TID, mid=GATE_MID, key=gate_key.hex(),
+        reader="pn532-gate", journal="gate-journal.sqlite3", **floor_limits, more=GATE_ECR,
     ))
     write_json_atomic(root / layout.MANIFEST, {
         "format": layout.WORLD_FORMAT, "version": layout.WORLD_VERSION, "test_only": TEST_ONLY,
         "created": today.isoformat(), "scheme": {"rid": SCHEME_RID.hex().upper(), "ca_index": CA_INDEX},
         "demo_phone": str(layout.DEMO_PHONE), "demo_fingers": DEMO_FINGERS,
     }, mode=0o644)
-
-
-def _write_secret_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o600)

@@ -25,6 +25,7 @@ DEMO_PHONE = Path("phones/demo-phone.json")
 ACQUIRER_TERMINALS = Path("acquirer/terminals.json")
 ACQUIRER_USERS = Path("acquirer/users.json")
 TERMINAL_CONFIG = Path("terminal.toml")
+GATE_CONFIG = Path("gate.toml")  # the demo's metro gate (its own terminal in ACQUIRER_TERMINALS)
 
 
 def issuer_keys(code: str) -> Path:

@@ -129,7 +129,7 @@ def test_signon_opens_a_new_batch_each_time_and_echo_reports_it(terminal: Termin
     assert terminal.sign_on() == 2
     after = terminal.post("/echo", {**echo, "stan": terminal.next_stan()})
     assert after.json["signed_on"] is True and after.json["batch"] == 2
-    (row,) = rows(instance, "SELECT batch, signed_on, last_seen FROM terminals")
+    (row,) = rows(instance, "SELECT batch, signed_on, last_seen FROM terminals WHERE tid = ?", terminal.tid)
     assert (row["batch"], row["signed_on"]) == (2, 1) and row["last_seen"]
     assert [r["kind"] for r in rows(instance, "SELECT kind FROM events")] == ["signon", "signon"]
 
