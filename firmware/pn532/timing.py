@@ -31,9 +31,13 @@ class LinkModel:
         self._overshoot = 0.0  # seconds slept beyond what was asked, still to be taken off the next sleep
 
     def reset_account(self) -> None:
+        """Start a new account with no carried excess: within one account the excess taken off a sleep was
+        overslept earlier in that account, so what it measures never takes less than its model (an excess
+        carried in from before would let a loaded machine's exchange beat the model)."""
         with self._lock:
             self.modelled_seconds = 0.0
             self.hops = dict.fromkeys(self.hops, 0.0)
+            self._overshoot = 0.0
 
     def _account(self, hop: str, seconds: float, *, already_spent: float = 0.0) -> None:
         with self._lock:

@@ -248,16 +248,20 @@ def test_an_advice_over_the_floor_limit_of_its_aid_is_an_exception(
 
 def test_the_world_declares_the_floor_limit_once_for_both_ends(world: World, instance: Instance) -> None:
     """The acquirer's figures (loaded at init) are the ones the world wrote into the terminal's TOML."""
+    from firmware.world.layout import GATE_CONFIG
     from terminal.config import load_config
 
-    (entry,) = world.terminals()
-    loaded = {row["aid"]: row["floor_limit"] for row in rows(instance, "SELECT aid, floor_limit FROM "
-                                                                       "terminal_floor_limits WHERE tid = ?",
-                                                             entry["tid"])}
-    config = load_config(world.path(Path("terminal.toml")))
-    assert loaded == {"": config.limits.floor_limit,
-                      **{aid.hex().upper(): limit for aid, limit in config.limits.aid_floor_limits}}
-    assert loaded == {"": 200_000, DEBIT_AID: 200_000, CREDIT_AID: 200_000}
+    configs = {load_config(world.path(name)).terminal.id: load_config(world.path(name))
+               for name in (Path("terminal.toml"), GATE_CONFIG)}
+    assert {entry["tid"] for entry in world.terminals()} == set(configs)  # the counter and the gate
+    for entry in world.terminals():
+        loaded = {row["aid"]: row["floor_limit"] for row in rows(instance, "SELECT aid, floor_limit FROM "
+                                                                           "terminal_floor_limits WHERE tid = ?",
+                                                                 entry["tid"])}
+        config = configs[entry["tid"]]
+        assert loaded == {"": config.limits.floor_limit,
+                          **{aid.hex().upper(): limit for aid, limit in config.limits.aid_floor_limits}}
+        assert loaded == {"": 200_000, DEBIT_AID: 200_000, CREDIT_AID: 200_000}
 
 
 def test_a_terminal_the_world_gives_no_floor_limit_has_its_advices_all_taken_as_exceptions(

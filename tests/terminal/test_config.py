@@ -49,7 +49,7 @@ def test_the_worlds_terminal_toml_loads_as_is(world: World) -> None:
     # the demo's software PN532 next to the world folder; otherwise HSU at 115200, no reset line
     assert config.reader == ReaderConfig(port=str(world.root / "../pn532-pos"))
     # the offline floor limits are the acquirer's figures for this terminal, declared once in the world
-    (entry,) = world.terminals()
+    (entry,) = [entry for entry in world.terminals() if entry["tid"] == config.terminal.id]
     aid_limits = tuple((bytes.fromhex(aid), limit) for aid, limit in entry["aid_floor_limits"].items())
     assert config.limits == Limits(contactless_limit=2_000_000, floor_limit=entry["floor_limit"], cvm_limit=100_000,
                                    aid_floor_limits=aid_limits)

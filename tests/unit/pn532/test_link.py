@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +26,7 @@ from firmware.pn532.link import (
     uart_exchange_seconds,
     uart_seconds,
 )
+from firmware.pn532.timing import MAX_CARRIED_OVERSHOOT, LinkModel
 
 FC = 13.56e6
 BIT = 128 / FC
@@ -250,3 +253,14 @@ def test_gpo_online_or_offline_from_the_cvr() -> None:
 def test_gpo_flag_overrides_the_response() -> None:
     assert card_seconds(TIMING, GPO, gpo_response(0xA0), offline=True) == 0.080
     assert card_seconds(TIMING, GPO, gpo_response(0x90), offline=False) == 0.030
+
+
+def test_a_new_account_takes_no_excess_carried_from_before_it() -> None:
+    """The excess of earlier sleeps is taken off later ones, but not across `reset_account`: one accounted
+    exchange then never takes less than its model, however late the machine woke before it."""
+    model = LinkModel(enabled=True)
+    model._overshoot = MAX_CARRIED_OVERSHOOT * 4  # as left by a loaded machine's late wake-ups
+    model.reset_account()
+    started = time.perf_counter()
+    model.pace_uart(100)
+    assert time.perf_counter() - started >= model.modelled_seconds > 0
