@@ -101,8 +101,11 @@ def test_a_forged_advice_for_a_fortune_moves_no_money_and_waits_for_an_operator(
     assert f'data-exception="{item["id"]}"' in opened
     for shown in (mask_pan(pan), "¥9,999,999,999.99", terminal.tid, "TC_UNVERIFIED"):
         assert shown in opened, shown
-    assert pan not in page and pan not in operator.get("/dashboard/settlements").get_data(as_text=True)
-    assert "exceptions" in operator.get("/dashboard/settlements").get_data(as_text=True)
+    settlements = operator.get("/dashboard/settlements").get_data(as_text=True)
+    assert pan not in page and pan not in settlements
+    # the settlement page's two figures for the batch: nothing accepted, the forged sale as an exception
+    assert '<span class="accepted">0 · ¥0.00</span>' in settlements
+    assert "1 · ¥9,999,999,999.99</span>" in settlements.split('<span class="accepted">', 1)[1]
 
     # resolving records who, when, how and why, and moves no money either
     resolve = f"/dashboard/exceptions/{item['id']}/resolve"
