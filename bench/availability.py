@@ -1,6 +1,6 @@
 """The terminal API's latency idle and under the availability attack of issue #11 §5 (tests/siege.py).
 
-    python -m bench.availability [--probes N] [--rounds N] [--quick]
+    python -m bench.availability [--probes N] [--rounds N] [--login-clients N] [--quick]
 
 One terminal sends signed echoes (0800, a durable write each) one after another; in each round, first with
 nothing else running, then while 50 operator live-feed streams, 200 stalled connections (half-sent headers,
@@ -34,7 +34,7 @@ P99_RATIO = 2.0
 WARM_UP = 20
 
 
-def measure(world: World, url: str, pid: int, *, probes: int, rounds: int
+def measure(world: World, url: str, pid: int, *, probes: int, rounds: int, login_clients: int = 4
             ) -> tuple[list[float], list[float], collections.Counter[str], float, float]:
     """Idle and attacked echo latencies (seconds), what the attack saw, the server's RSS idle and its peak (MB)."""
     port = int(url.rsplit(":", 1)[1])
@@ -51,7 +51,7 @@ def measure(world: World, url: str, pid: int, *, probes: int, rounds: int
         probe.latencies = []
         probe.run(probes)
         idle += probe.latencies
-        with Siege(port, cookie, operator["username"]) as siege:
+        with Siege(port, cookie, operator["username"], login_clients=login_clients) as siege:
             probe.latencies = []
             probe.run(probes)
             attacked += probe.latencies
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.availability", description=__doc__.splitlines()[0])
     parser.add_argument("--probes", type=int, help="echoes per phase and round (default 300)")
     parser.add_argument("--rounds", type=int, help="rounds of idle + attack (default 3)")
+    parser.add_argument("--login-clients", type=int, default=4, help="login flood clients (default 4; 0: none)")
     parser.add_argument("--quick", action="store_true", help="tiny counts: checks the machinery, not the machine")
     args = parser.parse_args(argv)
     probes = args.probes or (20 if args.quick else 300)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         with Server("host", str(instance.root), cwd=ROOT) as server:
             print("idle and attacked rounds …", file=sys.stderr, flush=True)
             idle, attacked, seen, rss_idle, rss_peak = measure(world, server.url, server.pid, probes=probes,
-                                                               rounds=rounds)
+                                                               rounds=rounds, login_clients=args.login_clients)
     report = Report()
     for name, fraction in (("p50", 0.50), ("p99", 0.99)):
         value, reference = percentile(attacked, fraction) * 1000, percentile(idle, fraction) * 1000
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add(Row("availability", "acquirer resident memory, peak during the run", rss_peak, "MB", rss_idle,
                    "idle"))
     print(f"machine: {machine()}")
-    print(f"{rounds} rounds × {probes} echoes per phase, one terminal, closed loop; pooled per phase")
+    print(f"{rounds} rounds × {probes} echoes per phase, one terminal, closed loop; pooled per phase; "
+          f"{args.login_clients} login flood clients")
     print()
     print(report.markdown())
     print()

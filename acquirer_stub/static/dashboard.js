@@ -73,7 +73,7 @@
     while (list.children.length > MAX_ROWS) list.removeChild(list.lastChild);
   }
 
-  const BUSY_RETRY_MS = 5000;
+  const BUSY_RETRY_MS = 5000;  // the Retry-After of its 503 (acquirer_stub/serving.py); EventSource cannot read it
 
   // The browser reconnects by itself when a stream ends (with Last-Event-ID), but gives up when the server
   // refuses it (503: the server runs only a few streams at once); then we try again after a while, from the

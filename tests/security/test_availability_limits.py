@@ -272,6 +272,8 @@ def test_pages_and_feeds_have_budgets_and_the_api_none(tmp_path: Path) -> None:
 
 
 def test_pages_run_at_a_lower_cpu_priority_than_the_api() -> None:
+    if os.getpriority(os.PRIO_PROCESS, 0) >= 19:
+        pytest.skip("this process already runs at the lowest priority there is")
     gate = _Gate()
     gate.release.set()
     admission = Admission(gate, Serving())
