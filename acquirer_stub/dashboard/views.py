@@ -180,9 +180,8 @@ def terminals() -> str:
         "  AND substr(t.created, 1, 10) = ?) AS approved,"
         " (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid AND t.batch = m.batch) AS in_batch,"
         " (SELECT MAX(created) FROM transactions t WHERE t.tid = m.tid) AS last_transaction,"
-        " (SELECT COUNT(*) FROM ecr_requests e WHERE e.tid = m.tid AND e.state IN ('pending', 'offered', 'taken'))"
-        " AS ecr_open"
-        " FROM terminals m ORDER BY m.tid", (today, today),
+        " (SELECT COUNT(*) FROM ecr_requests e WHERE e.tid = m.tid AND e.state IN (?, ?, ?)) AS ecr_open"
+        " FROM terminals m ORDER BY m.tid", (today, today, *handover.OPEN_STATES),
     ).fetchall()
     return render_template("dashboard/terminals.html", terminals=rows)
 

@@ -499,6 +499,14 @@ def test_the_ecr_round_trip(app: Flask, operator: FlaskClient, world: World,
     assert "APPROVED" in page and "000042" in page and "ecr-done" in page
 
 
+def _open_ecr_sales(operator: FlaskClient) -> str:
+    """The last cell of the demo terminal's row on /dashboard/terminals."""
+    html = operator.get("/dashboard/terminals").get_data(as_text=True)
+    found = re.search(r"<td>QP000001</td>.*?<td class=\"num\">([0-9]+)</td></tr>", html, re.S)
+    assert found is not None
+    return found.group(1)
+
+
 def test_an_ecr_offer_lapses_back_to_pending_and_a_late_sale_shows_expired(
         app: Flask, operator: FlaskClient, world: World, connection: sqlite3.Connection) -> None:
     """The hand-over's clock, moved by hand (`now`): an offer nobody accepts goes back to the queue; a taken
@@ -521,9 +529,11 @@ def test_an_ecr_offer_lapses_back_to_pending_and_a_late_sale_shows_expired(
     with db.transaction(connection):
         handover.accept(connection, terminal.tid, work["id"], work["offer"], 60, now=t0 - 120)
     assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "taken"
+    assert _open_ecr_sales(operator) == "1"
     page = operator.get("/dashboard/ecr").get_data(as_text=True)  # the page sweeps: past the deadline
     assert "ecr-expired" in page and "no result from" in page
     assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "expired"
+    assert _open_ecr_sales(operator) == "0"  # expired is no longer open
     assert terminal.next().status_code == 204  # taken once: never offered again
     assert terminal.accept(work["id"], work["offer"]).status_code == 409
     late = {"rc": "00", "text": "APPROVED", "stan": "000007"}
