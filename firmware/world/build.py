@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import secrets
 import shutil
+import string
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +92,12 @@ GATE_ECR = """
 [ecr]
 listen = ""  # the gate takes fares only, no register
 """
+
+
+def _password() -> str:
+    """16 letters and digits (95 bits): nothing a shell or argparse reads specially (a token_urlsafe one may
+    start with '-', and `--password -x…` is then taken for an option)."""
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(16))
 
 
 class WorldExistsError(Exception):
@@ -235,8 +242,8 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
     write_json_atomic(root / layout.ACQUIRER_USERS, {
         "format": "quickpass-users", "version": 1, "test_only": TEST_ONLY,
         "users": [
-            {"username": "operator", "password": secrets.token_urlsafe(12), "role": "operator"},
-            {"username": DEMO_CARDHOLDER, "password": secrets.token_urlsafe(12), "role": "cardholder",
+            {"username": "operator", "password": _password(), "role": "operator"},
+            {"username": DEMO_CARDHOLDER, "password": _password(), "role": "cardholder",
              "phone": "13800138000", "name": "Zhang Wei"},
         ],
     })

@@ -117,3 +117,11 @@ def test_an_existing_world_is_kept_unless_forced(world: World) -> None:
     with pytest.raises(build.WorldExistsError, match="--force"):
         build.create_world(world.root)
     assert world.path(Path("WORLD.json")).read_bytes() == before
+
+
+def test_the_logins_passwords_are_letters_and_digits_only(world: World) -> None:
+    """A password printed by `acquirer-stub init` must work pasted after `--password`: one starting with '-'
+    (a token_urlsafe could) is read by argparse as an option, which failed the wallet-bind tests by chance."""
+    drawn = [build._password() for _ in range(2000)] + [user["password"] for user in world.users()]
+    assert all(len(password) == 16 and password.isascii() and password.isalnum() for password in drawn)
+    assert len(set(drawn)) == len(drawn)
