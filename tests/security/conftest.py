@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from webform import world_login
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
+from acquirer_stub.store import db
+from firmware.world.layout import World
 
 
 @pytest.fixture
@@ -18,3 +24,20 @@ def app(instance: Instance) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
+    """A second connection to the instance's database, to read what a request stored."""
+    connection = db.connect(instance.database)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def headers(world: World, client: FlaskClient) -> dict[str, str]:
+    """The demo cardholder's wallet-app session (token service bearer token)."""
+    username, password = world_login(world, "cardholder")
+    answer = client.post("/tsp/v1/sessions", json={"username": username, "password": password})
+    assert answer.status_code == 200
+    return {"Authorization": f"Bearer {answer.json['token']}"}

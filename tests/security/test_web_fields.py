@@ -8,37 +8,18 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from webform import csrf_token, post_login, world_login
 
 from acquirer_stub import accounts
-from acquirer_stub.instance import Instance
-from acquirer_stub.store import db
 from acquirer_stub.tsp import binding
 from firmware.world.layout import World
 
 NEW_PHONE = "00000000000000b3"
 THIRTY_DIGITS = "9" * 30
-
-
-@pytest.fixture
-def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
-    connection = db.connect(instance.database)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def headers(world: World, client: FlaskClient) -> dict[str, str]:
-    username, password = world_login(world, "cardholder")
-    answer = client.post("/tsp/v1/sessions", json={"username": username, "password": password})
-    assert answer.status_code == 200
-    return {"Authorization": f"Bearer {answer.json['token']}"}
 
 
 def _card_details(world: World) -> dict[str, str]:

@@ -8,27 +8,17 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from webform import csrf_token, post_login, world_login
 
-from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from acquirer_stub.store.schema import MIGRATIONS
 from firmware.wallet.wallet import Wallet
 from firmware.world.layout import World
-
-
-@pytest.fixture
-def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
-    connection = db.connect(instance.database)
-    yield connection
-    connection.close()
 
 
 def _logged_in(app: Flask, world: World, role: str) -> tuple[FlaskClient, str]:

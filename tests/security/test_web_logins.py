@@ -10,7 +10,7 @@ import hashlib
 import sqlite3
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,19 +19,10 @@ from flask.testing import FlaskClient
 from webform import post_login, world_login
 
 from acquirer_stub import throttle
-from acquirer_stub.instance import Instance
-from acquirer_stub.store import db
 from firmware.world.layout import World
 
 ACCOUNT = throttle.LOGIN_FAILURES_PER_ACCOUNT
 ADDRESS = throttle.LOGIN_FAILURES_PER_ADDRESS
-
-
-@pytest.fixture
-def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
-    connection = db.connect(instance.database)
-    yield connection
-    connection.close()
 
 
 def _browser(app: Flask, address: str) -> FlaskClient:

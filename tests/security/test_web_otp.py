@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,29 +16,12 @@ from flask.testing import FlaskClient
 from webform import post_login, world_login
 
 from acquirer_stub import throttle
-from acquirer_stub.instance import Instance
-from acquirer_stub.store import db
 from firmware.wallet import binding as wallet_binding
 from firmware.wallet.wallet import Wallet
 from firmware.world.layout import World
 
 ATTACK_ROUNDS = 200  # bindings the attacker tries to start; the old code let every one of them guess 3 times
 SECOND_PHONE = "00000000000000a2"
-
-
-@pytest.fixture
-def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
-    connection = db.connect(instance.database)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def headers(world: World, client: FlaskClient) -> dict[str, str]:
-    username, password = world_login(world, "cardholder")
-    answer = client.post("/tsp/v1/sessions", json={"username": username, "password": password})
-    assert answer.status_code == 200
-    return {"Authorization": f"Bearer {answer.json['token']}"}
 
 
 def _cards(world: World) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -16,17 +15,9 @@ from webform import csrf_token, post_login, world_login
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import CONFIG, Instance
-from acquirer_stub.store import db
 from firmware.world.layout import World
 
 NEW_PASSWORD = "a-new-password-for-the-test"
-
-
-@pytest.fixture
-def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
-    connection = db.connect(instance.database)
-    yield connection
-    connection.close()
 
 
 def _logged_in(app: Flask, world: World, role: str) -> tuple[FlaskClient, str]:
