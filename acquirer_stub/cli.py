@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 from pathlib import Path
 
-from acquirer_stub.instance import DEFAULT_LISTEN, InstanceError
+from acquirer_stub.instance import DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, InstanceError, address
 from acquirer_stub.loader import init_instance
 from firmware.jsonfile import FileFormatError
 from firmware.privatefiles import private_umask
@@ -20,7 +21,8 @@ def _init(args: argparse.Namespace) -> int:
     root = Path(args.instance)
     if args.force and root.exists():
         shutil.rmtree(root)
-    instance, counts = init_instance(root, World.open(Path(args.world)), listen=args.listen)
+    instance, counts = init_instance(root, World.open(Path(args.world)), listen=args.listen,
+                                     web_listen=args.web_listen)
     print(f"acquirer instance in {root}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     for user in instance.world.users():
         print(f"  {user['role']:10} login: {user['username']} / {user['password']}  (test world)")
@@ -30,16 +32,45 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from acquirer_stub.app import create_app
     from acquirer_stub.serving import create_server
+    from acquirer_stub.webprocess import WebProcess
 
     root = Path(args.instance)
     app = create_app(root)
-    listen = args.listen or app.config["INSTANCE"].listen
-    host, _, port = listen.rpartition(":")
-    server = create_server(app, host, int(port))
-    listen = f"{host}:{server.effective_port}"  # port 0 asks the system for a free one: say which
-    print(f"acquirer stub on http://{listen}/ (dashboard: http://{listen}/dashboard/)", flush=True)
-    server.run()
+    instance = app.config["INSTANCE"]
+    api_host, api_port = address(args.listen or instance.listen, "listen")
+    web_listen = instance.web_listen if args.web_listen is None else args.web_listen
+    web_address = address(web_listen, "web listen") if web_listen else None
+    web_url = ""  # once the web process listens
+
+    def elsewhere() -> str:
+        if web_url:
+            return f"pages, logins and the token service are on {web_url}"
+        return "this acquirer serves no pages (web listen is off)" if web_address is None else "pages are starting"
+
+    try:
+        server = create_server(app, api_host, api_port, serves="api", elsewhere=elsewhere)
+    except OSError as error:  # a taken port, an address not on this machine
+        raise InstanceError(f"listen on {api_host}:{api_port}: {error.strerror or error}") from None
+    api_url = f"http://{api_host}:{server.effective_port}/"  # port 0 asks the system for a free one: say which
+    web = WebProcess(root, *web_address, api_url) if web_address else None
+    signal.signal(signal.SIGTERM, _stop)  # systemd's stop: waitress ends its loop, the web process after it
+    try:
+        lines = [f"acquirer stub: terminal API on {api_url}"]
+        if web is not None:
+            web_url = f"http://{web_address[0]}:{web.start()}/"
+            lines.append(f"  dashboard: {web_url}dashboard/  cardholder pages: {web_url}cardholder/  "
+                         f"token service: {web_url}tsp/v1/")
+        print("\n".join(lines), flush=True)
+        server.run()
+    finally:
+        server.close()
+        if web is not None:
+            web.stop()
     return 0
+
+
+def _stop(*_: object) -> None:
+    raise SystemExit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,12 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="create an instance folder and load a test world into its database")
     init.add_argument("--world", required=True, help="the test world folder (pos-card world DIR)")
     init.add_argument("--instance", default=str(DEFAULT_INSTANCE), help=f"instance folder ({DEFAULT_INSTANCE})")
-    init.add_argument("--listen", default=DEFAULT_LISTEN, help=f"host:port to serve on ({DEFAULT_LISTEN})")
+    init.add_argument("--listen", default=DEFAULT_LISTEN, help=f"host:port of the terminal API ({DEFAULT_LISTEN})")
+    init.add_argument("--web-listen", default=DEFAULT_WEB_LISTEN,
+                      help=f"host:port of the dashboard, cardholder pages and token service ({DEFAULT_WEB_LISTEN};"
+                           " '' = none)")
     init.add_argument("--force", action="store_true", help="replace an existing instance")
     init.set_defaults(run=_init)
-    serve = commands.add_parser("serve", help="serve the API, token service and dashboard (waitress)")
+    serve = commands.add_parser(
+        "serve", help="serve the terminal API, and in a second process the dashboard, pages and token service",
+        description="Serve the terminal API (this process) and the web listener: dashboard, cardholder pages, "
+                    "logins, live feeds and token service (a child process at a lower CPU priority, so a busy page "
+                    "or a login flood never slows a payment down). Port 0 picks a free port.")
     serve.add_argument("--instance", default=str(DEFAULT_INSTANCE), help=f"instance folder ({DEFAULT_INSTANCE})")
-    serve.add_argument("--listen", help="host:port (default: from the instance)")
+    serve.add_argument("--listen", help="host:port of the terminal API (default: from the instance)")
+    serve.add_argument("--web-listen", help="host:port of the web listener (default: from the instance; '' = none)")
     serve.set_defaults(run=_serve)
     return parser
 

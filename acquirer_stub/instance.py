@@ -18,7 +18,8 @@ from firmware.world.layout import World
 CONFIG = "config.json"
 VAULT_KEY = "vault.key"
 DATABASE = "acquirer.sqlite3"
-DEFAULT_LISTEN = "127.0.0.1:8380"
+DEFAULT_LISTEN = "127.0.0.1:8380"  # the terminal API
+DEFAULT_WEB_LISTEN = "127.0.0.1:8382"  # dashboard, cardholder pages, token service (8381: the terminal's ECR)
 
 
 class InstanceError(Exception):
@@ -30,9 +31,10 @@ class Instance:
     root: Path
     world: World
     secret_key: str
-    listen: str
+    listen: str  # the terminal API's host:port
     no_pin_limit: int  # fen: contactless sales above it need a CVM (signature or CDCVM)
     https: bool = False  # served over HTTPS (behind a TLS proxy): session cookie Secure, HSTS
+    web_listen: str = DEFAULT_WEB_LISTEN  # the pages' and token service's host:port; "" = not served
 
     @property
     def database(self) -> Path:
@@ -47,7 +49,8 @@ class Instance:
             config.header("quickpass-acquirer", 1)
             world = World.open(Path(config.str("world")))
             return cls(root, world, config.str("secret_key"), config.str("listen"),
-                       config.int("no_pin_limit"), config.bool("https", default=False))
+                       config.int("no_pin_limit"), config.bool("https", default=False),
+                       config.str("web_listen", default=DEFAULT_WEB_LISTEN))
         except FileFormatError as error:
             raise InstanceError(f"{root / CONFIG}: {error}") from None
 
@@ -61,8 +64,20 @@ class Instance:
         return KeyStore.from_world(self.world)
 
 
-def create_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN) -> Instance:
+def address(text: str, what: str) -> tuple[str, int]:
+    """HOST:PORT (port 0: one the system picks) as (host, port); InstanceError says what is wrong."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise InstanceError(f"{what} {text!r} is not HOST:PORT (e.g. 127.0.0.1:8380)")
+    return host, int(port)
+
+
+def create_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN,
+                    web_listen: str = DEFAULT_WEB_LISTEN) -> Instance:
     """The folder (0700) with the vault key and the config (0600); the database comes private from db.connect."""
+    address(listen, "listen")
+    if web_listen:
+        address(web_listen, "web listen")
     private_dir(root, ours=True)
     if (root / CONFIG).exists():
         raise InstanceError(f"{root} already holds an acquirer instance; remove it or use --force")
@@ -72,6 +87,7 @@ def create_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN) -
         "world": str(world.root.resolve()),
         "secret_key": secrets.token_hex(32),
         "listen": listen,
+        "web_listen": web_listen,
         "no_pin_limit": 100_000,
         "https": False,
     })

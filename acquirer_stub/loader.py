@@ -10,7 +10,7 @@ from typing import Any
 
 from werkzeug.security import generate_password_hash
 
-from acquirer_stub.instance import DEFAULT_LISTEN, Instance, create_instance
+from acquirer_stub.instance import DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, Instance, create_instance
 from acquirer_stub.store import db
 from acquirer_stub.store.db import transaction
 from acquirer_stub.vault import Vault
@@ -21,10 +21,10 @@ from hostproto.messages import MAX_AMOUNT
 DEMO_PROMOTION_PERCENT, DEMO_PROMOTION_CAP = 10, 2_000  # the seed's bank promotion: 10 % off, up to ¥20
 
 
-def init_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN,
+def init_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN, web_listen: str = DEFAULT_WEB_LISTEN,
                   today: datetime.date | None = None) -> tuple[Instance, dict]:
     """A new instance folder with `world` in its database: `acquirer-stub init`, and every test's acquirer."""
-    instance = create_instance(root, world, listen=listen)
+    instance = create_instance(root, world, listen=listen, web_listen=web_listen)
     connection = db.connect(instance.database)
     try:
         db.migrate(connection)

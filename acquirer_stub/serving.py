@@ -14,6 +14,13 @@ requests run at once, and one more is answered at once with 503 and Retry-After.
 threads than those budgets, so the terminal API (/api/v1) and /health always find a free one. Pages, logins and
 the token service run on a pool of their own at a lower CPU priority (Linux: per-thread nice), so a login flood's
 password hashes do not slow the API down either; they get what CPU the API leaves.
+
+That is not enough against a login flood: its requests are cheap (a refused attempt is a read), but a
+client that sends them back to back keeps the process's interpreter lock busy, and the API's requests wait for it
+(p99 28 × idle, bench/availability.py). So `acquirer-stub serve` splits the app over two listeners in two
+processes (`acquirer_stub.webprocess`): the terminal API on one, pages, logins, feeds and the token service on
+the other, niced as a whole. A listener answers what it does not serve with 404 and where to go instead; /health
+answers on both. `serves="all"` keeps everything on one listener, for tests and tools in one process.
 """
 
 from __future__ import annotations
@@ -34,7 +41,10 @@ from acquirer_stub import limits
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 FEED_PATH = "/dashboard/feed"
-API_PREFIXES = ("/api/v1/", "/health")
+API_PREFIX = "/api/v1/"
+HEALTH_PATH = "/health"
+SERVES = {"api": ("api", "health"), "web": ("web", "feed", "health"), "all": ("api", "web", "feed", "health")}
+"""What each kind of listener answers (kinds: see `request_kind`)."""
 OPEN_FILES_MARGIN = 256
 """File descriptors beside the connections: SQLite files (3 per connection in WAL mode), logs, temporary files."""
 
@@ -52,16 +62,22 @@ class Serving:
     channel_timeout: int = 10  # seconds a connection may stay silent before waitress closes it
     cleanup_interval: int = 2  # seconds between waitress's sweeps for silent connections
 
-    @property
-    def threads(self) -> int:
-        """Waitress's worker threads."""
-        return self.api_threads + self.web_threads + self.feed_streams
+    def threads(self, serves: str) -> int:
+        """Waitress's worker threads for a listener that `serves` "api", "web" or "all"."""
+        budgets = self.web_threads + self.feed_streams
+        return {"api": self.api_threads, "web": budgets + HEALTH_THREADS, "all": self.api_threads + budgets}[serves]
+
+
+HEALTH_THREADS = 1
+"""A web listener's thread beyond its budgets, so /health answers while pages and feeds take them all."""
 
 
 def request_kind(path: str) -> str:
-    """Which budget a request draws on: "api" (none, always served), "feed" or "web"."""
-    if path.startswith(API_PREFIXES):
+    """Which budget a request draws on: "api" or "health" (none, always served), "feed" or "web"."""
+    if path.startswith(API_PREFIX):
         return "api"
+    if path == HEALTH_PATH:
+        return "health"
     return "feed" if path == FEED_PATH else "web"
 
 
@@ -108,36 +124,51 @@ class _Releasing:
                 release()
 
 
-def _lower_priority(niceness: int) -> None:
+def lower_priority(niceness: int) -> None:
     """Run this thread (only: on Linux, nice is per thread) `niceness` steps below the process."""
     if niceness and sys.platform == "linux":
         lower = min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness)  # 19: the lowest there is
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), lower)
 
 
-class Admission:
-    """WSGI middleware: the API straight through; a feed or web request only while its budget has a free slot
-    (web ones on the low-priority pool), else 503 with Retry-After."""
+def _not_here(start_response: Callable[..., Any], elsewhere: str) -> list[bytes]:
+    body = json.dumps({"error": f"not served on this listener: {elsewhere}"}).encode()
+    start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                                     ("Cache-Control", "no-store")])
+    return [body]
 
-    def __init__(self, app: WSGIApp, serving: Serving) -> None:
+
+class Admission:
+    """WSGI middleware: what this listener does not serve, 404; the API and /health straight through; a feed or
+    web request only while its budget has a free slot, else 503 with Retry-After. Where the API shares the
+    listener ("all"), web requests run on the low-priority pool."""
+
+    def __init__(self, app: WSGIApp, serving: Serving, serves: str = "all",
+                 elsewhere: str | Callable[[], str] = "") -> None:
         self.app = app
+        self._serves = SERVES[serves]
+        self._elsewhere = elsewhere
         self._feed = _Budget(serving.feed_streams, "live-feed streams", serving.retry_after_seconds)
         self._web = _Budget(serving.web_threads, "page or token-service requests", serving.retry_after_seconds)
-        self._web_pool = ThreadPoolExecutor(serving.web_threads, "acquirer-web", initializer=_lower_priority,
-                                            initargs=(serving.web_niceness,))
+        self._web_pool = ThreadPoolExecutor(serving.web_threads, "acquirer-web", initializer=lower_priority,
+                                            initargs=(serving.web_niceness,)) if serves == "all" else None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         kind = request_kind(environ.get("PATH_INFO", ""))
-        if kind == "api":
+        if kind not in self._serves:
+            where = self._elsewhere() if callable(self._elsewhere) else self._elsewhere
+            return _not_here(start_response, where or "see `acquirer-stub serve --help`")
+        if kind in ("api", "health"):
             return self.app(environ, start_response)
         budget = self._feed if kind == "feed" else self._web
         if not budget.try_take():
             return budget.busy(start_response)
         try:
-            if kind == "feed":
-                body = self.app(environ, start_response)
-            else:  # the waitress thread waits: it is one of the budget's, and the pool has one thread per slot
+            if kind == "web" and self._web_pool is not None:
+                # the waitress thread waits: it is one of the budget's, and the pool has one thread per slot
                 body = self._web_pool.submit(self.app, environ, start_response).result()
+            else:
+                body = self.app(environ, start_response)
         except BaseException:
             budget.give_back()
             raise
@@ -158,9 +189,10 @@ def _open_files_for(connections: int) -> int:
 
 
 def create_server(app: WSGIApp, host: str, port: int, serving: Serving | None = None, *,
-                  ident: str = "acquirer-stub") -> Any:
-    """A waitress server for `app` on host:port (0: a free port, see `effective_port`); `run()` serves, `close()`
-    stops."""
+                  ident: str = "acquirer-stub", serves: str = "all", elsewhere: str | Callable[[], str] = "") -> Any:
+    """A waitress server for what `app` `serves` ("api", "web" or "all") on host:port (0: a free port, see
+    `effective_port`); `elsewhere` (or what it returns when asked) tells a client where to find what this
+    listener does not serve. `run()` serves, `close()` stops."""
     from waitress import create_server as waitress_server
 
     serving = serving or Serving()
@@ -169,8 +201,8 @@ def create_server(app: WSGIApp, host: str, port: int, serving: Serving | None = 
         logging.getLogger(__name__).warning("open-file limit: serving at most %d connections instead of %d",
                                             connection_limit, serving.connection_limit)
     return waitress_server(
-        Admission(app, serving), host=host, port=port, ident=ident,
-        threads=serving.threads,
+        Admission(app, serving, serves, elsewhere), host=host, port=port, ident=ident,
+        threads=serving.threads(serves),
         connection_limit=connection_limit,
         channel_timeout=serving.channel_timeout,
         cleanup_interval=serving.cleanup_interval,

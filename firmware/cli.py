@@ -318,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
         "bind", help="add a bank card online: log in, card details, SMS code, token delivered (max 8)"
     )
     bind.add_argument("wallet")
-    bind.add_argument("--host", required=True, metavar="URL", help="the acquirer stub, e.g. http://127.0.0.1:8380")
+    bind.add_argument("--host", required=True, metavar="URL",
+                      help="the acquirer stub's web listener (token service), e.g. http://127.0.0.1:8382")
     bind.add_argument("--user", required=True, metavar="NAME", help="the cardholder's login")
     bind.add_argument("--password", required=True, metavar="PW")
     bind.add_argument("--pan", required=True, help="the card number, as keyed on the phone (never printed)")

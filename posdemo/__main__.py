@@ -14,7 +14,7 @@ import time
 from types import FrameType
 
 from firmware.privatefiles import private_umask
-from posdemo.stack import ACQUIRER_URL, DemoError, Stack, Stopped
+from posdemo.stack import WEB_URL, DemoError, Stack, Stopped
 from posdemo.story import Story, summary_lines
 
 
@@ -58,7 +58,7 @@ def _main(argv: list[str] | None) -> int:
         status, story_played = (0 if all(r.ok for r in results) else 1), True
         _say(f"story played in {time.monotonic() - started:.1f} s in all")
         if not args.once:
-            _say(f"\nthe stack keeps running: open {ACQUIRER_URL}/dashboard/ in a browser; Ctrl-C stops it")
+            _say(f"\nthe stack keeps running: open {WEB_URL}/dashboard/ in a browser; Ctrl-C stops it")
             while not (dead := stack.dead_children()):
                 time.sleep(0.5)
             _say(f"posdemo: the {', '.join(dead)} stopped by itself; stopping the rest")

@@ -34,8 +34,9 @@ from terminal.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "var" / "demo"
-HOST, ACQUIRER_PORT, ECR_PORT = "127.0.0.1", 8380, 8381
-ACQUIRER_URL = f"http://{HOST}:{ACQUIRER_PORT}"
+HOST, ACQUIRER_PORT, ECR_PORT, WEB_PORT = "127.0.0.1", 8380, 8381, 8382
+ACQUIRER_URL = f"http://{HOST}:{ACQUIRER_PORT}"  # the terminal API (the terminals' [host] url)
+WEB_URL = f"http://{HOST}:{WEB_PORT}"  # the acquirer's dashboard, cardholder pages and token service
 ECR_URL = f"http://{HOST}:{ECR_PORT}"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
@@ -94,7 +95,8 @@ class Stack:
 
     def start(self) -> None:
         self._take_lock()
-        for port, what in ((ACQUIRER_PORT, "the acquirer stub"), (ECR_PORT, "the terminal's local ECR")):
+        for port, what in ((ACQUIRER_PORT, "the acquirer's terminal API"), (ECR_PORT, "the terminal's local ECR"),
+                           (WEB_PORT, "the acquirer's dashboard")):
             if port_in_use(port):
                 raise DemoError(f"port {port} is in use ({what} needs it): stop whatever listens there "
                                 f"(see `ss -ltnp 'sport = :{port}'`) and start the demo again")
@@ -126,15 +128,18 @@ class Stack:
     def _acquirer(self) -> None:
         init = subprocess.run(
             [sys.executable, "-m", "acquirer_stub.cli", "init", "--world", str(self.world_dir),
-             "--instance", str(self.instance), "--listen", f"{HOST}:{ACQUIRER_PORT}", "--force"],
+             "--instance", str(self.instance), "--listen", f"{HOST}:{ACQUIRER_PORT}",
+             "--web-listen", f"{HOST}:{WEB_PORT}", "--force"],
             capture_output=True, text=True, cwd=ROOT, check=False,
         )
         if init.returncode != 0:
             raise DemoError(f"acquirer-stub init failed: {init.stderr.strip() or init.stdout.strip()}")
         self._spawn("acquirer stub", [sys.executable, "-m", "acquirer_stub.cli", "serve",
-                                      "--instance", str(self.instance), "--listen", f"{HOST}:{ACQUIRER_PORT}"])
-        self._wait_http("acquirer stub", f"{ACQUIRER_URL}/login")
-        self.say(f"acquirer stub: {ACQUIRER_URL}/  (log: {self._rel(self._log_path('acquirer stub'))})")
+                                      "--instance", str(self.instance)])
+        self._wait_http("acquirer stub", f"{ACQUIRER_URL}/health")
+        self._wait_http("acquirer stub", f"{WEB_URL}/login")
+        self.say(f"acquirer stub: terminal API {ACQUIRER_URL}/, dashboard {WEB_URL}/dashboard/  "
+                 f"(log: {self._rel(self._log_path('acquirer stub'))})")
 
     def _pn532(self) -> None:
         for link in (self.pos_link, self.gate_link):  # we hold the lock: a link here is a killed run's leftover

@@ -26,7 +26,7 @@ from typing import Any
 from emvcore.tags import mask_pan
 from firmware.wallet import binding
 from firmware.wallet.wallet import Wallet
-from posdemo.stack import ACQUIRER_URL, ECR_URL, ROOT, Stack, get_json, post_json
+from posdemo.stack import ECR_URL, ROOT, WEB_URL, Stack, get_json, post_json
 
 BOUND_ISSUER, BOUND_ID = "icbc-debit", "icbc"
 PROMOTED_CARD = "boc-credit"  # the demo phone's Bank of China credit token: its issuer runs the 10 % promotion
@@ -138,7 +138,7 @@ class Story:
         card = next(c for c in self.world.cards() if c["issuer"] == BOUND_ISSUER)
         expiry = f"{card['expiry'][5:7]}{card['expiry'][2:4]}"  # YYYY-MM-DD → MMYY
         wallet = Wallet.load(self.phone)
-        client = binding.TokenServiceClient(ACQUIRER_URL)
+        client = binding.TokenServiceClient(WEB_URL)
         self.shopper(f"opens the wallet app → Add a bank card (phone: {wallet.owner})")
 
         def read_code(client: binding.TokenServiceClient, binding_id: int) -> str:
@@ -161,10 +161,10 @@ class Story:
     # -- 2. the virtual ECR sale -------------------------------------------------------------------------------
 
     def ecr_sale(self) -> str:
-        web = WebSession(ACQUIRER_URL)
+        web = WebSession(WEB_URL)
         web.log_in(self.operator["username"], self.operator["password"])
         _, page = web.get("/dashboard/ecr")
-        self.merchant(f"virtual ECR ({ACQUIRER_URL}/dashboard/ecr): sale {yuan(SALE_AMOUNT)} → terminal {self.tid}")
+        self.merchant(f"virtual ECR ({WEB_URL}/dashboard/ecr): sale {yuan(SALE_AMOUNT)} → terminal {self.tid}")
         _, html = web.post("/dashboard/ecr", {"csrf_token": csrf_token(page), "tid": self.tid,
                                               "amount": f"{SALE_AMOUNT / 100:.2f}"})
         if note := flash_text(html):
@@ -257,9 +257,9 @@ class Story:
     # -- 4. lost phone -----------------------------------------------------------------------------------------
 
     def lost_phone(self) -> str:
-        web = WebSession(ACQUIRER_URL)
+        web = WebSession(WEB_URL)
         web.log_in(self.cardholder["username"], self.cardholder["password"])
-        self.shopper(f"logs in to {ACQUIRER_URL}/cardholder/ as {self.cardholder['username']}")
+        self.shopper(f"logs in to {WEB_URL}/cardholder/ as {self.cardholder['username']}")
         page = self._wallet_switch(web, enabled=False)
         self.shopper(f'presses "I lost this phone": {page}')
         declined = self._local_sale("the phone, reported lost, is tapped")
@@ -306,8 +306,8 @@ def summary_lines(results: list[StepResult], world_users: list[dict[str, Any]]) 
     lines = [f"\n{passed}/{len(results)} steps had the expected outcome"]
     lines += [f"  {'ok    ' if r.ok else 'FAILED'} {r.number}. {r.title}" for r in results]
     lines += [
-        f"dashboard: {ACQUIRER_URL}/dashboard/  operator login: {operator['username']} / {operator['password']}",
-        f"cardholder pages: {ACQUIRER_URL}/cardholder/  login: {cardholder['username']} / {cardholder['password']}",
+        f"dashboard: {WEB_URL}/dashboard/  operator login: {operator['username']} / {operator['password']}",
+        f"cardholder pages: {WEB_URL}/cardholder/  login: {cardholder['username']} / {cardholder['password']}",
     ]
     return lines
 

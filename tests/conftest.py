@@ -8,9 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from hypothesis import settings
 from robustness import secret_scan
 
+from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
 from firmware.pn532.rig import SoftwareRig
@@ -57,6 +60,17 @@ def world(world_template: World, tmp_path: Path) -> World:
 def instance(world: World, tmp_path: Path) -> Instance:
     """An acquirer instance folder with the private world copy loaded into its database."""
     return init_instance(tmp_path / "acquirer", world)[0]
+
+
+@pytest.fixture
+def app(instance: Instance) -> Flask:
+    """The acquirer's Flask app on that instance, for the test client."""
+    return create_app(instance.root, overrides={"TESTING": True})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
 
 
 # --- robustness (tests/robustness/README.md): hypothesis profiles and the end-of-session secret scan ----------------

@@ -176,11 +176,12 @@ class AcquirerProcess:
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "acquirer_stub.cli", "serve", "--instance", str(self.instance.root),
-                 "--listen", f"127.0.0.1:{self.port}"],
+                 "--listen", f"127.0.0.1:{self.port}", "--web-listen", ""],  # the terminal API alone
                 stdout=subprocess.PIPE, stderr=sink, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert self.process.stdout is not None
         banner = self.process.stdout.readline().decode()
-        assert banner.startswith("acquirer stub on http://127.0.0.1:"), f"no banner: {banner!r} (log {self.log})"
+        assert banner.startswith("acquirer stub: terminal API on http://127.0.0.1:"), (
+            f"no banner: {banner!r} (log {self.log})")
         self.port = int(banner.split("http://127.0.0.1:")[1].split("/")[0])
         deadline = time.monotonic() + timeout
         while True:

@@ -5,6 +5,7 @@ set-up of `acquirer-stub serve` on a thread of this process (to try its budgets 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -28,21 +29,49 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def serve_acquirer(instance_root: Path, port: int, *, log: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
-    """`acquirer-stub serve` on 127.0.0.1:port in a child process, once it answers /health; the caller stops it."""
+@dataclasses.dataclass
+class ServedAcquirer:
+    """`acquirer-stub serve` in a child process: the terminal API on `port`, the web listener on `web_port`."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    web_port: int | None
+
+    def web_pid(self) -> int:
+        """The web listener's process (a child of the served acquirer)."""
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.process.pid and "spawn_main" in (stat.parent / "cmdline").read_text():
+                    return int(stat.parent.name)
+        raise AssertionError("the web listener's process is not running")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
+def serve_acquirer(instance_root: Path, port: int, *, web_port: int | None = None,
+                   log: IO[bytes] | None = None) -> ServedAcquirer:
+    """`acquirer-stub serve` on 127.0.0.1:port (and its web listener on web_port; None: no web listener) in a child
+    process, once both answer /health; the caller stops it."""
     output = log if log is not None else subprocess.DEVNULL
+    web_listen = f"127.0.0.1:{web_port}" if web_port is not None else ""
     process = subprocess.Popen(
         [sys.executable, "-m", "acquirer_stub.cli", "serve", "--instance", str(instance_root),
-         "--listen", f"127.0.0.1:{port}"],
+         "--listen", f"127.0.0.1:{port}", "--web-listen", web_listen],
         stdout=output, stderr=output,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
+    deadline = time.monotonic() + 60
+    waiting = [p for p in (port, web_port) if p is not None]
+    while waiting and time.monotonic() < deadline and process.poll() is None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return process
+            with urllib.request.urlopen(f"http://127.0.0.1:{waiting[0]}/health", timeout=1):
+                waiting.pop(0)
         except OSError:
             time.sleep(0.05)
+    if not waiting:
+        return ServedAcquirer(process, port, web_port)
     process.kill()
     process.wait()
     raise AssertionError("the acquirer stub did not start")

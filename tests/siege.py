@@ -1,11 +1,13 @@
 """The availability attack of issue #11 (§5) against a served acquirer, and a terminal probing it meanwhile.
 
 The attack: live-feed streams logged in as the operator, stalled connections (half-sent headers, and uploads that
-claim 100 MB and send 1 KiB), and a login flood on /login with the operator's name and wrong passwords. Each part
-runs on one thread of its own until `stop()`: the feeds and the stalled connections are a selector loop each (few
-threads, so the probe measured beside them is not slowed down by this process), the login flood a few clients
-sending back to back. A connection the server closes or refuses is opened again after `REOPEN_SECONDS`, so the
-attack keeps its size. Every socket is closed when the attack stops.
+claim 100 MB and send 1 KiB), and a login flood on /login with the operator's name and wrong passwords, all on the
+web listener, plus stalled connections on the terminal API's own listener when its port is given. The feeds and
+the stalled connections are a selector loop each (few threads, so the probe measured beside them is not slowed
+down by this process); the login flood is a few clients sending back to back in a process of their own, as an
+attacker's would be (in this one, their HTTP work would hold the probe's interpreter lock: that measures the
+attacker's machine, not the server). A connection the server closes or refuses is opened again after
+`REOPEN_SECONDS`, so the attack keeps its size. Every socket is closed when the attack stops.
 
 Used by tests/security/test_availability_attack.py (the terminal API must keep answering) and by
 bench/availability.py (how fast it answers).
@@ -16,6 +18,9 @@ from __future__ import annotations
 import collections
 import datetime
 import http.client
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.synchronize
 import selectors
 import socket
 import threading
@@ -29,6 +34,7 @@ from terminal.host.client import HostClient
 
 HOST = "127.0.0.1"
 REOPEN_SECONDS = 1.0
+REPORT_SECONDS = 0.1
 CONNECT_SECONDS = 5.0
 UPLOAD_CLAIM = 100 * 1024 * 1024
 
@@ -64,10 +70,16 @@ class Tally:
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
     most_stalled_open: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _elsewhere: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def add(self, what: str, n: int = 1) -> None:
         with self._lock:
             self.counts[what] += n
+
+    def set_elsewhere(self, counts: collections.Counter[str]) -> None:
+        """The running totals of the part counted in another process."""
+        with self._lock:
+            self._elsewhere = collections.Counter(counts)
 
     def stalled_open(self, n: int) -> None:
         with self._lock:
@@ -79,12 +91,11 @@ class Tally:
 
     def snapshot(self) -> collections.Counter[str]:
         with self._lock:
-            return collections.Counter(self.counts)
+            return self.counts + self._elsewhere
 
     def answered_logins(self) -> int:
         """Login requests the server answered, whatever the answer (a page, 503, a rate limit)."""
-        with self._lock:
-            return sum(n for what, n in self.counts.items() if what.startswith("login ") and what[-3:].isdigit())
+        return sum(n for what, n in self.snapshot().items() if what.startswith("login ") and what[-3:].isdigit())
 
 
 def _status(data: bytes) -> str:
@@ -93,18 +104,20 @@ def _status(data: bytes) -> str:
 
 
 class _Sockets:
-    """A set of raw client connections, each opened with its request bytes, watched by one selector loop."""
+    """A set of raw client connections, each opened to its port with its request bytes, watched by one selector
+    loop."""
 
-    def __init__(self, port: int, requests: list[bytes], name: str, tally: Tally, stop: threading.Event) -> None:
-        self._port, self._requests, self._name, self._tally, self._stop = port, requests, name, tally, stop
+    def __init__(self, requests: list[tuple[int, bytes]], name: str, tally: Tally, stop: threading.Event) -> None:
+        self._requests, self._name, self._tally, self._stop = requests, name, tally, stop
         self._selector = selectors.DefaultSelector()
         self._open: dict[int, socket.socket] = {}  # slot → socket
         self._answered: set[int] = set()
         self.opened = threading.Event()  # every slot opened once
 
     def _connect(self, slot: int) -> None:
-        sock = socket.create_connection((HOST, self._port), timeout=CONNECT_SECONDS)
-        sock.sendall(self._requests[slot])
+        port, request = self._requests[slot]
+        sock = socket.create_connection((HOST, port), timeout=CONNECT_SECONDS)
+        sock.sendall(request)
         sock.setblocking(False)
         self._open[slot] = sock
         self._answered.discard(slot)
@@ -163,16 +176,23 @@ def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def feed_requests(cookie: str, count: int) -> list[bytes]:
-    return [_request("GET", "/dashboard/feed", {"Cookie": cookie, "Accept": "text/event-stream"})] * count
+def feed_requests(port: int, cookie: str, count: int) -> list[tuple[int, bytes]]:
+    return [(port, _request("GET", "/dashboard/feed", {"Cookie": cookie, "Accept": "text/event-stream"}))] * count
 
 
-def stalled_requests(count: int) -> list[bytes]:
-    """Half of them stop in the middle of a header; the other half claim a 100 MB JSON body and send 1 KiB of it."""
-    half_sent = f"GET /dashboard/ HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ".encode()
+def stalled_requests(web_port: int, api_port: int | None, count: int) -> list[tuple[int, bytes]]:
+    """Half of them stop in the middle of a header; the other half claim a 100 MB JSON body and send 1 KiB of it.
+    With `api_port`, half of each kind go to the terminal API's listener (to the API's paths)."""
     headers = {"Content-Type": "application/json", "Content-Length": str(UPLOAD_CLAIM)}
-    upload = _request("POST", "/tsp/v1/sessions", headers, b'{"username": "' + b"a" * 1024)
-    return [half_sent if n % 2 == 0 else upload for n in range(count)]
+
+    def stalled(port: int, page: str, upload_path: str) -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+        half_sent = f"GET {page} HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ".encode()
+        return (port, half_sent), (port, _request("POST", upload_path, headers, b'{"username": "' + b"a" * 1024))
+
+    kinds = stalled(web_port, "/dashboard/", "/tsp/v1/sessions")
+    if api_port is not None:
+        kinds += stalled(api_port, "/api/v1/echo", "/api/v1/authorizations")
+    return [kinds[n % len(kinds)] for n in range(count)]
 
 
 def _login_flood(port: int, username: str, tally: Tally, stop: threading.Event) -> None:
@@ -202,32 +222,95 @@ def _login_flood(port: int, username: str, tally: Tally, stop: threading.Event) 
             connection.close()
 
 
-class Siege:
-    """The attack, started by `start()` (or `with`), stopped by `stop()`; `tally` says what it saw."""
+def _login_flood_process(port: int, username: str, clients: int, stop: multiprocessing.synchronize.Event,
+                         report: multiprocessing.connection.Connection) -> None:
+    """The login flood's process: `clients` threads, their running totals sent to `report` until `stop`."""
+    tally, stopping = Tally(), threading.Event()
+    threads = [threading.Thread(target=_login_flood, args=(port, username, tally, stopping), daemon=True)
+               for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    while not stop.wait(REPORT_SECONDS):
+        report.send(tally.snapshot())
+    stopping.set()
+    for thread in threads:
+        thread.join(timeout=15)
+    report.send(tally.snapshot())
+    report.close()
 
-    def __init__(self, port: int, operator_cookie: str, operator_name: str, *, feeds: int = 50, stalled: int = 200,
-                 login_clients: int = 4) -> None:
+
+class _LoginFlood:
+    """The login flood in a child process, its totals kept in `tally` by a thread of this one."""
+
+    def __init__(self, port: int, username: str, clients: int, tally: Tally) -> None:
+        context = multiprocessing.get_context("spawn")  # not fork: this process runs threads
+        self._stop = context.Event()
+        self._report, child_end = context.Pipe(duplex=False)
+        self._process = context.Process(target=_login_flood_process, name="siege-login",
+                                        args=(port, username, clients, self._stop, child_end), daemon=True)
+        self._child_end = child_end
+        self._tally = tally
+        self.clients = clients
+        self._reader = threading.Thread(target=self._read, name="siege-login-report", daemon=True)
+
+    def start(self) -> None:
+        self._process.start()
+        self._child_end.close()
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self._tally.set_elsewhere(self._report.recv())
+        except (EOFError, OSError):
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._process.join(timeout=20)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._reader.join(timeout=5)
+        self._report.close()
+
+
+class Siege:
+    """The attack on the web listener at `port` (and, with `api_port`, stalled connections on the terminal API's
+    too), started by `start()` (or `with`), stopped by `stop()`; `tally` says what it saw."""
+
+    def __init__(self, port: int, operator_cookie: str, operator_name: str, *, api_port: int | None = None,
+                 feeds: int = 50, stalled: int = 200, login_clients: int = 4) -> None:
         self.tally = Tally()
         self._stop = threading.Event()
-        self._feeds = _Sockets(port, feed_requests(operator_cookie, feeds), "feed", self.tally, self._stop)
-        self._stalled = _Sockets(port, stalled_requests(stalled), "stalled", self.tally, self._stop)
+        self._feeds = _Sockets(feed_requests(port, operator_cookie, feeds), "feed", self.tally, self._stop)
+        self._stalled = _Sockets(stalled_requests(port, api_port, stalled), "stalled", self.tally, self._stop)
         self._threads = [threading.Thread(target=self._feeds.run, name="siege-feeds", daemon=True),
                          threading.Thread(target=self._stalled.run, name="siege-stalled", daemon=True)]
-        self._threads += [threading.Thread(target=_login_flood, args=(port, operator_name, self.tally, self._stop),
-                                           name=f"siege-login-{n}", daemon=True) for n in range(login_clients)]
+        self._flood = _LoginFlood(port, operator_name, login_clients, self.tally) if login_clients else None
 
     def start(self, *, settle_seconds: float = 30.0) -> None:
-        """Start every part; return once every feed and stalled connection has been opened at least once."""
+        """Start every part; return once every feed and stalled connection has been opened at least once and the
+        login flood has had an answer per client (its process is up)."""
         for thread in self._threads:
             thread.start()
+        if self._flood is not None:
+            self._flood.start()
         deadline = time.monotonic() + settle_seconds
         for part in (self._feeds, self._stalled):
             if not part.opened.wait(max(0.0, deadline - time.monotonic())):
                 self.stop()
                 raise AssertionError(f"the attack did not open its connections: {self.tally.snapshot()}")
+        while self._flood is not None and self.tally.answered_logins() < self._flood.clients:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"the login flood did not start: {self.tally.snapshot()}")
+            time.sleep(REPORT_SECONDS)
 
     def stop(self) -> None:
         self._stop.set()
+        if self._flood is not None:
+            self._flood.stop()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=15)

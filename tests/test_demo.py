@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from posdemo.stack import ACQUIRER_PORT, DEMO_DIR, ECR_PORT, ROOT
+from posdemo.stack import ACQUIRER_PORT, DEMO_DIR, ECR_PORT, ROOT, WEB_PORT
 
 TIMEOUT = 120
 
@@ -44,7 +44,7 @@ def _our_children_left() -> list[str]:
 
 
 def _assert_nothing_left() -> None:
-    assert not _listening(ACQUIRER_PORT) and not _listening(ECR_PORT)
+    assert not any(_listening(port) for port in (ACQUIRER_PORT, ECR_PORT, WEB_PORT))
     assert not (DEMO_DIR / "demo.lock").exists()
     assert not (DEMO_DIR / "pn532-pos").is_symlink() and not (DEMO_DIR / "pn532-gate").is_symlink()
     assert _our_children_left() == []
@@ -66,8 +66,8 @@ def _demo_running() -> bool:
 
 @pytest.fixture
 def ports_free() -> Iterator[None]:
-    if _listening(ACQUIRER_PORT) or _listening(ECR_PORT) or _demo_running():
-        pytest.fail("ports 8380/8381 are taken (a demo running?): stop it, then run the tests again")
+    if any(_listening(port) for port in (ACQUIRER_PORT, ECR_PORT, WEB_PORT)) or _demo_running():
+        pytest.fail("ports 8380/8381/8382 are taken (a demo running?): stop it, then run the tests again")
     yield
 
 
@@ -80,7 +80,7 @@ def test_the_whole_story_once(ports_free: None) -> None:
                  "found → Approved", "4/4 steps had the expected outcome"):
         assert line in out, out
     assert 'terminal shows "See phone"' in out and "token •••• " in out and "Bank promotion -¥1.23" in out
-    assert "http://127.0.0.1:8380/dashboard/  operator login: operator / " in out
+    assert "http://127.0.0.1:8382/dashboard/  operator login: operator / " in out
     assert "posdemo: stopped; no process left running" in out
     _assert_nothing_left()
 

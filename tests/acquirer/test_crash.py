@@ -59,7 +59,7 @@ def test_sigkill_during_a_stream_of_authorizations_loses_and_doubles_nothing(
     connection = db.connect(instance.database)
     money_before = _money(connection)
     connection.close()
-    server = serve_acquirer(instance.root, port)
+    server = serve_acquirer(instance.root, port).process
     terminal = HttpTerminal(world, port)
     answers: dict[str, bytes] = {}
     try:
@@ -88,7 +88,7 @@ def test_sigkill_during_a_stream_of_authorizations_loses_and_doubles_nothing(
         received_before_crash = dict(answers)
         assert 0 < len(received_before_crash) < len(ISSUERS) * SALES_PER_CARD
 
-        server = serve_acquirer(instance.root, port)
+        server = serve_acquirer(instance.root, port).process
         # after the restart: everything answered before the crash is there, exactly as it was sent
         connection = db.connect(instance.database)
         for stan, raw in received_before_crash.items():

@@ -17,11 +17,13 @@ from acquirer_stub.instance import Instance
 
 @pytest.fixture
 def acquirer(instance: Instance, tmp_path: Path) -> Iterator[str]:
-    """`acquirer-stub serve` on a free port, as acquirer-stub.service runs it; yields its URL."""
+    """`acquirer-stub serve` on a free port (its web listener on another), as acquirer-stub.service runs it; yields
+    the terminal API's URL."""
     port = free_port()
     with (tmp_path / "acquirer.log").open("w") as log:
         process = subprocess.Popen([str(VENV_BIN / "acquirer-stub"), "serve", "--instance", str(instance.root),
-                                    "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=log)
+                                    "--listen", f"127.0.0.1:{port}", "--web-listen", "127.0.0.1:0"],
+                                   stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 30
         while True:

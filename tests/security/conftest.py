@@ -6,24 +6,12 @@ import sqlite3
 from collections.abc import Iterator
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from webform import world_login
 
-from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from firmware.world.layout import World
-
-
-@pytest.fixture
-def app(instance: Instance) -> Flask:
-    return create_app(instance.root, overrides={"TESTING": True})
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import contextlib
 import http.client
 import json
 import threading
-import time
 import tomllib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hostserver import free_port
+from waits import until
 
 from firmware.world.layout import World
 from posdemo.story import WebSession, csrf_token
@@ -37,18 +37,6 @@ def write_config(world: World, folder: Path, *, host_url: str, port: int) -> Pat
         + f'\n[ecr]\nlisten = "127.0.0.1:{port}"\nsecret = "{data["ecr"]["secret"]}"\n'
     )
     return path
-
-
-def until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
-    """The condition's first true value; an AssertionError naming `what` if none came (a liveness bound, not a
-    speed assertion: every bound here is many times what the step takes)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"waited {seconds} s for {what}")
 
 
 class ServiceThread:

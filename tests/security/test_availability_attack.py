@@ -1,6 +1,7 @@
 """Issue #11 §5, as found: live-feed streams, stalled connections and a login flood took every server thread and
 connection, and the terminal API stopped answering. Here the attack runs against `acquirer-stub serve` in a child
-process, and a terminal's signed echoes (each a durable write, like every accepted request) must all be answered
+process (on its web listener: the terminal API's listener serves no pages, so that is where an attacker must go),
+and a terminal's signed echoes (each a durable write, like every accepted request) must all be answered
 meanwhile, each within its client's 10 s timeout: a "does not hang" bound, not a speed figure
 (bench/availability.py measures the latency).
 """
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostserver import free_port, serve_acquirer
+from hostserver import ServedAcquirer, free_port, serve_acquirer
 from siege import Probe, Siege, log_in
 
 from acquirer_stub.instance import Instance
@@ -29,35 +30,34 @@ ANSWER_SECONDS = 10.0
 
 
 @pytest.fixture
-def served(instance: Instance, tmp_path: Path) -> Iterator[int]:
-    """The acquirer as `acquirer-stub serve` runs it; its port."""
-    port = free_port()
+def served(instance: Instance, tmp_path: Path) -> Iterator[ServedAcquirer]:
+    """The acquirer as `acquirer-stub serve` runs it, both listeners."""
     with open(tmp_path / "acquirer.log", "wb") as log:
-        process = serve_acquirer(instance.root, port, log=log)
+        served = serve_acquirer(instance.root, free_port(), web_port=free_port(), log=log)
         try:
-            yield port
+            yield served
         finally:
-            process.terminate()
-            process.wait(timeout=15)
+            served.stop()
 
 
-def test_the_terminal_api_answers_through_feeds_stalled_connections_and_a_login_flood(served: int,
+def test_the_terminal_api_answers_through_feeds_stalled_connections_and_a_login_flood(served: ServedAcquirer,
                                                                                       world: World) -> None:
     operator = next(u for u in world.users() if u["role"] == "operator")
     terminal = world.terminals()[0]
-    probe = Probe(HostClient(f"http://127.0.0.1:{served}", terminal["tid"], bytes.fromhex(terminal["key"]),
+    probe = Probe(HostClient(f"http://127.0.0.1:{served.port}", terminal["tid"], bytes.fromhex(terminal["key"]),
                              timeout=ANSWER_SECONDS))
     assert probe.echo()["rc"] == "00"
-    cookie = log_in(served, operator["username"], operator["password"])
+    assert served.web_port is not None
+    cookie = log_in(served.web_port, operator["username"], operator["password"])
 
-    with Siege(served, cookie, operator["username"], feeds=FEEDS, stalled=STALLED,
+    with Siege(served.web_port, cookie, operator["username"], api_port=served.port, feeds=FEEDS, stalled=STALLED,
                login_clients=LOGIN_CLIENTS) as siege:
         logins_before = siege.tally.answered_logins()
         answers = []  # at least PROBES, and on until a login attempt was answered meanwhile (at most MAX_PROBES)
         while len(answers) < PROBES or (siege.tally.answered_logins() == logins_before and len(answers) < MAX_PROBES):
             answers.append(probe.echo())  # HostTimeout if one is not answered within 10 s
         logins_during = siege.tally.answered_logins() - logins_before
-        with urllib.request.urlopen(f"http://127.0.0.1:{served}/health", timeout=ANSWER_SECONDS) as health:
+        with urllib.request.urlopen(f"http://127.0.0.1:{served.port}/health", timeout=ANSWER_SECONDS) as health:
             health_answer = json.load(health)
         most_stalled = siege.tally.most_stalled_open
 

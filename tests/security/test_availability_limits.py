@@ -11,22 +11,25 @@ import contextlib
 import json
 import os
 import select
+import signal
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hostserver import free_port, process_memory_mb, serve_acquirer, served_in_thread
-from siege import log_in
+from hostserver import ServedAcquirer, free_port, process_memory_mb, serve_acquirer, served_in_thread
+from siege import Probe, log_in
 
 from acquirer_stub import limits
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.serving import Admission, Serving
 from firmware.world.layout import World
+from terminal.host.client import HostClient
 
 HOST = "127.0.0.1"
 HUNDRED_MB = 100 * 1024 * 1024
@@ -36,16 +39,20 @@ FEED = "/dashboard/feed"
 
 
 @pytest.fixture
-def served(instance: Instance, tmp_path: Path) -> Iterator[tuple[int, int]]:
-    """`acquirer-stub serve` in a child process: (port, pid)."""
-    port = free_port()
+def served(instance: Instance, tmp_path: Path) -> Iterator[ServedAcquirer]:
+    """`acquirer-stub serve` in a child process, both listeners."""
     with open(tmp_path / "acquirer.log", "wb") as log:
-        process = serve_acquirer(instance.root, port, log=log)
+        served = serve_acquirer(instance.root, free_port(), web_port=free_port(), log=log)
         try:
-            yield port, process.pid
+            yield served
         finally:
-            process.terminate()
-            process.wait(timeout=15)
+            served.stop()
+
+
+@pytest.fixture
+def web_port(served: ServedAcquirer) -> int:
+    assert served.web_port is not None
+    return served.web_port
 
 
 def _head(data: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -111,8 +118,8 @@ def _get(port: int, path: str, headers: dict[str, str]) -> socket.socket:
 
 
 def test_100_mb_bodies_to_the_token_service_are_refused_from_their_headers_and_the_server_does_not_grow(
-        served: tuple[int, int]) -> None:
-    port, pid = served
+        served: ServedAcquirer, web_port: int) -> None:
+    port, pid = web_port, served.web_pid()
     peak_before = process_memory_mb(pid, "VmHWM")
     answers = [_upload(port, "/tsp/v1/sessions", HUNDRED_MB) for _ in range(4)]
     grown = process_memory_mb(pid, "VmHWM") - peak_before
@@ -121,15 +128,14 @@ def test_100_mb_bodies_to_the_token_service_are_refused_from_their_headers_and_t
         assert _head(answer)[0] == 413 and sent == 0, (answer[:200], sent)
 
 
-def test_any_body_over_the_servers_limit_is_refused_from_its_headers(served: tuple[int, int]) -> None:
-    port, _ = served
-    for path in ("/login", "/api/v1/echo", "/dashboard/ecr"):
+def test_any_body_over_the_servers_limit_is_refused_from_its_headers(served: ServedAcquirer, web_port: int) -> None:
+    for port, path in ((web_port, "/login"), (served.port, "/api/v1/echo"), (web_port, "/dashboard/ecr")):
         answer, sent = _upload(port, path, limits.MAX_REQUEST_BYTES + 1)
         assert _head(answer)[0] == 413 and sent == 0, (path, answer[:200])
 
 
-def test_the_token_service_answers_413_as_json_naming_its_limit(served: tuple[int, int]) -> None:
-    port, _ = served
+def test_the_token_service_answers_413_as_json_naming_its_limit(web_port: int) -> None:
+    port = web_port
     limit = limits.body_limit("/tsp/v1/sessions")
     with socket.create_connection((HOST, port), timeout=ANSWER_SECONDS) as sock:
         body = _json_body(limit + 1)
@@ -146,8 +152,8 @@ def test_the_token_service_answers_413_as_json_naming_its_limit(served: tuple[in
 # -- the live feed -----------------------------------------------------------------------------------------------
 
 
-def test_a_30_digit_last_event_id_is_a_clean_400(served: tuple[int, int], world: World) -> None:
-    port, _ = served
+def test_a_30_digit_last_event_id_is_a_clean_400(web_port: int, world: World) -> None:
+    port = web_port
     operator = next(u for u in world.users() if u["role"] == "operator")
     cookie = log_in(port, operator["username"], operator["password"])
     for path, headers in (("/dashboard/feed", {"Last-Event-ID": "9" * 30}), ("/dashboard/feed?after=" + "9" * 30, {}),
@@ -161,8 +167,8 @@ def test_a_30_digit_last_event_id_is_a_clean_400(served: tuple[int, int], world:
 
 
 def test_beyond_its_budget_a_live_feed_is_refused_503_with_retry_after_and_a_closed_tab_frees_its_slot(
-        served: tuple[int, int], world: World) -> None:
-    port, _ = served
+        web_port: int, world: World) -> None:
+    port = web_port
     operator = next(u for u in world.users() if u["role"] == "operator")
     cookie = log_in(port, operator["username"], operator["password"])
     headers = {"Cookie": cookie, "Accept": "text/event-stream"}
@@ -281,6 +287,62 @@ def test_pages_run_at_a_lower_cpu_priority_than_the_api() -> None:
         assert _call(admission, path)[0] == "200 OK"
     api = gate.niceness["/api/v1/authorizations"]
     assert gate.niceness["/login"] == min(19, api + Serving().web_niceness) > api
+
+
+# -- two listeners, two processes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("serves", "answered", "refused"), [
+    ("api", ("/api/v1/echo", "/health"), ("/login", FEED, "/tsp/v1/sessions", "/dashboard/", "/static/style.css")),
+    ("web", ("/login", FEED, "/tsp/v1/sessions", "/health"), ("/api/v1/echo", "/api/v1/authorizations")),
+])
+def test_a_listener_refuses_what_it_does_not_serve_with_404_saying_where_it_is(
+        serves: str, answered: tuple[str, ...], refused: tuple[str, ...]) -> None:
+    gate = _Gate()
+    gate.release.set()
+    admission = Admission(gate, Serving(), serves, elsewhere="over there: http://127.0.0.1:9/")
+    for path in answered:
+        assert _call(admission, path)[0] == "200 OK", path
+    for path in refused:
+        status, headers, body = _call(admission, path)
+        assert status.startswith("404") and headers["Content-Type"] == "application/json", path
+        assert json.loads(body) == {"error": "not served on this listener: over there: http://127.0.0.1:9/"}
+    assert set(gate.niceness) == set(answered)  # a refused request never reached the app
+
+
+def test_the_served_acquirer_splits_api_and_pages_over_two_processes_the_pages_at_a_lower_priority(
+        served: ServedAcquirer, web_port: int) -> None:
+    api_process, web_process = served.process.pid, served.web_pid()
+    assert os.getpriority(os.PRIO_PROCESS, web_process) > os.getpriority(os.PRIO_PROCESS, api_process)
+    for port, path, status in ((served.port, "/login", 404), (web_port, "/login", 200),
+                               (web_port, "/api/v1/echo", 404), (served.port, "/health", 200),
+                               (web_port, "/health", 200)):
+        with _get(port, path, {"Connection": "close"}) as sock:
+            answer = _head(_receive_answer(sock))
+        assert answer[0] == status, (port, path)
+        if status == 404:  # each names where the other is
+            other = web_port if port == served.port else served.port
+            assert f"http://127.0.0.1:{other}/" in json.loads(answer[2])["error"], answer
+
+
+def test_the_terminal_api_answers_while_the_web_process_dies_and_the_web_listener_comes_back(
+        served: ServedAcquirer, web_port: int, world: World) -> None:
+    terminal = world.terminals()[0]
+    probe = Probe(HostClient(f"http://{HOST}:{served.port}", terminal["tid"], bytes.fromhex(terminal["key"]),
+                             timeout=ANSWER_SECONDS))
+    killed = served.web_pid()
+    os.kill(killed, signal.SIGKILL)
+    assert probe.echo()["rc"] == "00"  # at once, while the pages are down
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://{HOST}:{web_port}/health",
+                                                                  timeout=ANSWER_SECONDS) as answer:
+            if answer.status == 200:
+                break
+        assert time.monotonic() < deadline, "the web listener did not come back"
+        time.sleep(0.1)
+    assert served.web_pid() != killed and served.process.poll() is None
+    assert probe.echo()["rc"] == "00"
 
 
 def test_without_waitress_the_app_still_refuses_a_body_over_its_areas_limit(instance: Instance) -> None:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ecr_rig import LossyProxy, ServiceThread, send_sale, until, write_config
+from ecr_rig import LossyProxy, ServiceThread, send_sale, write_config
 from flask import Flask
 from hostserver import HostServer, free_port
+from waits import until
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance

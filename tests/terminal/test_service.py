@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from hostserver import HostServer, free_port
+from waits import until
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
@@ -72,16 +73,6 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None, timeout: fl
     except urllib.error.HTTPError as error:
         with error:
             return error.code, json.loads(error.read())
-
-
-def _until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 def _datagram(sock: socket.socket, wanted: str, seconds: float) -> list[str]:
@@ -196,7 +187,7 @@ def test_the_service_takes_sales_from_both_registers_and_stops_on_sigterm(
 
             # a local sale waits for the card; meanwhile a second one is refused, and so is a bad amount
             first, answers = _in_background(lambda: _http("POST", f"{base}/sale", {"amount": 210000}, secret=secret))
-            _until(lambda: _http("GET", f"{base}/status")[1]["state"] == "waiting for card", 5, "the card wait")
+            until(lambda: _http("GET", f"{base}/status")[1]["state"] == "waiting for card", 5, "the card wait")
             assert _http("GET", f"{base}/status")[1]["message"] == "Present card"
             assert _http("POST", f"{base}/sale", {"amount": 100}, secret=secret)[0] == 409
             assert _http("POST", f"{base}/sale", {"amount": 0}, secret=secret)[0] == 400
@@ -215,9 +206,9 @@ def test_the_service_takes_sales_from_both_registers_and_stops_on_sigterm(
 
             # the operator's virtual ECR: the service polls the acquirer, runs the sale and posts the result
             _dashboard_sale(acquirer_app, status["tid"], "2200.00", world)
-            row = _until(lambda: (r := _ecr_row(instance)) and r["state"] == "done" and r, 10, "the ECR result")
+            row = until(lambda: (r := _ecr_row(instance)) and r["state"] == "done" and r, 10, "the ECR result")
             assert row["result"]["rc"] == "00" and STAN.fullmatch(row["result"]["stan"]), row
-            last = _until(lambda: _http("GET", f"{base}/status")[1]["last_sale"], 5, "the status")
+            last = until(lambda: _http("GET", f"{base}/status")[1]["last_sale"], 5, "the status")
             assert (last["source"], last["outcome"], last["amount"]) == ("ecr", "Approved", 220000)
             assert last["stan"] == row["result"]["stan"]
 
@@ -263,13 +254,13 @@ def test_a_host_that_is_down_is_not_fatal_and_stop_abandons_the_card_wait(
             return _http("GET", f"{base}/status", timeout=2)[1]
         return None
 
-    idle = _until(lambda: (s := status()) and s["state"] == "idle" and s, 10, "the service to start")
+    idle = until(lambda: (s := status()) and s["state"] == "idle" and s, 10, "the service to start")
     assert idle["host"]["signed_on"] is False and "not reachable" in idle["host"]["last_error"]
     assert _http("POST", f"{base}/nothing", {"amount": 1}, secret=secret)[0] == 404
     assert _http("POST", f"{base}/sale", {"money": 1}, secret=secret)[0] == 400
 
     waiting, answers = _in_background(lambda: _http("POST", f"{base}/sale", {"amount": 100}, secret=secret))
-    _until(lambda: (s := status()) and s["state"] == "waiting for card", 5, "the card wait")
+    until(lambda: (s := status()) and s["state"] == "waiting for card", 5, "the card wait")
     started = time.monotonic()
     services[0].stop()
     waiting.join(5)
