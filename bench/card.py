@@ -158,7 +158,7 @@ class CardBench:
 
     def _one(self, parts: Any, kind: str, baud: int) -> Sample:
         reader = TimedReader(parts.reader, self.chip.link)
-        counter = Counter(reader, parts.counter.params, parts.feedback, parts.host)
+        counter = Counter(reader, parts.counter.params, parts.host, observers=parts.counter.observers)
         phone = self.world.demo_phone
         if kind == "transit":
             self.rig.present(phone)

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from terminal.capk import load_capks
-from terminal.config import TerminalConfig
+from terminal.config import ConfigError, TerminalConfig
+from terminal.events import Observer
 from terminal.host.client import HostClient
 from terminal.host.link import HostLink
 from terminal.journal.journal import Journal
 from terminal.kernel.params import KernelParams
+from terminal.kernel.transit import Psam
 from terminal.reader.pn532 import Pn532Reader
-from terminal.sale import Counter, SaleResult
+from terminal.sale import Counter
 from terminal.ui.feedback import Feedback
 from terminal.ui.gpio import open_gpio
-from terminal.ui.receipt import print_receipt
+from terminal.ui.receipt import ReceiptPrinter
 
 log = logging.getLogger("terminal")
 
@@ -38,6 +41,30 @@ def host_link(config: TerminalConfig, *, clock: Callable[[], float] = time.time)
     return HostLink(client, Journal.open(config.journal.path), tid=config.terminal.id)
 
 
+def transit_psam(config: TerminalConfig, journal: Journal) -> Psam | None:
+    """The software PSAM of `[transit] keys`, its serial and torn purchases kept in the journal (a restart must
+    not forget a rider who may have paid); None without keys."""
+    path = config.transit.keys
+    if path is None:
+        return None
+    try:
+        cities = json.loads(path.read_text())["cities"]
+        keys = {city["city_code"]: bytes.fromhex(city["purchase_master_key"]) for city in cities}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError("transit.keys", f"{path} is not a transit key file ({type(error).__name__})",
+                          "point it at the world's transit/keys.json") from None
+    psam_id = config.terminal.id.encode()[-6:]  # the PSAM's 6-byte terminal number
+    return Psam(keys, psam_id, memory=journal.transit_memory(psam_id))
+
+
+def observers(config: TerminalConfig, feedback: Feedback) -> list[Observer]:
+    """What shows and keeps each transaction: the lights and message line, the paper receipt when configured."""
+    shown: list[Observer] = [feedback.observe]
+    if config.receipt.printer is not None:
+        shown.append(ReceiptPrinter(config.receipt.printer, config.receipt.baud, config.terminal.merchant_id))
+    return shown
+
+
 @dataclass
 class Parts:
     counter: Counter
@@ -51,18 +78,12 @@ def terminal(config: TerminalConfig) -> Iterator[Parts]:
     gpio = open_gpio(config.gpio)
     feedback = Feedback.from_config(config.gpio, gpio, log=log)
     reader = Pn532Reader(config, gpio)
-    params = kernel_params(config)
     host = host_link(config)
-    printer = None
-    if config.receipt.printer is not None:
-        device, baud, merchant = config.receipt.printer, config.receipt.baud, config.terminal.merchant_id
-
-        def printer(sale: SaleResult) -> None:
-            print_receipt(device, baud, sale.receipt(merchant))
-
-    reader.open()
-    try:
-        yield Parts(Counter(reader, params, feedback, host, printer=printer), reader, host, feedback)
+    try:  # whatever fails from here (a key file, the reader), the journal, the reader and the GPIO are released
+        counter = Counter(reader, kernel_params(config), host, observers=observers(config, feedback),
+                          psam=transit_psam(config, host.journal))
+        reader.open()
+        yield Parts(counter, reader, host, feedback)
     finally:
         reader.close()
         feedback.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import decimal
 import json
 import logging
@@ -18,7 +17,6 @@ from terminal.capk import CapkError
 from terminal.config import ConfigError, load_config
 from terminal.host.client import HostError
 from terminal.journal.journal import JournalError
-from terminal.kernel.transit import Psam, fare
 from terminal.reader.base import ReaderError
 from terminal.service import ServiceError, TerminalService
 from terminal.ui.feedback import format_amount
@@ -69,23 +67,8 @@ def _settle(args: argparse.Namespace) -> int:
 def _fare(args: argparse.Namespace) -> int:
     """A transit fare on the e-purse (no host: the TAC goes to the clearing centre later)."""
     config = load_config(Path(args.config))
-    if config.transit.keys is None:
-        raise ConfigError("transit.keys", "no PSAM keys configured", "add [transit] keys = \"transit/keys.json\"")
-    cities = json.loads(config.transit.keys.read_text())["cities"]
-    psam_id = config.terminal.id.encode()[-6:]  # the PSAM's 6-byte terminal number
     with terminal(config) as parts:
-        # the serial and any torn purchase live in the journal: a restart must not forget a rider who may have paid
-        psam = Psam({c["city_code"]: bytes.fromhex(c["purchase_master_key"]) for c in cities}, psam_id,
-                    memory=parts.host.journal.transit_memory(psam_id))
-        parts.feedback.ready(args.amount)
-        target = parts.reader.wait_for_card(args.wait)
-        if target is None:
-            print("no card presented")
-            return 1
-        result = fare(parts.reader.transceive, psam, args.amount, datetime.datetime.now())
-        parts.reader.release()
-        (parts.feedback.approved if result.outcome == "Approved" else parts.feedback.declined)(
-            *((args.amount,) if result.outcome == "Approved" else (result.message,)))
+        result = parts.counter.fare(args.amount, wait_seconds=args.wait)
     summary = {"outcome": str(result.outcome), "message": result.message, "amount": result.amount,
                "balance_after": result.balance_after, "tac": result.tac.hex().upper() if result.tac else None,
                "recovered": result.recovered, "city": result.city_code}
@@ -99,7 +82,7 @@ def _read(args: argparse.Namespace) -> int:
     with terminal(config) as parts:
         if not args.json:
             print(f"{parts.reader.identify()}; present a card or phone", flush=True)
-        view = inspect.read_card(parts.reader, args.wait)
+        view = parts.counter.read(wait_seconds=args.wait)
     if view is None:
         print(json.dumps({"card": None}) if args.json else "no card presented")
         return 1

@@ -1,4 +1,4 @@
-"""One sale at the counter: reader, kernel, lights and tones, host link — in that order, and nothing else.
+"""One sale, fare or card read at the counter: reader, kernel, host link, and observers that show it.
 
 The card is told it may go as soon as the kernel has read it ("Remove card"); everything slow (fDDA,
 the online authorization) happens after. "See phone" keeps the field on and restarts the transaction
@@ -11,21 +11,29 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from terminal.cardview import CardView, read_card
+from terminal.config import ConfigError
+from terminal.events import Event, Observer, Step, tell
 from terminal.host.link import HostAnswer, HostLink
-from terminal.kernel import qpboc
+from terminal.kernel import qpboc, transit
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.params import KernelParams
-from terminal.reader.base import Reader, ReaderError
-from terminal.ui.feedback import Feedback, format_amount
+from terminal.kernel.transit import Psam, TransitResult
+from terminal.reader.base import Reader, ReaderError, Target
+from terminal.ui.feedback import format_amount
 
 log = logging.getLogger(__name__)
 ENTRY_MODE_QPBOC_NO_PIN = "072"
 RETRY_OUTCOMES = (Outcome.SEE_PHONE, Outcome.TRY_AGAIN)
-RETRY_PAUSE_SECONDS = 0.3
+RETRY_PAUSE_SECONDS = 0.3  # after "See phone" or "Present card again", before polling again
+WAIT_SLICE = 0.25  # seconds of card wait between two questions to `cancelled`
+READER_ERROR = "Reader error"
+Cancel = Callable[[], str | None]
+"""Asked while waiting for a card: a reason ("the terminal is stopping") ends the transaction unstarted."""
 
 
 @dataclass
@@ -50,7 +58,8 @@ class SaleResult:
     cvm: str = "none"
     oda: str = "not-performed"
     field55_tags: list[str] = field(default_factory=list)
-    taps: int = 0
+    taps: int = 0  # cards presented: 0 when none came
+    stan: str | None = None  # of the authorization or advice that carried it to the host
     timings: dict[str, float] = field(default_factory=dict)
 
     def receipt(self, merchant: str) -> list[str]:
@@ -72,53 +81,111 @@ class SaleResult:
 
 
 class Counter:
-    """The terminal's sale logic, given its parts (so tests can give it simulated ones)."""
+    """The one pipeline for a sale, a fare and a card read, built once per terminal (`terminal.assemble`) and
+    used by every command and the service. Its observers see every step (`terminal.events`); `cancelled`,
+    asked every `WAIT_SLICE` seconds while no card is in the field, ends a transaction that has not started
+    (the service stops there, and pings its watchdog from it)."""
 
-    def __init__(self, reader: Reader, params: KernelParams, feedback: Feedback, host: HostLink, *,
-                 printer: Callable[[SaleResult], None] | None = None,
+    def __init__(self, reader: Reader, params: KernelParams, host: HostLink, *,
+                 observers: Iterable[Observer] = (), psam: Psam | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.reader = reader
         self.params = params
-        self.feedback = feedback
         self.host = host
-        self._printer = printer  # the paper receipt, when a printer is configured
+        self.observers: list[Observer] = list(observers)
+        self.psam = psam  # the transit PSAM, when [transit] keys are configured
         self._clock = clock
 
-    def sale(self, amount: int, *, wait_seconds: float = 30.0) -> SaleResult:
+    def tell(self, step: Step, **details: Any) -> None:
+        """Tell every observer one step (the service's own too: idle after a result, a terminal error)."""
+        tell(self.observers, Event(step, **details))
+
+    def sale(self, amount: int, *, wait_seconds: float = 30.0, cancelled: Cancel | None = None) -> SaleResult:
         started = self._clock()
         deadline = started + wait_seconds
-        self.feedback.ready(amount)
+        self.tell(Step.READY, amount=amount)
         force_online = False
         taps = 0
         while True:
-            target = self._wait(deadline)
-            if target is None:
-                self.feedback.idle()
-                return SaleResult(Outcome.END_APPLICATION, "No card presented", amount, taps=taps)
+            target = self._wait(deadline, cancelled)
+            if not isinstance(target, Target):
+                message = "No card presented" if target is None else f"Cancelled: {target}"
+                return self._nothing(SaleResult(Outcome.END_APPLICATION, message, amount, taps=taps))
             taps += 1
-            self.feedback.reading()
-            result = qpboc.run(
-                self.reader.transceive, self.params, amount, today=datetime.date.today(),
-                unpredictable_number=os.urandom(4), on_card_read=self.feedback.card_read,
-                force_online=force_online,
-            )
-            self.reader.release()
+            self.tell(Step.READING)
+            try:
+                result = qpboc.run(
+                    self.reader.transceive, self.params, amount, today=datetime.date.today(),
+                    unpredictable_number=os.urandom(4), on_card_read=lambda: self.tell(Step.CARD_READ),
+                    force_online=force_online,
+                )
+                self.reader.release()
+            except ReaderError as error:
+                return self._reader_failed(error, SaleResult(Outcome.END_APPLICATION, READER_ERROR, amount,
+                                                             taps=taps))
             for reason in result.reasons:
                 log.info("kernel: %s", reason)
             if result.outcome in RETRY_OUTCOMES:
                 force_online = force_online or result.retry_online
-                if result.outcome == Outcome.SEE_PHONE:
-                    self.feedback.see_phone()
-                else:
-                    self.feedback.try_again()
+                self.tell(Step.SEE_PHONE if result.outcome == Outcome.SEE_PHONE else Step.TRY_AGAIN)
                 time.sleep(RETRY_PAUSE_SECONDS)  # the field stays on; the phone comes back when unlocked
                 continue
             sale = self._finish(result, amount)
             sale.taps = taps
             sale.timings = {**result.timings, "total": self._clock() - started}
-            if self._printer is not None:
-                self._printer(sale)
+            self.tell(Step.DONE, result=sale)
             return sale
+
+    def fare(self, amount: int, *, wait_seconds: float = 30.0, cancelled: Cancel | None = None) -> TransitResult:
+        """A transit fare on the e-purse; a purchase torn away is finished by the re-tap (the PSAM and the
+        journal remember it across a restart), never charged twice."""
+        if self.psam is None:
+            raise ConfigError("transit.keys", "no PSAM keys configured", 'add [transit] keys = "transit/keys.json"')
+        deadline = self._clock() + wait_seconds
+        self.tell(Step.READY, amount=amount)
+        torn: TransitResult | None = None
+        while True:
+            target = self._wait(deadline, cancelled)
+            if not isinstance(target, Target):  # a torn purchase stays in the PSAM's memory for the next tap
+                message = "No card presented" if target is None else f"Cancelled: {target}"
+                return self._nothing(torn or TransitResult(Outcome.END_APPLICATION, message, amount=amount))
+            self.tell(Step.READING)
+            try:
+                result = transit.fare(self.reader.transceive, self.psam, amount, datetime.datetime.now())
+                self.reader.release()
+            except ReaderError as error:
+                return self._reader_failed(error, TransitResult(Outcome.END_APPLICATION, READER_ERROR,
+                                                                amount=amount))
+            for reason in result.reasons:
+                log.info("transit: %s", reason)
+            if result.outcome != Outcome.TRY_AGAIN:
+                break
+            torn = result
+            self.tell(Step.TRY_AGAIN)
+            time.sleep(RETRY_PAUSE_SECONDS)
+        if result.outcome == Outcome.APPROVED:
+            self.tell(Step.APPROVED, amount=result.amount)
+        else:
+            self.tell(Step.DECLINED, message=result.message)
+        self.tell(Step.DONE, result=result)
+        return result
+
+    def read(self, *, wait_seconds: float = 30.0, cancelled: Cancel | None = None) -> CardView | None:
+        """What a card offers, without paying; None if no card came (or cancelled)."""
+        target = self._wait(self._clock() + wait_seconds, cancelled)
+        return read_card(self.reader, target) if isinstance(target, Target) else None
+
+    def _nothing(self, result: SaleResult | TransitResult) -> Any:
+        """No card came, or cancelled: back to idle."""
+        self.tell(Step.IDLE)
+        self.tell(Step.DONE, result=result)
+        return result
+
+    def _reader_failed(self, error: ReaderError, result: SaleResult | TransitResult) -> Any:
+        log.error("reader: %s", error)
+        self.tell(Step.DECLINED, message=READER_ERROR)
+        self.tell(Step.DONE, result=result)
+        return result
 
     def _finish(self, result: qpboc.KernelResult, amount: int) -> SaleResult:
         sale = SaleResult(
@@ -127,14 +194,17 @@ class Counter:
             field55_tags=[f"{tag:X}" for tag in result.field55],
         )
         if result.outcome == Outcome.ONLINE_REQUEST:
+            self.tell(Step.ONLINE)
             answer = self.host.authorize(self._request(result, amount))
+            sale.stan = answer.stan
             return self._online(sale, answer)
         if result.outcome == Outcome.APPROVED:  # offline approval (TC + fDDA): the host hears of it as an advice
-            self.host.advise(self._request(result, amount))
+            self.tell(Step.ONLINE)
+            sale.stan = self.host.advise(self._request(result, amount)).stan
             sale.charged = amount
-            self.feedback.approved(amount)
+            self.tell(Step.APPROVED, amount=amount)
             return sale
-        self.feedback.declined(result.message)
+        self.tell(Step.DECLINED, message=result.message)
         return sale
 
     def _online(self, sale: SaleResult, answer: HostAnswer) -> SaleResult:
@@ -143,10 +213,10 @@ class Counter:
             sale.outcome, sale.message = Outcome.APPROVED, f"Approved {format_amount(answer.charged)}"
             sale.charged, sale.discount, sale.promotion = answer.charged, answer.discount, answer.promotion
             sale.approval_code, sale.rrn = answer.auth_code, answer.rrn
-            self.feedback.approved(answer.charged, answer.discount)
+            self.tell(Step.APPROVED, amount=answer.charged, discount=answer.discount)
         else:
             sale.outcome, sale.message = Outcome.DECLINED, f"Declined: {answer.text}"
-            self.feedback.declined(answer.text)
+            self.tell(Step.DECLINED, message=answer.text)
         return sale
 
     @staticmethod
@@ -157,10 +227,13 @@ class Counter:
             "icc": {f"{tag:X}": value.hex().upper() for tag, value in result.field55.items()},
         }
 
-    def _wait(self, deadline: float) -> Any:
+    def _wait(self, deadline: float, cancelled: Cancel | None) -> Target | str | None:
+        """A card in the field; None when none came by `deadline`; the reason when `cancelled` gave one."""
         while (left := deadline - self._clock()) > 0:
+            if cancelled is not None and (reason := cancelled()):
+                return reason
             try:
-                target = self.reader.wait_for_card(min(left, 1.0))
+                target = self.reader.wait_for_card(min(left, WAIT_SLICE))
             except ReaderError as error:
                 log.warning("reader: %s; resetting", error)
                 self.reader.reset()
@@ -168,4 +241,3 @@ class Counter:
             if target is not None:
                 return target
         return None
-

@@ -46,16 +46,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from hostproto.messages import ECR_MAX_RUN_SECONDS
 from terminal.assemble import Parts
 from terminal.config import MAX_AMOUNT, TerminalConfig
+from terminal.events import Event, Step
 from terminal.host.client import HostError, HostRejected
-from terminal.host.link import AdviceReceipt, HostAnswer, HostLink
 from terminal.kernel.outcome import Outcome
-from terminal.reader.base import Reader, ReaderError, Target
-from terminal.sale import Counter, SaleResult
+from terminal.sale import SaleResult
 from terminal.service import notify
 from terminal.service.endpoint import REQUEST_SECONDS, EcrServer, base_url, open_server
 from terminal.ui.feedback import format_amount
@@ -71,6 +70,9 @@ READING = "reading"
 ONLINE = "online"  # an authorization, or an offline approval's advice, with the host
 STOPPING = "stopping"
 STOPPED = "stopped"
+_STATES = {Step.READY: WAITING, Step.SEE_PHONE: WAITING, Step.TRY_AGAIN: WAITING, Step.READING: READING,
+           Step.ONLINE: ONLINE}
+STOPPING_REASON = "the terminal is stopping"
 
 TICK_SECONDS = 0.25  # how soon the worker notices stop() and a due watchdog ping
 RESULT_SECONDS = 3.0  # the outcome stays on the lights and message line this long before idle
@@ -90,10 +92,6 @@ RC_INVALID_AMOUNT = "13"
 
 class ServiceError(Exception):
     """The service cannot start (e.g. the ECR address is in use); the message says what to change."""
-
-
-class SaleCancelled(Exception):
-    """The service is stopping while the sale still waits for a card: nothing was read, nothing sent."""
 
 
 def _now_text() -> str:
@@ -128,69 +126,6 @@ class SaleJob:
         return {**self.result.to_json(), "stan": self.stan, "receipt": self.receipt}
 
 
-class _StoppableReader:
-    """The reader as the Counter sees it, chopping the card wait into short slices so that a stopping
-    service abandons it, and pinging the watchdog meanwhile; APDUs pass untouched."""
-
-    def __init__(self, reader: Reader, service: TerminalService) -> None:
-        self._reader = reader
-        self._service = service
-
-    def open(self) -> None:
-        self._reader.open()
-
-    def identify(self) -> str:
-        return self._reader.identify()
-
-    def wait_for_card(self, timeout: float) -> Target | None:
-        deadline = time.monotonic() + timeout
-        self._service.state = WAITING
-        while True:
-            if self._service.stop_requested:
-                raise SaleCancelled
-            self._service.tick()
-            target = self._reader.wait_for_card(max(0.0, min(TICK_SECONDS, deadline - time.monotonic())))
-            if target is not None or time.monotonic() >= deadline:
-                return target
-
-    def transceive(self, apdu: bytes) -> bytes:
-        self._service.state = READING
-        return self._reader.transceive(apdu)
-
-    def release(self) -> None:
-        self._reader.release()
-
-    def reset(self) -> None:
-        self._reader.reset()
-
-    def close(self) -> None:
-        self._reader.close()
-
-
-class _WatchedHost:
-    """The host link as the Counter sees it: notes the state and the STAN of the sale's financial message
-    (the ECR result carries it), and leaves every decision to the real link."""
-
-    def __init__(self, link: HostLink, service: TerminalService) -> None:
-        self._link = link
-        self._service = service
-
-    def authorize(self, request_body: dict[str, Any]) -> HostAnswer:
-        self._service.state = ONLINE
-        answer = self._link.authorize(request_body)
-        self._service.sale_stan = answer.stan
-        return answer
-
-    def advise(self, request_body: dict[str, Any]) -> AdviceReceipt:
-        self._service.state = ONLINE
-        receipt = self._link.advise(request_body)
-        self._service.sale_stan = receipt.stan
-        return receipt
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._link, name)
-
-
 class TerminalService:
     """The sale loop, the ECR poller and the local endpoint around one assembled terminal (`Parts`)."""
 
@@ -207,10 +142,7 @@ class TerminalService:
         self._clock = clock
         self.state = STARTING
         self.stop_requested = False  # a plain flag: stop() runs in signal handlers
-        self.sale_stan: str | None = None
-        # a host-link proxy: the Counter only calls authorize/advise, which _WatchedHost provides
-        self._counter = Counter(_StoppableReader(parts.reader, self), parts.counter.params, parts.feedback,
-                                cast(HostLink, _WatchedHost(parts.host, self)))
+        parts.counter.observers.append(self._observe)  # the one pipeline, with its lights and receipts
         self._lock = threading.Lock()
         self._jobs: queue.Queue[SaleJob] = queue.Queue()
         self._open_jobs = 0  # queued or running, under _lock
@@ -316,7 +248,7 @@ class TerminalService:
                                    'port, or listen = "" to turn the local ECR off') from None
             self._spawn("ecr-endpoint", self._serve_http)
         self._spawn("ecr-poller", self._poll_loop)
-        self.parts.feedback.idle()
+        self.parts.counter.tell(Step.IDLE)
         self.state = IDLE
         notify.ready(f"idle; ECR on {self.url}/sale" if self.url else "idle")
         log.info("service: ready (%s), reader %s", self.url or "no local ECR", self._reader_identity)
@@ -346,7 +278,7 @@ class TerminalService:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            self._finish(job, SaleResult(Outcome.END_APPLICATION, "Cancelled: the terminal is stopping", job.amount))
+            self._finish(job, SaleResult(Outcome.END_APPLICATION, f"Cancelled: {STOPPING_REASON}", job.amount))
         if self._server is not None:
             self._server.shutdown()
         for thread in self._threads:
@@ -392,29 +324,32 @@ class TerminalService:
     def _run(self, job: SaleJob) -> None:
         with self._lock:
             self._current = job
-        self.sale_stan = None
         self._idle_at = None
         self.state = WAITING
         started = self._clock()
         try:
-            result = self._counter.sale(job.amount, wait_seconds=self.sale_wait)
-        except SaleCancelled:
-            self.parts.feedback.idle()
-            result = SaleResult(Outcome.END_APPLICATION, "Cancelled: the terminal is stopping", job.amount)
-        except ReaderError as error:
-            log.error("reader: %s", error)
-            self.parts.feedback.declined("Reader error")
-            result = SaleResult(Outcome.END_APPLICATION, "Reader error", job.amount)
+            result = self.parts.counter.sale(job.amount, wait_seconds=self.sale_wait, cancelled=self._cancelled)
         except Exception as error:  # one broken sale must not take the counter down; no message: it may hold data
             log.error("sale: unexpected %s", type(error).__name__)
             log.debug("sale: unexpected error", exc_info=True)
-            self.parts.feedback.declined("Terminal error")
+            self.parts.counter.tell(Step.DECLINED, message="Terminal error")
             result = SaleResult(Outcome.END_APPLICATION, "Terminal error", job.amount)
-        job.stan = self.sale_stan
+        job.stan = result.stan
         self._finish(job, result, self._clock() - started)
         self._refresh_link()
         self._idle_at = self._clock() + RESULT_SECONDS
         self.state = IDLE
+
+    def _observe(self, event: Event) -> None:
+        """The pipeline's steps, as the status shows them."""
+        state = _STATES.get(event.step)
+        if state is not None:
+            self.state = state
+
+    def _cancelled(self) -> str | None:
+        """Asked by the pipeline while it waits for a card: the worker is alive (watchdog), and is it stopping?"""
+        self.tick()
+        return STOPPING_REASON if self.stop_requested else None
 
     def _finish(self, job: SaleJob, result: SaleResult, seconds: float = 0.0) -> None:
         """Record the outcome (last sale, ECR result to send, the log line) and wake whoever waits for it."""
@@ -457,7 +392,7 @@ class TerminalService:
         now = self._clock()
         if self._idle_at is not None and now >= self._idle_at:
             self._idle_at = None
-            self.parts.feedback.idle()
+            self.parts.counter.tell(Step.IDLE)
         if now - self._last_flush >= self.flush_seconds:
             self._connect_host(check=False)
         elif now - self._last_status >= self.status_seconds:
@@ -549,8 +484,8 @@ class TerminalService:
         log.info("ecr: sale #%d for %s from the virtual ECR", ecr_id, format_amount(amount))
         if self._submit(SaleJob(amount, "ecr", ecr_id), exclusive=False) is None:  # stopping meanwhile
             with self._lock:
-                self._results.append((ecr_id, {"rc": RC_OFFLINE_DECLINED, "text": "Cancelled: the terminal is "
-                                               "stopping", "stan": None}))
+                self._results.append((ecr_id, {"rc": RC_OFFLINE_DECLINED, "text": f"Cancelled: {STOPPING_REASON}",
+                                               "stan": None}))
         return True
 
     def _note_poll(self, **values: Any) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from terminal import events
 from terminal.config import FeedbackPins, GpioConfig, Tones
 from terminal.ui.gpio import Gpio
 
@@ -108,6 +109,28 @@ class Feedback:
     def events(self) -> list[tuple[str, str, object]]:
         """The timeline without times: what a test compares exactly."""
         return [(what, event, value) for _, what, event, value in self.timeline()]
+
+    # -- as an observer of the pipeline (terminal.events) ---------------------------------------------
+
+    def observe(self, event: events.Event) -> None:
+        """One step of a sale or fare, shown (ONLINE and DONE change nothing here)."""
+        match event.step:
+            case events.Step.READY:
+                self.ready(event.amount or 0)
+            case events.Step.READING:
+                self.reading()
+            case events.Step.CARD_READ:
+                self.card_read()
+            case events.Step.SEE_PHONE:
+                self.see_phone()
+            case events.Step.TRY_AGAIN:
+                self.try_again()
+            case events.Step.APPROVED:
+                self.approved(event.amount or 0, event.discount)
+            case events.Step.DECLINED:
+                self.declined(event.message)
+            case events.Step.IDLE:
+                self.idle()
 
     # -- states ----------------------------------------------------------------------------------------
 

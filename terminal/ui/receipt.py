@@ -10,6 +10,9 @@ import logging
 
 import serial
 
+from terminal.events import Event, Step
+from terminal.sale import SaleResult
+
 log = logging.getLogger(__name__)
 INITIALISE = b"\x1b@"  # ESC @
 FEED_AND_CUT = b"\x1bd\x03\x1dV\x00"  # ESC d 3 (feed three lines), GS V 0 (full cut)
@@ -30,3 +33,14 @@ def print_receipt(device: str, baud: int, lines: list[str]) -> bool:
         log.warning("receipt printer %s: %s (the receipt is still in the log and /status)", device, error)
         return False
     return True
+
+
+class ReceiptPrinter:
+    """An observer of the pipeline: prints the receipt of every sale a card took part in (declined ones too)."""
+
+    def __init__(self, device: str, baud: int, merchant: str) -> None:
+        self.device, self.baud, self.merchant = device, baud, merchant
+
+    def __call__(self, event: Event) -> None:
+        if event.step is Step.DONE and isinstance(event.result, SaleResult) and event.result.taps:
+            print_receipt(self.device, self.baud, event.result.receipt(self.merchant))

@@ -6,8 +6,6 @@ to note each APDU in the trace. Sales, fares and settlement go through the produ
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,18 +14,15 @@ from pathlib import Path
 from hil_rig import RESET_PIN, Rig
 from hil_trace import Trace, describe_command, describe_response
 
-from terminal.assemble import host_link, kernel_params
+from terminal.assemble import host_link, kernel_params, transit_psam
 from terminal.config import TerminalConfig, load_config
 from terminal.host.link import HostLink, SettlementResult
-from terminal.kernel.outcome import Outcome
-from terminal.kernel.transit import Psam, TransitResult, fare
+from terminal.kernel.transit import TransitResult
 from terminal.reader.base import CardRemoved, Target
 from terminal.reader.pn532 import Pn532Reader
 from terminal.sale import Counter, SaleResult
 from terminal.ui.feedback import Feedback
 from terminal.ui.gpio import Gpio, SimulatedGpio
-
-FARE_RETRY_PAUSE = 0.3  # what the counter waits before polling again after "Present card again"
 
 
 def write_config(world_config: Path, target: Path, *, host_url: str, reader_port: str, journal: Path,
@@ -97,7 +92,6 @@ class Terminal:
     host: HostLink
     gpio: Gpio
     trace: Trace
-    psam: Psam
     sales: int = 0
 
     def sale(self, amount: int, *, wait: float = 10.0) -> SaleResult:
@@ -110,25 +104,9 @@ class Terminal:
         return result
 
     def fare(self, amount: int, *, wait: float = 10.0) -> TransitResult:
-        """A metro gate's fare: as `pos-terminal fare`, plus the re-tap a torn purchase asks for."""
+        """A metro gate's fare, through the product's pipeline (its re-tap loop for a torn purchase included)."""
         self.trace.add("note", f"fare of {amount} fen")
-        deadline = time.monotonic() + wait
-        self.feedback.ready(amount)
-        while True:
-            target = self.reader.wait_for_card(max(0.0, deadline - time.monotonic()))
-            if target is None:
-                raise AssertionError("no card came for the fare")
-            self.feedback.reading()
-            result = fare(self.reader.transceive, self.psam, amount, datetime.datetime.now())
-            self.reader.release()
-            if result.outcome != Outcome.TRY_AGAIN:
-                break
-            self.feedback.try_again()
-            time.sleep(FARE_RETRY_PAUSE)
-        if result.outcome == Outcome.APPROVED:
-            self.feedback.approved(result.amount)
-        else:
-            self.feedback.declined(result.message)
+        result = self.counter.fare(amount, wait_seconds=wait)
         self.trace.add("note", f"fare: {result.outcome} — {result.message}")
         return result
 
@@ -150,13 +128,11 @@ def terminal(config_path: Path, rig: Rig, trace: Trace) -> Iterator[Terminal]:
     feedback = Feedback.from_config(config.gpio, gpio)
     reader = TracingReader(Pn532Reader(config, gpio), trace)
     host = host_link(config)
-    keys = json.loads(config.transit.keys.read_text())["cities"] if config.transit.keys else []
-    psam = Psam({c["city_code"]: bytes.fromhex(c["purchase_master_key"]) for c in keys},
-                config.terminal.id.encode()[-6:])
+    counter = Counter(reader, kernel_params(config), host, observers=[feedback.observe],
+                      psam=transit_psam(config, host.journal))
     reader.open()
     try:
-        yield Terminal(config, Counter(reader, kernel_params(config), feedback, host), reader, feedback, host, gpio,
-                       trace, psam)
+        yield Terminal(config, counter, reader, feedback, host, gpio, trace)
     finally:
         reader.close()
         feedback.close()

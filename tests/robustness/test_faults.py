@@ -147,7 +147,7 @@ def counter(world: World, served: Served, tmp_path: Path) -> Iterator[tuple[Coun
                     tid=entry["tid"])
     reader.open()
     try:
-        yield Counter(reader, _params(world), feedback, link), rig, feedback
+        yield Counter(reader, _params(world), link, observers=[feedback.observe]), rig, feedback
     finally:
         reader.close()
         feedback.close()
