@@ -186,8 +186,8 @@ class Stack:
                 raise DemoError(f"the terminal service did not become ready within {START_TIMEOUT:.0f} s; "
                                 f"see {self._rel(self._log_path('terminal'))}")
             time.sleep(0.2)
-        self.say(f"terminal service: local ECR {ECR_URL}/sale, status {ECR_URL}/status  "
-                 f"(log: {self._rel(self._log_path('terminal'))})")
+        self.say(f"terminal service: local ECR {ECR_URL}/sale, status {ECR_URL}/status, customer display "
+                 f"{ECR_URL}/display  (log: {self._rel(self._log_path('terminal'))})")
 
     # -- children ----------------------------------------------------------------------------------------------
 

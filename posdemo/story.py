@@ -306,6 +306,7 @@ def summary_lines(results: list[StepResult], world_users: list[dict[str, Any]]) 
     lines = [f"\n{passed}/{len(results)} steps had the expected outcome"]
     lines += [f"  {'ok    ' if r.ok else 'FAILED'} {r.number}. {r.title}" for r in results]
     lines += [
+        f"customer display: {ECR_URL}/display  (the shopper's screen, live)",
         f"dashboard: {WEB_URL}/dashboard/  operator login: {operator['username']} / {operator['password']}",
         f"cardholder pages: {WEB_URL}/cardholder/  login: {cardholder['username']} / {cardholder['password']}",
     ]

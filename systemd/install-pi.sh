@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install the QuickPass terminal as a systemd service on a Raspberry Pi, and optionally the acquirer stub.
 #
-#   sudo systemd/install-pi.sh [--world DIR] [--with-acquirer] [--no-start]
+#   sudo systemd/install-pi.sh [--world DIR] [--with-acquirer] [--with-display] [--no-start]
 #
 # From a checkout: a system user `quickpass` (groups dialout and gpio), the venv /opt/quickpass/.venv with
 # `pip install .[pi]` (`.[pi,acquirer]` with --with-acquirer), the test world in /var/lib/quickpass/world (a
 # copy of DIR, or a new one), /etc/quickpass/terminal.toml from systemd/terminal.toml.in when it does not exist
 # yet (never overwritten), the units in /etc/systemd/system, enabled; then `pos-terminal doctor` and a start.
+# --with-display: the customer display, Chromium in kiosk mode on the terminal's /display page, as a user unit
+# of the desktop session (/etc/systemd/user/pos-display.service, enabled for every user: `systemctl --global`).
 # Running it again is safe: it upgrades the venv and the units and keeps the configuration, world and journal.
 # QUICKPASS_ROOT=DIR installs into a staging root instead of / (used by the tests; systemctl is then theirs).
 # TEST ONLY: everything it installs belongs to a simulated payment world.
@@ -17,11 +19,13 @@ say() { printf '== %s\n' "$*" >&2; }
 
 world=""
 acquirer=0
+display=0
 start=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --world) [ $# -ge 2 ] || usage; world="$(cd "$2" && pwd)"; shift 2 ;;
     --with-acquirer) acquirer=1; shift ;;
+    --with-display) display=1; shift ;;
     --no-start) start=0; shift ;;
     -h|--help) usage ;;
     *) echo "install-pi.sh: unknown argument $1" >&2; usage ;;
@@ -36,12 +40,17 @@ venv="$opt/.venv"
 etc=/etc/quickpass
 state=/var/lib/quickpass
 units=/etc/systemd/system
+user_units=/etc/systemd/user
 
 if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
   echo "install-pi.sh: run it as root: sudo $0 $*" >&2
   exit 1
 fi
 [ -f "$src/pyproject.toml" ] || { echo "install-pi.sh: $src is not a quickpass checkout" >&2; exit 1; }
+if [ "$display" -eq 1 ] && [ ! -x "$root/usr/bin/chromium" ]; then
+  echo "install-pi.sh: --with-display needs Chromium: sudo apt install chromium (Raspberry Pi OS desktop)" >&2
+  exit 1
+fi
 if [ -n "$world" ] && [ ! -f "$world/WORLD.json" ]; then
   echo "install-pi.sh: $world is not a test world (no WORLD.json); create one with: pos-card world DIR" >&2
   exit 1
@@ -130,6 +139,12 @@ systemctl enable pos-terminal.service
 if [ "$acquirer" -eq 1 ]; then
   systemctl enable acquirer-stub.service
   systemctl restart acquirer-stub.service
+fi
+if [ "$display" -eq 1 ]; then
+  say "customer display: $user_units/pos-display.service (starts with the desktop session)"
+  install -d -m 0755 "$root$user_units"
+  install -m 0644 "$src/systemd/pos-display.service" "$root$user_units/pos-display.service"
+  systemctl --global enable pos-display.service
 fi
 
 say "pos-terminal doctor (the service is stopped meanwhile: the reader has one owner)"

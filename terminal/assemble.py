@@ -22,6 +22,7 @@ from terminal.sale import Counter
 from terminal.ui.feedback import Feedback
 from terminal.ui.gpio import open_gpio
 from terminal.ui.receipt import ReceiptPrinter
+from terminal.ui.screen import Screen
 
 log = logging.getLogger("terminal")
 
@@ -71,19 +72,22 @@ class Parts:
     reader: Pn532Reader
     host: HostLink
     feedback: Feedback
+    screen: Screen  # the customer display's model, in step with the feedback
 
 
 @contextlib.contextmanager
 def terminal(config: TerminalConfig) -> Iterator[Parts]:
     gpio = open_gpio(config.gpio)
     feedback = Feedback.from_config(config.gpio, gpio, log=log)
+    screen = Screen()
+    feedback.watch(screen.show)
     reader = Pn532Reader(config, gpio)
     host = host_link(config)
     try:  # whatever fails from here (a key file, the reader), the journal, the reader and the GPIO are released
         counter = Counter(reader, kernel_params(config), host, observers=observers(config, feedback),
                           psam=transit_psam(config, host.journal))
         reader.open()
-        yield Parts(counter, reader, host, feedback)
+        yield Parts(counter, reader, host, feedback, screen)
     finally:
         reader.close()
         feedback.close()

@@ -115,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             service.start()
             url = service.url
-            print(f"ready: ECR on {url}/sale, status on {url}/status" if url else
+            print(f"ready: ECR on {url}/sale, status on {url}/status, customer display on {url}/display" if url else
                   "ready: local ECR off ([ecr] listen = \"\"), polling the virtual ECR", flush=True)
             service.serve()
         except ServiceError as error:

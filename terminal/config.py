@@ -26,7 +26,8 @@ Schema (defaults in brackets):
     [journal]   path ["journal.sqlite3"]
     [ecr]       listen ["127.0.0.1:8381"] ("" = off); secret (required while listen is on: at least 32 random
                 characters of A–Z a–z 0–9 - . _ ~ + / =, which a local register sends as
-                ``Authorization: Bearer …``; a test world writes a random one)
+                ``Authorization: Bearer …``; a test world writes a random one); keypad_pin (4 to 12
+                digits: turns on the merchant keypad page /keypad, which asks for it; absent = keypad off)
 
 Limit defaults are the sample per-AID parameters of doc emv-qpboc.md §4 (the same as the kernel's
 `KernelParams`): ¥1,000.00 is the published domestic no-PIN/no-signature threshold, the floor limit lets
@@ -141,6 +142,7 @@ class JournalConfig:
 class EcrConfig:
     listen: tuple[str, int] | None = ("127.0.0.1", 8381)
     secret: str | None = field(default=None, repr=False)  # the local register's bearer token; None with listen off
+    keypad_pin: str | None = field(default=None, repr=False)  # the merchant keypad page's PIN; None: keypad off
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ SECTIONS = {
     "gpio": ("backend", "lights", "buzzer", "success_hz", "success_ms", "alert_hz", "alert_ms", "alert_gap_ms",
              "reading_step_ms", "idle_blink_ms"),
     "journal": ("path",),
-    "ecr": ("listen", "secret"),
+    "ecr": ("listen", "secret", "keypad_pin"),
     "transit": ("keys",),
     "receipt": ("printer", "baud"),
 }
@@ -456,7 +458,17 @@ def _receipt(section: _Section, folder: Path) -> ReceiptConfig:
 
 def _ecr(section: _Section) -> EcrConfig:
     listen = _listen(section)
-    return EcrConfig(listen, _ecr_secret(section, required=listen is not None))
+    return EcrConfig(listen, _ecr_secret(section, required=listen is not None), _keypad_pin(section))
+
+
+def _keypad_pin(section: _Section) -> str | None:
+    value = section.data.get("keypad_pin")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4,12}", value):
+        raise ConfigError("ecr.keypad_pin", "not 4 to 12 digits", 'write it as a quoted string, e.g. keypad_pin = '
+                          '"482916", or remove it to turn the keypad page off')
+    return value
 
 
 def _ecr_secret(section: _Section, *, required: bool) -> str | None:

@@ -81,6 +81,7 @@ def test_the_whole_story_once(ports_free: None) -> None:
         assert line in out, out
     assert 'terminal shows "See phone"' in out and "token •••• " in out and "Bank promotion -¥1.23" in out
     assert "http://127.0.0.1:8382/dashboard/  operator login: operator / " in out
+    assert "customer display: http://127.0.0.1:8381/display" in out
     assert "posdemo: stopped; no process left running" in out
     _assert_nothing_left()
 

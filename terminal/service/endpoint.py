@@ -17,6 +17,17 @@ browser sends a cross-origin ``text/plain`` POST without asking) and a page whos
   415 unless ``Content-Type: application/json``, 400 for a missing or bad amount, 409 while another sale runs
   or waits (the register must not queue sales behind the shopper's back), 503 once the terminal is stopping.
 
+``GET /display`` is the customer display (`terminal.ui.screen`): a page with its script, style and symbol from
+this endpoint only, following ``GET /display/events`` (Server-Sent Events: the view as JSON at every change, a
+comment every `HEARTBEAT_SECONDS`, and the end of the stream after `DISPLAY_STREAM_SECONDS`, when the browser
+connects again); at most `MAX_DISPLAYS` streams at once (503 beyond). Like ``/status`` it needs no secret: it
+shows what the shopper sees anyway, never a card number.
+
+``GET /keypad`` is the merchant's keypad page (touch-sized keys: an amount, then the PIN, then the sale followed
+on the display's stream, its outcome and receipt). It sends ``POST /keypad/sale`` with ``{"amount", "pin"}``:
+the PIN is ``[ecr] keypad_pin`` (no PIN configured: 403, the keypad is off), compared in constant time; after
+`KEYPAD_TRIES` wrong ones in a row every PIN is refused (429) for `KEYPAD_LOCK_SECONDS`. The rest is ``/sale``'s.
+
 ``GET /status`` needs no secret: it holds no secret (no key, no PAN but the receipt's masked one), the Host and
 Origin checks keep web pages from reading it, and health checks can read it without holding the secret that
 starts sales.
@@ -34,11 +45,15 @@ import io
 import ipaddress
 import json
 import logging
+import math
+import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from terminal.config import ECR_SECRET_MIN, MAX_AMOUNT
@@ -52,7 +67,19 @@ MAX_BODY_BYTES = 4096
 REQUEST_SECONDS = 10.0  # the whole request must arrive within this
 WRITE_SECONDS = 10.0  # the client must take the answer within this
 MAX_CONNECTIONS = 64  # served at once; a stalled one counts until REQUEST_SECONDS cut it off
-ROUTES = "GET /status, POST /sale"
+ROUTES = "GET /status, GET /display, GET /keypad, POST /sale, POST /keypad/sale"
+PAGE_FILES = Path(__file__).with_name("pages")
+PAGE_TYPES = {"display.css": "text/css; charset=utf-8", "display.js": "text/javascript; charset=utf-8",
+              "keypad.js": "text/javascript; charset=utf-8", "keypad.css": "text/css; charset=utf-8",
+              "contactless.svg": "image/svg+xml"}
+KEYPAD_TRIES = 5
+KEYPAD_LOCK_SECONDS = 300
+DISPLAY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+                  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+MAX_DISPLAYS = 8
+HEARTBEAT_SECONDS = 15.0
+DISPLAY_STREAM_SECONDS = 300.0
+STREAM_CHECK_SECONDS = 1.0  # how soon a stream notices that the terminal stops
 _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
          b'{"error": "too many connections; try again"}')
 
@@ -94,6 +121,31 @@ def _split_host(value: str) -> tuple[str, int | None]:
     return host, int(port) if port.isdigit() and len(port) <= 5 else None
 
 
+class KeypadLock:
+    """Wrong keypad PINs: after `KEYPAD_TRIES` in a row the keypad refuses every PIN for `KEYPAD_LOCK_SECONDS`
+    (a 4-digit PIN must not be guessable from the shop's network)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wrong = 0
+        self._until = 0.0
+
+    def seconds_left(self) -> int:
+        with self._lock:
+            return max(0, math.ceil(self._until - self._clock()))
+
+    def wrong(self) -> None:
+        with self._lock:
+            self._wrong += 1
+            if self._wrong >= KEYPAD_TRIES:
+                self._wrong, self._until = 0, self._clock() + KEYPAD_LOCK_SECONDS
+
+    def forgive(self) -> None:
+        with self._lock:
+            self._wrong = 0
+
+
 class EcrServer(ThreadingHTTPServer):
     daemon_threads = True  # a register that hangs up must not keep the service from stopping
 
@@ -105,6 +157,8 @@ class EcrServer(ThreadingHTTPServer):
         self.secret = secret.encode()
         self.request_seconds = request_seconds
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.displays = threading.BoundedSemaphore(MAX_DISPLAYS)
+        self.keypad_lock = KeypadLock()
         super().__init__(address, _Handler)
         self.host_check = HostCheck(address[0], int(self.server_address[1]))
 
@@ -148,6 +202,10 @@ def base_url(server: EcrServer) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _event(view: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(view, ensure_ascii=False).encode() + b"\n\n"
+
+
 class _RequestReader(io.RawIOBase):
     """The connection's reading side with one deadline for the whole request: a client that trickles a byte
     every few seconds is cut off as surely as one that stops."""
@@ -187,27 +245,89 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._allowed():
             return
-        if self.path.split("?")[0] == "/status":
+        path = self.path.split("?")[0]
+        if path == "/status":
             self._answer(200, self.server.service.status())
+        elif path in ("/display", "/keypad"):
+            self._file(path[1:] + ".html", "text/html; charset=utf-8")
+        elif path == "/display/events":
+            self._display_events()
+        elif path.startswith("/display/") and path[len("/display/"):] in PAGE_TYPES:
+            name = path[len("/display/"):]
+            self._file(name, PAGE_TYPES[name])
         else:
             self._answer(404, {"error": f"not found: {ROUTES}"})
+
+    def _gone(self) -> bool:
+        """The display closed its end (a tab closed, a browser restarted): its slot is free at once."""
+        if not select.select([self.connection], [], [], 0)[0]:
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _file(self, name: str, content_type: str) -> None:
+        data = (PAGE_FILES / name).read_bytes()
+        self._send(200, data, content_type, {"Content-Security-Policy": DISPLAY_POLICY, "X-Frame-Options": "DENY",
+                                             "Referrer-Policy": "no-referrer"})
+
+    def _display_events(self) -> None:
+        """The customer display's stream: the view now, then at each change, until the terminal stops."""
+        service = self.server.service
+        if not self.server.displays.acquire(blocking=False):
+            self._answer(503, {"error": f"at most {MAX_DISPLAYS} displays at once"}, {"Retry-After": "5"})
+            return
+        try:
+            self.close_connection = True
+            self.connection.settimeout(WRITE_SECONDS)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            screen = service.parts.screen
+            version, view = screen.current()
+            self.wfile.write(b"retry: 1000\n" + _event(view))
+            ends, quiet_since = time.monotonic() + DISPLAY_STREAM_SECONDS, time.monotonic()
+            while time.monotonic() < ends and not service.stopping and not self._gone():
+                newer = screen.after(version, STREAM_CHECK_SECONDS)
+                for _, view in newer:
+                    self.wfile.write(_event(view))
+                if newer:
+                    version, quiet_since = newer[-1][0], time.monotonic()
+                elif time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
+                    quiet_since = time.monotonic()
+                    self.wfile.write(b": still here\n\n")
+                self.wfile.flush()
+        except OSError as error:  # the display went away
+            log.info("display: %s: stream closed (%s)", self.client_address[0], error)
+        finally:
+            self.server.displays.release()
 
     def do_POST(self) -> None:
         if not self._allowed():
             return
-        if self.path.split("?")[0] != "/sale":
+        path = self.path.split("?")[0]
+        if path not in ("/sale", "/keypad/sale"):
             self._answer(404, {"error": f"not found: {ROUTES}"})
             return
-        if not self._authorized():
+        if path == "/sale" and not self._authorized():
             self._answer(401, {"error": "send the terminal's [ecr] secret as Authorization: Bearer …"},
                          {"WWW-Authenticate": 'Bearer realm="pos-terminal"'})
             return
         if self.headers.get_content_type() != "application/json":
             self._answer(415, {"error": "send Content-Type: application/json"})
             return
-        amount = self._amount()
-        if isinstance(amount, str):
-            self._answer(400, {"error": amount})
+        body = self._json_body()
+        if isinstance(body, str):
+            self._answer(400, {"error": body})
+            return
+        if path == "/keypad/sale" and not self._keypad_pin_ok(body.get("pin")):
+            return
+        amount = body.get("amount")
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
+            self._answer(400, {"error": f"amount: a whole number of fen, 1 to {MAX_AMOUNT}"})
             return
         service = self.server.service
         job = service.submit_local(amount)
@@ -221,6 +341,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(504, {"error": "the sale has no outcome yet; see GET /status"})
             return
         self._answer(200, job.answer())
+
+    def _keypad_pin_ok(self, pin: object) -> bool:
+        """The keypad's PIN, in constant time, with a lock-out after `KEYPAD_TRIES` wrong ones (else answered)."""
+        expected = self.server.service.config.ecr.keypad_pin
+        if expected is None:
+            self._answer(403, {"error": "the keypad is off: set [ecr] keypad_pin in the terminal's configuration"})
+            return False
+        locked = self.server.keypad_lock.seconds_left()
+        if locked:
+            self._answer(429, {"error": f"too many wrong PINs: try again in {locked} s"}, {"Retry-After": str(locked)})
+            return False
+        if isinstance(pin, str) and hmac.compare_digest(pin.encode(), expected.encode()):
+            self.server.keypad_lock.forgive()
+            return True
+        self.server.keypad_lock.wrong()
+        log.warning("ecr: wrong keypad PIN from %s", self.client_address[0])
+        self._answer(403, {"error": "wrong PIN"})
+        return False
 
     def _allowed(self) -> bool:
         """Host names this endpoint, and the request comes from no other origin (else answered here)."""
@@ -241,8 +379,8 @@ class _Handler(BaseHTTPRequestHandler):
         scheme, _, token = (values[0] if len(values) == 1 else "").strip().partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.server.secret)
 
-    def _amount(self) -> int | str:
-        """The amount in fen, or what is wrong with the request (never echoing it)."""
+    def _json_body(self) -> dict[str, Any] | str:
+        """The request's JSON object, or what is wrong with it (never echoing it)."""
         try:
             length = int(self.headers.get("Content-Length", "0"))
         except ValueError:
@@ -253,10 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
             data = json.loads(self.rfile.read(length))
         except (ValueError, RecursionError):
             return "the body is not JSON"
-        amount = data.get("amount") if isinstance(data, dict) else None
-        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
-            return f"amount: a whole number of fen, 1 to {MAX_AMOUNT}"
-        return amount
+        return data if isinstance(data, dict) else 'send a JSON object: {"amount": fen}'
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The base class's refusals (bad request line, headers too long, unknown method) as JSON too."""
@@ -267,11 +402,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(code, {"error": HTTPStatus(code).phrase})  # the base's message may quote the request
 
     def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode()
+        self._send(status, json.dumps(body, ensure_ascii=False).encode(), "application/json; charset=utf-8", headers)
+
+    def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         try:
             self.connection.settimeout(WRITE_SECONDS)
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")

@@ -12,10 +12,12 @@ logged and ignored, because a payment must not fail for a broken screen.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from terminal import events
 from terminal.config import FeedbackPins, GpioConfig, Tones
@@ -33,6 +35,19 @@ PROCESSING = "Processing"
 REMOVE_CARD = "Remove card"
 SEE_PHONE = "See phone"
 PRESENT_AGAIN = "Present card again"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the shopper sees at one moment: the state that produced it (a `Feedback` method: "idle", "ready",
+    "reading", "card_read", "approved", "declined", "see_phone", "try_again", "notice"), the message line, the
+    four lights and the amount of the sale waiting for a card (None when idle)."""
+
+    state: str
+    message: str
+    lights: tuple[bool, bool, bool, bool]
+    amount: int | None
+    detail: str = ""  # what the state adds: the amount charged and the discount, a decline's reason
 
 
 def format_amount(fen: int) -> str:
@@ -74,6 +89,11 @@ class Feedback:
         self._success_played = False
         self._sequence: _Sequence | None = None
         self._timers: list[threading.Timer] = []
+        self._state = "off"
+        self._detail = ""
+        self._watchers: list[Callable[[Shown], None]] = []
+        self._changing = 0  # inside a state change: watchers are told once, at its end
+        self._dirty = False
         for pin in pins.lights:
             gpio.setup_output(pin, False)
         if pins.buzzer is not None:
@@ -86,7 +106,18 @@ class Feedback:
         return cls(gpio, config.pins, config.tones, display=display, log=log,
                    reading_step=config.reading_step_seconds, idle_blink=config.idle_blink)
 
-    # -- what the status API reads ------------------------------------------------------------------------
+    # -- what the status API and a display read ---------------------------------------------------------
+
+    def watch(self, watcher: Callable[[Shown], None]) -> None:
+        """Call `watcher` with what is shown after every change (a state, or a light of a sequence changing on
+        its own); on the changing thread, under this object's lock: it must be quick. One that fails is logged."""
+        with self._lock:
+            self._watchers.append(watcher)
+            watcher(self.shown())
+
+    def shown(self) -> Shown:
+        with self._lock:
+            return Shown(self._state, self._message, self.lights, self._amount, self._detail)
 
     @property
     def message(self) -> str:
@@ -136,7 +167,7 @@ class Feedback:
 
     def idle(self) -> None:
         """Nothing to pay: light 1 blinks (steady when blinking is configured off)."""
-        with self._lock:
+        with self._change("idle"):
             self._cancel_sequence()
             self._amount = None
             self._set_lights({1})
@@ -147,7 +178,7 @@ class Feedback:
 
     def ready(self, amount: int) -> None:
         """A sale of `amount` fen is waiting for a card: light 1 steady."""
-        with self._lock:
+        with self._change("ready"):
             self._cancel_sequence()
             self._amount = amount
             self._success_played = False
@@ -156,7 +187,7 @@ class Feedback:
 
     def reading(self) -> None:
         """A card answered: light 2 now, light 3 one step later; light 4 waits for card_read()."""
-        with self._lock:
+        with self._change("reading"):
             self._cancel_sequence()
             self._set_lights({1, 2})
             self._show(PROCESSING)
@@ -168,7 +199,7 @@ class Feedback:
 
     def card_read(self) -> None:
         """Everything needed is read: all four lights and the success tone; the card may go."""
-        with self._lock:
+        with self._change("card_read"):
             self._cancel_sequence()
             self._set_lights(set(LIGHTS))
             self._success_tone()
@@ -176,27 +207,26 @@ class Feedback:
 
     def approved(self, amount: int, discount: int = 0) -> None:
         """`amount` fen paid (after a `discount` in fen, 0 = none); the success tone if card_read() gave none."""
-        with self._lock:
+        with self._change("approved"):
             self._cancel_sequence()
             self._set_lights(set(LIGHTS))
             if not self._success_played:
                 self._success_tone()
-            text = f"Approved {format_amount(amount)}"
-            if discount:
-                text += f" ({format_amount(discount)} off)"
-            self._show(text)
+            self._detail = format_amount(amount) + (f" ({format_amount(discount)} off)" if discount else "")
+            self._show(f"Approved {self._detail}")
 
     def declined(self, reason: str = "") -> None:
         """The payment failed: lights off, the alert tone, and the reason in plain words."""
-        with self._lock:
+        with self._change("declined"):
             self._cancel_sequence()
             self._set_lights(set())
             self._alert_tone()
+            self._detail = reason
             self._show(f"Declined: {reason}" if reason else "Declined")
 
     def see_phone(self) -> None:
         """The phone wants its holder (fingerprint): alert, and ready for the same phone again."""
-        with self._lock:
+        with self._change("see_phone"):
             self._cancel_sequence()
             self._set_lights({1})
             self._alert_tone()
@@ -204,7 +234,7 @@ class Feedback:
 
     def try_again(self) -> None:
         """The tap failed (card taken away too early, read error): alert, ready for the card again."""
-        with self._lock:
+        with self._change("try_again"):
             self._cancel_sequence()
             self._set_lights({1})
             self._alert_tone()
@@ -212,7 +242,7 @@ class Feedback:
 
     def show(self, text: str) -> None:
         """Any other line (a merchant notice); lights and tones stay as they are."""
-        with self._lock:
+        with self._change("notice"):
             self._show(text)
 
     def settle(self, timeout: float = 5.0) -> None:
@@ -249,12 +279,42 @@ class Feedback:
             self._sequence.cancel()
             self._sequence = None
 
+    @contextlib.contextmanager
+    def _change(self, state: str) -> Iterator[None]:
+        with self._lock:
+            self._changing += 1
+            self._state = state
+            self._detail = ""
+            self._dirty = True
+            try:
+                yield
+            finally:
+                self._changing -= 1
+                self._changed()
+
+    def _changed(self) -> None:
+        """Tell the watchers, unless a state change is under way (it tells them once, at its end)."""
+        if self._changing or not self._dirty:
+            return
+        self._dirty = False
+        shown = self.shown()
+        for watcher in self._watchers:
+            try:
+                watcher(shown)
+            except Exception as error:
+                self._log.warning("display watcher failed: %s", type(error).__name__)
+
     def _set_lights(self, wanted: set[int]) -> None:
+        changed = False
         for number, pin in zip(LIGHTS, self._pins.lights, strict=True):
             if (number in wanted) != (number in self._lit):
                 self._gpio.write(pin, number in wanted)
                 self._record(f"light{number}", "write", number in wanted)
+                changed = True
         self._lit = set(wanted)
+        if changed:
+            self._dirty = True
+            self._changed()
 
     def _success_tone(self) -> None:
         self._success_played = True

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 import reader
+from browser import TIMEOUT_MS, checked_page, chromium
 from flask import Flask
 from hostserver import served_in_thread
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Browser, Page, expect
 from werkzeug.serving import make_server
 
 from acquirer_stub.instance import Instance
@@ -34,10 +34,6 @@ from firmware.cards.cardfile import PlainCard
 from firmware.world.layout import World
 from hostproto import signing
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 15_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -66,37 +62,14 @@ def live(app: Flask) -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's browser (apt-get install -y chromium); "
-                    ".ci/run does this when it is absent")
-    with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                                 timeout=60_000)
-        except PlaywrightError as error:
-            pytest.fail(f"Chromium at {CHROMIUM} could not start: {error}")
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text
-            else None)  # Chromium reports every CSP violation (a blocked script, style or frame) here
-    policies: list[str] = []
-    page.on("response", lambda response: policies.append(response.headers.get("content-security-policy", ""))
-            if response.request.resource_type == "document" else None)
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors or CSP violations on the page: {errors}"
-    assert policies and all("script-src 'self'" in policy for policy in policies), policies
+    with checked_page(browser, 1400, 1000) as page:
+        yield page
 
 
 class Terminal:

@@ -120,3 +120,20 @@ def test_a_folder_that_is_not_a_world_is_refused(tmp_path: Path, world: World) -
     done = _install(stubs, tmp_path / "root", world, "--world", str(tmp_path))
     assert done.returncode == 1 and "is not a test world" in done.stderr
     assert not (stubs / "calls").exists()  # refused before touching anything
+
+
+def test_with_display_the_kiosk_unit_is_installed_for_the_desktop_session(tmp_path: Path, world: World) -> None:
+    stubs, root = tmp_path / "stubs", tmp_path / "root"
+    _stubs(stubs)
+    refused = _install(stubs, root, world, "--with-display", "--no-start")
+    assert refused.returncode == 1 and "needs Chromium: sudo apt install chromium" in refused.stderr
+    assert not (stubs / "calls").exists()  # refused before touching anything
+    chromium = root / "usr/bin/chromium"
+    chromium.parent.mkdir(parents=True)
+    chromium.write_text("#!/bin/sh\n")
+    chromium.chmod(0o755)
+    done = _install(stubs, root, world, "--with-display", "--no-start")
+    assert done.returncode == 0, done.stderr
+    unit = root / "etc/systemd/user/pos-display.service"
+    assert unit.read_text() == (SYSTEMD / "pos-display.service").read_text()
+    assert "systemctl --global enable pos-display.service" in (stubs / "calls").read_text().splitlines()
