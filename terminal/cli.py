@@ -14,7 +14,7 @@ from pathlib import Path
 from terminal import inspect
 from terminal.assemble import host_link, terminal
 from terminal.capk import CapkError
-from terminal.config import ConfigError, load_config
+from terminal.config import ConfigError, TerminalConfig, load_config
 from terminal.host.client import HostError
 from terminal.journal.journal import JournalError
 from terminal.reader.base import ReaderError
@@ -114,9 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         previous = {sig: signal.signal(sig, lambda *_: service.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             service.start()
-            url = service.url
-            print(f"ready: ECR on {url}/sale, status on {url}/status, customer display on {url}/display" if url else
-                  "ready: local ECR off ([ecr] listen = \"\"), polling the virtual ECR", flush=True)
+            print(_ready_line(config, service.url), flush=True)
             service.serve()
         except ServiceError as error:
             print(f"pos-terminal: {error}", file=sys.stderr)
@@ -126,6 +124,16 @@ def _run(args: argparse.Namespace) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     return 0
+
+
+def _ready_line(config: TerminalConfig, url: str | None) -> str:
+    """What `run` says once it serves: where its endpoints are, and what it takes."""
+    gate = config.transit.gate_fare
+    takes = (f"a gate: fare {format_amount(gate)} at every tap" if gate is not None else
+             "sales from the local ECR and the virtual ECR" if url else
+             'sales from the virtual ECR (local ECR off: [ecr] listen = "")')
+    where = f"; ECR on {url}/sale, status on {url}/status, customer display on {url}/display" if url else ""
+    return f"ready: {takes}{where}"
 
 
 def build_parser() -> argparse.ArgumentParser:

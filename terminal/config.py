@@ -28,6 +28,8 @@ Schema (defaults in brackets):
                 characters of A–Z a–z 0–9 - . _ ~ + / =, which a local register sends as
                 ``Authorization: Bearer …``; a test world writes a random one); keypad_pin (4 to 12
                 digits: turns on the merchant keypad page /keypad, which asks for it; absent = keypad off)
+    [transit]   keys (the software PSAM's keys: a world's transit/keys.json); gate_fare (fen: with it,
+                `pos-terminal run` is a metro gate charging that fare at every tap, no register)
 
 Limit defaults are the sample per-AID parameters of doc emv-qpboc.md §4 (the same as the kernel's
 `KernelParams`): ¥1,000.00 is the published domestic no-PIN/no-signature threshold, the floor limit lets
@@ -154,6 +156,7 @@ class ReceiptConfig:
 @dataclass(frozen=True)
 class TransitConfig:
     keys: Path | None = None  # the PSAM's purchase master keys (a world's transit/keys.json)
+    gate_fare: int | None = None  # fen: the service is a gate, charging this at every tap
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ SECTIONS = {
              "reading_step_ms", "idle_blink_ms"),
     "journal": ("path",),
     "ecr": ("listen", "secret", "keypad_pin"),
-    "transit": ("keys",),
+    "transit": ("keys", "gate_fare"),
     "receipt": ("printer", "baud"),
 }
 REQUIRED_SECTIONS = ("terminal", "host", "capk")
@@ -241,9 +244,7 @@ def _parse(data: dict[str, Any], folder: Path, path: Path) -> TerminalConfig:
         journal=JournalConfig(sections["journal"].file("path", folder, default="journal.sqlite3",
                                                        fix="a file in a folder that exists")),
         ecr=_ecr(sections["ecr"]),
-        transit=TransitConfig(sections["transit"].file("keys", folder, must_exist=True,
-                                                       fix="point it at the world's transit/keys.json")
-                              if "keys" in sections["transit"].data else None),
+        transit=_transit(sections["transit"], folder),
         receipt=_receipt(sections["receipt"], folder),
     )
 
@@ -454,6 +455,16 @@ def _receipt(section: _Section, folder: Path) -> ReceiptConfig:
         raise ConfigError(section.key("baud"), f"{baud} is not a printer serial speed",
                           "use 9600, 19200, 38400, 57600 or 115200 (the printer's self-test page shows it)")
     return ReceiptConfig(str(folder / printer) if printer else None, baud)
+
+
+def _transit(section: _Section, folder: Path) -> TransitConfig:
+    keys = (section.file("keys", folder, must_exist=True, fix="point it at the world's transit/keys.json")
+            if "keys" in section.data else None)
+    if "gate_fare" not in section.data:
+        return TransitConfig(keys)
+    if keys is None:
+        raise ConfigError("transit.gate_fare", "a gate needs the PSAM's keys", 'add keys = "transit/keys.json"')
+    return TransitConfig(keys, section.integer("gate_fare", default=0, minimum=1))
 
 
 def _ecr(section: _Section) -> EcrConfig:

@@ -32,6 +32,7 @@ RETRY_OUTCOMES = (Outcome.SEE_PHONE, Outcome.TRY_AGAIN)
 RETRY_PAUSE_SECONDS = 0.3  # after "See phone" or "Present card again", before polling again
 WAIT_SLICE = 0.25  # seconds of card wait between two questions to `cancelled`
 READER_ERROR = "Reader error"
+NO_CARD = "No card presented"
 Cancel = Callable[[], str | None]
 """Asked while waiting for a card: a reason ("the terminal is stopping") ends the transaction unstarted."""
 
@@ -109,7 +110,7 @@ class Counter:
         while True:
             target = self._wait(deadline, cancelled)
             if not isinstance(target, Target):
-                message = "No card presented" if target is None else f"Cancelled: {target}"
+                message = NO_CARD if target is None else f"Cancelled: {target}"
                 return self._nothing(SaleResult(Outcome.END_APPLICATION, message, amount, taps=taps))
             taps += 1
             self.tell(Step.READING)
@@ -147,7 +148,7 @@ class Counter:
         while True:
             target = self._wait(deadline, cancelled)
             if not isinstance(target, Target):  # a torn purchase stays in the PSAM's memory for the next tap
-                message = "No card presented" if target is None else f"Cancelled: {target}"
+                message = NO_CARD if target is None else f"Cancelled: {target}"
                 return self._nothing(torn or TransitResult(Outcome.END_APPLICATION, message, amount=amount))
             self.tell(Step.READING)
             try:
@@ -174,6 +175,23 @@ class Counter:
         """What a card offers, without paying; None if no card came (or cancelled)."""
         target = self._wait(self._clock() + wait_seconds, cancelled)
         return read_card(self.reader, target) if isinstance(target, Target) else None
+
+    def wait_removed(self, *, wait_seconds: float, cancelled: Cancel | None = None) -> bool:
+        """Until no card is in the field (EMV: the next transaction waits for the card to go); False if one is
+        still there after `wait_seconds`, or cancelled."""
+        deadline = self._clock() + wait_seconds
+        while self._clock() < deadline:
+            if cancelled is not None and cancelled():
+                return False
+            try:
+                if self.reader.wait_for_card(WAIT_SLICE) is None:
+                    return True
+                self.reader.release()
+            except ReaderError as error:
+                log.warning("reader: %s; resetting", error)
+                self.reader.reset()
+            time.sleep(WAIT_SLICE)
+        return False
 
     def _nothing(self, result: SaleResult | TransitResult) -> Any:
         """No card came, or cancelled: back to idle."""

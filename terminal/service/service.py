@@ -54,7 +54,8 @@ from terminal.config import MAX_AMOUNT, TerminalConfig
 from terminal.events import Event, Step
 from terminal.host.client import HostError, HostRejected
 from terminal.kernel.outcome import Outcome
-from terminal.sale import SaleResult
+from terminal.kernel.transit import TransitResult
+from terminal.sale import NO_CARD, SaleResult
 from terminal.service import notify
 from terminal.service.endpoint import REQUEST_SECONDS, EcrServer, base_url, open_server
 from terminal.ui.feedback import format_amount
@@ -73,6 +74,8 @@ STOPPED = "stopped"
 _STATES = {Step.READY: WAITING, Step.SEE_PHONE: WAITING, Step.TRY_AGAIN: WAITING, Step.READING: READING,
            Step.ONLINE: ONLINE}
 STOPPING_REASON = "the terminal is stopping"
+GATE_WAIT_SECONDS = 30.0  # a gate's card wait between housekeeping rounds (it starts again at once)
+GATE_RESULT_SECONDS = 1.5  # the fare's outcome stays on the gate's display at least this long
 
 TICK_SECONDS = 0.25  # how soon the worker notices stop() and a due watchdog ping
 RESULT_SECONDS = 3.0  # the outcome stays on the lights and message line this long before idle
@@ -148,6 +151,8 @@ class TerminalService:
         self._open_jobs = 0  # queued or running, under _lock
         self._current: SaleJob | None = None
         self._last_sale: dict[str, Any] | None = None
+        self._last_fare: dict[str, Any] | None = None
+        self._fares = 0
         self._results: list[tuple[int, dict[str, Any]]] = []  # ECR results still to deliver, under _lock
         self._offer: dict[str, Any] | None = None  # an ECR offer not yet settled with the host (poller only)
         self._accepted: set[int] = set()  # ECR sales handed over to this process: each one runs once (poller only)
@@ -211,6 +216,8 @@ class TerminalService:
                 "lights": lights,
                 "sale": sale,
                 "last_sale": self._last_sale,
+                "gate": None if self.config.transit.gate_fare is None else {
+                    "fare": self.config.transit.gate_fare, "fares": self._fares, "last_fare": self._last_fare},
                 "reader": self._reader_identity,
                 "host": {**self._link, "url": self.config.host.url, "last_error": self._link_error},
                 "ecr": {"local": self.url, "poll": dict(self._poll), "results_to_send": len(self._results)},
@@ -235,6 +242,7 @@ class TerminalService:
         if self._link_error is not None:
             log.warning("host: %s: the service starts anyway; queued items go when the host answers",
                         self._link_error)
+        gate = self.config.transit.gate_fare is not None
         if self.config.ecr.listen is not None:
             if self.config.ecr.secret is None:
                 raise ServiceError('ecr.secret: missing while the local ECR is on; add it to [ecr], or listen = "" '
@@ -247,14 +255,18 @@ class TerminalService:
                 raise ServiceError(f"ecr.listen: cannot listen on {host}:{port} ({error.strerror}); choose a free "
                                    'port, or listen = "" to turn the local ECR off') from None
             self._spawn("ecr-endpoint", self._serve_http)
-        self._spawn("ecr-poller", self._poll_loop)
+        if not gate:  # a gate takes no sales from a register
+            self._spawn("ecr-poller", self._poll_loop)
         self.parts.counter.tell(Step.IDLE)
         self.state = IDLE
         notify.ready(f"idle; ECR on {self.url}/sale" if self.url else "idle")
         log.info("service: ready (%s), reader %s", self.url or "no local ECR", self._reader_identity)
 
     def serve(self) -> None:
-        """Run sales one at a time until stop(); housekeeping in between."""
+        """Run sales one at a time until stop() (a gate: a fare at every tap); housekeeping in between."""
+        if self.config.transit.gate_fare is not None:
+            self._gate(self.config.transit.gate_fare)
+            return
         while not self.stop_requested:
             self.tick()
             try:
@@ -339,6 +351,39 @@ class TerminalService:
         self._refresh_link()
         self._idle_at = self._clock() + RESULT_SECONDS
         self.state = IDLE
+
+    def _gate(self, fare: int) -> None:
+        """A metro gate: the fare at every tap, each card charged once however long it stays on the reader."""
+        counter = self.parts.counter
+        while not self.stop_requested:
+            self.tick()
+            self.state = WAITING
+            result = counter.fare(fare, wait_seconds=GATE_WAIT_SECONDS, cancelled=self._cancelled)
+            if result.message == NO_CARD or self.stop_requested:
+                self.state = IDLE
+                self._between_sales()
+                continue
+            self._fare_done(result)
+            shown_until = self._clock() + GATE_RESULT_SECONDS
+            while not counter.wait_removed(wait_seconds=GATE_WAIT_SECONDS, cancelled=self._cancelled):
+                if self.stop_requested:
+                    return
+            while self._clock() < shown_until and not self.stop_requested:  # the rider reads the outcome
+                self.tick()
+                time.sleep(TICK_SECONDS)
+
+    def _fare_done(self, result: TransitResult) -> None:
+        """The status's last fare and one log line; never the card number (kept out of logs like a PAN)."""
+        last = {"finished": _now_text(), "outcome": result.outcome, "message": result.message,
+                "amount": result.amount, "balance_after": result.balance_after, "city": result.city_code,
+                "recovered": result.recovered}
+        with self._lock:
+            self._last_fare = last
+            self._fares += 1
+        log.info("fare: %s city=%s amount=%s balance_after=%s recovered=%s", result.outcome, result.city_code or "-",
+                 format_amount(result.amount),
+                 format_amount(result.balance_after) if result.balance_after is not None else "-", result.recovered)
+        notify.status(f"last fare: {result.outcome} {format_amount(result.amount)}")
 
     def _observe(self, event: Event) -> None:
         """The pipeline's steps, as the status shows them."""

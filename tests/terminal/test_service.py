@@ -180,8 +180,9 @@ def test_the_service_takes_sales_from_both_registers_and_stops_on_sigterm(
             _datagram(sock, "WATCHDOG=1", 3)  # every 0.2 s: half of WATCHDOG_USEC
             assert service.stdout is not None
             base = f"http://127.0.0.1:{port}"
-            assert service.stdout.readline().strip() == (f"ready: ECR on {base}/sale, status on {base}/status, "
-                                                         f"customer display on {base}/display")
+            assert service.stdout.readline().strip() == (
+                f"ready: sales from the local ECR and the virtual ECR; ECR on {base}/sale, status on {base}/status, "
+                f"customer display on {base}/display")
             code, status = _http("GET", f"{base}/status")
             assert code == 200 and status["state"] == "idle" and status["message"] == "Welcome"
             assert "PN532" in status["reader"] and status["host"]["signed_on"] is True
