@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cmd": "fault", "kind": lambda a: a.kind, "value": lambda a: _fault_value(a.value),
         "chip": lambda a: a.chip, "tear": lambda a: a.tear or None,
     }))
-    reset = rig_parser("reset", "pulse a chip's RSTPDN: it forgets everything and starts again")
+    reset = rig_parser("reset", "pulse a chip's RSTPDN: it forgets everything and starts again; every armed fault "
+                                "is cleared (remove_after too)")
     reset.add_argument("--chip")
     reset.set_defaults(run=_rig_command({"cmd": "reset", "chip": lambda a: a.chip}))
     rig_parser("status", "what the rig holds: chips, field, armed faults").set_defaults(
@@ -333,8 +334,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+VALUES_THAT_MAY_START_WITH_A_DASH = ("--password",)
+
+
+def glue_values(argv: list[str]) -> list[str]:
+    """`--password -x…` → `--password=-x…`: argparse takes a separate value starting with '-' for an option, and a
+    password may start with one."""
+    glued: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            glued += [word, *words]
+            break
+        following = next(words, None) if word in VALUES_THAT_MAY_START_WITH_A_DASH else None
+        glued.append(word if following is None else f"{word}={following}")
+    return glued
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(glue_values(sys.argv[1:] if argv is None else argv))
     try:
         with private_umask():  # worlds, cards, wallets, the control socket: the user's alone
             return args.run(args)

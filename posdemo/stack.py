@@ -14,6 +14,7 @@ import ctypes
 import errno
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +33,8 @@ from firmware.privatefiles import private_dir, private_file
 from firmware.world.build import create_world
 from firmware.world.layout import GATE_CONFIG, World
 from terminal.config import load_config
+from terminal.host.client import HostClient, HostError
+from terminal.host.link import ECHO
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "var" / "demo"
@@ -40,6 +44,7 @@ WEB_URL = f"http://{HOST}:{WEB_PORT}"  # the acquirer's dashboard, cardholder pa
 ECR_URL = f"http://{HOST}:{ECR_PORT}"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
+ACQUIRER_PAGE_MARK = "<strong>QuickPass acquirer stub</strong>"  # the header of every page of the stub (base.html)
 
 
 class DemoError(Exception):
@@ -62,6 +67,36 @@ def port_in_use(port: int, host: str = HOST) -> bool:
                 return True
             raise
     return False
+
+
+def is_our_acquirer(url: str, tid: str, key: bytes) -> bool:
+    """Does the terminal API at `url` answer a signed echo from this world's terminal? Only an acquirer loaded from
+    the same world can (a foreign server answers 200 to anything; the key itself never leaves). Raises HostError when
+    nothing answers."""
+    client = HostClient(url, tid, key, timeout=2.0)
+    quiet = logging.getLogger("terminal.host")  # its warnings are a terminal's; here every poll would print one
+    was_disabled, quiet.disabled = quiet.disabled, True
+    try:
+        answer = client.post(ECHO, {"mti": "0800", "tid": tid, "stan": "000001",
+                                    "local_date": time.strftime("%m%d")})
+    except HostError as error:
+        if error.maybe_processed or getattr(error, "status", None) is not None:  # it answered, not as ours
+            return False
+        raise
+    finally:
+        quiet.disabled = was_disabled
+    return answer.get("rc") == "00"
+
+
+def is_our_web(url: str) -> bool:
+    """Is the page at `url` (the login page) the acquirer stub's? No credentials are sent to find out. Raises OSError
+    when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as answer:
+            page = answer.read(65536).decode("utf-8", "replace")
+    except urllib.error.HTTPError:
+        return False  # something answers there, with an error: not our login page
+    return ACQUIRER_PAGE_MARK in page and 'name="csrf_token"' in page
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -90,6 +125,7 @@ class Stack:
         self._lock: IO[str] | None = None
         self._children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self._logs: list[IO[bytes]] = []
+        self._links_ours = False  # the pn532-* links are this run's (another run's must outlive our failed start)
 
     # -- start -------------------------------------------------------------------------------------------------
 
@@ -136,8 +172,10 @@ class Stack:
             raise DemoError(f"acquirer-stub init failed: {init.stderr.strip() or init.stdout.strip()}")
         self._spawn("acquirer stub", [sys.executable, "-m", "acquirer_stub.cli", "serve",
                                       "--instance", str(self.instance)])
-        self._wait_http("acquirer stub", f"{ACQUIRER_URL}/health")
-        self._wait_http("acquirer stub", f"{WEB_URL}/login")
+        config = load_config(self.world_dir / "terminal.toml")
+        tid, key = config.terminal.id, config.host.key
+        self._wait_for("acquirer stub", ACQUIRER_URL, lambda: is_our_acquirer(ACQUIRER_URL, tid, key))
+        self._wait_for("acquirer stub", f"{WEB_URL}/login", lambda: is_our_web(f"{WEB_URL}/login"))
         self.say(f"acquirer stub: terminal API {ACQUIRER_URL}/, dashboard {WEB_URL}/dashboard/  "
                  f"(log: {self._rel(self._log_path('acquirer stub'))})")
 
@@ -145,6 +183,7 @@ class Stack:
         for link in (self.pos_link, self.gate_link):  # we hold the lock: a link here is a killed run's leftover
             if link.is_symlink():
                 link.unlink()
+        self._links_ours = True
         self.rig = SoftwareRig([self.pos_link, self.gate_link])
         self._control = ControlServer(self.control_path, self.rig)
         assert self.phone is not None
@@ -173,19 +212,20 @@ class Stack:
         return secret
 
     def _terminal(self) -> None:
-        self._spawn("terminal", [sys.executable, "-m", "terminal.cli", "--config",
-                                 str(self.world_dir / "terminal.toml"), "run"])
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            self._check_alive("terminal")
-            with contextlib.suppress(OSError, ValueError):
+        config = self.world_dir / "terminal.toml"
+        tid = load_config(config).terminal.id
+        self._spawn("terminal", [sys.executable, "-m", "terminal.cli", "--config", str(config), "run"])
+
+        def ready() -> bool | None:  # None: ours, still starting
+            try:
                 status = get_json(f"{ECR_URL}/status", timeout=1.0)
-                if status.get("state") == "idle":
-                    break
-            if time.monotonic() > deadline:
-                raise DemoError(f"the terminal service did not become ready within {START_TIMEOUT:.0f} s; "
-                                f"see {self._rel(self._log_path('terminal'))}")
-            time.sleep(0.2)
+            except (urllib.error.HTTPError, ValueError):  # an answer, but not our status object
+                return False
+            if status.get("tid") != tid:
+                return False
+            return True if status.get("state") == "idle" else None
+
+        self._wait_for("terminal service", f"{ECR_URL}/status", ready, child="terminal")
         self.say(f"terminal service: local ECR {ECR_URL}/sale, status {ECR_URL}/status, customer display "
                  f"{ECR_URL}/display  (log: {self._rel(self._log_path('terminal'))})")
 
@@ -212,18 +252,27 @@ class Stack:
                 tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-5:])
                 raise DemoError(f"the {name} exited (status {process.returncode}); {self._rel(log_path)}:\n{tail}")
 
-    def _wait_http(self, name: str, url: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+    def _wait_for(self, name: str, url: str, is_ours: Callable[[], bool | None], *, child: str | None = None,
+                  timeout: float = START_TIMEOUT) -> None:
+        """Until `is_ours()` says True: our child answers at `url`. False means another program answers there;
+        None ours, not ready yet; an exception (OSError, HostError, ValueError) nothing usable yet."""
+        deadline = time.monotonic() + timeout
+        foreign = False
         while True:
-            self._check_alive(name)
+            self._check_alive(child or name)
             try:
-                with urllib.request.urlopen(url, timeout=1.0) as answer:
-                    if answer.status == 200:
-                        return
-            except (OSError, urllib.error.URLError):
-                pass
+                verdict = is_ours()
+            except (OSError, HostError, ValueError):
+                verdict = None
+            if verdict:
+                return
+            foreign = foreign or verdict is False
             if time.monotonic() > deadline:
-                raise DemoError(f"the {name} did not answer {url} within {START_TIMEOUT:.0f} s")
+                if foreign:
+                    raise DemoError(f"another program answers at {url}, not the demo's {name}: stop it "
+                                    f"(see `ss -ltnp`) and start the demo again")
+                raise DemoError(f"the {name} did not answer {url} within {timeout:.0f} s; "
+                                f"see {self._rel(self._log_path(child or name))}")
             time.sleep(0.1)
 
     def dead_children(self) -> list[str]:
@@ -249,10 +298,11 @@ class Stack:
             with contextlib.suppress(Exception):
                 self.rig.close()
             self.rig = None
-        for link in (self.pos_link, self.gate_link):
+        for link in (self.pos_link, self.gate_link) if self._links_ours else ():
             if link.is_symlink():
                 with contextlib.suppress(OSError):
                     link.unlink()
+        self._links_ours = False
         if self._lock is not None:
             with contextlib.suppress(OSError):
                 self.lock_path.unlink()

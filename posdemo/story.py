@@ -1,10 +1,12 @@
 """The seed's story on the running stack, each step printed as the shopper and the merchant see it, and checked.
 
-1. the cardholder logs in to the wallet app and binds a bank card: card details, SMS code, token delivered;
-2. a ¥12.34 sale from the dashboard's virtual ECR: the phone answers "See phone" until the fingerprint,
-   then the re-tap is approved with the Bank of China promotion (10 % off: ¥11.11 charged);
+1. the cardholder logs in to the wallet app and binds a bank card (ICBC debit): card details, SMS code, token
+   delivered; the Bank of China credit token stays the default;
+2. a ¥12.34 sale from the dashboard's virtual ECR, paid with the card just bound (chosen in the wallet for this
+   tap): the phone answers "See phone" until the fingerprint, then the re-tap is approved on the new token;
 3. a ¥2.00 metro fare at the gate's reader on the phone's transit card, no fingerprint (express mode);
-4. "I lost this phone" on the cardholder pages → the next sale is declined (05); "I found this phone" → approved.
+4. "I lost this phone" on the cardholder pages → the next sale is declined (05); "I found this phone" → approved
+   on the default card with the Bank of China promotion (10 % off: ¥11.11 charged).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from emvcore.tags import mask_pan
 from firmware.wallet import binding
 from firmware.wallet.wallet import Wallet
 from posdemo.stack import ECR_URL, ROOT, WEB_URL, Stack, get_json, post_json
+from terminal.kernel.params import DEBIT_AID
 
 BOUND_ISSUER, BOUND_ID = "icbc-debit", "icbc"
 PROMOTED_CARD = "boc-credit"  # the demo phone's Bank of China credit token: its issuer runs the 10 % promotion
@@ -101,13 +104,15 @@ class Story:
         fingers = self.world.demo_fingers
         self.finger = "right-thumb" if "right-thumb" in fingers else fingers[0]
         self.tid = self.world.terminals()[0]["tid"]
+        self.bound_token: str | None = None  # the token PAN step 1 delivered (kept in memory only, shown masked)
 
     # -- the whole story ---------------------------------------------------------------------------------------
 
     def play(self) -> list[StepResult]:
         steps = [
             (1, "the cardholder binds a bank card to the phone", self.bind_card),
-            (2, "a ¥12.34 sale from the virtual ECR: See phone, fingerprint, approved", self.ecr_sale),
+            (2, "a ¥12.34 sale from the virtual ECR on the card just bound: See phone, fingerprint, approved",
+             self.ecr_sale),
             (3, "a ¥2.00 metro fare on the phone's transit card, no fingerprint", self.transit_fare),
             (4, "the phone reported lost: declined; wallet back on: approved", self.lost_phone),
         ]
@@ -156,11 +161,14 @@ class Story:
         self.shopper(f"wallet now holds: {cards}")
         if added.id not in {c.id for c in wallet.cards}:
             raise StepFailed("the token is not in the wallet")
+        self.bound_token = added.profile.pan
         return f"{added.label} bound as token {mask_pan(added.profile.pan)}; default stays {PROMOTED_CARD}"
 
     # -- 2. the virtual ECR sale -------------------------------------------------------------------------------
 
     def ecr_sale(self) -> str:
+        if self.bound_token is None:
+            raise StepFailed("step 1 bound no card to pay with")
         web = WebSession(WEB_URL)
         web.log_in(self.operator["username"], self.operator["password"])
         _, page = web.get("/dashboard/ecr")
@@ -169,6 +177,9 @@ class Story:
                                               "amount": f"{SALE_AMOUNT / 100:.2f}"})
         if note := flash_text(html):
             self.merchant(f"dashboard: {note}")
+        wallet = Wallet.load(self.phone)
+        wallet.choose_for_next_tap(BOUND_ID)
+        self.shopper(f"wallet app: picks {next(c.label for c in wallet.cards if c.id == BOUND_ID)} for this payment")
         self.shopper("holds the phone to the terminal (screen locked, no fingerprint yet)")
         status = self._wait_status(lambda s: s.get("message") == "See phone", "the terminal to show See phone")
         ecr_id = (status.get("sale") or {}).get("ecr_id")
@@ -180,13 +191,17 @@ class Story:
             raise StepFailed("the fingerprint was not accepted")
         last = self._wait_sale(ecr_id, refinger=True)
         self._show_sale(last)
-        if last["outcome"] != "Approved" or last.get("discount") != SALE_DISCOUNT:
-            raise StepFailed(f"expected Approved with {yuan(SALE_DISCOUNT)} off, got {last['outcome']} "
-                             f"rc {last.get('rc')} discount {yuan(last.get('discount'))}")
+        if last["outcome"] != "Approved" or last.get("charged") != SALE_AMOUNT:
+            raise StepFailed(f"expected Approved for {yuan(SALE_AMOUNT)}, got {last['outcome']} "
+                             f"rc {last.get('rc')} charged {yuan(last.get('charged'))}")
+        paid_with = str(last.get("pan_masked") or "")
+        debit = any(line.endswith(DEBIT_AID.hex().upper()) for line in last.get("receipt") or [])  # ICBC: debit
+        if paid_with != mask_pan(self.bound_token) or not debit:
+            raise StepFailed(f"paid with {paid_with or 'no card'}, not the token bound in step 1 "
+                             f"({mask_pan(self.bound_token)})")
         row = self._wait_ecr_done(ecr_id)
         self.merchant(f"virtual ECR: sale #{ecr_id} {row['state']}: {row.get('text') or ''}".rstrip())
-        return (f"See phone → fingerprint → Approved {yuan(last['charged'])} "
-                f"({yuan(SALE_AMOUNT)} less {yuan(last['discount'])} bank promotion)")
+        return f"See phone → fingerprint → Approved {yuan(last['charged'])} on the new token {paid_with}"
 
     def _wait_status(self, done: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
         deadline = time.monotonic() + STEP_TIMEOUT
@@ -269,10 +284,14 @@ class Story:
         page = self._wallet_switch(web, enabled=True)
         self.shopper(f'presses "I found this phone": {page}')
         approved = self._local_sale("the phone is tapped again")
-        if approved.get("outcome") != "Approved":
-            raise StepFailed(f"expected Approved once the wallet is on, got {approved.get('outcome')} "
-                             f"rc {approved.get('rc')}")
-        return f"lost → Declined (05); found → Approved {yuan(approved.get('charged'))}"
+        if approved.get("outcome") != "Approved" or approved.get("discount") != SALE_DISCOUNT:
+            raise StepFailed(f"expected Approved with {yuan(SALE_DISCOUNT)} off once the wallet is on, got "
+                             f"{approved.get('outcome')} rc {approved.get('rc')} discount "
+                             f"{yuan(approved.get('discount'))}")
+        for line in approved.get("receipt") or []:
+            self.merchant(f"  receipt | {line}")
+        return (f"lost → Declined (05); found → Approved {yuan(approved.get('charged'))} "
+                f"({yuan(SALE_AMOUNT)} less {yuan(approved['discount'])} bank promotion)")
 
     def _wallet_switch(self, web: WebSession, *, enabled: bool) -> str:
         _, html = web.get("/cardholder/")

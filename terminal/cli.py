@@ -3,53 +3,112 @@
 from __future__ import annotations
 
 import argparse
-import decimal
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from hostproto.messages import Totals
+from hostproto.money import parse_yuan
 from terminal import inspect
 from terminal.assemble import host_link, terminal
 from terminal.capk import CapkError
 from terminal.config import ConfigError, TerminalConfig, load_config
+from terminal.events import Event, Observer, Step
 from terminal.host.client import HostError
 from terminal.journal.journal import JournalError
+from terminal.kernel.outcome import Outcome
 from terminal.reader.base import ReaderError
+from terminal.sale import SaleResult
 from terminal.service import ServiceError, TerminalService
-from terminal.ui.feedback import format_amount
+from terminal.ui.feedback import PRESENT_AGAIN, SEE_PHONE, format_amount
 
 DEFAULT_CONFIG = Path("var/demo-world/terminal.toml")
+MAX_AMOUNT = 999_999_999_999  # fen: twelve digits, what 9F02 (n12) holds
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention for Ctrl-C
+
+# What the merchant reads while the shopper acts, keyed by the step the counter enters.
+SHOPPER_STEPS = {
+    "see_phone": f"{SEE_PHONE}: the shopper unlocks the phone (fingerprint), then holds it to the reader again",
+    "try_again": f"{PRESENT_AGAIN}: the tap did not complete; the shopper holds the card to the reader again",
+}
+# Why a sale ended without a card, after the last of those steps went unanswered.
+SHOPPER_TIMEOUTS = {
+    "see_phone": "the shopper never confirmed on the phone (See phone timed out)",
+    "try_again": "the card was not presented again (Present card again timed out)",
+}
 
 
 def parse_amount(text: str) -> int:
-    """Yuan with up to two decimals ("12.34") → fen; what a merchant types."""
+    """Yuan with up to two decimals ("12.34") → fen; what a merchant types (the project's one parser)."""
     try:
-        value = decimal.Decimal(text)
-    except decimal.InvalidOperation:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an amount in yuan (e.g. 12.34)") from None
-    fen = value * 100
-    if fen != fen.to_integral_value() or not 0 < fen <= 999_999_999_999:
-        raise argparse.ArgumentTypeError(f"{text!r}: give yuan with at most two decimals, more than 0")
-    return int(fen)
+        fen = parse_yuan(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not 0 < fen <= MAX_AMOUNT:
+        raise argparse.ArgumentTypeError(f"{text!r}: give more than ¥0.00 and at most {format_amount(MAX_AMOUNT)}")
+    return fen
+
+
+def _merchant_lines(steps: list[str], *, say: Callable[[str], None]) -> Observer:
+    """An observer of the sale: prints "See phone" / "Present card again" as the counter shows them, and notes
+    them in `steps`."""
+    def observe(event: Event) -> None:
+        name = {Step.SEE_PHONE: "see_phone", Step.TRY_AGAIN: "try_again"}.get(event.step)
+        if name is not None:
+            steps.append(name)
+            say(SHOPPER_STEPS[name])
+
+    return observe
+
+
+def _explain(sale: SaleResult, steps: list[str], wait: float) -> None:
+    """A sale that ran out of time after a shopper step says which step, not "No card presented"."""
+    if sale.outcome == Outcome.END_APPLICATION and steps and sale.taps:
+        sale.message = f"No payment: {SHOPPER_TIMEOUTS[steps[-1]]} after {wait:g} s"
+
+
+def outcome_line(sale: SaleResult, host_url: str) -> str:
+    """The merchant's one line: the outcome once, then why (a host-link failure is named as such)."""
+    if sale.outcome == Outcome.DECLINED and sale.rc is None and sale.text:  # no decision came back from the bank
+        reason = sale.text.removeprefix("Host: ")
+        return (f"Declined: the sale did not reach a decision: {reason} (acquirer {host_url}); "
+                f"nothing to collect, `pos-terminal doctor` checks the link")
+    if sale.message.startswith(str(sale.outcome)):
+        return sale.message
+    return f"{sale.outcome}: {sale.message}"
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _pay(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config))
+    steps: list[str] = []
     with terminal(config) as parts:
         if not args.json:
-            print(f"{parts.reader.identify()}; present the card or phone for {format_amount(args.amount)}",
-                  flush=True)
+            _say(f"{parts.reader.identify()}; present the card or phone for {format_amount(args.amount)}")
+        # with --json, stdout holds one JSON object: the steps are only noted
+        parts.counter.observers.append(_merchant_lines(steps, say=(lambda _line: None) if args.json else _say))
         sale = parts.counter.sale(args.amount, wait_seconds=args.wait)
+    _explain(sale, steps, args.wait)
     if args.json:
         print(json.dumps(sale.to_json()))
     else:
-        print(f"{sale.outcome}: {sale.message}")
+        print(outcome_line(sale, config.host.url))
         for line in sale.receipt(config.terminal.merchant_id):
             print(f"  | {line}")
-    return 0 if sale.outcome == "Approved" else 1
+    return 0 if sale.outcome == Outcome.APPROVED else 1
+
+
+def totals_line(totals: Totals) -> str:
+    """Counts and amounts of a batch, money as receipts show it."""
+    return (f"{totals.debit_count} sale(s) {format_amount(totals.debit_amount)}, "
+            f"{totals.credit_count} refund(s) {format_amount(totals.credit_amount)}")
 
 
 def _settle(args: argparse.Namespace) -> int:
@@ -59,8 +118,14 @@ def _settle(args: argparse.Namespace) -> int:
         result = link.settle()
     finally:
         link.journal.close()
-    print(json.dumps(result.__dict__, default=str) if args.json else
-          f"batch settlement: {'balanced' if result.balanced else 'NOT balanced'}")
+    if args.json:
+        print(json.dumps(result.__dict__, default=str))
+    else:
+        print(f"batch {result.batch:06d}: {'balanced' if result.balanced else 'NOT balanced'} (rc {result.rc})")
+        print(f"  terminal: {totals_line(result.terminal_totals)}")
+        print(f"  host:     {totals_line(result.host_totals) if result.host_totals else 'no totals in the answer'}")
+        if result.new_batch is not None:
+            print(f"  batch {result.new_batch:06d} is open for the next sales")
     return 0 if result.balanced else 1
 
 
@@ -98,8 +163,7 @@ def _read(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config))
-    with terminal(config) as parts:
-        checks = inspect.doctor(config, parts.reader)
+    checks = inspect.doctor(config)  # each part on its own: one that fails does not hide the others
     for check in checks:
         print(f"[{'pass' if check.ok else 'FAIL'}] {check.name}: {check.detail}"
               + (f"\n       hint: {check.hint}" if check.hint and not check.ok else ""))
@@ -144,28 +208,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE",
                         help=f"terminal configuration (default {DEFAULT_CONFIG}, the demo world's)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the kernel and host link do")
+    # the same options after the command (`pos-terminal pay 1.00 --config F`); SUPPRESS keeps the ones given before
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help="as before the command")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="as before the command")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    pay = commands.add_parser("pay", help="one sale: wait for a card or phone, run the kernel, authorize")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, parents=[common])
+
+    pay = command("pay", "one sale: wait for a card or phone, run the kernel, authorize")
     pay.add_argument("amount", type=parse_amount, help="amount in yuan, e.g. 12.34")
     pay.add_argument("--json", action="store_true", help="print one JSON object (outcome, codes, timings …)")
     pay.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")
     pay.set_defaults(run=_pay)
-    fare_parser = commands.add_parser("fare", help="a transit fare on a transit card or the phone's (express mode)")
+    fare_parser = command("fare", "a transit fare on a transit card or the phone's (express mode)")
     fare_parser.add_argument("amount", type=parse_amount, help="fare in yuan, e.g. 2.00")
     fare_parser.add_argument("--json", action="store_true")
     fare_parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")
     fare_parser.set_defaults(run=_fare)
-    read = commands.add_parser("read", help="read a card or phone without paying (labels, AIDs, masked PAN)")
+    read = command("read", "read a card or phone without paying (labels, AIDs, masked PAN)")
     read.add_argument("--json", action="store_true")
     read.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")
     read.set_defaults(run=_read)
-    doctor = commands.add_parser("doctor", help="check reader, GPIO, CAPK, host and clock, with hints")
+    doctor = command("doctor", "check reader, GPIO, CAPK, host and clock, with hints")
     doctor.set_defaults(run=_doctor)
-    run = commands.add_parser("run", help="the service: sales from the ECRs, status endpoint, sd_notify")
-    run.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help="as before the command")
+    run = command("run", "the service: sales from the ECRs, status endpoint, sd_notify")
     run.add_argument("--wait", type=float, default=30.0, help="seconds each sale waits for the card (30)")
     run.set_defaults(run=_run)
-    settle = commands.add_parser("settle", help="close the batch: send the totals, report balanced or not")
+    settle = command("settle", "close the batch: send the totals and counts, report balanced or not")
     settle.add_argument("--json", action="store_true")
     settle.set_defaults(run=_settle)
     return parser
@@ -184,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     except HostError as error:  # e.g. settle with the host down: the journal keeps everything for the next try
         print(f"pos-terminal: host: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the parts are closed by now (context managers); a sale in flight is in the journal
+        print(f"pos-terminal: {args.command}: stopped (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         os.umask(previous_umask)
 

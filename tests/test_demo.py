@@ -75,11 +75,12 @@ def test_the_whole_story_once(ports_free: None) -> None:
     run = _run_once()
     out = run.stdout
     assert run.returncode == 0, out + run.stderr
-    for line in ("[ok] step 1: ", "[ok] step 2: See phone → fingerprint → Approved ¥11.11",
+    for line in ("[ok] step 1: ", "[ok] step 2: See phone → fingerprint → Approved ¥12.34 on the new token ",
                  "[ok] step 3: fare ¥2.00 Approved without fingerprint", "[ok] step 4: lost → Declined (05); "
-                 "found → Approved", "4/4 steps had the expected outcome"):
+                 "found → Approved ¥11.11 (¥12.34 less ¥1.23 bank promotion)", "4/4 steps had the expected outcome"):
         assert line in out, out
     assert 'terminal shows "See phone"' in out and "token •••• " in out and "Bank promotion -¥1.23" in out
+    assert "wallet app: picks ICBC Debit •••• " in out  # step 2 pays with the card step 1 bound
     assert "http://127.0.0.1:8382/dashboard/  operator login: operator / " in out
     assert "customer display: http://127.0.0.1:8381/display" in out
     assert "posdemo: stopped; no process left running" in out

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import sqlite3
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
@@ -24,6 +23,7 @@ from acquirer_stub.store.db import transaction
 from acquirer_stub.store.events import record as _event
 from acquirer_stub.tsp import lifecycle
 from acquirer_stub.web import role_required
+from hostproto.money import parse_yuan
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -68,17 +68,6 @@ def _now() -> datetime.datetime:
 
 def _now_text() -> str:
     return _now().isoformat(timespec="seconds")
-
-
-def parse_yuan(text: str) -> int:
-    """'12.34' → 1234 fen through Decimal: a float would turn ¥0.29 into 28 fen."""
-    try:
-        value = Decimal(text.strip().replace(",", "").lstrip("¥"))
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount") from None
-    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
-        raise ValueError("an amount has at most two decimals")
-    return int(value * 100)
 
 
 def _recent_transactions(connection: sqlite3.Connection, limit: int = 30) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from firmware.cards.card import Chip
 from firmware.pn532.isodep import PiccEngine
@@ -153,6 +153,20 @@ class SoftwareCard(Picc):
             raise ValueError(f"n_exchanges counts from 1, not {n_exchanges}")
         with self._lock:
             self._fault = (n_exchanges, after_handling)
+
+    @property
+    def armed_fault(self) -> dict[str, Any]:
+        """The removal waiting for its exchange, as the rig's status shows armed faults ({} when none)."""
+        with self._lock:
+            if self._fault is None:
+                return {}
+            left, after_handling = self._fault
+            return {"remove_after": {"exchanges_left": left, "tear": after_handling}}
+
+    def clear_fault(self) -> None:
+        """Disarm a pending removal (a reset of the rig clears every fault, this one too)."""
+        with self._lock:
+            self._fault = None
 
     def _end_tap(self) -> None:
         if self._chip is not None:

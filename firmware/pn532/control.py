@@ -69,7 +69,7 @@ def handle(rig: SoftwareRig, request: Any) -> dict[str, Any]:
                 rig.chip(text("chip", required=False)).faults.arm(kind, request.get("value", True))
             return {}
         if command == "reset":
-            rig.chip(text("chip", required=False)).reset()
+            rig.reset(text("chip", required=False))
             return {}
         if command == "status":
             return rig.status()

@@ -119,6 +119,14 @@ class SoftwareRig:
                 raise RigError("no card in the field")
             self._card.fault_remove_after(exchanges, after_handling=tear)
 
+    def reset(self, name: str | None = None) -> None:
+        """RSTPDN on a chip; the faults armed from the control socket go too, the card's removal included."""
+        chip = self.chip(name)
+        with self._lock:
+            if self._card is not None:
+                self._card.clear_fault()
+        chip.reset()
+
     def _end_tap(self, card: SoftwareCard) -> None:
         with self._lock:
             if self._card is card:
@@ -142,7 +150,8 @@ class SoftwareRig:
         with self._lock:
             card = self._card
         return {
-            "field": None if card is None else {"card": card.name, "removed": card.removed},
+            "field": None if card is None else {"card": card.name, "removed": card.removed,
+                                                "faults_armed": card.armed_fault},
             "chips": {
                 name: {
                     "link": str(pty.link),

@@ -529,3 +529,23 @@ def test_bind_help_lists_the_code_options(capsys: pytest.CaptureFixture[str]) ->
 def test_the_wallet_refuses_a_malformed_delivery() -> None:
     with pytest.raises(wallet_binding.BindingError, match="malformed token"):
         wallet_binding.delivered_card({"token_pan": "1234", "profile": {}, "keys": {}})
+
+
+@pytest.mark.parametrize("glued", [False, True])
+def test_pos_card_wallet_bind_takes_a_password_starting_with_a_dash(
+    world: World, host: str, connection: sqlite3.Connection, glued: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A password may start with '-' (argparse alone takes `--password -x…` for an unknown option)."""
+    username, _ = user_password(world, "cardholder")
+    password = "-Kx9fQ2mZp7Lw"
+    connection.execute("UPDATE users SET password_hash = ? WHERE username = ?",
+                       (generate_password_hash(password), username))
+    connection.commit()
+    card = _card(world, "icbc-debit")
+    argv = ["wallet", "bind", str(world.demo_phone), "--host", host, "--user", username,
+            *([f"--password={password}"] if glued else ["--password", password]),
+            "--pan", card["pan"], "--expiry", _mmyy(card), "--id", "icbc", "--code-from-sms"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"logged in as {username}" and "added icbc:" in out
+    assert password not in out

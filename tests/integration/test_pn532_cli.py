@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -71,6 +72,23 @@ def test_status_tap_fault_and_stop(running: tuple[subprocess.Popen[str], Path], 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
     assert not (tmp_path / "pos").exists() and not control.exists()
+
+
+def test_remove_after_shows_in_status_and_reset_clears_it(running: tuple[subprocess.Popen[str], Path]) -> None:
+    _, control = running
+
+    def field_faults() -> dict:
+        status = _card("status", control=control)
+        assert status.returncode == 0, status.stderr
+        return json.loads(status.stdout)["field"]["faults_armed"]
+
+    assert field_faults() == {}
+    assert _card("fault", "remove_after", "3", "--tear", control=control).returncode == 0
+    assert field_faults() == {"remove_after": {"exchanges_left": 3, "tear": True}}
+    assert _card("reset", control=control).returncode == 0
+    assert field_faults() == {}
+    assert _card("fault", "remove_after", "2", control=control).returncode == 0
+    assert field_faults() == {"remove_after": {"exchanges_left": 2, "tear": False}}
 
 
 @pytest.mark.parametrize(("args", "message"), [
