@@ -10,7 +10,7 @@ from firmware.world.layout import World
 @dataclass(frozen=True)
 class KeyStore:
     imk_ac: dict[str, bytes]  # issuer code → IMK for application cryptograms
-    algorithms: dict[str, str]  # issuer code → "3des" / "sm4"
+    algorithms: dict[str, str]  # issuer code → the algorithm as the issuer file names it (`Algorithm.named`)
     token_imk: bytes
     token_bin: str
     terminal_keys: dict[str, bytes]  # TID → HMAC key for request signing

@@ -30,6 +30,7 @@ from acquirer_stub.issuer import cryptogram
 from bench.world import reset_velocity
 from emvcore import tlv
 from emvcore.bcd import encode_cn
+from emvcore.crypto.cryptogram import Algorithm
 from firmware.cards.cardfile import PlainCard
 from firmware.world.layout import World
 from hostproto import signing
@@ -93,7 +94,8 @@ def tap_card(world: World, entry: dict[str, Any], taps: int) -> list[dict[str, s
     """DE55 of `taps` online taps of one card of the world, as tests/reader.py `tap_icc` collects it (that one
     always takes an issuer's first card; the benchmark has several per issuer)."""
     card = PlainCard.load(world.path(Path(entry["file"])))
-    aid = reader.DEBIT_AID if entry["kind"] == "debit" else reader.CREDIT_AID
+    aid = bytes.fromhex(entry["aid"]) if "aid" in entry else reader.DEBIT_AID if entry["kind"] == "debit" \
+        else reader.CREDIT_AID
     result = []
     for _ in range(taps):
         values = reader.terminal_data(AMOUNT, ttq=reader.TTQ_ONLINE, un=os.urandom(4))
@@ -203,7 +205,8 @@ class HostBench:
         if len(entries) < max(LEVELS):
             raise RuntimeError(f"the world has {len(entries)} terminals, the benchmark needs {max(LEVELS)}")
         self.terminals = [Terminal(t["tid"], t["mid"], bytes.fromhex(t["key"])) for t in entries[: max(LEVELS)]]
-        self.cards = [c for c in world.cards()]
+        today = datetime.date.today().isoformat()
+        self.cards = [c for c in world.cards() if c["expiry"] >= today]  # the world's expired card is declined (54)
         if len(self.cards) < max(LEVELS):
             raise RuntimeError(f"the world has {len(self.cards)} cards, the benchmark needs {max(LEVELS)}")
         self.pool = CardPool(world, self.cards)
@@ -275,7 +278,7 @@ def arqc_verification_seconds(world: World, count: int) -> float:
     done = 0
     while done < count:
         for card, icc in samples:
-            key = cryptogram.session_key(cryptogram.algorithm_of(keys.algorithms[card["issuer"]]),
+            key = cryptogram.session_key(Algorithm.named(keys.algorithms[card["issuer"]]),
                                          keys.imk_ac[card["issuer"]], card["pan"], card["psn"],
                                          cryptogram.icc_atc(icc))
             if not cryptogram.verify_ac(key, icc):

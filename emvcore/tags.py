@@ -22,6 +22,7 @@ __all__ = [
     "dump",
     "mask_pan",
     "mask_value",
+    "scrub_pans",
     "tag_info",
     "tag_name",
 ]
@@ -197,11 +198,37 @@ def mask_pan(pan: str) -> str:
 
 
 _LONG_DIGIT_RUN = re.compile(r"[0-9]{12,}")
+_HEX_WORD = re.compile(r"[0-9A-Fa-f]+")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+# An AID: a registered RID (A0000 + 5 hex) and a PIX of 1-11 bytes. Its digits run on from the RID into the PIX
+# (A000000333010101 holds 15), so the PIX's own run is capped instead: with at most 5 RID digits before it, no
+# run of 13 or more digits (a PAN) can pass as an AID.
+_AID_WORD = re.compile(r"A0000[0-9A-F]{5}(?:[0-9A-F]{2}){1,11}", re.IGNORECASE)
+_PIX_MAX_DIGIT_RUN = 7
+
+
+def _is_aid(word: str) -> bool:
+    if not _AID_WORD.fullmatch(word):
+        return False
+    return max((len(run) for run in _DIGIT_RUN.findall(word[10:])), default=0) <= _PIX_MAX_DIGIT_RUN
+
+
+def scrub_pans(text: str) -> str:
+    """Mask every run of 12 or more digits (a PAN, the PAN of track 2 or 5A in hex) except inside a word that is
+    an AID, so logs name the scheme (A000000333010103) and never a card number. For any text bound for a log."""
+
+    def word(match: re.Match[str]) -> str:
+        found = match.group()
+        if _is_aid(found):
+            return found
+        return _LONG_DIGIT_RUN.sub(lambda run: mask_pan(run.group()), found)
+
+    return _HEX_WORD.sub(word, text)
 
 
 def _scrub_hex(hex_text: str) -> str:
     # Undecodable data is shown raw, but a BCD PAN would then appear as a plain digit run; mask runs.
-    return _LONG_DIGIT_RUN.sub(lambda m: mask_pan(m.group()), hex_text)
+    return scrub_pans(hex_text)
 
 
 def _hidden(value: bytes) -> str:

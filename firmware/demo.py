@@ -20,6 +20,7 @@ from emvcore.bcd import amount_n12, date_n6
 from emvcore.crypto import transit as transit_crypto
 from emvcore.crypto.cryptogram import Algorithm, ac_input, compute_ac, derive_icc_master_key, derive_session_key
 from emvcore.dol import build_dol_data
+from emvcore.qpboc import Iad
 from firmware.cards.card import Chip
 from firmware.cli import format_exchange
 from firmware.wallet.wallet import Wallet
@@ -67,7 +68,7 @@ def _issuer_check(world: World, card: dict[int, bytes], terminal: dict[int, byte
         derive_icc_master_key(Algorithm.TDES, bytes.fromhex(world.tsp()["token_imk"]), token_pan, 0),
         int.from_bytes(values[0x9F36], "big"),
     )
-    return compute_ac(Algorithm.TDES, sk, ac_input(values, values[0x9F10][3:7])) == values[0x9F26]
+    return compute_ac(Algorithm.TDES, sk, ac_input(values, Iad.decode(values[0x9F10]).cvr)) == values[0x9F26]
 
 
 def _transit_fare(world: World, wallet: Wallet, fare: int) -> bool:

@@ -31,7 +31,8 @@ def kernel_params(config: TerminalConfig) -> KernelParams:
     return KernelParams(
         country=config.terminal.country, currency=config.terminal.currency,
         contactless_limit=config.limits.contactless_limit, floor_limit=config.limits.floor_limit,
-        aid_floor_limits=config.limits.aid_floor_limits, cvm_limit=config.limits.cvm_limit,
+        cvm_limit=config.limits.cvm_limit, supported_aids=config.limits.supported_aids,
+        aid_limits=config.limits.aid_limits,
         capks=load_capks(config.capk.file),
     )
 

@@ -17,8 +17,14 @@ Schema (defaults in brackets):
                 spi_speed_hz [1000000] (≤ 5 MHz); apdu_timeout [2.0] s
     [limits]    amounts in fen (DF20 / DF19 / DF21): contactless_limit [2000000] (¥20,000.00; at or above it
                 contactless is refused), floor_limit [200000] (¥2,000.00; above it the card must go online),
-                aid_floor_limits [{}] (the floor limit of an AID, e.g. { A000000333010101 = 150000 }; the
-                acquirer holds the same figures), cvm_limit [100000] (¥1,000.00; at or above it a CVM is required)
+                cvm_limit [100000] (¥1,000.00; at or above it a CVM is required); these apply to every AID
+                without figures of its own in [aids]. aid_floor_limits (older form, still read) = { AID = fen }
+                is the same as floor_limit in [aids.AID]
+    [aids]      the AIDs this terminal accepts, each a table of its own limits (any of transaction_limit,
+                floor_limit, cvm_limit; the rest from [limits]), e.g. [aids.A000000333010101] floor_limit = 150000,
+                or A000000333010103 = {} for the defaults; a shorter AID covers the longer ones it starts
+                (A0000003330101 = every UnionPay qPBOC product). Without [aids]: the UnionPay debit, credit and
+                quasi-credit AIDs (A000000333010101/02/03). The acquirer holds the same floor limits.
     [gpio]      backend ["sim"] | "rpi"; lights [[5, 6, 13, 19]] (BCM, lights 1–4); buzzer [18] (BCM, a
                 passive piezo on PWM; -1 = none); success_hz [1500], success_ms [500], alert_hz [750],
                 alert_ms [200], alert_gap_ms [200]; reading_step_ms [150]; idle_blink_ms [[250, 1750]]
@@ -47,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from hostproto.limits import DEFAULT_FLOOR_LIMIT
+from terminal.kernel.params import DEFAULT_AIDS, AidLimits
 
 PN532_UART_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 """SetSerialBaudRate rates a Linux UART can be set to (the chip's 1288000 is not a termios speed)."""
@@ -108,7 +115,8 @@ class Limits:
     contactless_limit: int = 2_000_000
     floor_limit: int = DEFAULT_FLOOR_LIMIT
     cvm_limit: int = 100_000
-    aid_floor_limits: tuple[tuple[bytes, int], ...] = ()  # (AID, floor limit): a longer AID prefix wins
+    supported_aids: tuple[bytes, ...] = DEFAULT_AIDS
+    aid_limits: tuple[tuple[bytes, AidLimits], ...] = ()  # an AID's own figures (None: the ones above)
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,7 @@ SECTIONS = {
     "capk": ("file",),
     "reader": ("interface", "port", "baud", "reset_pin", "i2c_bus", "spi_cs", "spi_speed_hz", "apdu_timeout"),
     "limits": ("contactless_limit", "floor_limit", "aid_floor_limits", "cvm_limit"),
+    "aids": (),  # keys are AIDs, checked by _aids
     "gpio": ("backend", "lights", "buzzer", "success_hz", "success_ms", "alert_hz", "alert_ms", "alert_gap_ms",
              "reading_step_ms", "idle_blink_ms"),
     "journal": ("path",),
@@ -228,7 +237,7 @@ def _parse(data: dict[str, Any], folder: Path, path: Path) -> TerminalConfig:
     for name in REQUIRED_SECTIONS:
         if name not in data:
             raise ConfigError(name, "section missing", f"add a [{name}] section (a test world's terminal.toml has it)")
-    sections = {name: _Section(name, data.get(name, {})) for name in SECTIONS}
+    sections = {name: _Section(name, data.get(name, {})) for name in SECTIONS if name != "aids"}
     reader = _reader(sections["reader"], folder)
     gpio = _gpio(sections["gpio"])
     _check_pins(reader, gpio)
@@ -239,7 +248,7 @@ def _parse(data: dict[str, Any], folder: Path, path: Path) -> TerminalConfig:
         capk=CapkConfig(sections["capk"].file("file", folder, required=True, must_exist=True,
                                               fix="point it at the world's scheme/capk.json")),
         reader=reader,
-        limits=_limits(sections["limits"]),
+        limits=_limits(sections["limits"], data.get("aids")),
         gpio=gpio,
         journal=JournalConfig(sections["journal"].file("path", folder, default="journal.sqlite3",
                                                        fix="a file in a folder that exists")),
@@ -364,14 +373,57 @@ def _reader(section: _Section, folder: Path) -> ReaderConfig:
     )
 
 
-def _limits(section: _Section) -> Limits:
+def _limits(section: _Section, aids: dict[str, Any] | None) -> Limits:
     defaults = Limits()
+    listed = _aids(aids) if aids is not None else None
+    own = dict(listed or {})
+    for aid, floor_limit in _aid_floor_limits(section):  # the older form: a floor limit per AID
+        name = aid.hex().upper()
+        if aids is not None and aid not in own:
+            raise ConfigError(f"limits.aid_floor_limits.{name}", "is not one of the AIDs in [aids]",
+                              f"move it to [aids.{name}] floor_limit = {floor_limit}")
+        mine = own.get(aid, AidLimits())
+        if mine.floor_limit is not None:
+            raise ConfigError(f"limits.aid_floor_limits.{name}", f"sets the floor limit [aids.{name}] also sets",
+                              f"keep only [aids.{name}] floor_limit and remove it from aid_floor_limits")
+        own[aid] = AidLimits(mine.transaction_limit, floor_limit, mine.cvm_limit)
     return Limits(
         contactless_limit=section.integer("contactless_limit", default=defaults.contactless_limit),
         floor_limit=section.integer("floor_limit", default=defaults.floor_limit),
         cvm_limit=section.integer("cvm_limit", default=defaults.cvm_limit),
-        aid_floor_limits=_aid_floor_limits(section),
+        supported_aids=tuple(listed) if listed is not None else defaults.supported_aids,
+        aid_limits=tuple((aid, limits) for aid, limits in own.items() if limits != AidLimits()),
     )
+
+
+_AID_LIMIT_KEYS = ("transaction_limit", "floor_limit", "cvm_limit")
+
+
+def _aids(table: object) -> dict[bytes, AidLimits]:
+    """[aids]: AID = { limits }; the keys are AIDs, so they are checked here rather than against a key list."""
+    if not isinstance(table, dict) or not table:
+        raise ConfigError("aids", "names no AID", "add one table per AID, e.g. [aids.A000000333010101], "
+                          "or remove [aids] to accept the UnionPay debit, credit and quasi-credit AIDs")
+    aids: dict[bytes, AidLimits] = {}
+    for name, limits in table.items():
+        key = f"aids.{str(name)[:40]}"
+        if not re.fullmatch(r"([0-9A-Fa-f]{2}){5,16}", str(name)):
+            raise ConfigError(key, "is not an AID", "name the AID in hex, 5 to 16 bytes (A000000333010101)")
+        if not isinstance(limits, dict):
+            raise ConfigError(key, "must be a table of limits",
+                              f"write [{key}] with any of {', '.join(_AID_LIMIT_KEYS)}, or {name} = {{}}")
+        section = _Section("aids", {})
+        section.name, section.data = key, limits
+        for limit in limits:
+            if limit not in _AID_LIMIT_KEYS:
+                raise ConfigError(f"{key}.{limit}", "unknown key",
+                                  f"the keys of [{key}] are {', '.join(_AID_LIMIT_KEYS)}")
+        values = {limit: section.integer(limit, default=0) if limit in limits else None for limit in _AID_LIMIT_KEYS}
+        aid = bytes.fromhex(name)
+        if aid in aids:
+            raise ConfigError(key, "is listed twice", "list each AID once")
+        aids[aid] = AidLimits(**values)
+    return aids
 
 
 def _aid_floor_limits(section: _Section) -> tuple[tuple[bytes, int], ...]:

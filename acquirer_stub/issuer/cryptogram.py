@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 
 from emvcore.bcd import BcdError, parse_amount_n12
 from emvcore.crypto.cryptogram import (
@@ -22,13 +21,12 @@ from emvcore.crypto.cryptogram import (
     derive_icc_master_key,
     derive_session_key,
 )
+from emvcore.qpboc import CVN_01, Cryptogram, Iad, IadError
 
 __all__ = [
     "REQUIRED_TAGS",
-    "CryptogramType",
     "IccError",
     "SessionKey",
-    "algorithm_of",
     "check_icc",
     "cryptogram_type",
     "cvr",
@@ -39,22 +37,12 @@ __all__ = [
     "verify_ac",
 ]
 
-IAD_CVN_01 = 0x01
-_IAD_MIN_LENGTH = 8  # length byte, DKI, CVN, 4-byte CVR, algorithm id
 REQUIRED_TAGS: tuple[int, ...] = (*CVN01_AC_TAGS, 0x9F10, 0x9F26)
 """What DE55 must carry for the host to recompute a CVN 01 cryptogram."""
 
 
 class IccError(ValueError):
     """DE55 lacks a CVN 01 tag or holds one of the wrong shape: a format error (30), not a crypto failure."""
-
-
-class CryptogramType(IntEnum):
-    """CVR byte 2 as qPBOC cards write it: the authoritative cryptogram type (9F27 is the terminal's)."""
-
-    AAC = 0x80
-    TC = 0x90
-    ARQC = 0xA0
 
 
 @dataclass(frozen=True)
@@ -73,8 +61,11 @@ def check_icc(icc: Mapping[int, bytes]) -> None:
     for tag, length in CVN01_TAG_LENGTHS.items():
         if len(icc[tag]) != length:
             raise IccError(f"DE55: tag {tag:02X} must be {length} bytes, not {len(icc[tag])}")
-    iad = icc[0x9F10]
-    if len(iad) < _IAD_MIN_LENGTH or iad[2] != IAD_CVN_01:
+    try:
+        cvn = Iad.decode(icc[0x9F10]).cvn
+    except IadError:
+        cvn = None
+    if cvn != CVN_01:
         raise IccError("DE55: 9F10 is not a CVN 01 issuer application data")
     if len(icc[0x9F26]) != 8:
         raise IccError("DE55: 9F26 must be 8 bytes")
@@ -87,13 +78,14 @@ def check_icc(icc: Mapping[int, bytes]) -> None:
 
 def cvr(icc: Mapping[int, bytes]) -> bytes:
     """The 4-byte CVR inside 9F10, the only part of the IAD the CVN 01 MAC covers."""
-    return bytes(icc[0x9F10][3:7])
+    return Iad.decode(icc[0x9F10]).cvr
 
 
-def cryptogram_type(icc: Mapping[int, bytes]) -> CryptogramType | None:
-    """None for a CVR byte 2 that is none of the three, which no honest qPBOC card sends."""
+def cryptogram_type(icc: Mapping[int, bytes]) -> Cryptogram | None:
+    """The cryptogram type is authoritative in CVR byte 2 (9F27 is the terminal's); None for a byte 2 that is
+    none of the three values a qPBOC card writes."""
     try:
-        return CryptogramType(icc[0x9F10][4])
+        return Cryptogram(Iad.decode(icc[0x9F10]).cvr[1])
     except ValueError:
         return None
 
@@ -104,14 +96,6 @@ def icc_amount(icc: Mapping[int, bytes]) -> int:
 
 def icc_atc(icc: Mapping[int, bytes]) -> int:
     return int.from_bytes(icc[0x9F36], "big")
-
-
-def algorithm_of(name: str) -> Algorithm:
-    """The key store names ciphers as the issuer file does ("3des" / "sm4")."""
-    try:
-        return {"3des": Algorithm.TDES, "sm4": Algorithm.SM4}[name]
-    except KeyError:
-        raise ValueError(f"unknown cryptogram algorithm {name!r}") from None
 
 
 def session_key(algorithm: Algorithm, imk: bytes, pan: str, psn: int, atc: int) -> SessionKey:

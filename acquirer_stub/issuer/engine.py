@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acquirer_stub.issuer import cryptogram
-from acquirer_stub.issuer.cryptogram import CryptogramType, IccError, SessionKey
+from acquirer_stub.issuer.cryptogram import IccError, SessionKey
 from acquirer_stub.issuer.promotions import Discount, best_discount
 from acquirer_stub.keys import KeyStore
 from acquirer_stub.vault import Vault
 from emvcore.bcd import BcdError, decode_bcd, parse_date_n6
 from emvcore.crypto.cryptogram import Algorithm
+from emvcore.qpboc import Cryptogram
 from hostproto.limits import over_floor_limit
 
 __all__ = [
@@ -344,7 +345,7 @@ def _check_account(case: _Case, today: datetime.date) -> None:
 
 def _verify_arqc(keys: KeyStore, case: _Case) -> None:
     icc = case.request.icc
-    if cryptogram.cryptogram_type(icc) is not CryptogramType.ARQC:
+    if cryptogram.cryptogram_type(icc) is not Cryptogram.ARQC:
         raise _Stop("30", "NOT_AN_ARQC")
     if 0x9F27 in icc and (len(icc[0x9F27]) != 1 or icc[0x9F27][0] & 0xC0 != 0x80):
         raise _Stop("30", "NOT_AN_ARQC")
@@ -358,7 +359,7 @@ def _verify_arqc(keys: KeyStore, case: _Case) -> None:
 def _verify_tc(keys: KeyStore, case: _Case) -> None:
     """An advice's cryptogram must be a TC (CVR byte 2, and 9F27 when sent) made with the card's keys."""
     icc = case.request.icc
-    if cryptogram.cryptogram_type(icc) is not CryptogramType.TC:
+    if cryptogram.cryptogram_type(icc) is not Cryptogram.TC:
         raise _Stop("30", "NOT_A_TC")
     if 0x9F27 in icc and (len(icc[0x9F27]) != 1 or icc[0x9F27][0] & 0xC0 != 0x40):
         raise _Stop("30", "NOT_A_TC")
@@ -438,7 +439,7 @@ def _key_material(keys: KeyStore, case: _Case) -> tuple[Algorithm, bytes, int] |
     if psn is None:  # no DE23: the card's own 5F34 (n2), else 00
         sequence = bytes(case.request.icc.get(0x5F34, b"")).hex()
         psn = int(sequence) if len(sequence) == 2 and sequence.isdigit() else 0
-    return cryptogram.algorithm_of(algorithm), imk, psn
+    return Algorithm.named(algorithm), imk, psn
 
 
 def _verified_key(keys: KeyStore, case: _Case) -> SessionKey | None:

@@ -21,6 +21,7 @@ from emvcore.crypto.sm4 import (
 )
 
 __all__ = [
+    "ALGORITHM_NAMES",
     "CVN01_AC_TAGS",
     "CVN01_TAG_LENGTHS",
     "Algorithm",
@@ -59,6 +60,24 @@ class Algorithm(IntEnum):
 
     TDES = 0x01
     SM4 = 0x04
+
+    @property
+    def file_name(self) -> str:
+        """How the world's issuer and card files spell it ("3des" / "sm4")."""
+        return ALGORITHM_NAMES[self]
+
+    @classmethod
+    def named(cls, name: str) -> Algorithm:
+        """The algorithm a file names; ValueError for any other spelling."""
+        for algorithm, spelling in ALGORITHM_NAMES.items():
+            if spelling == name:
+                return algorithm
+        expected = ", ".join(ALGORITHM_NAMES.values())
+        raise ValueError(f"unknown cryptogram algorithm {name!r} (expected one of {expected})")
+
+
+ALGORITHM_NAMES: Mapping[Algorithm, str] = {Algorithm.TDES: "3des", Algorithm.SM4: "sm4"}
+"""The one spelling of each algorithm in files and configuration."""
 
 
 def ac_input(values: Mapping[int, bytes], cvr: bytes) -> bytes:

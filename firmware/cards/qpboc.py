@@ -19,46 +19,14 @@ from emvcore import tlv
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, StatusWord
 from emvcore.bcd import amount_n12, date_n6, encode_bcd, encode_cn, parse_amount_n12
 from emvcore.crypto import oda
-from emvcore.crypto.cryptogram import CVN01_AC_TAGS, ac_input, compute_ac, derive_session_key
+from emvcore.crypto.cryptogram import CVN01_AC_TAGS, Algorithm, ac_input, compute_ac, derive_session_key
 from emvcore.dol import DolError, split_dol_data
-
-DEBIT_AID = bytes.fromhex("A000000333010101")
-CREDIT_AID = bytes.fromhex("A000000333010102")
+from emvcore.qpboc import CVN_01, Cryptogram, Ctq, Iad, Ttq
 
 #: What the card asks for in GPO: the 33 bytes UnionPay cards request (doc §2.3).
 PDOL = bytes.fromhex("9F6604 9F0206 9F0306 9F1A02 9505 5F2A02 9A03 9C01 9F3704".replace(" ", ""))
 
-# TTQ (9F66) bits, byte index then mask.
-TTQ_OFFLINE_ONLY = (0, 0x08)
-TTQ_QPBOC = (0, 0x20)
-TTQ_ONLINE_PIN = (0, 0x04)
-TTQ_SIGNATURE = (0, 0x02)
-TTQ_ONLINE_REQUIRED = (1, 0x80)
-TTQ_CVM_REQUIRED = (1, 0x40)
-TTQ_FDDA_V01 = (3, 0x80)
-
-# CTQ (9F6C) bits.
-CTQ_ONLINE_PIN = (0, 0x80)
-CTQ_SIGNATURE = (0, 0x40)
-CTQ_CDCVM_PERFORMED = (1, 0x80)
-
-# CVR byte 2, first GENERATE AC type (b6-b5) with "second GENERATE AC not requested" (b8-b7 = 10).
-CVR_AAC, CVR_TC, CVR_ARQC = 0x80, 0x90, 0xA0
-
 ODA_SFI = 1
-CA_RID = bytes.fromhex("A000000333")
-
-
-def _bit(value: bytes, position: tuple[int, int]) -> bool:
-    index, mask = position
-    return bool(value[index] & mask)
-
-
-def _with_bit(value: bytes, position: tuple[int, int]) -> bytes:
-    index, mask = position
-    out = bytearray(value)
-    out[index] |= mask
-    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -100,7 +68,7 @@ class QPbocProfile:
     currency: str = "0156"
     aip: bytes = bytes.fromhex("7C00")
     dki: int = 1
-    algorithm: int = 0x01  # 01 3DES, 04 SM4 (IAD algorithm id)
+    algorithm: Algorithm = Algorithm.TDES  # the IAD algorithm id
     ctq: bytes = bytes.fromhex("2000")  # go online if ODA fails
     cvm: str = "signature"  # what the card asks for when CVM is required: "signature" or "online-pin"
     offline: OfflineRules = field(default_factory=OfflineRules)
@@ -265,8 +233,8 @@ class QPbocApplication:
             terminal = split_dol_data(PDOL, template.value)
         except DolError:
             return ResponseApdu.error(StatusWord.WRONG_LENGTH)
-        ttq = terminal[0x9F66]
-        if not _bit(ttq, TTQ_QPBOC):
+        ttq = Ttq.from_bytes(terminal[0x9F66])
+        if Ttq.QPBOC not in ttq:
             return ResponseApdu.error(StatusWord.CONDITIONS_NOT_SATISFIED)  # try another interface
         try:
             amount = parse_amount_n12(terminal[0x9F02])
@@ -287,24 +255,24 @@ class QPbocApplication:
         ctq = self._ctq(ttq, cdcvm)
         self.state.atc += 1
         atc = self.state.atc.to_bytes(2, "big")
-        if decision == CVR_TC:
+        if decision is Cryptogram.TC:
             self.state.offline_balance -= amount
             self.state.consecutive_offline += 1
-        elif decision == CVR_ARQC:
+        elif decision is Cryptogram.ARQC:
             self.state.consecutive_offline = 0
             self.state.last_online_atc = self.state.atc
         self._on_change()  # the ATC is stored before any cryptogram leaves the card
 
-        cvr = bytes([0x03, decision, 0x00, 0x00])
+        cvr = decision.cvr()
         values = {tag: terminal[tag] for tag in CVN01_AC_TAGS if tag in terminal}
         values[0x82] = self.profile.aip
         values[0x9F36] = atc
         session_key = derive_session_key(self.profile.algorithm, self._keys.icc_master_key, self.state.atc)
         cryptogram = compute_ac(self.profile.algorithm, session_key, ac_input(values, cvr))
-        iad = bytes([0x07, self.profile.dki, 0x01, *cvr, self.profile.algorithm, 0x0A, 0x01]) + bytes(9)
+        iad = Iad(self.profile.dki, CVN_01, cvr, self.profile.algorithm).encode()
 
         objects = [tlv.encode(0x82, self.profile.aip)]
-        if decision == CVR_TC:
+        if decision is Cryptogram.TC:
             objects.append(tlv.encode(0x94, bytes([ODA_SFI << 3, 1, 3, 1])))
         objects += [
             tlv.encode(0x9F36, atc),
@@ -312,49 +280,49 @@ class QPbocApplication:
             tlv.encode(0x9F10, iad),
             tlv.encode(0x9F26, cryptogram),
             tlv.encode(0x5F34, bytes([self.profile.psn])),
-            tlv.encode(0x9F6C, ctq),
+            tlv.encode(0x9F6C, ctq.to_bytes()),
             tlv.encode(0x9F5D, amount_n12(max(self.state.offline_balance, 0))),
         ]
         if self.profile.par:
             objects.append(tlv.encode(0x9F24, self.profile.par.encode("ascii")))
-        if decision == CVR_TC:
+        if decision is Cryptogram.TC:
             objects += self._fdda(ttq, terminal, ctq, atc)
         return ResponseApdu.success(tlv.constructed(0x77, *objects))
 
-    def _decide(self, ttq: bytes, amount: int, terminal: dict[int, bytes]) -> int:
-        online_capable = not _bit(ttq, TTQ_OFFLINE_ONLY)
+    def _decide(self, ttq: Ttq, amount: int, terminal: dict[int, bytes]) -> Cryptogram:
+        online_capable = Ttq.OFFLINE_ONLY not in ttq
         offline_possible = (
             self.profile.offline.enabled
             and self._icc_private is not None
             and self.profile.oda is not None
-            and not _bit(ttq, TTQ_ONLINE_REQUIRED)
+            and Ttq.ONLINE_CRYPTOGRAM_REQUIRED not in ttq
             and terminal[0x9C] == b"\x00"
             and terminal[0x5F2A] == encode_bcd(self.profile.currency, 2)
             and amount <= self.state.offline_balance
             and amount <= self.profile.offline.per_transaction_limit
             and self.state.consecutive_offline < self.profile.offline.max_consecutive
-            and not (_bit(ttq, TTQ_CVM_REQUIRED) and self.profile.cvm == "online-pin")
+            and not (Ttq.CVM_REQUIRED in ttq and self.profile.cvm == "online-pin")
         )
         if self.state.blocked:
-            return CVR_AAC
+            return Cryptogram.AAC
         if offline_possible:
-            return CVR_TC
-        return CVR_ARQC if online_capable else CVR_AAC
+            return Cryptogram.TC
+        return Cryptogram.ARQC if online_capable else Cryptogram.AAC
 
-    def _ctq(self, ttq: bytes, cdcvm: bool) -> bytes:
-        ctq = self.profile.ctq
+    def _ctq(self, ttq: Ttq, cdcvm: bool) -> Ctq:
+        ctq = Ctq.from_bytes(self.profile.ctq)
         if cdcvm:
-            return _with_bit(ctq, CTQ_CDCVM_PERFORMED)
-        if not _bit(ttq, TTQ_CVM_REQUIRED):
+            return ctq | Ctq.CDCVM_PERFORMED
+        if Ttq.CVM_REQUIRED not in ttq:
             return ctq
-        if self.profile.cvm == "online-pin" or not _bit(ttq, TTQ_SIGNATURE):
-            return _with_bit(ctq, CTQ_ONLINE_PIN)
-        return _with_bit(ctq, CTQ_SIGNATURE)
+        if self.profile.cvm == "online-pin" or Ttq.SIGNATURE not in ttq:
+            return ctq | Ctq.ONLINE_PIN
+        return ctq | Ctq.SIGNATURE
 
-    def _fdda(self, ttq: bytes, terminal: dict[int, bytes], ctq: bytes, atc: bytes) -> list[bytes]:
+    def _fdda(self, ttq: Ttq, terminal: dict[int, bytes], ctq: Ctq, atc: bytes) -> list[bytes]:
         assert self._icc_private is not None
-        if _bit(ttq, TTQ_FDDA_V01):
-            card_auth_data = bytes([0x01]) + self._rng(4) + ctq + b"\x00"
+        if Ttq.FDDA_V01 in ttq:
+            card_auth_data = bytes([0x01]) + self._rng(4) + ctq.to_bytes() + b"\x00"
             dynamic = oda.fdda_terminal_data(
                 1, terminal[0x9F37], terminal[0x9F02], terminal[0x5F2A], card_auth_data
             )

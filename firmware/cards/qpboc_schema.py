@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emvcore.crypto.cryptogram import ALGORITHM_NAMES, Algorithm
 from firmware.cards.qpboc import OdaData, OfflineRules, QPbocKeys, QPbocProfile, QPbocState
 from firmware.jsonfile import Fields, FileFormatError
 
@@ -23,7 +24,7 @@ def profile_to_dict(profile: QPbocProfile) -> dict[str, Any]:
         "currency": profile.currency,
         "aip": profile.aip.hex().upper(),
         "dki": profile.dki,
-        "algorithm": {0x01: "3des", 0x04: "sm4"}[profile.algorithm],
+        "algorithm": Algorithm(profile.algorithm).file_name,
         "ctq": profile.ctq.hex().upper(),
         "cvm": profile.cvm,
         "offline": {
@@ -78,7 +79,7 @@ def profile_from_dict(fields: Fields) -> QPbocProfile:
         currency=fields.digits("currency", length=4),
         aip=fields.hex("aip", length=2),
         dki=fields.int("dki", maximum=255),
-        algorithm={"3des": 0x01, "sm4": 0x04}[fields.choice("algorithm", ("3des", "sm4"))],
+        algorithm=Algorithm.named(fields.choice("algorithm", tuple(ALGORITHM_NAMES.values()))),
         ctq=fields.hex("ctq", length=2),
         cvm=fields.choice("cvm", ("signature", "online-pin")),
         offline=OfflineRules(

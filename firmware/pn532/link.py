@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from emvcore import tlv
+from emvcore.qpboc import Cryptogram, Iad
 
 CARRIER_HZ = 13.56e6
 """fc, the RF carrier frequency."""
@@ -216,17 +217,14 @@ _SW_OK = b"\x90\x00"
 
 
 def _offline_approval(response: bytes) -> bool:
-    """The GPO answer is a TC: CVR byte 2 (IAD value index 4) has first-GENERATE-AC bits b6–b5 = 01.
-
-    IAD = ``07 DKI CVN | 03 <CVR byte 2> …``; ``03 90 00 00`` is a TC, ``03 A0 …`` an ARQC.
-    """
+    """The GPO answer is a TC, as the CVR inside its 9F10 says."""
     if len(response) < 2 or response[-2:] != _SW_OK:
         return False
     try:
         iad = tlv.find(response[:-2], 0x9F10)
-    except tlv.TlvError:
+        return iad is not None and Iad.decode(iad).cryptogram is Cryptogram.TC
+    except ValueError:  # TLV or IAD
         return False
-    return iad is not None and len(iad) > 4 and (iad[4] >> 4) & 0b11 == 0b01
 
 
 def card_seconds(timing: CardTiming, apdu: bytes, response: bytes, *, offline: bool | None = None) -> float:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from emvcore.crypto.cryptogram import Algorithm
+
 
 @dataclass(frozen=True)
 class Bank:
@@ -15,7 +17,7 @@ class Bank:
     name: str
     kind: str  # "credit" or "debit"
     bin: str  # six digits; every card of this issuer starts with it
-    algorithm: str = "3des"  # cryptogram scheme shared by card and issuer host: "3des" or "sm4"
+    algorithm: Algorithm = Algorithm.TDES  # cryptogram scheme shared by card and issuer host
 
 
 _CREDIT = [
@@ -63,7 +65,7 @@ BANKS: tuple[Bank, ...] = tuple(
         name=name,
         kind=kind,
         bin=f"{prefix}{number:02d}",
-        algorithm="sm4" if f"{short}-{kind}" in _SM4_ISSUERS else "3des",
+        algorithm=Algorithm.SM4 if f"{short}-{kind}" in _SM4_ISSUERS else Algorithm.TDES,
     )
     for kind, prefix, banks in (("credit", "6250", _CREDIT), ("debit", "6210", _DEBIT))
     for number, (short, name) in enumerate(banks, start=1)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from emvcore.crypto import oda
+from emvcore.qpboc import AID_KINDS, RID
 from firmware.cards import qpboc_schema
 from firmware.cards.cardfile import application_entry, write_card
 from firmware.cards.qpboc import QPbocState
@@ -29,7 +30,8 @@ from firmware.world.personalize import (
     CA_BITS,
     CA_INDEX,
     RSA_EXPONENT,
-    SCHEME_RID,
+    IssuerKeys,
+    issue_date,
     new_issuer,
     new_pan,
     new_par,
@@ -49,8 +51,7 @@ DEMO_FUNDING_ISSUER = "boc-credit"
 DEMO_TID, DEMO_MID = "QP000001", "898310054110001"
 GATE_TID, GATE_MID = "QP000002", "898310041110001"  # the demo's metro gate: its own TID, key and PSAM number
 DEMO_CARDHOLDER = "zhangwei"
-UNIONPAY_AIDS = ("A000000333010101", "A000000333010102")  # qPBOC debit, credit
-OFFLINE_FLOOR_LIMITS = {aid: DEFAULT_FLOOR_LIMIT for aid in UNIONPAY_AIDS}
+OFFLINE_FLOOR_LIMITS = {aid.hex().upper(): DEFAULT_FLOOR_LIMIT for aid in AID_KINDS.values()}
 """The demo terminal's offline floor limit per AID, declared here once: written to acquirer/terminals.json (the
 acquirer takes an advice above it as an exception) and to terminal.toml (the terminal goes online above it)."""
 TERMINAL_TOML = """# {test_only}
@@ -128,27 +129,50 @@ def create_world(
     return root / layout.DEMO_PHONE
 
 
+def _plain_card(root: Path, keys: IssuerKeys, issuer: str, what: str, kind: str, expiry: datetime.date,
+                effective: datetime.date, *, name: str | None = None) -> dict[str, Any]:
+    """One plain qPBOC card written to cards/NAME.json (NAME = the issuer's code unless given); its index entry."""
+    pan = new_pan(next(bank.bin for bank in BANKS if bank.code == issuer))
+    profile, card_keys = qpboc_card(keys, kind=kind, pan=pan, expiry=expiry, effective=effective)
+    state = QPbocState(offline_balance=CARD_OFFLINE_BALANCE)
+    entry = application_entry(
+        "qpboc", qpboc_schema.profile_to_dict(profile), qpboc_schema.keys_to_dict(card_keys),
+        qpboc_schema.state_to_dict(state),
+    )
+    relative = layout.card_file(name or issuer)
+    write_card(root / relative, what, secrets.token_bytes(4), [entry])
+    account_kind = "debit" if kind == "debit" else "credit"  # a quasi-credit account is a credit line at the host
+    account = {"balance": DEBIT_BALANCE} if account_kind == "debit" else {"credit_limit": CREDIT_LIMIT}
+    return {
+        "file": str(relative), "issuer": issuer, "kind": account_kind, "aid": profile.aid.hex().upper(), "pan": pan,
+        "psn": profile.psn, "expiry": expiry.isoformat(), "account": account,
+    }
+
+
 def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) -> None:
     card_expiry = datetime.date(today.year + 5, 12, 31)
+    issued = datetime.date(today.year - 1, today.month, 1)  # every card of the world is effective (5F25) today
     certificate_expiry = datetime.date(today.year + 10, 12, 31)
 
-    progress(f"scheme CA (RID {SCHEME_RID.hex().upper()}, test index {CA_INDEX:02X}, {CA_BITS} bits)")
+    progress(f"scheme CA (RID {RID.hex().upper()}, test index {CA_INDEX:02X}, {CA_BITS} bits)")
     ca_private = oda.generate_rsa_key(CA_BITS, RSA_EXPONENT)
     ca_public = oda.public_key_of(ca_private)
-    capk = oda.CaPublicKey(SCHEME_RID, CA_INDEX, ca_public, datetime.date(today.year + 15, 12, 31))
+    capk = oda.CaPublicKey(RID, CA_INDEX, ca_public, datetime.date(today.year + 15, 12, 31))
     write_private(root / layout.CA_PRIVATE_KEY, oda.private_key_to_pem(ca_private).decode())
     write_json_atomic(root / layout.CAPK, layout.capk_to_dict([capk]), mode=0o644)
 
     issuers: list[dict[str, Any]] = []
     cards: list[dict[str, Any]] = []
     imks: dict[str, bytes] = {}
+    issuer_keys: dict[str, IssuerKeys] = {}
     for count, bank in enumerate(BANKS, start=1):
-        progress(f"issuer {count}/{len(BANKS)}: {bank.name} ({bank.kind}, BIN {bank.bin}, {bank.algorithm})")
+        progress(f"issuer {count}/{len(BANKS)}: {bank.name} ({bank.kind}, BIN {bank.bin}, {bank.algorithm.file_name})")
         keys = new_issuer(ca_private, bank.bin, bank.algorithm, certificate_expiry)
         imks[bank.code] = keys.imk_ac
+        issuer_keys[bank.code] = keys
         issuers.append({
             "code": bank.code, "name": bank.name, "kind": bank.kind, "bin": bank.bin,
-            "algorithm": bank.algorithm,
+            "algorithm": bank.algorithm.file_name,
             "certificate": keys.certificate.hex().upper(), "remainder": keys.remainder.hex().upper(),
             "exponent": oda.public_key_of(keys.rsa_private).exponent.hex().upper(),
         })
@@ -157,20 +181,16 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
             "imk_ac": keys.imk_ac.hex().upper(),
             "rsa_private_key_pem": oda.private_key_to_pem(keys.rsa_private).decode(),
         })
-        pan = new_pan(bank.bin)
-        profile, card_keys = qpboc_card(keys, kind=bank.kind, pan=pan, expiry=card_expiry)
-        state = QPbocState(offline_balance=CARD_OFFLINE_BALANCE)
-        entry = application_entry(
-            "qpboc", qpboc_schema.profile_to_dict(profile), qpboc_schema.keys_to_dict(card_keys),
-            qpboc_schema.state_to_dict(state),
-        )
-        relative = layout.card_file(bank.code)
-        write_card(root / relative, f"{bank.name} {bank.kind} card", secrets.token_bytes(4), [entry])
-        account = {"balance": DEBIT_BALANCE} if bank.kind == "debit" else {"credit_limit": CREDIT_LIMIT}
-        cards.append({
-            "file": str(relative), "issuer": bank.code, "kind": bank.kind, "pan": pan, "psn": profile.psn,
-            "expiry": card_expiry.isoformat(), "account": account,
-        })
+        cards.append(_plain_card(root, keys, bank.code, f"{bank.name} {bank.kind} card", bank.kind, card_expiry,
+                                 issued))
+    # Two cards a real terminal meets: a quasi-credit one (the third UnionPay AID) and one past its expiry date.
+    quasi = next(bank for bank in BANKS if bank.code == "cbhb-credit")
+    cards.append(_plain_card(root, issuer_keys[quasi.code], quasi.code, f"{quasi.name} quasi-credit card",
+                             "quasi-credit", card_expiry, issued, name=layout.QUASI_CREDIT_CARD))
+    stale = next(bank for bank in BANKS if bank.code == "hsb-debit")
+    expired = today.replace(day=1) - datetime.timedelta(days=1)  # the last day of last month
+    cards.append(_plain_card(root, issuer_keys[stale.code], stale.code, f"{stale.name} debit card (expired)",
+                             "debit", expired, issue_date(expired), name=layout.EXPIRED_CARD))
     write_json_atomic(root / layout.ISSUERS, {
         "format": "quickpass-issuers", "version": 1, "test_only": TEST_ONLY, "issuers": issuers,
     }, mode=0o644)
@@ -260,6 +280,6 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
     ))
     write_json_atomic(root / layout.MANIFEST, {
         "format": layout.WORLD_FORMAT, "version": layout.WORLD_VERSION, "test_only": TEST_ONLY,
-        "created": today.isoformat(), "scheme": {"rid": SCHEME_RID.hex().upper(), "ca_index": CA_INDEX},
+        "created": today.isoformat(), "scheme": {"rid": RID.hex().upper(), "ca_index": CA_INDEX},
         "demo_phone": str(layout.DEMO_PHONE), "demo_fingers": DEMO_FINGERS,
     }, mode=0o644)

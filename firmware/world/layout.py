@@ -28,6 +28,12 @@ TERMINAL_CONFIG = Path("terminal.toml")
 GATE_CONFIG = Path("gate.toml")  # the demo's metro gate (its own terminal in ACQUIRER_TERMINALS)
 
 
+QUASI_CREDIT_CARD = "cbhb-quasi-credit"
+"""A China Bohai Bank quasi-credit card (AID A000000333010103), on the cbhb-credit issuer host."""
+EXPIRED_CARD = "hsb-debit-expired"
+"""A Huishang Bank debit card that expired at the end of last month, on the hsb-debit issuer host."""
+
+
 def issuer_keys(code: str) -> Path:
     return Path("issuers/keys") / f"{code}.json"
 

@@ -14,9 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from emvcore.crypto import oda
 from emvcore.crypto.cryptogram import Algorithm, derive_icc_master_key
 from emvcore.crypto.keys import derive_icc_mk_a
+from emvcore.qpboc import AID_KINDS, AID_LABELS
 from firmware.cards.qpboc import (
-    CREDIT_AID,
-    DEBIT_AID,
     OdaData,
     OfflineRules,
     QPbocKeys,
@@ -25,11 +24,16 @@ from firmware.cards.qpboc import (
 )
 from firmware.cards.transit import TransitKeys, TransitProfile
 
-SCHEME_RID = bytes.fromhex("A000000333")
 CA_INDEX = 0xF1  # a private test index: no production UnionPay key has it
 CA_BITS, ISSUER_BITS, ICC_BITS = 1408, 1152, 1024
 RSA_EXPONENT = 3
-ALGORITHMS = {"3des": Algorithm.TDES, "sm4": Algorithm.SM4}
+
+
+def issue_date(expiry: datetime.date) -> datetime.date:
+    """The effective date (5F25) a card gets unless told: 1 January five years before it expires, so a card valid
+    today is effective today (the first of the expiry month would make a card "not yet effective" for most of the
+    year when it expires on 31 December)."""
+    return datetime.date(expiry.year - 5, 1, 1)
 
 
 def luhn_complete(partial: str) -> str:
@@ -57,11 +61,11 @@ class IssuerKeys:
     rsa_private: rsa.RSAPrivateKey
     certificate: bytes  # 90, by the scheme CA
     remainder: bytes  # 92
-    algorithm: str
+    algorithm: Algorithm
 
 
 def new_issuer(
-    ca_private: rsa.RSAPrivateKey, bin_: str, algorithm: str, expiry: datetime.date
+    ca_private: rsa.RSAPrivateKey, bin_: str, algorithm: Algorithm, expiry: datetime.date
 ) -> IssuerKeys:
     issuer_private = oda.generate_rsa_key(ISSUER_BITS, RSA_EXPONENT)
     certificate, remainder = oda.make_issuer_certificate(
@@ -81,26 +85,28 @@ def qpboc_card(
     kind: str,
     pan: str,
     expiry: datetime.date,
+    effective: datetime.date | None = None,
     cardholder_name: str = "",
     offline: OfflineRules | None = None,
     with_oda: bool = True,
     psn: int = 1,
     cvm: str = "signature",
 ) -> tuple[QPbocProfile, QPbocKeys]:
-    """A plain debit or credit card of this issuer, with an ICC key and certificate when it does fDDA."""
+    """A plain debit, credit or quasi-credit card of this issuer, with an ICC key and certificate when it does fDDA;
+    `effective` defaults to `issue_date(expiry)`."""
     profile = QPbocProfile(
-        aid=DEBIT_AID if kind == "debit" else CREDIT_AID,
-        label="UICS DEBIT" if kind == "debit" else "UICS CREDIT",
+        aid=AID_KINDS[kind],
+        label=AID_LABELS[AID_KINDS[kind]],
         pan=pan,
         psn=psn,
         expiry=expiry,
-        effective=expiry.replace(year=expiry.year - 5),
+        effective=effective or issue_date(expiry),
         cardholder_name=cardholder_name,
-        algorithm=ALGORITHMS[issuer.algorithm],
+        algorithm=issuer.algorithm,
         cvm=cvm,
         offline=offline or OfflineRules(enabled=with_oda),
     )
-    udk = derive_icc_master_key(ALGORITHMS[issuer.algorithm], issuer.imk_ac, pan, psn)
+    udk = derive_icc_master_key(issuer.algorithm, issuer.imk_ac, pan, psn)
     if not with_oda:
         return replace(profile, offline=OfflineRules(enabled=False)), QPbocKeys(udk)
     icc_private = oda.generate_rsa_key(ICC_BITS, RSA_EXPONENT)
@@ -134,12 +140,12 @@ def token_card(
     authorization time, which is the point of tokenization.
     """
     profile = QPbocProfile(
-        aid=DEBIT_AID if kind == "debit" else CREDIT_AID,
-        label="UICS DEBIT" if kind == "debit" else "UICS CREDIT",
+        aid=AID_KINDS[kind],
+        label=AID_LABELS[AID_KINDS[kind]],
         pan=token_pan,
         psn=0,
         expiry=expiry,
-        effective=expiry.replace(year=expiry.year - 3),
+        effective=issue_date(expiry),
         offline=OfflineRules(enabled=False),
         par=par,
     )

@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+from emvcore.qpboc import aid_kind
 from firmware.cards.cardfile import PlainCard
-from firmware.cards.qpboc import CREDIT_AID, QPbocApplication
+from firmware.cards.qpboc import QPbocApplication
 from firmware.jsonfile import FileFormatError, write_json_atomic
 from firmware.wallet.wallet import MAX_PAYMENT_CARDS, Wallet, WalletCard, WalletError
 from firmware.world import layout
@@ -38,7 +39,7 @@ def add_card_to_wallet(world_root: Path, wallet_path: Path, card_path: Path, car
 
     vault = world.tsp()
     token_pan, par = new_pan(vault["token_bin"]), new_par()
-    kind = "credit" if funding.profile.aid == CREDIT_AID else "debit"
+    kind = aid_kind(funding.profile.aid) or "debit"
     expiry = funding.profile.expiry
     profile, keys = token_card(
         bytes.fromhex(vault["token_imk"]), token_pan=token_pan, par=par, kind=kind, expiry=expiry

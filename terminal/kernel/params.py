@@ -1,7 +1,8 @@
 """Terminal-side kernel parameters: limits, capabilities, supported AIDs and CA keys (doc emv-qpboc.md §3-§4).
 
-Chinese SDKs keep these per AID (DF19/DF20/DF21, 9F33, …); this terminal has one set for both UnionPay AIDs.
-Amounts are fen. The defaults are the doc's sample values, which are business parameters, not protocol ones.
+Chinese SDKs keep the limits per AID (DF20 / DF19 / DF21): here a terminal-wide set plus an optional set per AID
+(a longer AID prefix wins), so one UnionPay product can have its own figures. Amounts are fen. The defaults are
+the doc's sample values, which are business parameters, not protocol ones.
 """
 
 from __future__ import annotations
@@ -11,30 +12,39 @@ from dataclasses import dataclass
 
 from emvcore.bcd import MAX_AMOUNT_N12
 from emvcore.crypto.oda import CaPublicKey
-from hostproto.limits import DEFAULT_FLOOR_LIMIT, floor_limit_for, over_floor_limit
+from emvcore.qpboc import CREDIT_AID, DEBIT_AID, QUASI_CREDIT_AID, Ttq
+from hostproto.limits import DEFAULT_FLOOR_LIMIT, for_aid, over_floor_limit
 
-__all__ = ["CREDIT_AID", "DEBIT_AID", "KernelParams"]
+__all__ = ["DEFAULT_AIDS", "AidLimits", "KernelParams"]
 
-DEBIT_AID = bytes.fromhex("A000000333010101")
-CREDIT_AID = bytes.fromhex("A000000333010102")
+DEFAULT_AIDS: tuple[bytes, ...] = (DEBIT_AID, CREDIT_AID, QUASI_CREDIT_AID)
+"""What a terminal accepts unless its configuration says otherwise: every UnionPay qPBOC product a card lists."""
 
-# TTQ (9F66) bits, as (byte index, mask); doc §3.1.
-_TTQ_OFFLINE_ONLY = (0, 0x08)
-_TTQ_ONLINE_PIN = (0, 0x04)
-_TTQ_SIGNATURE = (0, 0x02)
-_TTQ_ONLINE_REQUIRED = (1, 0x80)
-_TTQ_CVM_REQUIRED = (1, 0x40)
-_TTQ_CDCVM = (2, 0x40)
-_TTQ_FDDA_V01 = (3, 0x80)
-_TTQ_BASE = bytes.fromhex("26000080")  # qPBOC, online PIN, signature, fDDA v01
+_TTQ_BASE = Ttq.QPBOC  # the static capabilities are added from the parameters
 
 
-def _set(value: bytearray, bit: tuple[int, int], on: bool) -> None:
-    index, mask = bit
-    if on:
-        value[index] |= mask
-    else:
-        value[index] &= ~mask & 0xFF
+def _amount(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_AMOUNT_N12:
+        raise ValueError(f"{name} must be an amount in fen (0..{MAX_AMOUNT_N12}), not {value!r}")
+
+
+def _aid(value: object) -> None:
+    if not isinstance(value, bytes) or not 5 <= len(value) <= 16:
+        raise ValueError(f"an AID is 5-16 bytes, not {value!r}")
+
+
+@dataclass(frozen=True)
+class AidLimits:
+    """One AID's contactless limits; None takes the terminal-wide figure."""
+
+    transaction_limit: int | None = None  # DF20: at or above it, contactless is refused for this AID
+    floor_limit: int | None = None  # DF19: above it the card must go online (TTQ 2.8)
+    cvm_limit: int | None = None  # DF21: at or above it a CVM is required (TTQ 2.7)
+
+    def __post_init__(self) -> None:
+        for name in ("transaction_limit", "floor_limit", "cvm_limit"):
+            if getattr(self, name) is not None:
+                _amount(name, getattr(self, name))
 
 
 def _hex_field(name: str, value: str, length: int) -> None:
@@ -55,14 +65,14 @@ class KernelParams:
     currency: str = "0156"  # 5F2A
     contactless_limit: int = 2_000_000  # DF20: at or above it, contactless is refused
     floor_limit: int = DEFAULT_FLOOR_LIMIT  # DF19: above it the card must go online (TTQ 2.8)
-    aid_floor_limits: tuple[tuple[bytes, int], ...] = ()  # DF19 per AID (a longer prefix wins), else floor_limit
     cvm_limit: int = 100_000  # DF21: at or above it a CVM is required (TTQ 2.7)
+    aid_limits: tuple[tuple[bytes, AidLimits], ...] = ()  # per AID (a longer prefix wins), else the three above
     cdcvm_supported: bool = True  # TTQ 3.7: phones may verify the holder themselves
     signature_supported: bool = True
     online_pin_supported: bool = False  # no PIN pad on this terminal
     online_capable: bool = True
     fdda_v01_supported: bool = True  # TTQ 4.8
-    supported_aids: tuple[bytes, ...] = (DEBIT_AID, CREDIT_AID)  # a shorter entry matches as a prefix
+    supported_aids: tuple[bytes, ...] = DEFAULT_AIDS  # a shorter entry matches as a prefix
     capks: tuple[CaPublicKey, ...] = ()
     terminal_type: str = "22"  # 9F35: attended, online with offline capability
     terminal_capabilities: str = "E028C8"  # 9F33: E0E1C8 without any PIN bit (signature, no CVM; SDA/DDA/CDA)
@@ -78,19 +88,15 @@ class KernelParams:
         _hex_field("terminal_capabilities", self.terminal_capabilities, 3)
         _hex_field("application_version", self.application_version, 2)
         for name in ("contactless_limit", "floor_limit", "cvm_limit"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_AMOUNT_N12:
-                raise ValueError(f"{name} must be an amount in fen (0..{MAX_AMOUNT_N12}), not {value!r}")
+            _amount(name, getattr(self, name))
         if not self.supported_aids:
             raise ValueError("supported_aids must name at least one AID")
         for aid in self.supported_aids:
-            if not isinstance(aid, bytes) or not 5 <= len(aid) <= 16:
-                raise ValueError(f"an AID is 5-16 bytes, not {aid!r}")
-        for aid, limit in self.aid_floor_limits:
-            if not isinstance(aid, bytes) or not 5 <= len(aid) <= 16:
-                raise ValueError(f"an AID is 5-16 bytes, not {aid!r}")
-            if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_AMOUNT_N12:
-                raise ValueError(f"the floor limit of {aid.hex().upper()} must be an amount in fen, not {limit!r}")
+            _aid(aid)
+        for aid, limits in self.aid_limits:
+            _aid(aid)
+            if not isinstance(limits, AidLimits):
+                raise ValueError(f"the limits of {aid.hex().upper()} must be AidLimits, not {limits!r}")
         if not self.merchant_name.isascii():
             raise ValueError("merchant_name must be ASCII (9F4E is ans)")
 
@@ -105,21 +111,49 @@ class KernelParams:
                 return key
         return None
 
+    def limits_for(self, aid: bytes | None) -> AidLimits:
+        """The AID's three limits, each resolved (its own figure, else the terminal-wide one); no AID: the latter."""
+        own = for_aid(aid, dict(self.aid_limits)) or AidLimits()
+        return AidLimits(
+            transaction_limit=self.contactless_limit if own.transaction_limit is None else own.transaction_limit,
+            floor_limit=self.floor_limit if own.floor_limit is None else own.floor_limit,
+            cvm_limit=self.cvm_limit if own.cvm_limit is None else own.cvm_limit,
+        )
+
     def floor_limit_for(self, aid: bytes | None) -> int:
         """The selected AID's floor limit (the acquirer applies the same one to the advice)."""
-        return floor_limit_for(aid, self.floor_limit, dict(self.aid_floor_limits))
+        limit = self.limits_for(aid).floor_limit
+        assert limit is not None
+        return limit
+
+    def contactless_allowed(self, amount: int, aid: bytes | None) -> bool:
+        """Pre-processing rule 1 (doc §4): below the AID's contactless transaction limit."""
+        limit = self.limits_for(aid).transaction_limit
+        assert limit is not None
+        return amount < limit
+
+    def highest_transaction_limit(self) -> int:
+        """Above every supported AID's limit no tap can pay, so the card need not even be asked."""
+        return max(self.limits_for(aid).transaction_limit or 0 for aid in self.supported_aids)
 
     def ttq(self, amount: int, *, force_online: bool = False, aid: bytes | None = None) -> bytes:
         """9F66 for this amount (and AID, once selected): the static capabilities plus the per-transaction 2.8 /
         2.7 (doc §3.1, §4)."""
-        value = bytearray(_TTQ_BASE)
-        _set(value, _TTQ_OFFLINE_ONLY, not self.online_capable)
-        _set(value, _TTQ_ONLINE_PIN, self.online_pin_supported)
-        _set(value, _TTQ_SIGNATURE, self.signature_supported)
-        _set(value, _TTQ_CDCVM, self.cdcvm_supported)
-        _set(value, _TTQ_FDDA_V01, self.fdda_v01_supported)
-        # An offline-only reader never asks for an online cryptogram (doc §4 rule 5).
-        online = self.online_capable and (over_floor_limit(amount, self.floor_limit_for(aid)) or force_online)
-        _set(value, _TTQ_ONLINE_REQUIRED, online)
-        _set(value, _TTQ_CVM_REQUIRED, amount >= self.cvm_limit)
-        return bytes(value)
+        limits = self.limits_for(aid)
+        assert limits.floor_limit is not None and limits.cvm_limit is not None
+        value = _TTQ_BASE
+        flags = (
+            (Ttq.OFFLINE_ONLY, not self.online_capable),
+            (Ttq.ONLINE_PIN, self.online_pin_supported),
+            (Ttq.SIGNATURE, self.signature_supported),
+            (Ttq.CDCVM, self.cdcvm_supported),
+            (Ttq.FDDA_V01, self.fdda_v01_supported),
+            # An offline-only reader never asks for an online cryptogram (doc §4 rule 5).
+            (Ttq.ONLINE_CRYPTOGRAM_REQUIRED,
+             self.online_capable and (over_floor_limit(amount, limits.floor_limit) or force_online)),
+            (Ttq.CVM_REQUIRED, amount >= limits.cvm_limit),
+        )
+        for flag, on in flags:
+            if on:
+                value |= flag
+        return value.to_bytes()

@@ -11,6 +11,10 @@ Decisions on points the doc leaves open (see the module's tests for each):
   authorization (it wants an ARQC). The kernel answers ``TRY_AGAIN`` with ``retry_online=True`` and nothing
   to send; the terminal asks for the card again and calls :func:`run` with ``force_online=True`` (TTQ 2.8),
   so the card returns an ARQC on the second tap. An offline-only terminal declines instead.
+* **Application dates** (`terminal.kernel.dates`) are checked on a TC before fDDA: expired (5F24, else track 2's
+  month) → go online when the CTQ says 1.4 and the terminal is online capable, else declined "Card expired";
+  not yet effective (5F25) → declined (no CTQ bit asks for online). On an ARQC both are logged and left to the
+  issuer, which holds the account's dates. A date that is not BCD or not a date ends the application.
 * **Online PIN required (CTQ 1.8) and no PIN pad**: ``TRY_ANOTHER_INTERFACE`` with "Insert card / PIN
   required" (the contact chip can verify a PIN); the ARQC is not sent.
 * **A TC although the terminal asked for an online cryptogram (TTQ 2.8)**, or an ARQC at an offline-only
@@ -22,75 +26,47 @@ Decisions on points the doc leaves open (see the module's tests for each):
   ``APPROVED`` (offline advice). 95 is the all-zero TVR sent in GPO, because the cryptogram covers it.
 * **9F34** (CVM results, Kernel 2 conventions where UnionPay publishes none): none 3F0000, signature
   1E0300, CDCVM 010002, online PIN 020300.
-* **PPSE**: a failed or unreadable PPSE, or one with no entries, makes the kernel SELECT the supported
-  AIDs directly; a PPSE that lists only other applications (a transit-only card) ends the kernel.
+* **PPSE and selection** are the Entry Point's (`terminal.kernel.entry`); this kernel starts at GPO with the
+  selected AID's limits (TTQ 2.8 / 2.7).
 * ``on_card_read`` runs only when the card was read completely (after GPO, or after the last record); an
   early outcome (see phone, errors, a torn tap) does not call it.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 from emvcore import tlv
-from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, describe_sw
-from emvcore.bcd import MAX_AMOUNT_N12, amount_n12, date_n6, decode_bcd, decode_cn, encode_bcd, parse_date_n6
+from emvcore.apdu import CommandApdu, describe_sw
+from emvcore.bcd import MAX_AMOUNT_N12, amount_n12, date_n6, decode_bcd, decode_cn, encode_bcd
 from emvcore.crypto import oda
 from emvcore.dol import DolError, build_dol_data
-from emvcore.tags import mask_pan
+from emvcore.qpboc import Cryptogram, Ctq, Iad, Ttq
+from emvcore.tags import mask_pan, scrub_pans
+from terminal.kernel.dates import ApplicationDates, application_dates
+from terminal.kernel.entry import select_application
 from terminal.kernel.errors import CardGone
+from terminal.kernel.link import Link, Stop, Transceive, first_values, malformed
 from terminal.kernel.outcome import Message, Outcome
 from terminal.kernel.params import KernelParams
 
 __all__ = ["KernelResult", "Transceive", "run"]
 
-Transceive = Callable[[bytes], bytes]
-
-PPSE_NAME = b"2PAY.SYS.DDF01"
-
 _SW_SEE_PHONE = 0x6986
 _SW_CONDITIONS_NOT_SATISFIED = 0x6985
 
-_MAX_CANDIDATES = 8  # a hostile PPSE cannot make us SELECT forever
 _MAX_RECORDS = 16  # nor READ RECORD forever (card-in-field budget ≤ 500 ms, doc §5)
-_MAX_RESPONSE_ROUNDS = 4  # 61xx GET RESPONSE rounds
 _MAX_PDOL_DATA = 250  # keeps GPO a short APDU
-_LONG_DIGIT_RUN = re.compile(r"[0-9]{12,}")  # a PAN inside an error text (certificate PAN, bad 5A …)
 
-# CTQ (9F6C) bits, as (byte index, mask); doc §3.2.
-_CTQ_ONLINE_PIN = (0, 0x80)
-_CTQ_SIGNATURE = (0, 0x40)
-_CTQ_ONLINE_IF_ODA_FAILS = (0, 0x20)
-_CTQ_SWITCH_IF_ODA_FAILS = (0, 0x10)
-_CTQ_ONLINE_IF_EXPIRED = (0, 0x08)
-_CTQ_CDCVM_PERFORMED = (1, 0x80)
-
-_TTQ_ONLINE_REQUIRED = (1, 0x80)
-_TTQ_CVM_REQUIRED = (1, 0x40)
-_TTQ_FDDA_V01 = (3, 0x80)
-
-_CRYPTOGRAMS = {0b10: "ARQC", 0b01: "TC", 0b00: "AAC"}  # CVR byte 2, b6-b5 (doc §2.4)
-_CID = {"ARQC": 0x80, "TC": 0x40, "AAC": 0x00}  # 9F27, written by the terminal
 _CVM_RESULTS = {
     "none": bytes.fromhex("3F0000"),
     "signature": bytes.fromhex("1E0300"),
     "cdcvm": bytes.fromhex("010002"),
     "online-pin": bytes.fromhex("020300"),
 }
-
-
-def _scrub(text: str) -> str:
-    """Reasons end up in logs: any PAN-length digit run is masked, whoever wrote the message."""
-    return _LONG_DIGIT_RUN.sub(lambda match: mask_pan(match.group()), text)
-
-
-def _bit(value: bytes, position: tuple[int, int]) -> bool:
-    index, mask = position
-    return len(value) > index and bool(value[index] & mask)
 
 
 @dataclass
@@ -115,71 +91,6 @@ class KernelResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: card_in_field, total
 
 
-class _Stop(Exception):
-    """Ends the kernel early with an outcome; internal, never leaves :func:`run`."""
-
-    def __init__(self, outcome: Outcome, message: str, reason: str) -> None:
-        super().__init__(reason)
-        self.outcome = outcome
-        self.message = message
-        self.reason = reason
-
-
-def _malformed(reason: str) -> _Stop:
-    return _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, reason)
-
-
-class _Link:
-    """The card side of the kernel: APDU exchange, 61xx/6Cxx handling, timing, and a lock after the read."""
-
-    def __init__(self, transceive: Transceive, clock: Callable[[], float]) -> None:
-        self._transceive = transceive
-        self._clock = clock
-        self.first: float | None = None
-        self.last: float | None = None
-        self.closed = False
-
-    def send(self, command: CommandApdu, what: str) -> ResponseApdu:
-        response = self._once(command, what)
-        data = b""
-        resent = False
-        for _ in range(_MAX_RESPONSE_ROUNDS):
-            if response.sw1 == 0x61:
-                data += response.data
-                response = self._once(CommandApdu(0x00, 0xC0, 0x00, 0x00, le=response.sw2 or 256), what)
-            elif response.sw1 == 0x6C and not resent:
-                resent = True
-                command = CommandApdu(
-                    command.cla, command.ins, command.p1, command.p2, command.data, le=response.sw2 or 256
-                )
-                response = self._once(command, what)
-            else:
-                return ResponseApdu(data + response.data, response.sw)
-        raise _malformed(f"{what}: the card keeps asking for GET RESPONSE / a new Le")
-
-    def _once(self, command: CommandApdu, what: str) -> ResponseApdu:
-        if self.closed:
-            raise RuntimeError("kernel bug: a card command after on_card_read")
-        if self.first is None:
-            self.first = self._clock()
-        raw = self._transceive(command.encode())
-        self.last = self._clock()
-        if not isinstance(raw, bytes | bytearray):
-            raise _malformed(f"{what}: the reader returned {type(raw).__name__}, not bytes")
-        try:
-            return ResponseApdu.decode(bytes(raw))
-        except ApduError:
-            raise _malformed(f"{what}: answer of {len(raw)} bytes has no status word") from None
-
-
-@dataclass
-class _Candidate:
-    aid: bytes
-    label: str | None
-    priority: int
-    order: int
-
-
 @dataclass
 class _CardData:
     aid: bytes
@@ -189,64 +100,19 @@ class _CardData:
     has_afl: bool
 
 
-def _label(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    text = value[:16].decode("ascii", "replace")
-    return "".join(char if char.isprintable() else "?" for char in text)
-
-
-def _primitives(objects: Iterable[tlv.Tlv]) -> dict[int, bytes]:
-    values: dict[int, bytes] = {}
-    for obj in objects:
-        values.setdefault(obj.tag, obj.value)
-    return values
-
-
-def _select(name: bytes) -> CommandApdu:
-    return CommandApdu(0x00, 0xA4, 0x04, 0x00, name, le=256)
-
-
-def _ppse_entries(data: bytes) -> list[_Candidate]:
-    """The 61 entries of a PPSE FCI; raises ValueError (TlvError) on anything that is not one."""
-    fci = tlv.parse_one(data)
-    if fci.tag != 0x6F:
-        raise tlv.TlvError(f"PPSE answer is {fci.tag:X}, not an FCI (6F)")
-    entries = []
-    for _, obj in tlv.walk(data):
-        if obj.tag != 0x61:
-            continue
-        values = _primitives(obj.children())
-        aid = values.get(0x4F)
-        if aid is None or not 5 <= len(aid) <= 16:
-            continue
-        priority_byte = values.get(0x87, b"")
-        priority = priority_byte[0] & 0x0F if len(priority_byte) == 1 else 0
-        entries.append(_Candidate(aid, _label(values.get(0x50)), priority or 16, len(entries)))
-    return entries
-
-
-def _parse_fci(data: bytes) -> dict[int, bytes]:
-    fci = tlv.parse_one(data)
-    if fci.tag != 0x6F:
-        raise _malformed(f"SELECT answer is {fci.tag:X}, not an FCI (6F)")
-    values = _primitives(obj for _, obj in tlv.walk(fci.value))
-    return values
-
-
 def _parse_afl(afl: bytes) -> list[tuple[int, int, int, int]]:
     if not afl or len(afl) % 4:
-        raise _malformed(f"AFL (94) of {len(afl)} bytes is not a list of 4-byte entries")
+        raise malformed(f"AFL (94) of {len(afl)} bytes is not a list of 4-byte entries")
     entries = []
     total = 0
     for i in range(0, len(afl), 4):
         sfi, first, last, oda_count = afl[i] >> 3, afl[i + 1], afl[i + 2], afl[i + 3]
         if afl[i] & 0x07 or not 1 <= sfi <= 30 or first == 0 or last < first or oda_count > last - first + 1:
-            raise _malformed(f"AFL entry {afl[i : i + 4].hex().upper()} is invalid")
+            raise malformed(f"AFL entry {afl[i : i + 4].hex().upper()} is invalid")
         total += last - first + 1
         entries.append((sfi, first, last, oda_count))
     if total > _MAX_RECORDS:
-        raise _malformed(f"AFL names {total} records (more than {_MAX_RECORDS})")
+        raise malformed(f"AFL names {total} records (more than {_MAX_RECORDS})")
     return entries
 
 
@@ -258,33 +124,26 @@ class _Track2:
 
 def _parse_track2(value: bytes) -> _Track2:
     if not 1 <= len(value) <= 19:
-        raise _malformed(f"track 2 equivalent (57) has {len(value)} bytes")
+        raise malformed(f"track 2 equivalent (57) has {len(value)} bytes")
     text = value.hex().upper()
     pan, separator, rest = text.partition("D")
     if not separator or not pan.isdigit() or not 12 <= len(pan) <= 19:
-        raise _malformed("track 2 equivalent (57) has no valid PAN field")
+        raise malformed("track 2 equivalent (57) has no valid PAN field")
     if len(rest) < 7 or not rest[:7].isdigit() or not 1 <= int(rest[2:4]) <= 12:
-        raise _malformed("track 2 equivalent (57) has no valid expiry / service code")
+        raise malformed("track 2 equivalent (57) has no valid expiry / service code")
     return _Track2(pan, rest[:4])
-
-
-def _month_end(yymm: str) -> date:
-    year = 2000 + int(yymm[:2]) if int(yymm[:2]) < 50 else 1900 + int(yymm[:2])
-    month = int(yymm[2:])
-    following = date(year + month // 12, month % 12 + 1, 1)
-    return following - timedelta(days=1)
 
 
 def _fixed(tags: dict[int, bytes], tag: int, lengths: Iterable[int], *, required: bool = True) -> bytes | None:
     value = tags.get(tag)
     if value is None:
         if required:
-            raise _malformed(f"mandatory tag {tag:X} is missing")
+            raise malformed(f"mandatory tag {tag:X} is missing")
         return None
     allowed = tuple(lengths)
     if len(value) not in allowed:
         expected = f"{allowed[0]}..{allowed[-1]}" if len(allowed) > 2 else "/".join(map(str, allowed))
-        raise _malformed(f"tag {tag:X} has {len(value)} bytes (expected {expected})")
+        raise malformed(f"tag {tag:X} has {len(value)} bytes (expected {expected})")
     return value
 
 
@@ -307,7 +166,7 @@ class _Kernel:
         self.today = today
         self.clock = clock
         self.started = clock()
-        self.link = _Link(transceive, clock)
+        self.link = Link(transceive, clock)
         self.ttq = params.ttq(amount, force_online=force_online)
         self.values: dict[int, bytes] = {
             0x9F66: self.ttq,
@@ -341,59 +200,18 @@ class _Kernel:
         if self.link.first is not None and "card_in_field" not in result.timings:
             result.timings["card_in_field"] = (self.link.last or self.link.first) - self.link.first
         result.timings["total"] = self.clock() - self.started
-        result.reasons = [_scrub(line) for line in result.reasons]
+        result.reasons = [scrub_pans(line) for line in result.reasons]  # logged: AIDs shown, PANs never
         return result
 
     # -- card phase ----------------------------------------------------------------------------------
 
     def read_card(self) -> _CardData:
-        candidates = self._candidates()
-        for candidate in candidates:
-            selected = self._select_candidate(candidate)
-            if selected is not None:
-                return self._process_application(*selected)
-        raise _Stop(Outcome.END_APPLICATION, Message.NOT_SUPPORTED, "no supported application could be selected")
-
-    def _candidates(self) -> list[_Candidate]:
-        response = self.link.send(_select(PPSE_NAME), "SELECT PPSE")
-        entries: list[_Candidate] | None = None
-        if response.ok:
-            try:
-                entries = _ppse_entries(response.data)
-            except ValueError as error:
-                self.result.reasons.append(f"PPSE unreadable ({error}); selecting AIDs directly")
-        else:
-            self.result.reasons.append(f"PPSE: {describe_sw(response.sw)}; selecting AIDs directly")
-        if not entries:
-            if entries is not None:
-                self.result.reasons.append("PPSE lists no application; selecting AIDs directly")
-            return [_Candidate(aid, None, 0, i) for i, aid in enumerate(self.params.supported_aids)]
-        supported: dict[bytes, _Candidate] = {}
-        for entry in sorted(entries, key=lambda e: (e.priority, e.order)):
-            if self.params.supports(entry.aid):
-                supported.setdefault(entry.aid, entry)
-        if not supported:
-            listed = ", ".join(e.aid.hex().upper() for e in entries[:_MAX_CANDIDATES])
-            raise _Stop(Outcome.END_APPLICATION, Message.NOT_SUPPORTED, f"PPSE lists no supported AID ({listed})")
-        return list(supported.values())[:_MAX_CANDIDATES]
-
-    def _select_candidate(self, candidate: _Candidate) -> tuple[bytes, str | None, bytes] | None:
-        name = candidate.aid.hex().upper()
-        response = self.link.send(_select(candidate.aid), f"SELECT {name}")
-        if not response.ok:
-            self.result.reasons.append(f"SELECT {name}: {describe_sw(response.sw)}; next candidate")
-            return None
-        try:
-            fci = _parse_fci(response.data)
-        except tlv.TlvError as error:
-            raise _malformed(f"SELECT {name}: FCI is not valid TLV ({error})") from None
-        aid = fci.get(0x84, candidate.aid)
-        if not aid.startswith(candidate.aid) or not self.params.supports(aid) or len(aid) > 16:
-            self.result.reasons.append(f"SELECT {name}: DF name {aid.hex().upper()} does not match; next candidate")
-            return None
-        label = _label(fci.get(0x50)) or candidate.label
-        self.result.aid, self.result.label = aid.hex().upper(), label
-        return aid, label, fci.get(0x9F38, b"")
+        selected = select_application(self.link, self.params, self.amount, self.result.reasons)
+        if selected.kernel != "qpboc":  # the Entry Point's table names no other kernel yet
+            raise Stop(Outcome.END_APPLICATION, Message.NOT_SUPPORTED, f"no {selected.kernel} kernel here")
+        self.result.aid, self.result.label = selected.aid.hex().upper(), selected.label
+        self.result.reasons.append(f"selected {self.result.aid} ({selected.label or 'no label'})")
+        return self._process_application(selected.aid, selected.label, selected.fci.get(0x9F38, b""))
 
     def _process_application(self, aid: bytes, label: str | None, pdol: bytes) -> _CardData:
         self.ttq = self.params.ttq(self.amount, force_online=self.force_online, aid=aid)  # the AID's floor limit
@@ -401,29 +219,29 @@ class _Kernel:
         try:
             pdol_data = build_dol_data(pdol, self.values)
         except (DolError, tlv.TlvError) as error:
-            raise _malformed(f"PDOL unreadable: {error}") from None
+            raise malformed(f"PDOL unreadable: {error}") from None
         if len(pdol_data) > _MAX_PDOL_DATA:
-            raise _malformed(f"PDOL asks for {len(pdol_data)} bytes")
+            raise malformed(f"PDOL asks for {len(pdol_data)} bytes")
         gpo = CommandApdu(0x80, 0xA8, 0x00, 0x00, tlv.encode(0x83, pdol_data), le=256)
         response = self.link.send(gpo, "GPO")
         if response.sw == _SW_SEE_PHONE:
-            raise _Stop(Outcome.SEE_PHONE, Message.SEE_PHONE, "GPO 6986: the holder must authenticate on the phone")
+            raise Stop(Outcome.SEE_PHONE, Message.SEE_PHONE, "GPO 6986: the holder must authenticate on the phone")
         if response.sw == _SW_CONDITIONS_NOT_SATISFIED:
-            raise _Stop(Outcome.TRY_ANOTHER_INTERFACE, Message.INSERT_OR_SWIPE, "GPO 6985: conditions not satisfied")
+            raise Stop(Outcome.TRY_ANOTHER_INTERFACE, Message.INSERT_OR_SWIPE, "GPO 6985: conditions not satisfied")
         if not response.ok:
-            raise _malformed(f"GPO: {describe_sw(response.sw)}")
+            raise malformed(f"GPO: {describe_sw(response.sw)}")
         try:
             template = tlv.parse_one(response.data)
             if template.tag == 0x80:
-                raise _Stop(
+                raise Stop(
                     Outcome.TRY_ANOTHER_INTERFACE, Message.INSERT_OR_SWIPE,
                     "GPO format 1: the card wants the full PBOC flow, not qPBOC",
                 )
             if template.tag != 0x77:
-                raise _malformed(f"GPO answer is {template.tag:X}, not format 2 (77)")
-            tags = _primitives(template.children())
+                raise malformed(f"GPO answer is {template.tag:X}, not format 2 (77)")
+            tags = first_values(template.children())
         except tlv.TlvError as error:
-            raise _malformed(f"GPO answer is not valid TLV ({error})") from None
+            raise malformed(f"GPO answer is not valid TLV ({error})") from None
         afl = tags.get(0x94)
         oda_records: list[tuple[int, bytes]] = []
         if afl is not None:
@@ -440,7 +258,7 @@ class _Kernel:
         what = f"READ RECORD {sfi}/{number}"
         response = self.link.send(CommandApdu(0x00, 0xB2, number, (sfi << 3) | 0x04, le=256), what)
         if not response.ok:
-            raise _malformed(f"{what}: {describe_sw(response.sw)}")
+            raise malformed(f"{what}: {describe_sw(response.sw)}")
         return response.data
 
     @staticmethod
@@ -450,14 +268,14 @@ class _Kernel:
         except tlv.TlvError as error:
             if sfi > 10:  # proprietary records only matter as ODA input
                 return {}
-            raise _malformed(f"record {sfi}/{number} is not valid TLV ({error})") from None
+            raise malformed(f"record {sfi}/{number} is not valid TLV ({error})") from None
         if len(objects) == 1 and objects[0].tag == 0x70:
             try:
-                return _primitives(obj for _, obj in tlv.walk(objects[0].value))
+                return first_values(obj for _, obj in tlv.walk(objects[0].value))
             except tlv.TlvError as error:
-                raise _malformed(f"record {sfi}/{number}: 70 template is not valid TLV ({error})") from None
+                raise malformed(f"record {sfi}/{number}: 70 template is not valid TLV ({error})") from None
         if sfi <= 10:
-            raise _malformed(f"record {sfi}/{number} is not a 70 template")
+            raise malformed(f"record {sfi}/{number} is not a 70 template")
         return {}
 
     # -- decision phase (the card has gone) ----------------------------------------------------------
@@ -471,9 +289,10 @@ class _Kernel:
         iad = _fixed(tags, 0x9F10, range(8, 33))
         track2_value = tags.get(0x57)
         if track2_value is None:
-            raise _malformed("mandatory tag 57 (track 2 equivalent) is missing")
+            raise malformed("mandatory tag 57 (track 2 equivalent) is missing")
         track2 = _parse_track2(track2_value)
-        ctq = _fixed(tags, 0x9F6C, (2,), required=False)
+        ctq_value = _fixed(tags, 0x9F6C, (2,), required=False)
+        ctq = None if ctq_value is None else Ctq.from_bytes(ctq_value)
         psn_value = _fixed(tags, 0x5F34, (1,), required=False)
         assert aip is not None and atc is not None and iad is not None
 
@@ -481,38 +300,41 @@ class _Kernel:
         if 0x5A in tags:
             pan_5a = decode_cn(tags[0x5A])
             if pan_5a != track2.pan:
-                raise _malformed("the PAN in 5A differs from the one in track 2 (57)")
-        expiry_date = _month_end(track2.yymm)
-        if 0x5F24 in tags:
-            expiry_5f24 = parse_date_n6(_fixed(tags, 0x5F24, (3,)) or b"")
-            if f"{expiry_5f24:%y%m}" != track2.yymm:
-                raise _malformed("the expiry in 5F24 differs from the one in track 2 (57)")
-            expiry_date = expiry_5f24
+                raise malformed("the PAN in 5A differs from the one in track 2 (57)")
+        try:
+            dates = application_dates(track2.yymm, _fixed(tags, 0x5F24, (3,), required=False),
+                                      _fixed(tags, 0x5F25, (3,), required=False), self.today)
+        except ValueError as error:
+            raise malformed(str(error)) from None
 
         result.pan, result.pan_masked = pan, mask_pan(pan)
         result.expiry = track2.yymm
         result.psn = int(decode_bcd(psn_value)) if psn_value is not None else None
         result.atc = int.from_bytes(atc, "big")
-        if iad[3] != 0x03:
-            raise _malformed(f"IAD (9F10) does not hold a CVR where expected (byte 4 = {iad[3]:02X})")
-        cryptogram = _CRYPTOGRAMS.get((iad[4] >> 4) & 0x03)
-        if cryptogram is None:
-            raise _malformed(f"CVR byte 2 = {iad[4]:02X} names no cryptogram type")
+        try:
+            cvr = Iad.decode(iad).cvr
+        except ValueError as error:
+            raise malformed(str(error)) from None
+        kind = Cryptogram.of_cvr(cvr)
+        if kind is None:
+            raise malformed(f"CVR byte 2 = {cvr[1]:02X} names no cryptogram type")
+        cryptogram = kind.name
         result.cryptogram = cryptogram
-        result.reasons.append(f"{cryptogram} from the CVR (9F10 byte 5 = {iad[4]:02X}), ATC {result.atc}")
-        expired = expiry_date < self.today
+        result.reasons.append(f"{cryptogram} from the CVR (9F10 byte 5 = {cvr[1]:02X}), ATC {result.atc}")
 
         if cryptogram == "AAC":
             return self.finish(Outcome.DECLINED, Message.DECLINED, "the card declined (AAC)")
         if cryptogram == "ARQC":
-            return self._online(card, ctq, expired)
-        return self._offline(card, ctq, expired)
+            return self._online(card, ctq, dates)
+        return self._offline(card, ctq, dates)
 
-    def _online(self, card: _CardData, ctq: bytes | None, expired: bool) -> KernelResult:
+    def _online(self, card: _CardData, ctq: Ctq | None, dates: ApplicationDates) -> KernelResult:
         if not self.params.online_capable:
             return self.finish(Outcome.DECLINED, Message.DECLINED, "ARQC at an offline-only terminal")
-        if expired:
-            self.result.reasons.append("application expired: left to the issuer online")
+        if dates.expired:
+            self.result.reasons.append(f"application expired on {dates.expiry}: left to the issuer online")
+        if dates.not_yet_effective:
+            self.result.reasons.append(f"application not effective until {dates.effective}: left to the issuer")
         cvm = self._cvm(ctq)
         if cvm in ("pin-unavailable", "unavailable"):
             return self._cvm_failed(cvm, ctq)
@@ -520,25 +342,29 @@ class _Kernel:
         self.result.field55 = self._field55(card, "ARQC", cvm)
         return self.finish(Outcome.ONLINE_REQUEST, Message.PROCESSING)
 
-    def _offline(self, card: _CardData, ctq: bytes | None, expired: bool) -> KernelResult:
-        if _bit(self.ttq, _TTQ_ONLINE_REQUIRED):
+    def _offline(self, card: _CardData, ctq: Ctq | None, dates: ApplicationDates) -> KernelResult:
+        if Ttq.ONLINE_CRYPTOGRAM_REQUIRED in Ttq.from_bytes(self.ttq):
             return self.finish(Outcome.DECLINED, Message.DECLINED, "the card answered TC although online was required")
+        # Processing restrictions first: no offline approval of a card outside its dates, whatever fDDA says.
+        if dates.expired:
+            if ctq is not None and Ctq.ONLINE_IF_EXPIRED in ctq:
+                return self._needs_online(f"application expired on {dates.expiry} and the CTQ says go online")
+            return self.finish(Outcome.DECLINED, Message.CARD_EXPIRED, f"application expired on {dates.expiry} (5F24)")
+        if dates.not_yet_effective:
+            return self.finish(Outcome.DECLINED, Message.DECLINED,
+                               f"application not effective until {dates.effective} (5F25)")
         ok, detail = self._fdda(card)
         self.result.reasons.append(detail)
         if not ok:
             self.result.oda = "fdda-failed"
-            if ctq is not None and _bit(ctq, _CTQ_ONLINE_IF_ODA_FAILS):
+            if ctq is not None and Ctq.ONLINE_IF_ODA_FAILS in ctq:
                 return self._needs_online("fDDA failed and the CTQ says go online")
-            if ctq is not None and _bit(ctq, _CTQ_SWITCH_IF_ODA_FAILS):
+            if ctq is not None and Ctq.SWITCH_IF_ODA_FAILS in ctq:
                 return self.finish(
                     Outcome.TRY_ANOTHER_INTERFACE, Message.INSERT_OR_SWIPE,
                     "fDDA failed and the CTQ says switch interface",
                 )
             return self.finish(Outcome.DECLINED, Message.DECLINED, "fDDA failed")
-        if expired:
-            if ctq is not None and _bit(ctq, _CTQ_ONLINE_IF_EXPIRED):
-                return self._needs_online("application expired and the CTQ says go online")
-            return self.finish(Outcome.DECLINED, Message.DECLINED, "application expired (5F24)")
         cvm = self._cvm(ctq)
         if cvm == "online-pin":
             return self._needs_online("online PIN required on an offline approval")
@@ -546,7 +372,7 @@ class _Kernel:
             return self._cvm_failed(cvm, ctq)
         if cvm == "cdcvm":
             card_auth = card.tags.get(0x9F69)
-            if card_auth is not None and self.result.oda == "fdda-v01-ok" and card_auth[5:7] != ctq:
+            if card_auth is not None and self.result.oda == "fdda-v01-ok" and card_auth[5:7] != ctq.to_bytes():
                 return self.finish(Outcome.DECLINED, Message.DECLINED, "CTQ in 9F69 disagrees with 9F6C (CDCVM)")
         self.result.cvm = cvm
         self.result.field55 = self._field55(card, "TC", cvm)
@@ -559,7 +385,7 @@ class _Kernel:
         self.result.retry_online = True
         return self.finish(Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN, f"{why}; tap again for an ARQC")
 
-    def _cvm_failed(self, cvm: str, ctq: bytes | None) -> KernelResult:
+    def _cvm_failed(self, cvm: str, ctq: Ctq | None) -> KernelResult:
         if cvm == "pin-unavailable":
             return self.finish(
                 Outcome.TRY_ANOTHER_INTERFACE, Message.PIN_REQUIRED, "online PIN required and no PIN pad"
@@ -570,22 +396,22 @@ class _Kernel:
             Outcome.TRY_ANOTHER_INTERFACE, Message.INSERT_OR_SWIPE, "CVM required and the CTQ names none we support"
         )
 
-    def _cvm(self, ctq: bytes | None) -> str:
+    def _cvm(self, ctq: Ctq | None) -> str:
         """Doc §3.3; "pin-unavailable" / "unavailable" are internal verdicts, never left in the result."""
-        if not _bit(self.ttq, _TTQ_CVM_REQUIRED):
+        if Ttq.CVM_REQUIRED not in Ttq.from_bytes(self.ttq):
             return "none"
         params = self.params
         if ctq is None:
             if params.signature_supported:
                 return "signature"
             return "online-pin" if params.online_pin_supported else "unavailable"
-        if _bit(ctq, _CTQ_CDCVM_PERFORMED) and params.cdcvm_supported:
+        if Ctq.CDCVM_PERFORMED in ctq and params.cdcvm_supported:
             return "cdcvm"
-        if _bit(ctq, _CTQ_ONLINE_PIN) and params.online_pin_supported:
+        if Ctq.ONLINE_PIN in ctq and params.online_pin_supported:
             return "online-pin"
-        if _bit(ctq, _CTQ_SIGNATURE) and params.signature_supported:
+        if Ctq.SIGNATURE in ctq and params.signature_supported:
             return "signature"
-        if _bit(ctq, _CTQ_ONLINE_PIN):
+        if Ctq.ONLINE_PIN in ctq:
             return "pin-unavailable"
         return "unavailable"
 
@@ -593,7 +419,7 @@ class _Kernel:
         tags = card.tags
         version = 0
         card_auth = tags.get(0x9F69, b"")
-        if _bit(self.ttq, _TTQ_FDDA_V01) and card_auth[:1] == b"\x01":
+        if Ttq.FDDA_V01 in Ttq.from_bytes(self.ttq) and card_auth[:1] == b"\x01":
             version = 1
         try:
             index = tags.get(0x8F, b"")
@@ -628,7 +454,7 @@ class _Kernel:
         tags, values = card.tags, self.values
         data = {
             0x9F26: tags[0x9F26],
-            0x9F27: bytes([_CID[cryptogram]]),
+            0x9F27: bytes([Cryptogram[cryptogram].cid]),
             0x9F10: tags[0x9F10],
             0x9F37: values[0x9F37],
             0x9F36: tags[0x9F36],
@@ -675,10 +501,10 @@ def run(
         return KernelResult(Outcome.END_APPLICATION, str(Message.ENTER_AMOUNT), reasons=[f"invalid amount {amount!r}"])
     if amount == 0:
         return KernelResult(Outcome.END_APPLICATION, str(Message.ENTER_AMOUNT), reasons=["amount 0 is not a purchase"])
-    if amount >= params.contactless_limit:
+    if amount >= params.highest_transaction_limit():  # no supported AID could pay: the card need not be asked
         return KernelResult(
             Outcome.TRY_ANOTHER_INTERFACE, str(Message.INSERT_OR_SWIPE),
-            reasons=[f"amount {amount} at or above the contactless limit {params.contactless_limit}"],
+            reasons=[f"amount {amount} at or above the contactless limit {params.highest_transaction_limit()}"],
         )
     kernel = _Kernel(transceive, params, amount, today, unpredictable_number, force_online, clock)
     try:
@@ -686,7 +512,7 @@ def run(
     except CardGone as error:
         kernel.result.field55 = {}
         return kernel.finish(Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN, f"card gone: {type(error).__name__}")
-    except _Stop as stop:
+    except Stop as stop:
         return kernel.finish(stop.outcome, stop.message, stop.reason)
     except ValueError as error:  # every emvcore parser error is a ValueError
         return kernel.finish(Outcome.END_APPLICATION, Message.CARD_ERROR, f"card answer unreadable: {error}")
@@ -696,7 +522,7 @@ def run(
     on_card_read()
     try:
         return kernel.decide(card)
-    except _Stop as stop:
+    except Stop as stop:
         return kernel.finish(stop.outcome, stop.message, stop.reason)
     except ValueError as error:
         return kernel.finish(Outcome.END_APPLICATION, Message.CARD_ERROR, f"card data unreadable: {error}")

@@ -98,7 +98,7 @@ def test_install_twice_into_a_staging_root(tmp_path: Path, world: World) -> None
     assert loaded.gpio.backend == "rpi" and loaded.terminal.id in world.path(Path("terminal.toml")).read_text()
     # the offline floor limits the acquirer holds for this terminal (the world's), not the built-in default
     assert loaded.limits == load_config(world.path(Path("terminal.toml"))).limits
-    assert loaded.limits.aid_floor_limits
+    assert loaded.limits.aid_limits
     # the local register's secret is made for this install, not the world's
     assert loaded.ecr.secret is not None and loaded.ecr.secret not in world.path(Path("terminal.toml")).read_text()
 

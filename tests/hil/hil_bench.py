@@ -23,6 +23,7 @@ from acquirer_stub.instance import Instance
 from firmware.cards.cardfile import PlainCard
 from firmware.jsonfile import read_json, write_json_atomic
 from firmware.wallet.wallet import Wallet
+from firmware.world import layout
 from firmware.world.layout import World
 
 SUCCESS_HZ, ALERT_HZ = 1500.0, 750.0
@@ -60,6 +61,10 @@ class Bench:
 
     def card(self, issuer: str) -> Path:
         return self.world.path(Path(self.card_entry(issuer)["file"]))
+
+    def named_card(self, name: str) -> Path:
+        """A card of the world by its file name (layout.QUASI_CREDIT_CARD, layout.EXPIRED_CARD …)."""
+        return self.world.path(layout.card_file(name))
 
     def card_entry(self, issuer: str) -> dict[str, Any]:
         return next(c for c in self.world.cards() if c["issuer"] == issuer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hil_bench import Bench, alert_beeps_paired, signals
@@ -20,6 +21,7 @@ from acquirer_stub.store import db
 from acquirer_stub.tsp import lifecycle
 from firmware.jsonfile import read_json
 from firmware.wallet.wallet import Wallet
+from firmware.world import layout
 from hostproto.messages import response_text
 from terminal.host.client import HostClient
 from terminal.ui.feedback import format_amount
@@ -112,8 +114,8 @@ def offline_approval(bench: Bench) -> None:
     expect_signals(bench, events, READY + CARD_READ + approved("Approved ¥8.00"))
 
 
-def _declined_online(bench: Bench, issuer: str, rc: str, amount: int = ONLINE) -> None:
-    bench.rig.card.present(bench.card(issuer))
+def _declined_online(bench: Bench, issuer: str, rc: str, amount: int = ONLINE, *, card: Path | None = None) -> None:
+    bench.rig.card.present(card or bench.card(issuer))
     with bench.terminal() as pos:
         sale = pos.sale(amount)
         events = pos.ui_events()
@@ -163,10 +165,43 @@ def replayed_atc(bench: Bench) -> None:
                    + READY + CARD_READ + declined(response_text("05")))
 
 
-@scenario("expired-card", "a card past its expiry date: the kernel leaves it to the issuer, which answers 54")
+@scenario("expired-card", "the world's expired card over the floor limit: an ARQC, the kernel leaves the expiry to the "
+          "issuer, which answers 54")
 def expired_card(bench: Bench) -> None:
-    bench.edit_card("bocom-debit", lambda app: app["profile"].update(expiry="2026-01-31", effective="2021-01-01"))
-    _declined_online(bench, "bocom-debit", "54")
+    _declined_online(bench, "hsb-debit", "54", card=bench.named_card(layout.EXPIRED_CARD))
+
+
+@scenario("expired-card-offline", "the world's expired card on a small sale: it offers a TC, the kernel declines it "
+          "(5F24 passed, the CTQ does not say go online) before fDDA, and no money moves")
+def expired_card_offline(bench: Bench) -> None:
+    bench.rig.card.present(bench.named_card(layout.EXPIRED_CARD))
+    with bench.terminal() as pos:
+        sale = pos.sale(OFFLINE)
+        events = pos.ui_events()
+    _fact(bench, outcome=sale.outcome, cryptogram=sale.cryptogram, oda=sale.oda, text=sale.message)
+    assert (sale.outcome, sale.message, sale.cryptogram, sale.oda) == ("Declined", "Card expired", "TC",
+                                                                       "not-performed")
+    assert sale.charged == 0 and sale.field55_tags == []
+    expect_rows(bench, [])  # the host never hears of it: nothing to authorise, nothing to advise
+    expect_signals(bench, events, READY + CARD_READ + declined("Card expired"))
+
+
+@scenario("quasi-credit-card", "the world's quasi-credit card (AID A000000333010103, on by default): online "
+          "approval (00) over the floor limit, then an offline TC with fDDA under it")
+def quasi_credit_card(bench: Bench) -> None:
+    bench.rig.card.present(bench.named_card(layout.QUASI_CREDIT_CARD))
+    with bench.terminal() as pos:
+        online = pos.sale(ONLINE)
+        offline = pos.sale(OFFLINE)
+        events = pos.ui_events()
+    _fact(bench, aid=online.aid, label=online.label, online=online.rc, offline=offline.cryptogram)
+    assert (online.outcome, online.rc, online.cryptogram, online.aid) == ("Approved", "00", "ARQC",
+                                                                          "A000000333010103")
+    assert (offline.outcome, offline.cryptogram, offline.aid) == ("Approved", "TC", "A000000333010103")
+    assert offline.oda.startswith("fdda-v01") and online.label == "UICS QCREDIT"
+    expect_rows(bench, [("authorization", "approved", "00", ONLINE), ("advice", "accepted", "00", OFFLINE)])
+    expect_signals(bench, events, READY + CARD_READ + approved("Approved ¥2,500.00")
+                   + READY + CARD_READ + approved("Approved ¥8.00"))
 
 
 # -- the phone -------------------------------------------------------------------------------------------------
@@ -520,7 +555,8 @@ def duplicate(bench: Bench) -> None:
 
 @scenario("all-issuers-approve", "each of the 20 credit and 12 debit issuers' cards pays one online sale")
 def all_issuers(bench: Bench) -> None:
-    cards = bench.world.cards()
+    # each issuer's own card (the world's quasi-credit and expired cards have scenarios of their own)
+    cards = [c for c in bench.world.cards() if c["file"] == str(layout.card_file(c["issuer"]))]
     kinds = sorted(c["kind"] for c in cards)
     assert (kinds.count("credit"), kinds.count("debit")) == (20, 12)
     expected: list[str] = []

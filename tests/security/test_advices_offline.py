@@ -263,8 +263,8 @@ def test_the_world_declares_the_floor_limit_once_for_both_ends(world: World, ins
                                                                  entry["tid"])}
         config = configs[entry["tid"]]
         assert loaded == {"": config.limits.floor_limit,
-                          **{aid.hex().upper(): limit for aid, limit in config.limits.aid_floor_limits}}
-        assert loaded == {"": 200_000, DEBIT_AID: 200_000, CREDIT_AID: 200_000}
+                          **{aid.hex().upper(): limits.floor_limit for aid, limits in config.limits.aid_limits}}
+        assert loaded == {"": 200_000, DEBIT_AID: 200_000, CREDIT_AID: 200_000, "A000000333010103": 200_000}
 
 
 def test_a_terminal_the_world_gives_no_floor_limit_has_its_advices_all_taken_as_exceptions(

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from emvcore.qpboc import CREDIT_AID, DEBIT_AID, QUASI_CREDIT_AID
 from firmware.world.layout import World
 from terminal.config import ConfigError, FeedbackPins, Limits, ReaderConfig, Tones, load_config
+from terminal.kernel.params import AidLimits
 
 BASE = """\
 [terminal]
@@ -50,16 +52,44 @@ def test_the_worlds_terminal_toml_loads_as_is(world: World) -> None:
     assert config.reader == ReaderConfig(port=str(world.root / "../pn532-pos"))
     # the offline floor limits are the acquirer's figures for this terminal, declared once in the world
     (entry,) = [entry for entry in world.terminals() if entry["tid"] == config.terminal.id]
-    aid_limits = tuple((bytes.fromhex(aid), limit) for aid, limit in entry["aid_floor_limits"].items())
+    aid_limits = tuple((bytes.fromhex(aid), AidLimits(floor_limit=limit))
+                       for aid, limit in entry["aid_floor_limits"].items())
     assert config.limits == Limits(contactless_limit=2_000_000, floor_limit=entry["floor_limit"], cvm_limit=100_000,
-                                   aid_floor_limits=aid_limits)
-    assert entry["floor_limit"] == 200_000 and len(aid_limits) == 2
+                                   aid_limits=aid_limits)
+    assert entry["floor_limit"] == 200_000 and len(aid_limits) == 3
+    assert config.limits.supported_aids == (DEBIT_AID, CREDIT_AID, QUASI_CREDIT_AID)  # quasi-credit by default
     assert config.gpio.backend == "sim" and config.gpio.pins == FeedbackPins((5, 6, 13, 19), 18)
     assert config.gpio.tones == Tones(1500.0, 0.5, 750.0, 0.2, 0.2)
     assert config.journal.path == (world.root / "terminal-journal.sqlite3").resolve()
     assert config.ecr.listen == ("127.0.0.1", 8381)
     assert config.ecr.secret is not None and len(config.ecr.secret) >= 32
     assert config.ecr.secret not in repr(config)
+
+
+def test_supported_aids_each_with_its_own_limits(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE.format(key=KEY) + """
+[limits]
+floor_limit = 1000
+aid_floor_limits = { A000000333010102 = 300 }
+
+[aids.A000000333010101]
+transaction_limit = 500000
+cvm_limit = 20000
+
+[aids.A000000333010102]
+
+[aids]
+A000000333010103 = { floor_limit = 0 }
+""")
+    limits = load_config(path).limits
+    assert limits.supported_aids == (DEBIT_AID, CREDIT_AID, QUASI_CREDIT_AID)
+    assert limits.aid_limits == (
+        (DEBIT_AID, AidLimits(transaction_limit=500_000, cvm_limit=20_000)),
+        (CREDIT_AID, AidLimits(floor_limit=300)),  # the older aid_floor_limits still counts
+        (QUASI_CREDIT_AID, AidLimits(floor_limit=0)),
+    )
+    only_debit = _write(tmp_path, BASE.format(key=KEY) + "\n[aids]\nA000000333010101 = {}\n")
+    assert load_config(only_debit).limits.supported_aids == (DEBIT_AID,)  # quasi-credit off: listed AIDs only
 
 
 def test_every_section_with_paths_relative_to_the_file(tmp_path: Path) -> None:
@@ -92,7 +122,7 @@ path = "data/journal.db"
     config = load_config(path)
     assert config.reader.port == str(tmp_path.resolve() / "pn532-pos")
     assert (config.reader.baud, config.reader.reset_pin, config.reader.apdu_timeout) == (921600, 4, 1.5)
-    assert config.limits == Limits(500_000, 0, 30_000, ((bytes.fromhex("A000000333010102"), 40_000),))
+    assert config.limits == Limits(500_000, 0, 30_000, aid_limits=((CREDIT_AID, AidLimits(floor_limit=40_000)),))
     assert config.gpio.pins == FeedbackPins((17, 27, 22, 23), None)
     assert config.gpio.tones.success_hz == 2000.0 and config.gpio.tones.alert_seconds == 0.15
     assert config.gpio.idle_blink is None
@@ -120,6 +150,16 @@ BAD = [
     ("[limits]\naid_floor_limits = {{ A0000003 = 5 }}", "limits.aid_floor_limits.A0000003", "5 to 16 bytes"),
     ("[limits]\naid_floor_limits = {{ A000000333010101 = -5 }}", "limits.aid_floor_limits.A000000333010101",
      "0 to 999999999999"),
+    ("[aids]", "aids", "remove [aids]"),
+    ("[aids.A0000003]", "aids.A0000003", "5 to 16 bytes"),
+    ("[aids]\nA000000333010101 = 5", "aids.A000000333010101", "A000000333010101 = {}"),
+    ("[aids.A000000333010101]\nfloor = 5", "aids.A000000333010101.floor", "transaction_limit, floor_limit, cvm_limit"),
+    ("[aids.A000000333010101]\ncvm_limit = -5", "aids.A000000333010101.cvm_limit", "0 to 999999999999"),
+    ("[aids.A000000333010101]\n[aids.a000000333010101]", "aids.a000000333010101", "list each AID once"),
+    ("[limits]\naid_floor_limits = {{ A000000333010102 = 5 }}\n[aids.A000000333010101]",
+     "limits.aid_floor_limits.A000000333010102", "move it to [aids.A000000333010102] floor_limit = 5"),
+    ("[limits]\naid_floor_limits = {{ A000000333010101 = 5 }}\n[aids.A000000333010101]\nfloor_limit = 6",
+     "limits.aid_floor_limits.A000000333010101", "keep only [aids.A000000333010101] floor_limit"),
     ("[gpio]\nbackend = \"pigpio\"", "gpio.backend", '"sim" | "rpi"'),
     ("[gpio]\nlights = [5, 6, 13]", "gpio.lights", "lights 1–4"),
     ("[gpio]\nlights = [5, 14, 13, 19]", "gpio.lights[1]", "choose another pin"),

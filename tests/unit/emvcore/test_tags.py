@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from emvcore import tlv
 from emvcore.bcd import encode_cn
-from emvcore.tags import TAGS, TagInfo, dump, mask_pan, mask_value, tag_info, tag_name
+from emvcore.tags import TAGS, TagInfo, dump, mask_pan, mask_value, scrub_pans, tag_info, tag_name
 
 REQUIRED = [
     0x4F, 0x50, 0x57, 0x5A, 0x5F20, 0x5F24, 0x5F25, 0x5F28, 0x5F2A, 0x5F2D, 0x5F30, 0x5F34, 0x61, 0x6F,
@@ -235,3 +237,31 @@ def test_dump_never_raises(data: bytes, indent: int) -> None:
     assert isinstance(out, str)
     if data.strip(b"\x00\xff"):
         assert out.startswith(" " * indent)
+
+
+@pytest.mark.parametrize("aid", [
+    "A000000333010101", "A000000333010102", "A000000333010103", "A0000003330101",  # UnionPay, partial
+    "A0000000031010", "A0000000041010", "A000000632010105",  # Visa, Mastercard, T-Union
+])
+def test_log_scrubbing_shows_aids(aid: str) -> None:
+    line = f"PPSE lists no supported AID ({aid}); SELECT {aid.lower()}: 6A82"
+    assert scrub_pans(line) == line
+
+
+@pytest.mark.parametrize(("text", "hidden"), [
+    ("pan 6212345678901234567 refused", "6212345678901234567"),
+    ("57 6212345678901234D25122201000000F", "6212345678901234"),  # track 2 in hex
+    ("5A086212345678901234", "6212345678901234"),  # a BCD PAN inside a hex dump
+    ("A0000062123456789012", "62123456789012"),  # a PAN dressed as an AID: its PIX digits run too long
+    ("A000000333010101621234567890123456", "621234567890123456"),  # an AID followed by a PAN: not an AID
+])
+def test_log_scrubbing_never_lets_a_pan_through(text: str, hidden: str) -> None:
+    scrubbed = scrub_pans(text)
+    assert hidden not in scrubbed and "*" in scrubbed
+
+
+@given(st.sampled_from(["", "A0000", "A000000333", "x A00000"]), st.text(alphabet="0123456789ADF ", max_size=40))
+def test_no_pan_length_number_survives_scrubbing(prefix: str, text: str) -> None:
+    # An AID's digits may run to 15 (A000000333010101), but they start with the RID's zeros: no run that starts
+    # like a card number (a non-zero digit) and is 13 digits or longer is ever left.
+    assert re.search(r"[1-9][0-9]{12,}", scrub_pans(prefix + text)) is None

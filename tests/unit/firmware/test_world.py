@@ -33,11 +33,15 @@ def test_twenty_credit_and_twelve_debit_issuers_with_distinct_bins(world_templat
 def test_every_card_belongs_to_its_issuer_and_has_a_valid_pan(world_template: World) -> None:
     bins = {issuer["code"]: issuer["bin"] for issuer in world_template.issuers()}
     cards = world_template.cards()
-    assert len(cards) == 32
+    assert len(cards) == 34  # one per issuer, then the quasi-credit and the expired card
     for entry in cards:
         assert entry["pan"].startswith(bins[entry["issuer"]]) and luhn_valid(entry["pan"])
         card = PlainCard.load(world_template.path(Path(entry["file"])))
         assert card.applications[0].profile.pan == entry["pan"]
+        assert card.applications[0].profile.aid.hex().upper() == entry["aid"]
+    assert [entry["aid"] for entry in cards[32:]] == ["A000000333010103", "A000000333010101"]
+    assert [entry["file"] for entry in cards[32:]] == ["cards/cbhb-quasi-credit.json", "cards/hsb-debit-expired.json"]
+    assert [entry["issuer"] for entry in cards[:32]] == [issuer["code"] for issuer in world_template.issuers()]
 
 
 def test_every_issuer_certificate_verifies_under_the_scheme_capk(world_template: World) -> None:
