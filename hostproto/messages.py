@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emvcore import tlv
-from emvcore.bcd import BcdError, decode_bcd, decode_cn, parse_amount_n12, parse_date_n6
+from emvcore.bcd import MAX_AMOUNT_N12, BcdError, decode_bcd, decode_cn, parse_amount_n12, parse_date_n6
 
 __all__ = [
     "CURRENCY_CNY",
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 CURRENCY_CNY = "156"
-MAX_AMOUNT = 999_999_999_999  # n12, fen
+MAX_AMOUNT = MAX_AMOUNT_N12  # fen: the most an n12 amount (9F02, DE4) holds
 MAX_ICC_BYTES = 255  # DE55 is b..255
 ECR_MAX_RUN_SECONDS = 3600  # the most a terminal may ask for to run a virtual-ECR sale it accepts
 REVERSAL_REASONS = ("98", "96", "A0", "06")  # no response, failed after approval, bad response MAC, other

@@ -53,13 +53,13 @@ from pathlib import Path
 from typing import Any
 
 from hostproto.limits import DEFAULT_FLOOR_LIMIT
+from hostproto.messages import MAX_AMOUNT
 from terminal.kernel.params import DEFAULT_AIDS, AidLimits
 
 PN532_UART_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 """SetSerialBaudRate rates a Linux UART can be set to (the chip's 1288000 is not a termios speed)."""
 
 DEFAULT_BAUD = 115200
-MAX_AMOUNT = 999_999_999_999  # n12, as amounts travel in 9F02
 HEADER_PINS = range(2, 28)  # BCM 2–27 on the 40-pin header (0 and 1 belong to the HAT EEPROM)
 UART0_PINS = {14: "TXD", 15: "RXD"}
 I2C1_PINS = {2: "SDA", 3: "SCL"}

@@ -33,6 +33,10 @@ RETRY_PAUSE_SECONDS = 0.3  # after "See phone" or "Present card again", before p
 WAIT_SLICE = 0.25  # seconds of card wait between two questions to `cancelled`
 READER_ERROR = "Reader error"
 NO_CARD = "No card presented"
+UNANSWERED = {  # why a sale ended without a card after the shopper was asked to act, and that went unanswered
+    Step.SEE_PHONE: "No payment: the shopper never confirmed on the phone (See phone timed out)",
+    Step.TRY_AGAIN: "No payment: the card was not presented again (Present card again timed out)",
+}
 Cancel = Callable[[], str | None]
 """Asked while waiting for a card: a reason ("the terminal is stopping") ends the transaction unstarted."""
 
@@ -107,10 +111,12 @@ class Counter:
         self.tell(Step.READY, amount=amount)
         force_online = False
         taps = 0
+        asked: Step | None = None  # the last "See phone" or "Present card again"
         while True:
             target = self._wait(deadline, cancelled)
             if not isinstance(target, Target):
-                message = NO_CARD if target is None else f"Cancelled: {target}"
+                message = (f"Cancelled: {target}" if target is not None else
+                           UNANSWERED[asked] if asked is not None else NO_CARD)
                 return self._nothing(SaleResult(Outcome.END_APPLICATION, message, amount, taps=taps))
             taps += 1
             self.tell(Step.READING)
@@ -128,7 +134,8 @@ class Counter:
                 log.info("kernel: %s", reason)
             if result.outcome in RETRY_OUTCOMES:
                 force_online = force_online or result.retry_online
-                self.tell(Step.SEE_PHONE if result.outcome == Outcome.SEE_PHONE else Step.TRY_AGAIN)
+                asked = Step.SEE_PHONE if result.outcome == Outcome.SEE_PHONE else Step.TRY_AGAIN
+                self.tell(asked)
                 time.sleep(RETRY_PAUSE_SECONDS)  # the field stays on; the phone comes back when unlocked
                 continue
             sale = self._finish(result, amount)

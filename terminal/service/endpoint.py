@@ -56,7 +56,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from terminal.config import ECR_SECRET_MIN, MAX_AMOUNT
+from hostproto.messages import MAX_AMOUNT
+from terminal.config import ECR_SECRET_MIN
 
 if TYPE_CHECKING:
     from terminal.service.service import TerminalService

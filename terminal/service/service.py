@@ -48,9 +48,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostproto.messages import ECR_MAX_RUN_SECONDS
+from hostproto.messages import ECR_MAX_RUN_SECONDS, MAX_AMOUNT
 from terminal.assemble import Parts
-from terminal.config import MAX_AMOUNT, TerminalConfig
+from terminal.config import TerminalConfig
 from terminal.events import Event, Step
 from terminal.host.client import HostError, HostRejected
 from terminal.kernel.outcome import Outcome
