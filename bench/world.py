@@ -16,6 +16,7 @@ from typing import Any
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
+from emvcore.crypto.cryptogram import Algorithm
 from firmware.cards import qpboc_schema
 from firmware.cards.cardfile import application_entry, write_card
 from firmware.cards.qpboc import QPbocState
@@ -43,7 +44,7 @@ def _add_cards(world: World, count: int) -> None:
     for number in range(count):
         issuer = issuers[number % len(issuers)]
         imk = bytes.fromhex(world.issuer_keys(issuer["code"])["imk_ac"])
-        keys = IssuerKeys(imk, None, b"", b"", issuer["algorithm"])  # type: ignore[arg-type]  # no RSA: online only
+        keys = IssuerKeys(imk, None, b"", b"", Algorithm.named(issuer["algorithm"]))  # type: ignore[arg-type]  # no RSA
         pan = new_pan(issuer["bin"])
         profile, card_keys = qpboc_card(keys, kind=issuer["kind"], pan=pan, expiry=expiry, with_oda=False)
         entry = application_entry("qpboc", qpboc_schema.profile_to_dict(profile),

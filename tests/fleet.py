@@ -36,6 +36,7 @@ from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
 from acquirer_stub.store import db
 from emvcore.bcd import encode_cn
+from emvcore.crypto.cryptogram import Algorithm
 from firmware.cards.card import Chip
 from firmware.cards.qpboc import QPbocApplication, QPbocState
 from firmware.world.layout import World
@@ -86,7 +87,8 @@ def _issuer_keys(world: World) -> dict[str, IssuerKeys]:
         secret = json.loads(world.path(Path("issuers/keys") / f"{issuer['code']}.json").read_text())
         # no fDDA on these cards (online only), so the RSA key and certificate are never used
         keys[issuer["code"]] = IssuerKeys(imk_ac=bytes.fromhex(secret["imk_ac"]), rsa_private=None,  # type: ignore[arg-type]
-                                          certificate=b"", remainder=b"", algorithm=issuer["algorithm"])
+                                          certificate=b"", remainder=b"",
+                                          algorithm=Algorithm.named(issuer["algorithm"]))
     return keys
 
 
