@@ -33,7 +33,8 @@ CRASH_POINTS: dict[str, str] = {
     "settlement.sent": "the host answered the settlement, the answer not yet recorded",
     "settlement.recorded": "a balanced settlement recorded (batch closed), not yet signed on again",
     "fare.torn_saved": "transit purchase remembered as possibly torn, DEBIT not yet sent",
-    "fare.debited": "the card answered DEBIT (or PROVE), the torn-purchase memory not yet cleared",
+    "fare.debited": "the card answered DEBIT (or PROVE), the torn-purchase memory not yet cleared nor the fare's "
+                    "record (TAC) kept",
 }
 
 

@@ -148,7 +148,21 @@ CREATE TABLE psam_torn (
 )
 """
 
-_MIGRATIONS = (_SCHEMA, _SCHEMA_2)  # the script that brings a journal to version i + 1
+# version 3: completed fares, each with its TAC, for transit clearing; a card's purse transaction number is
+# recorded once, whatever is retried
+_SCHEMA_3 = """
+CREATE TABLE transit_fares (
+    id INTEGER PRIMARY KEY,
+    terminal_id TEXT NOT NULL,
+    card_number TEXT NOT NULL,
+    offline_serial INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    created TEXT NOT NULL,
+    UNIQUE (card_number, offline_serial)
+)
+"""
+
+_MIGRATIONS = (_SCHEMA, _SCHEMA_2, _SCHEMA_3)  # the script that brings a journal to version i + 1
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -704,11 +718,27 @@ class TransitMemory:
         return None if row is None else dict(json.loads(row["purchase"]))
 
     def forget_torn(self, card_number: str) -> None:
+        """The card never debited the torn purchase (GET TRANSACTION PROVE: not found): nothing to keep."""
+        journal = self._journal
+        with journal._transaction():
+            journal._db.execute("DELETE FROM psam_torn WHERE terminal_id = ? AND card_number = ?",
+                                (self._terminal_id, card_number))
+
+    def complete(self, card_number: str, fare: Mapping[str, Any]) -> None:
         crash_point("fare.debited")  # the card has answered; until this commits the purchase still counts as torn
         journal = self._journal
         with journal._transaction():
             journal._db.execute("DELETE FROM psam_torn WHERE terminal_id = ? AND card_number = ?",
                                 (self._terminal_id, card_number))
+            journal._db.execute(
+                "INSERT INTO transit_fares (terminal_id, card_number, offline_serial, record, created)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (card_number, offline_serial) DO NOTHING",
+                (self._terminal_id, card_number, int(fare["offline_serial"]), _dumps(dict(fare)), journal._stamp()))
+
+    def fares(self) -> list[dict[str, Any]]:
+        rows = self._journal._db.execute("SELECT record FROM transit_fares WHERE terminal_id = ? ORDER BY id",
+                                         (self._terminal_id,)).fetchall()
+        return [dict(json.loads(row["record"])) for row in rows]
 
     def torn_count(self) -> int:
         return int(self._journal._db.execute("SELECT COUNT(*) FROM psam_torn WHERE terminal_id = ?",

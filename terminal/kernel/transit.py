@@ -79,6 +79,14 @@ class PsamMemory(Protocol):
 
     def forget_torn(self, card_number: str) -> None: ...
 
+    def complete(self, card_number: str, fare: Mapping[str, Any]) -> None:
+        """The card proved it debited: its torn purchase (if any) goes and the fare's record, TAC included, is kept
+        for transit clearing, in one commit (a crash between the two must neither lose the TAC nor leave the
+        purchase to be proven again)."""
+        ...
+
+    def fares(self) -> list[dict[str, Any]]: ...
+
 
 class _ProcessMemory:
     """A PsamMemory that lasts as long as the process: for tests and one-shot tools."""
@@ -86,6 +94,7 @@ class _ProcessMemory:
     def __init__(self) -> None:
         self._serial = 0
         self._torn: dict[str, Mapping[str, Any]] = {}
+        self._fares: list[dict[str, Any]] = []
 
     def serial(self) -> int:
         return self._serial
@@ -101,6 +110,13 @@ class _ProcessMemory:
 
     def forget_torn(self, card_number: str) -> None:
         self._torn.pop(card_number, None)
+
+    def complete(self, card_number: str, fare: Mapping[str, Any]) -> None:
+        self._torn.pop(card_number, None)
+        self._fares.append(dict(fare))
+
+    def fares(self) -> list[dict[str, Any]]:
+        return list(self._fares)
 
 
 class Psam:
@@ -163,6 +179,14 @@ class Psam:
 
     def forget_torn(self, card_number: str) -> None:
         self._memory.forget_torn(card_number)
+
+    def complete(self, purchase: PsamPurchase, tac: bytes) -> None:
+        """The proven purchase becomes a fare record for transit clearing (`fare_record`), committed at once."""
+        self._memory.complete(purchase.card_number, fare_record(purchase, tac, self.terminal_id))
+
+    def fares(self) -> list[dict[str, Any]]:
+        """Every fare this PSAM completed, oldest first (what transit clearing will be sent)."""
+        return self._memory.fares()
 
     def _from_record(self, record: Mapping[str, Any]) -> PsamPurchase:
         """A remembered purchase with its session key derived again. An unreadable record (or one for a city
@@ -314,7 +338,7 @@ def _fare(
         raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"DEBIT: {describe_sw(answer.sw)}")
     if not psam.mac2_ok(purchase, answer.data[4:8]):  # garbled, or no genuine card: PROVE on the next tap decides
         raise _Stop(Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN, "DEBIT: MAC2 does not verify; tap again to prove")
-    psam.forget_torn(card_number)
+    psam.complete(purchase, answer.data[0:4])
     _complete(answer.data[4:8], answer.data[0:4], result)
     result.balance_after = balance - amount
 
@@ -331,11 +355,20 @@ def _recover(transceive: Callable[[bytes], bytes], psam: Psam, torn: PsamPurchas
         raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"GET TRANSACTION PROVE: {describe_sw(answer.sw)}")
     if not psam.mac2_ok(torn, answer.data[0:4]):  # kept: a garbled proof is asked for again on the next tap
         raise _Stop(Outcome.DECLINED, Message.DECLINED, "PROVE: MAC2 does not verify: not proven by a genuine card")
-    psam.forget_torn(torn.card_number)
+    psam.complete(torn, answer.data[4:8])
     result.amount, result.offline_serial = torn.amount, torn.offline_serial
     result.terminal_serial, result.date_time, result.recovered = torn.terminal_serial, torn.date_time, True
     _complete(answer.data[0:4], answer.data[4:8], result)
     return True
+
+
+def fare_record(purchase: PsamPurchase, tac: bytes, psam_id: bytes) -> dict[str, Any]:
+    """What transit clearing needs of one fare: whose card, which city, the card's purse transaction number, the
+    amount, the PSAM (terminal) number and serial, the time sent in DEBIT, and the TAC that proves it."""
+    return {"card_number": purchase.card_number, "city_code": purchase.city_code,
+            "offline_serial": purchase.offline_serial, "amount": purchase.amount, "psam": psam_id.hex().upper(),
+            "terminal_serial": purchase.terminal_serial.hex().upper(), "date_time": purchase.date_time.hex().upper(),
+            "tac": bytes(tac).hex().upper()}
 
 
 def _complete(mac2: bytes, tac: bytes, result: TransitResult) -> None:

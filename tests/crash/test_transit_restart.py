@@ -20,7 +20,7 @@ from emvcore.apdu import CommandApdu
 from firmware.cards.cardfile import PlainCard
 from firmware.pn532.rig import SoftwareRig
 from firmware.world.layout import World
-from terminal.journal.journal import Journal
+from terminal.journal.journal import SCHEMA_VERSION, Journal
 from terminal.kernel.errors import CardGone
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transit import Psam, fare
@@ -61,7 +61,16 @@ def test_fare_killed_after_the_debit_is_completed_by_prove_after_restart_never_c
     again = terminal.run("fare", "2.00", "--json", "--wait", "10")  # the next ride is a new fare
     assert again.returncode == 0 and again.json()["recovered"] is False
     assert _balance(card) == before - 2 * FARE
+    with Journal.open(terminal.journal) as journal:  # two rides, two records for transit clearing, each with its TAC
+        fares = journal.transit_memory(PSAM_ID).fares()
+    assert [(f["amount"], f["tac"]) for f in fares] == [(FARE, result["tac"]), (FARE, again.json()["tac"])]
+    assert fares[0]["offline_serial"] != fares[1]["offline_serial"] and journal_free_of_torn(terminal)
     COVERED.add("fare.debited")
+
+
+def journal_free_of_torn(terminal: Terminal) -> bool:
+    with Journal.open(terminal.journal) as journal:
+        return journal.transit_memory(PSAM_ID).torn_count() == 0
 
 
 def test_fare_killed_before_the_debit_is_charged_once_after_restart(terminal: Terminal, rig: SoftwareRig) -> None:
@@ -133,12 +142,25 @@ def test_a_journal_from_before_the_psam_memory_is_migrated_in_place(tmp_path: Pa
     with Journal.open(path) as journal:  # as an older terminal left it: schema 1, one sale in flight
         journal._db.execute("DROP TABLE psam_torn")
         journal._db.execute("DROP TABLE psam_serials")
+        journal._db.execute("DROP TABLE transit_fares")
         journal._db.execute("PRAGMA user_version = 1")
         stan = journal.next_stan()
         journal.begin_sale(stan, journal.today(), 1_00, {"tid": "QP000001", "mti": "0200"})
     with Journal.open(path) as journal:
-        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         memory = journal.transit_memory(PSAM_ID)
         memory.store_serial(7)
-        assert memory.serial() == 7 and memory.torn_count() == 0
+        assert memory.serial() == 7 and memory.torn_count() == 0 and memory.fares() == []
         assert [e.stan for e in journal.entries()] == [stan]  # nothing of the old journal lost
+
+
+def test_a_completed_fare_is_recorded_once_and_clears_its_torn_purchase(tmp_path: Path) -> None:
+    card_number = "2900020000000001"
+    record = {"card_number": card_number, "offline_serial": 5, "amount": FARE, "tac": "0A0B0C0D"}
+    with Journal.open(tmp_path / "journal.sqlite3") as journal:
+        memory = journal.transit_memory(PSAM_ID)
+        memory.remember_torn(card_number, {"card_number": card_number, "offline_serial": 5})
+        memory.complete(card_number, record)
+        memory.complete(card_number, {**record, "tac": "FFFFFFFF"})  # the same purse transaction again: kept once
+        assert memory.torn_count() == 0 and memory.fares() == [record]
+        assert journal.transit_memory(b"OTHER1").fares() == []  # per PSAM

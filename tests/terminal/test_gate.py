@@ -20,6 +20,7 @@ from terminal import cli
 from terminal.assemble import terminal
 from terminal.config import ConfigError, load_config
 from terminal.events import Event, Step
+from terminal.journal.journal import Journal
 from terminal.service import TerminalService
 
 FARE = 200
@@ -99,6 +100,12 @@ def test_a_gate_charges_every_city_once_per_tap_and_finishes_a_torn_fare(
     assert (last["outcome"], last["recovered"], last["city"] is not None) == ("Approved", True, True)
     assert status["gate"] == {"fare": FARE, "fares": len(cards), "last_fare": last}
     assert {c["city"]: before[c["city"]] - _balance(world, c) for c in cards} == {c["city"]: FARE for c in cards}
+    loaded = load_config(config)  # every fare kept for transit clearing, the torn one once, each with its TAC
+    with Journal.open(loaded.journal.path) as journal:
+        fares = journal.transit_memory(loaded.terminal.id.encode()[-6:]).fares()
+    assert sorted(f["card_number"] for f in fares) == sorted(c["card_number"] for c in cards)
+    assert sum(f["amount"] for f in fares) == FARE * len(cards)
+    assert all(len(bytes.fromhex(f["tac"])) == 4 for f in fares)
 
 
 def test_a_gate_needs_the_psam_keys(config: Path) -> None:
