@@ -28,11 +28,13 @@ from terminal.ui.feedback import PRESENT_AGAIN, SEE_PHONE, format_amount
 DEFAULT_CONFIG = Path("var/demo-world/terminal.toml")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention for Ctrl-C
 
-# What the merchant reads while the shopper acts, keyed by the step the counter enters.
+# What the merchant reads while the shopper acts, for the step the counter enters.
 SHOPPER_STEPS = {
-    "see_phone": f"{SEE_PHONE}: the shopper unlocks the phone (fingerprint), then holds it to the reader again",
-    "try_again": f"{PRESENT_AGAIN}: the tap did not complete; the shopper holds the card to the reader again",
+    Step.SEE_PHONE: f"{SEE_PHONE}: the shopper unlocks the phone (fingerprint), then holds it to the reader again",
+    Step.TRY_AGAIN: f"{PRESENT_AGAIN}: the tap did not complete; the shopper holds the card to the reader again",
 }
+
+
 def parse_amount(text: str) -> int:
     """Yuan with up to two decimals ("12.34") → fen; what a merchant types (the project's one parser)."""
     try:
@@ -46,9 +48,9 @@ def parse_amount(text: str) -> int:
 
 def _merchant_lines(event: Event) -> None:
     """An observer of the sale: "See phone" / "Present card again" for the merchant, as the counter shows them."""
-    name = {Step.SEE_PHONE: "see_phone", Step.TRY_AGAIN: "try_again"}.get(event.step)
-    if name is not None:
-        _say(SHOPPER_STEPS[name])
+    line = SHOPPER_STEPS.get(event.step)
+    if line is not None:
+        _say(line)
 
 
 def outcome_line(sale: SaleResult, host_url: str) -> str:
