@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from hostserver import ServedAcquirer, free_port, serve_acquirer
 from webform import world_login
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from firmware.world.layout import World
+
+
+@pytest.fixture
+def served(instance: Instance, tmp_path: Path) -> Iterator[ServedAcquirer]:
+    """The acquirer as `acquirer-stub serve` runs it, in a child process: both listeners on free ports."""
+    with open(tmp_path / "acquirer.log", "wb") as log:
+        served = serve_acquirer(instance.root, free_port(), web_port=free_port(), log=log)
+        try:
+            yield served
+        finally:
+            served.stop()
 
 
 @pytest.fixture

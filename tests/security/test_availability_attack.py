@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from hostserver import ServedAcquirer, free_port, serve_acquirer
+from hostserver import ServedAcquirer
 from siege import Probe, Siege, log_in
 
-from acquirer_stub.instance import Instance
 from firmware.world.layout import World
 from terminal.host.client import HostClient
 
@@ -27,17 +23,6 @@ LOGIN_CLIENTS = 4
 PROBES = 40
 MAX_PROBES = 1000
 ANSWER_SECONDS = 10.0
-
-
-@pytest.fixture
-def served(instance: Instance, tmp_path: Path) -> Iterator[ServedAcquirer]:
-    """The acquirer as `acquirer-stub serve` runs it, both listeners."""
-    with open(tmp_path / "acquirer.log", "wb") as log:
-        served = serve_acquirer(instance.root, free_port(), web_port=free_port(), log=log)
-        try:
-            yield served
-        finally:
-            served.stop()
 
 
 def test_the_terminal_api_answers_through_feeds_stalled_connections_and_a_login_flood(served: ServedAcquirer,

@@ -16,12 +16,12 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hostserver import ServedAcquirer, free_port, process_memory_mb, serve_acquirer, served_in_thread
+from hostserver import ServedAcquirer, process_memory_mb, served_in_thread
 from siege import Probe, log_in
 
 from acquirer_stub import limits
@@ -36,17 +36,6 @@ HUNDRED_MB = 100 * 1024 * 1024
 CHUNK = 1024 * 1024
 ANSWER_SECONDS = 10.0
 FEED = "/dashboard/feed"
-
-
-@pytest.fixture
-def served(instance: Instance, tmp_path: Path) -> Iterator[ServedAcquirer]:
-    """`acquirer-stub serve` in a child process, both listeners."""
-    with open(tmp_path / "acquirer.log", "wb") as log:
-        served = serve_acquirer(instance.root, free_port(), web_port=free_port(), log=log)
-        try:
-            yield served
-        finally:
-            served.stop()
 
 
 @pytest.fixture
