@@ -1,4 +1,4 @@
-"""Issuer and token-service keys, read from the test world at start-up and held only in memory."""
+"""Issuer, token-service and transit keys, read from the test world at start-up and held only in memory."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class KeyStore:
     token_imk: bytes
     token_bin: str
     terminal_keys: dict[str, bytes]  # TID → HMAC key for request signing
+    transit_tac: dict[str, bytes]  # transit city code → the card issuer's TAC master key, to check fares
 
     @classmethod
     def from_world(cls, world: World) -> KeyStore:
@@ -25,4 +26,5 @@ class KeyStore:
             token_imk=bytes.fromhex(tsp["token_imk"]),
             token_bin=tsp["token_bin"],
             terminal_keys={t["tid"]: bytes.fromhex(t["key"]) for t in world.terminals()},
+            transit_tac={c["city_code"]: bytes.fromhex(c["tac_master_key"]) for c in world.transit_keys()},
         )

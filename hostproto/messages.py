@@ -32,12 +32,16 @@ __all__ = [
     "Reversal",
     "Settlement",
     "Totals",
+    "TransitClearing",
+    "TransitFare",
     "parse_advice",
     "parse_authorization",
     "parse_echo",
     "parse_reversal",
     "parse_settlement",
     "parse_signon",
+    "parse_transit_clearing",
+    "psam_id",
     "resolve_mmdd",
     "response_mti",
     "response_text",
@@ -188,6 +192,27 @@ class Integer:
         return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum, "description": self.description}
 
 
+@dataclass(frozen=True)
+class Array:
+    """A JSON array of one kind of item, with a size range (a batch of records)."""
+
+    item: Object  # the records of a batch are objects
+    minimum: int
+    maximum: int
+    description: str
+
+    def validate(self, value: object, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise MessageError(path, "must be an array")
+        if not self.minimum <= len(value) <= self.maximum:
+            raise MessageError(path, f"must hold {self.minimum} to {self.maximum} items")
+        return [self.item.validate(item, f"{path}[{index}]") for index, item in enumerate(value)]
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": self.item.schema(), "minItems": self.minimum, "maxItems": self.maximum,
+                "description": self.description}
+
+
 # Value lengths (bytes) of the DE55 tags we know, and which of them are BCD numbers.
 _ICC_LENGTHS: dict[int, tuple[int, int]] = {
     0x5A: (1, 10), 0x5F24: (3, 3), 0x5F2A: (2, 2), 0x5F34: (1, 1), 0x82: (2, 2), 0x84: (5, 16), 0x91: (8, 16),
@@ -275,7 +300,7 @@ class IccData:
         }
 
 
-Spec = Digits | Code | Text | Integer | IccData
+Spec = Digits | Code | Text | Integer | IccData | Array
 
 
 @dataclass(frozen=True)
@@ -338,6 +363,14 @@ def _not_zero(value: str) -> str | None:
     return "must not be all zeros" if int(value) == 0 else None
 
 
+def _datetime14(value: str) -> str | None:
+    try:
+        datetime.datetime.strptime(value, "%Y%m%d%H%M%S")
+    except ValueError:
+        return "is not a date and time YYYYMMDDhhmmss"
+    return None
+
+
 def resolve_mmdd(mmdd: str, today: datetime.date) -> datetime.date:
     """The terminal's MMDD as the calendar date nearest to the host's today (a 31 December sale that arrives
     on 1 January belongs to last year)."""
@@ -358,6 +391,29 @@ _STAN = Digits(6, "System trace audit number (DE11), terminal-assigned.", _not_z
 _DATE = Digits(4, "Terminal local date MMDD (DE13); with TID and STAN the idempotency key.", _mmdd)
 _BATCH = Integer(1, 999_999, "Batch number (CUP 60.2) from the last sign-on.")
 _AMOUNT = Integer(1, MAX_AMOUNT, "Amount in fen (DE4); must equal ICC tag 9F02.")
+MAX_FARES_PER_UPLOAD = 30  # fare records in one transit clearing request: ~6 KB, under the API body limit
+
+
+def psam_id(tid: str) -> bytes:
+    """The 6-byte terminal number of a terminal's software PSAM: the last 6 characters of its TID. The purse's
+    TAC covers it, so the acquirer can tell that a fare was taken by the gate that uploads it."""
+    return tid.encode("ascii")[-6:]
+
+
+_FARE = Object(
+    {
+        "card_number": Digits(16, "The transit card's number (public file). Kept as a hash and masked, like a PAN."),
+        "city_code": Digits(4, "The card's city code; its issuer's TAC key checks the fare."),
+        "offline_serial": Integer(0, 0xFFFF, "The card's purse transaction number: with the card, the fare's key."),
+        "amount": Integer(1, 0xFFFFFFFF, "The fare in fen, as debited from the purse."),
+        "psam": Text("[0-9A-F]{12}", "12 upper-case hex digits", "The PSAM's terminal number: must be this "
+                                                                   "terminal's (the last 6 characters of its TID)."),
+        "terminal_serial": Text("[0-9A-F]{8}", "8 upper-case hex digits", "The PSAM's transaction serial."),
+        "date_time": Digits(14, "Date and time sent in DEBIT FOR PURCHASE, YYYYMMDDhhmmss.", _datetime14),
+        "tac": Text("[0-9A-F]{8}", "8 upper-case hex digits", "The card's TAC over the purchase."),
+    },
+    "One fare a card paid at the gate, with the TAC that proves it.",
+)
 
 
 def _financial(mtis: tuple[str, ...], what: str) -> Object:
@@ -421,6 +477,10 @@ REQUEST_SPECS: dict[str, Object] = {
         },
         "Batch settlement: the terminal's totals against the host's.",
     ),
+    "transit_clearing": Object(
+        {"tid": _TID, "fares": Array(_FARE, 1, MAX_FARES_PER_UPLOAD, "The fares, oldest first.")},
+        "Transit clearing: fares taken offline by a gate's PSAM, each verified by its TAC and cleared once.",
+    ),
 }
 
 
@@ -482,6 +542,24 @@ class Settlement:
     totals: Totals
 
 
+@dataclass(frozen=True)
+class TransitFare:
+    card_number: str = field(repr=False)
+    city_code: str
+    offline_serial: int
+    amount: int
+    psam: str
+    terminal_serial: str
+    date_time: str
+    tac: str
+
+
+@dataclass(frozen=True)
+class TransitClearing:
+    tid: str
+    fares: tuple[TransitFare, ...]
+
+
 def parse_signon(body: object) -> NetworkManagement:
     return NetworkManagement(**REQUEST_SPECS["signon"].validate(body))
 
@@ -521,3 +599,8 @@ def parse_reversal(body: object) -> Reversal:
 def parse_settlement(body: object) -> Settlement:
     fields = REQUEST_SPECS["settlement"].validate(body)
     return Settlement(**{**fields, "totals": Totals(**fields["totals"])})
+
+
+def parse_transit_clearing(body: object) -> TransitClearing:
+    fields = REQUEST_SPECS["transit_clearing"].validate(body)
+    return TransitClearing(fields["tid"], tuple(TransitFare(**fare) for fare in fields["fares"]))

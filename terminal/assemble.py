@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from hostproto.messages import psam_id
 from terminal.capk import load_capks
 from terminal.config import ConfigError, TerminalConfig
 from terminal.events import Observer
@@ -55,8 +56,8 @@ def transit_psam(config: TerminalConfig, journal: Journal) -> Psam | None:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError("transit.keys", f"{path} is not a transit key file ({type(error).__name__})",
                           "point it at the world's transit/keys.json") from None
-    psam_id = config.terminal.id.encode()[-6:]  # the PSAM's 6-byte terminal number
-    return Psam(keys, psam_id, memory=journal.transit_memory(psam_id))
+    number = psam_id(config.terminal.id)
+    return Psam(keys, number, memory=journal.transit_memory(number))
 
 
 def observers(config: TerminalConfig, feedback: Feedback) -> list[Observer]:

@@ -95,16 +95,19 @@ def _settle(args: argparse.Namespace) -> int:
     link = host_link(config)
     try:
         result = link.settle()
+        clearing = link.clear_fares() if config.transit.keys is not None else None  # a terminal that takes fares
     finally:
         link.journal.close()
     if args.json:
-        print(json.dumps(result.__dict__, default=str))
+        print(json.dumps({**result.__dict__, "transit_clearing": clearing and clearing.__dict__}, default=str))
     else:
         print(f"batch {result.batch:06d}: {'balanced' if result.balanced else 'NOT balanced'} (rc {result.rc})")
         print(f"  terminal: {totals_line(result.terminal_totals)}")
         print(f"  host:     {totals_line(result.host_totals) if result.host_totals else 'no totals in the answer'}")
         if result.new_batch is not None:
             print(f"  batch {result.new_batch:06d} is open for the next sales")
+        if clearing is not None:
+            print(clearing.line)
     return 0 if result.balanced else 1
 
 

@@ -105,6 +105,16 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "exceptions": {**_FIGURES, "description": "Advices taken as exceptions: in host_totals (the terminal "
                                                   "rightly counts them), not cleared."},
     }, ["mti", "rc", "text", "stan", "batch"]),
+    "TransitClearingResponse": _object("The batch's fares, each cleared, a repeat or refused (in request order).", {
+        "rc": {"const": "00"}, "text": _TEXT,
+        "cleared": {"type": "integer", "description": "Fares cleared now."},
+        "repeat": {"type": "integer", "description": "Fares already cleared with the same content (a resend)."},
+        "refused": {"type": "integer", "description": "Fares refused; nothing of them was stored."},
+        "amount": {**_FEN, "description": "The sum of the fares cleared now."},
+        "results": {"type": "array", "items": _object("One fare's fate.", {
+            "status": {"type": "string", "enum": ["cleared", "repeat", "refused"]},
+            "reason": {"type": ["string", "null"], "description": "Why it was refused."}})},
+    }),
 }
 
 _SIGNED = [{"terminalId": [], "timestamp": [], "nonce": [], "signature": []}]
@@ -216,6 +226,11 @@ def document() -> dict[str, Any]:
                 {"oneOf": [_ref("SettlementResponse"), _ref("DuplicateResponse")]},
                 "Debit = sales (approved, not reversed authorizations and advices), credit = refunds/voids (none "
                 "yet); amounts are the sale amounts (DE4), not the promotion-discounted charge."),
+            "/transit/fares": _operation(
+                "Transit clearing (fares of a gate's PSAM)", "transit_clearing", _ref("TransitClearingResponse"),
+                "Each fare is checked by its TAC (the card issuer's key), must come from this terminal's PSAM and is "
+                "cleared once per card and purse transaction: `results[i].status` is cleared, repeat (already "
+                "cleared with the same content) or refused (`reason`); nothing of a refused fare is stored."),
             "/iso8583": _iso8583_operation(),
             "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [],
                                       "responses": {"200": {"description": "OpenAPI 3.1",

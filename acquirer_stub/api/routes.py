@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from acquirer_stub.api import openapi, service
+from acquirer_stub.api import openapi, service, transit
 from acquirer_stub.api.security import ApiError, Caller, authenticate
 from acquirer_stub.app import get_db
 from hostproto import messages
@@ -98,6 +98,12 @@ def advices() -> Response:
 @bp.post("/settlements")
 def settlements() -> Response:
     return _handle(messages.parse_settlement, service.settle, idempotent=True)
+
+
+@bp.post("/transit/fares")
+def transit_fares() -> Response:
+    """Not idempotent by key: each fare is, by its card and purse transaction (a resent batch is answered)."""
+    return _handle(messages.parse_transit_clearing, transit.clear_fares, idempotent=False)
 
 
 @bp.get("/openapi.json")

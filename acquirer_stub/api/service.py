@@ -80,12 +80,12 @@ def mask_icc(icc: dict[int, bytes]) -> str:
     return dumps(kept)
 
 
-def _event(context: Context, kind: str, body: dict[str, Any]) -> None:
+def record_event(context: Context, kind: str, body: dict[str, Any]) -> None:
     context.connection.execute("INSERT INTO events (created, kind, body) VALUES (?, ?, ?)",
                                (context.now.isoformat(), kind, dumps(body)))
 
 
-def _open(context: Context) -> sqlite3.Row:
+def open_request(context: Context) -> sqlite3.Row:
     """Spend the nonce and note that the terminal was seen: every accepted request does both, in its transaction."""
     remember_nonce(context.connection, context.caller)
     context.connection.execute("UPDATE terminals SET last_seen = ? WHERE tid = ?",
@@ -100,11 +100,11 @@ def _stored(context: Context, table: str, where: str, key: tuple[Any, ...], dige
     if row is None:
         return None
     if row["request_hash"] == digest:
-        _event(context, "retransmission", {"tid": context.caller.tid, "stan": stan, "mti": mti,
-                                           "latency_ms": context.latency_ms()})
+        record_event(context, "retransmission", {"tid": context.caller.tid, "stan": stan, "mti": mti,
+                                                 "latency_ms": context.latency_ms()})
         return str(row["response"])
-    _event(context, "duplicate", {"tid": context.caller.tid, "stan": stan, "mti": mti, "rc": "94",
-                                  "text": response_text("94"), "latency_ms": context.latency_ms()})
+    record_event(context, "duplicate", {"tid": context.caller.tid, "stan": stan, "mti": mti, "rc": "94",
+                                        "text": response_text("94"), "latency_ms": context.latency_ms()})
     return dumps({"mti": response_mti(mti), "rc": "94", "text": response_text("94"), "stan": stan})
 
 
@@ -120,21 +120,21 @@ def _rrn(context: Context) -> str:
 def sign_on(context: Context, message: NetworkManagement) -> str:
     """0800 sign-on: a new batch number, the terminal now signed on (CUP 60.3 001)."""
     with transaction(context.connection):
-        terminal = _open(context)
+        terminal = open_request(context)
         batch = terminal["batch"] % MAX_BATCH + 1
         context.connection.execute("UPDATE terminals SET batch = ?, signed_on = 1 WHERE tid = ?",
                                    (batch, context.caller.tid))
         response = {"mti": "0810", "rc": "00", "text": response_text("00"), "stan": message.stan, "batch": batch,
                     "host_time": int(context.caller.received)}
-        _event(context, "signon", {"tid": context.caller.tid, "stan": message.stan, "mti": message.mti, "rc": "00",
-                                   "batch": batch, "latency_ms": context.latency_ms()})
+        record_event(context, "signon", {"tid": context.caller.tid, "stan": message.stan, "mti": message.mti,
+                                         "rc": "00", "batch": batch, "latency_ms": context.latency_ms()})
     return dumps(response)
 
 
 def echo(context: Context, message: NetworkManagement) -> str:
     """0800 echo: liveness, and the host's view of the terminal (batch, clock) so it can resynchronise."""
     with transaction(context.connection):
-        terminal = _open(context)
+        terminal = open_request(context)
     return dumps({"mti": "0810", "rc": "00", "text": response_text("00"), "stan": message.stan,
                   "signed_on": bool(terminal["signed_on"]),
                   "batch": terminal["batch"] if terminal["signed_on"] else None,
@@ -179,10 +179,11 @@ def _record(context: Context, kind: str, message: Financial, local_date: datetim
          context.now.isoformat()),
     )
     assert cursor.lastrowid is not None
-    _event(context, kind, {"tid": message.tid, "stan": message.stan, "mti": message.mti, "pan": pan_masked,
-                           "amount": message.amount, "charged": response["charged"], "rc": rc,
-                           "text": summary or response_text(rc), "reason": decision.reason, "issuer": decision.issuer,
-                           "entry_mode": message.entry_mode, "batch": batch, "rrn": rrn, "latency_ms": latency})
+    record_event(context, kind, {"tid": message.tid, "stan": message.stan, "mti": message.mti, "pan": pan_masked,
+                                 "amount": message.amount, "charged": response["charged"], "rc": rc,
+                                 "text": summary or response_text(rc), "reason": decision.reason,
+                                 "issuer": decision.issuer, "entry_mode": message.entry_mode, "batch": batch,
+                                 "rrn": rrn, "latency_ms": latency})
     return text, cursor.lastrowid
 
 
@@ -197,7 +198,7 @@ def authorize(context: Context, message: Financial, digest: str) -> str:
 
 def _authorize(context: Context, message: Financial, digest: str, local_date: datetime.date) -> tuple[str, int]:
     with transaction(context.connection):
-        terminal = _open(context)
+        terminal = open_request(context)
         stored = _stored(context, "transactions", "kind = 'authorization' AND tid = ? AND stan = ? AND local_date = ?",
                          (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
         if stored is not None:
@@ -247,7 +248,7 @@ def advise(context: Context, message: Financial, digest: str) -> str:
     local_date = resolve_mmdd(message.local_date, context.today)
     connection = context.connection
     with transaction(connection):
-        _open(context)
+        open_request(context)
         stored = _stored(context, "transactions", "kind = 'advice' AND tid = ? AND stan = ? AND local_date = ?",
                          (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
         if stored is not None:
@@ -296,7 +297,7 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
     original_date = resolve_mmdd(message.original_local_date, context.today)
     connection = context.connection
     with transaction(connection):
-        _open(context)
+        open_request(context)
         stored = _stored(context, "transactions", "kind = 'reversal' AND tid = ? AND stan = ? AND local_date = ?",
                          (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
         if stored is not None:
@@ -342,11 +343,11 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
              original["pan_masked"] if found else None, message.original_stan, original_date.isoformat(), text,
              latency, context.now.isoformat()),
         )
-        _event(context, "reversal", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
-                                     "original_stan": message.original_stan,
-                                     "pan": original["pan_masked"] if found else None, "amount": message.amount,
-                                     "rc": "00", "text": response_text("00"), "reason": message.reason,
-                                     "outcome": outcome, "latency_ms": latency})
+        record_event(context, "reversal", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
+                                           "original_stan": message.original_stan,
+                                           "pan": original["pan_masked"] if found else None, "amount": message.amount,
+                                           "rc": "00", "text": response_text("00"), "reason": message.reason,
+                                           "outcome": outcome, "latency_ms": latency})
     return text
 
 
@@ -379,16 +380,16 @@ def settle(context: Context, message: Settlement, digest: str) -> str:
     local_date = resolve_mmdd(message.local_date, context.today)
     connection = context.connection
     with transaction(connection):
-        terminal = _open(context)
+        terminal = open_request(context)
         stored = _stored(context, "settlements", "tid = ? AND stan = ? AND local_date = ?",
                          (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
         if stored is not None:
             return stored
         if not terminal["signed_on"] or terminal["batch"] != message.batch:
             # nothing to reconcile: not stored, so the same request may be retried after a sign-on
-            _event(context, "settlement", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
-                                           "batch": message.batch, "rc": "77", "text": response_text("77"),
-                                           "latency_ms": context.latency_ms()})
+            record_event(context, "settlement", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
+                                                 "batch": message.batch, "rc": "77", "text": response_text("77"),
+                                                 "latency_ms": context.latency_ms()})
             return dumps({"mti": "0510", "rc": "77", "text": response_text("77"), "stan": message.stan,
                           "batch": terminal["batch"] if terminal["signed_on"] else None})
         host = host_totals(connection, message.tid, message.batch)
@@ -407,8 +408,8 @@ def settle(context: Context, message: Settlement, digest: str) -> str:
         )
         if balanced:
             connection.execute("UPDATE terminals SET signed_on = 0 WHERE tid = ?", (message.tid,))
-        _event(context, "settlement", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
-                                       "batch": message.batch, "rc": "00", "balanced": balanced,
-                                       "terminal_totals": message.totals.as_dict(), "host_totals": host.as_dict(),
-                                       **figures, "latency_ms": context.latency_ms()})
+        record_event(context, "settlement", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
+                                             "batch": message.batch, "rc": "00", "balanced": balanced,
+                                             "terminal_totals": message.totals.as_dict(), "host_totals": host.as_dict(),
+                                             **figures, "latency_ms": context.latency_ms()})
     return text

@@ -17,7 +17,7 @@ from flask_login import current_user
 
 from acquirer_stub import exception_queue
 from acquirer_stub.app import get_db
-from acquirer_stub.dashboard import charts, clearing, feed, present
+from acquirer_stub.dashboard import charts, clearing, feed, present, transit
 from acquirer_stub.ecr import handover
 from acquirer_stub.store.db import transaction
 from acquirer_stub.store.events import record as _event
@@ -295,6 +295,15 @@ def clearing_report() -> str:
     except ValueError:
         day = _now().date()
     return render_template("dashboard/clearing.html", report=clearing.daily_report(get_db(), day))
+
+
+@bp.get("/transit")
+def transit_report() -> str:
+    try:
+        day = datetime.date.fromisoformat(request.args.get("day", ""))
+    except ValueError:
+        day = datetime.datetime.now().astimezone().date()  # fares are stamped in the host's local time
+    return render_template("dashboard/transit.html", report=transit.daily_report(get_db(), day))
 
 
 # --- demo switches and promotions ----------------------------------------------------------------------------

@@ -288,4 +288,28 @@ MIGRATIONS: list[str] = [
     CREATE INDEX ecr_requests_pending ON ecr_requests (tid, state, id);
     CREATE INDEX ecr_requests_open ON ecr_requests (state)
     """,
+    # 8: transit clearing: each fare a gate's PSAM took, checked by its TAC, once per card and purse transaction;
+    # the card number is kept as a keyed hash (look-up) and masked (people), like a PAN
+    """
+    CREATE TABLE transit_cities (
+        city_code TEXT PRIMARY KEY,
+        name TEXT NOT NULL
+    );
+    CREATE TABLE transit_fares (
+        id INTEGER PRIMARY KEY,
+        tid TEXT NOT NULL REFERENCES terminals(tid),
+        psam TEXT NOT NULL,
+        city_code TEXT NOT NULL,
+        card_hash TEXT NOT NULL,
+        card_masked TEXT NOT NULL,
+        offline_serial INTEGER NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        terminal_serial TEXT NOT NULL,
+        fare_time TEXT NOT NULL,
+        tac TEXT NOT NULL,
+        received TEXT NOT NULL,
+        UNIQUE (card_hash, offline_serial)
+    );
+    CREATE INDEX transit_fares_by_received ON transit_fares (received)
+    """,
 ]

@@ -11,6 +11,7 @@ from emvcore.crypto.des import tdes_encrypt, xor
 from emvcore.crypto.mac import mac_des_cbc
 
 __all__ = [
+    "TXN_TYPE_EP_PURCHASE",
     "load_mac1",
     "load_mac2",
     "load_session_key",
@@ -21,6 +22,7 @@ __all__ = [
     "tac_des_key",
 ]
 
+TXN_TYPE_EP_PURCHASE = 0x06  # the transaction type of an e-purse purchase (in MAC1 and the TAC)
 _MAC_LEN = 4
 
 

@@ -43,6 +43,7 @@ from typing import Any
 from emvcore import tlv
 from emvcore.apdu import CommandApdu, ResponseApdu, StatusWord
 from emvcore.crypto import transit as transit_crypto
+from emvcore.crypto.transit import TXN_TYPE_EP_PURCHASE
 from firmware.jsonfile import Fields, FileFormatError
 
 AID = bytes.fromhex("A000000632010105")
@@ -54,7 +55,6 @@ LOG_SIZE = 10
 LOG_RECORD_LENGTH = 23
 PUBLIC_FILE_LENGTH = 30
 
-TXN_TYPE_EP_PURCHASE = 0x06
 PURCHASE_KEY_INDEX = 0x01
 ALGORITHM_ID_3DES = 0x00
 APPLICATION_TYPE_EP = 0x02

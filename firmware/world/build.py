@@ -46,6 +46,7 @@ DEBIT_BALANCE = 500_000  # fen: ¥5,000.00 in each debit account
 CREDIT_LIMIT = 2_000_000  # fen: ¥20,000.00 on each credit account
 CARD_OFFLINE_BALANCE = 100_000  # fen: what a plain card may spend offline before going online again
 TRANSIT_BALANCE = 5_000  # fen: ¥50.00 on each transit card
+TRANSIT_CARDS_PER_CITY = 2  # plain cards (files); a gate's acceptance run taps ten cards of the six cities
 TOKEN_BIN = "628888"
 DEMO_FUNDING_ISSUER = "boc-credit"
 DEMO_TID, DEMO_MID = "QP000001", "898310054110001"
@@ -207,14 +208,14 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
             "city": city.code, "name": city.name, "city_code": city.city_code,
             "purchase_master_key": purchase_master.hex().upper(), "tac_master_key": tac_master.hex().upper(),
         })
-        for serial in (1, 2):  # one plain card, one for a phone
+        for serial in range(1, TRANSIT_CARDS_PER_CITY + 2):  # the plain cards, then one for a phone
             card_number = f"{city.city_code}{number:02d}{serial:010d}"
             profile, keys = transit_card(
                 purchase_master, tac_master, card_number=card_number, city_code=city.city_code,
                 city_name=city.name, valid_from=today.replace(day=1), valid_to=card_expiry,
             )
-            if serial == 1:
-                relative = layout.transit_file(city.code)
+            if serial <= TRANSIT_CARDS_PER_CITY:
+                relative = layout.transit_file(city.code, serial)
                 entry = application_entry(
                     "transit", profile.to_dict(), keys.to_dict(), TransitState(balance=TRANSIT_BALANCE).to_dict()
                 )

@@ -42,8 +42,9 @@ def card_file(code: str) -> Path:
     return Path("cards") / f"{code}.json"
 
 
-def transit_file(city: str) -> Path:
-    return Path("transit") / f"{city}.json"
+def transit_file(city: str, number: int = 1) -> Path:
+    """A city's transit card files: the first is `<city>.json`, the others `<city>-<number>.json`."""
+    return Path("transit") / (f"{city}.json" if number == 1 else f"{city}-{number}.json")
 
 
 def capk_to_dict(keys: list[CaPublicKey]) -> dict[str, Any]:

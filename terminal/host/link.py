@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostproto.messages import Totals, response_text
+from hostproto.messages import Totals, psam_id, response_text
+from terminal.host.clearing import ClearingResult, clear_fares
 from terminal.host.client import HostClient, HostError, HostRejected, HostUnavailable, summarize
 from terminal.journal.crashpoints import crash_point
 from terminal.journal.journal import EntryId, Journal, PendingItem, SaleId
@@ -315,6 +316,10 @@ class HostLink:
                 log.warning("host: advice STAN %s taken as an exception (%s): the acquirer's operator resolves it",
                             item.stan, answer.get("exception"))
         log.info("host: %s acknowledged (%s), attempt %d", item.kind, summarize(answer), attempts)
+
+    def clear_fares(self) -> ClearingResult:
+        """Transit clearing for the fares this terminal's PSAM took (`terminal.host.clearing`)."""
+        return clear_fares(self.client, self.tid, self.journal.transit_memory(psam_id(self.tid)))
 
     # --- settlement and status ---------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ CRASH_POINTS: dict[str, str] = {
     "settlement.sent": "the host answered the settlement, the answer not yet recorded",
     "settlement.recorded": "a balanced settlement recorded (batch closed), not yet signed on again",
     "fare.torn_saved": "transit purchase remembered as possibly torn, DEBIT not yet sent",
+    "fare.clearing_answered": "transit clearing answered a batch of fares, the answer not yet recorded in the journal",
     "fare.debited": "the card answered DEBIT (or PROVE), the torn-purchase memory not yet cleared nor the fare's "
                     "record (TAC) kept",
 }

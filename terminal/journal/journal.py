@@ -162,7 +162,13 @@ CREATE TABLE transit_fares (
 )
 """
 
-_MIGRATIONS = (_SCHEMA, _SCHEMA_2, _SCHEMA_3)  # the script that brings a journal to version i + 1
+# version 4: what transit clearing answered for each fare (NULL: not yet sent, or sent without an answer)
+_SCHEMA_4 = """
+ALTER TABLE transit_fares ADD COLUMN clearing TEXT;
+CREATE INDEX transit_fares_to_clear ON transit_fares (terminal_id, id) WHERE clearing IS NULL
+"""
+
+_MIGRATIONS = (_SCHEMA, _SCHEMA_2, _SCHEMA_3, _SCHEMA_4)  # the script that brings a journal to version i + 1
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -739,6 +745,31 @@ class TransitMemory:
         rows = self._journal._db.execute("SELECT record FROM transit_fares WHERE terminal_id = ? ORDER BY id",
                                          (self._terminal_id,)).fetchall()
         return [dict(json.loads(row["record"])) for row in rows]
+
+    def to_clear(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """The oldest fares transit clearing has not answered yet, with their row ids."""
+        rows = self._journal._db.execute(
+            "SELECT id, record FROM transit_fares WHERE terminal_id = ? AND clearing IS NULL ORDER BY id LIMIT ?",
+            (self._terminal_id, limit)).fetchall()
+        return [(int(row["id"]), dict(json.loads(row["record"]))) for row in rows]
+
+    def cleared(self, answers: Mapping[int, str]) -> None:
+        """Transit clearing's answer per fare row ("cleared", "repeat", "refused: why"), in one commit."""
+        journal = self._journal
+        with journal._transaction():
+            journal._db.executemany(
+                "UPDATE transit_fares SET clearing = ? WHERE id = ? AND terminal_id = ? AND clearing IS NULL",
+                [(answer, row_id, self._terminal_id) for row_id, answer in answers.items()])
+
+    def clearing_counts(self) -> dict[str, int]:
+        """Fares by clearing state: waiting (not answered yet), cleared (a repeat included) and refused."""
+        rows = self._journal._db.execute(
+            "SELECT CASE WHEN clearing IS NULL THEN 'waiting' WHEN clearing LIKE 'refused%' THEN 'refused'"
+            " ELSE 'cleared' END AS state, COUNT(*) AS n FROM transit_fares WHERE terminal_id = ? GROUP BY state",
+            (self._terminal_id,)).fetchall()
+        counts = {"waiting": 0, "cleared": 0, "refused": 0}
+        counts.update({row["state"]: int(row["n"]) for row in rows})
+        return counts
 
     def torn_count(self) -> int:
         return int(self._journal._db.execute("SELECT COUNT(*) FROM psam_torn WHERE terminal_id = ?",

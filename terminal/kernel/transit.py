@@ -25,6 +25,7 @@ from emvcore import tlv
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, describe_sw
 from emvcore.crypto import transit as transit_crypto
 from emvcore.crypto.keys import derive_icc_mk_a
+from emvcore.crypto.transit import TXN_TYPE_EP_PURCHASE
 from terminal.kernel.errors import CardGone
 from terminal.kernel.outcome import Message, Outcome
 
@@ -32,7 +33,6 @@ __all__ = ["TRANSIT_AID", "Psam", "PsamMemory", "PsamMemoryError", "PsamPurchase
 
 TRANSIT_AID = bytes.fromhex("A000000632010105")
 
-_TXN_EP_PURCHASE = 0x06
 _KEY_INDEX = 0x01
 _PUBLIC_FILE_LENGTH = 30
 _MAX_AMOUNT = 0xFFFFFFFF
@@ -153,7 +153,7 @@ class Psam:
         self._memory.store_serial(self.serial)
         terminal_serial = self.serial.to_bytes(4, "big")
         session_key = self._session_key(city_code, card_number, card_random, offline_serial, terminal_serial)
-        mac1 = transit_crypto.purchase_mac1(session_key, amount, _TXN_EP_PURCHASE, self.terminal_id, date_time)
+        mac1 = transit_crypto.purchase_mac1(session_key, amount, TXN_TYPE_EP_PURCHASE, self.terminal_id, date_time)
         purchase = PsamPurchase(card_number, offline_serial, amount, terminal_serial, date_time, session_key,
                                 city_code, bytes(card_random))
         return purchase, mac1
@@ -346,7 +346,7 @@ def _fare(
 def _recover(transceive: Callable[[bytes], bytes], psam: Psam, torn: PsamPurchase, result: TransitResult) -> bool:
     """GET TRANSACTION PROVE for the torn purchase; True when it had been paid (and is now complete)."""
     serial = torn.offline_serial.to_bytes(2, "big")
-    answer = _send(transceive, CommandApdu(0x80, 0x5A, 0x00, _TXN_EP_PURCHASE, serial, le=0x08), "PROVE")
+    answer = _send(transceive, CommandApdu(0x80, 0x5A, 0x00, TXN_TYPE_EP_PURCHASE, serial, le=0x08), "PROVE")
     if answer.sw == _SW_NOT_FOUND:
         psam.forget_torn(torn.card_number)
         result.reasons.append("the torn purchase was never debited; charging anew")

@@ -134,7 +134,8 @@ class TerminalService:
 
     def __init__(self, config: TerminalConfig, parts: Parts, *, sale_wait: float = 30.0, poll_seconds: float = 1.0,
                  flush_seconds: float = 30.0, status_seconds: float = 5.0,
-                 ecr_request_seconds: float = REQUEST_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+                 gate_result_seconds: float = GATE_RESULT_SECONDS, ecr_request_seconds: float = REQUEST_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.parts = parts
         self.sale_wait = sale_wait
@@ -142,6 +143,7 @@ class TerminalService:
         self.ecr_request_seconds = ecr_request_seconds
         self.flush_seconds = flush_seconds
         self.status_seconds = status_seconds
+        self.gate_result_seconds = gate_result_seconds
         self._clock = clock
         self.state = STARTING
         self.stop_requested = False  # a plain flag: stop() runs in signal handlers
@@ -153,6 +155,7 @@ class TerminalService:
         self._last_sale: dict[str, Any] | None = None
         self._last_fare: dict[str, Any] | None = None
         self._fares = 0
+        self._clearing: dict[str, int] = {}  # the journal's fares by transit clearing state
         self._results: list[tuple[int, dict[str, Any]]] = []  # ECR results still to deliver, under _lock
         self._offer: dict[str, Any] | None = None  # an ECR offer not yet settled with the host (poller only)
         self._accepted: set[int] = set()  # ECR sales handed over to this process: each one runs once (poller only)
@@ -217,7 +220,8 @@ class TerminalService:
                 "sale": sale,
                 "last_sale": self._last_sale,
                 "gate": None if self.config.transit.gate_fare is None else {
-                    "fare": self.config.transit.gate_fare, "fares": self._fares, "last_fare": self._last_fare},
+                    "fare": self.config.transit.gate_fare, "fares": self._fares, "last_fare": self._last_fare,
+                    "clearing": dict(self._clearing)},
                 "reader": self._reader_identity,
                 "host": {**self._link, "url": self.config.host.url, "last_error": self._link_error},
                 "ecr": {"local": self.url, "poll": dict(self._poll), "results_to_send": len(self._results)},
@@ -364,13 +368,14 @@ class TerminalService:
                 self._between_sales()
                 continue
             self._fare_done(result)
-            shown_until = self._clock() + GATE_RESULT_SECONDS
+            shown_until = self._clock() + self.gate_result_seconds
             while not counter.wait_removed(wait_seconds=GATE_WAIT_SECONDS, cancelled=self._cancelled):
                 if self.stop_requested:
                     return
             while self._clock() < shown_until and not self.stop_requested:  # the rider reads the outcome
                 self.tick()
                 time.sleep(TICK_SECONDS)
+            self._between_sales()  # a busy gate still uploads its fares (every flush_seconds)
 
     def _fare_done(self, result: TransitResult) -> None:
         """The status's last fare and one log line; never the card number (kept out of logs like a PAN)."""
@@ -459,6 +464,8 @@ class TerminalService:
                 host.sign_on()
             result = host.flush()
             self._link_error = result.error
+            if self.parts.counter.psam is not None:  # the fares go to transit clearing whatever the sales do
+                self._link_error = self._link_error or host.clear_fares().error
         except HostError as error:
             self._link_error = str(error)
         self._refresh_link()
@@ -468,8 +475,11 @@ class TerminalService:
         status = self.parts.host.status()
         link = {"signed_on": status.batch is not None, "batch": status.batch,
                 "pending_reversals": status.pending_reversals, "pending_advices": status.pending_advices}
+        psam = self.parts.counter.psam
+        clearing = {} if psam is None else self.parts.host.journal.transit_memory(psam.terminal_id).clearing_counts()
         with self._lock:
             self._link = link
+            self._clearing = clearing
 
     # -- the virtual ECR poller (its own thread: HTTP client only) ----------------------------------------------
 

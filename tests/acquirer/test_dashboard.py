@@ -26,8 +26,8 @@ from firmware.world.layout import World
 from hostproto import signing
 
 PAGES = ("/dashboard/", "/dashboard/terminals", "/dashboard/devices", "/dashboard/sms", "/dashboard/reversals",
-         "/dashboard/settlements", "/dashboard/clearing", "/dashboard/issuers", "/dashboard/ecr", "/dashboard/tx/1",
-         "/dashboard/exceptions")
+         "/dashboard/settlements", "/dashboard/clearing", "/dashboard/transit", "/dashboard/issuers",
+         "/dashboard/ecr", "/dashboard/tx/1", "/dashboard/exceptions")
 POSTS = ("/dashboard/devices/{device}/wallet", "/dashboard/tokens/1/status", "/dashboard/issuers/boc-credit",
          "/dashboard/promotions", "/dashboard/promotions/1/active", "/dashboard/ecr",
          "/dashboard/exceptions/1/resolve")

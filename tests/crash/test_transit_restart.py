@@ -16,6 +16,8 @@ from pathlib import Path
 
 from crashkit import COVERED, Terminal
 
+from acquirer_stub.instance import Instance
+from acquirer_stub.store import db
 from emvcore.apdu import CommandApdu
 from firmware.cards.cardfile import PlainCard
 from firmware.pn532.rig import SoftwareRig
@@ -147,10 +149,11 @@ def test_a_journal_from_before_the_psam_memory_is_migrated_in_place(tmp_path: Pa
         stan = journal.next_stan()
         journal.begin_sale(stan, journal.today(), 1_00, {"tid": "QP000001", "mti": "0200"})
     with Journal.open(path) as journal:
-        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         memory = journal.transit_memory(PSAM_ID)
         memory.store_serial(7)
         assert memory.serial() == 7 and memory.torn_count() == 0 and memory.fares() == []
+        assert memory.clearing_counts() == {"waiting": 0, "cleared": 0, "refused": 0}
         assert [e.stan for e in journal.entries()] == [stan]  # nothing of the old journal lost
 
 
@@ -164,3 +167,30 @@ def test_a_completed_fare_is_recorded_once_and_clears_its_torn_purchase(tmp_path
         memory.complete(card_number, {**record, "tac": "FFFFFFFF"})  # the same purse transaction again: kept once
         assert memory.torn_count() == 0 and memory.fares() == [record]
         assert journal.transit_memory(b"OTHER1").fares() == []  # per PSAM
+
+
+def test_settle_killed_after_transit_clearing_answered_sends_the_fares_again_as_repeats(
+    terminal: Terminal, rig: SoftwareRig, instance: Instance
+) -> None:
+    card = _transit_card(terminal.world)
+    for _ in range(2):
+        rig.present(card)
+        assert terminal.run("fare", "2.00", "--json", "--wait", "10").returncode == 0
+        rig.remove()
+    killed = terminal.run("settle", crash_at="fare.clearing_answered")  # cleared on the acquirer, not in the journal
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with Journal.open(terminal.journal) as journal:
+        assert journal.transit_memory(PSAM_ID).clearing_counts() == {"waiting": 2, "cleared": 0, "refused": 0}
+
+    again = terminal.run("settle")
+    assert again.returncode == 0, again.stderr
+    assert "transit clearing: 0 fare(s) cleared, 2 already cleared, 0 refused, 0 waiting" in again.stdout
+    with Journal.open(terminal.journal) as journal:
+        assert journal.transit_memory(PSAM_ID).clearing_counts() == {"waiting": 0, "cleared": 2, "refused": 0}
+    connection = db.connect(instance.database)
+    try:  # each fare once on the acquirer's side, for the amount the card paid
+        assert [tuple(r) for r in connection.execute("SELECT amount, psam FROM transit_fares")] == [
+            (FARE, PSAM_ID.hex().upper())] * 2
+    finally:
+        connection.close()
+    COVERED.add("fare.clearing_answered")

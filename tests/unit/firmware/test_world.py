@@ -71,10 +71,11 @@ def test_a_corrupted_capk_entry_is_refused(world: World) -> None:
         world.capks()
 
 
-def test_six_transit_cities_each_with_a_card(world_template: World) -> None:
+def test_six_transit_cities_each_with_two_cards(world_template: World) -> None:
     cards = world_template.transit_cards()
-    assert len(cards) == 6 and len({c["city"] for c in cards}) == 6
-    assert len({c["card_number"] for c in cards}) == 6
+    assert len(cards) == 12 and sorted({c["city"] for c in cards}) == [
+        "beijing", "chengdu", "guangzhou", "hangzhou", "shanghai", "shenzhen"]
+    assert len({c["card_number"] for c in cards}) == 12 and len({c["file"] for c in cards}) == 12
     for entry in cards:
         [purse] = PlainCard.load(world_template.path(Path(entry["file"]))).applications
         assert isinstance(purse, TransitPurse) and purse.profile.card_number == entry["card_number"]
