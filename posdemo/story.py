@@ -4,7 +4,8 @@
    delivered; the Bank of China credit token stays the default;
 2. a ¥12.34 sale from the dashboard's virtual ECR, paid with the card just bound (chosen in the wallet for this
    tap): the phone answers "See phone" until the fingerprint, then the re-tap is approved on the new token;
-3. a ¥2.00 metro fare at the gate's reader on the phone's transit card, no fingerprint (express mode);
+3. a ¥2.00 metro fare at the gate's reader on the phone's transit card, no fingerprint (express mode), then sent to
+   the acquirer's transit clearing, which verifies its TAC;
 4. "I lost this phone" on the cardholder pages → the next sale is declined (05); "I found this phone" → approved
    on the default card with the Bank of China promotion (10 % off: ¥11.11 charged).
 """
@@ -23,6 +24,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from emvcore.tags import mask_pan
@@ -253,21 +255,17 @@ class Story:
     def transit_fare(self) -> str:
         config = self.stack.gate_config
         self.shopper("walks through the metro gate, phone still locked (express transit card)")
-        run = subprocess.run(
-            [sys.executable, "-m", "terminal.cli", "--config", str(config), "fare", FARE, "--json", "--wait", "15"],
-            capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
-        )
-        lines = run.stdout.strip().splitlines()
-        try:
-            fare = json.loads(lines[-1])
-        except (IndexError, ValueError):
-            raise StepFailed(f"pos-terminal fare (status {run.returncode}): {run.stderr.strip()[-300:]}") from None
+        status, fare = _pos_terminal(config, "fare", FARE, "--json", "--wait", "15")
         balance = yuan(fare.get("balance_after"))
         self.merchant(f"gate reader ({self.stack.gate_link.name}): {fare['outcome']}: {fare['message']}")
         self.shopper(f"gate opens; transit card balance {balance}")
-        if run.returncode != 0 or fare.get("outcome") != "Approved":
+        if status != 0 or fare.get("outcome") != "Approved":
             raise StepFailed(f"expected the fare approved, got {fare.get('outcome')}: {fare.get('message')}")
-        return f"fare ¥{FARE} Approved without fingerprint, balance {balance}"
+        status, clearing = _pos_terminal(config, "clear-fares", "--json")
+        if status != 0 or clearing.get("cleared", 0) < 1:
+            raise StepFailed(f"expected the fare in transit clearing, got {clearing}")
+        self.merchant(f"gate: the fare sent to transit clearing, its TAC verified ({WEB_URL}/dashboard/transit)")
+        return f"fare ¥{FARE} Approved without fingerprint, balance {balance}, cleared (TAC verified)"
 
     # -- 4. lost phone -----------------------------------------------------------------------------------------
 
@@ -331,3 +329,12 @@ def summary_lines(results: list[StepResult], world_users: list[dict[str, Any]]) 
     ]
     return lines
 
+
+def _pos_terminal(config: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    """A `pos-terminal --json` command as its own process, as an operator would run it: exit status, answer."""
+    run = subprocess.run([sys.executable, "-m", "terminal.cli", "--config", str(config), *args],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    try:
+        return run.returncode, dict(json.loads(run.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        raise StepFailed(f"pos-terminal {args[0]} (status {run.returncode}): {run.stderr.strip()[-300:]}") from None

@@ -55,7 +55,7 @@ def transit_psam(config: TerminalConfig, journal: Journal) -> Psam | None:
         keys = {city["city_code"]: bytes.fromhex(city["purchase_master_key"]) for city in cities}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError("transit.keys", f"{path} is not a transit key file ({type(error).__name__})",
-                          "point it at the world's transit/keys.json") from None
+                          "point it at the world's transit/psam.json") from None
     number = psam_id(config.terminal.id)
     return Psam(keys, number, memory=journal.transit_memory(number))
 

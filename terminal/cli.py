@@ -111,6 +111,20 @@ def _settle(args: argparse.Namespace) -> int:
     return 0 if result.balanced else 1
 
 
+def _clear_fares(args: argparse.Namespace) -> int:
+    """Transit clearing now, rather than at the service's next round (`run` uploads by itself)."""
+    config = load_config(Path(args.config))
+    if config.transit.keys is None:
+        raise ConfigError("transit.keys", "this terminal takes no fares", 'add [transit] keys = "transit/psam.json"')
+    link = host_link(config)
+    try:
+        result = link.clear_fares()
+    finally:
+        link.journal.close()
+    print(json.dumps(result.__dict__) if args.json else result.line)
+    return 0 if result.error is None else 1
+
+
 def _fare(args: argparse.Namespace) -> int:
     """A transit fare on the e-purse (no host: the TAC goes to the clearing centre later)."""
     config = load_config(Path(args.config))
@@ -209,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     fare_parser.add_argument("--json", action="store_true")
     fare_parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")
     fare_parser.set_defaults(run=_fare)
+    clear = command("clear-fares", "send the fares not yet cleared to the acquirer's transit clearing now")
+    clear.add_argument("--json", action="store_true")
+    clear.set_defaults(run=_clear_fares)
     read = command("read", "read a card or phone without paying (labels, AIDs, masked PAN)")
     read.add_argument("--json", action="store_true")
     read.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")

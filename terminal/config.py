@@ -34,7 +34,7 @@ Schema (defaults in brackets):
                 characters of A–Z a–z 0–9 - . _ ~ + / =, which a local register sends as
                 ``Authorization: Bearer …``; a test world writes a random one); keypad_pin (4 to 12
                 digits: turns on the merchant keypad page /keypad, which asks for it; absent = keypad off)
-    [transit]   keys (the software PSAM's keys: a world's transit/keys.json); gate_fare (fen: with it,
+    [transit]   keys (the software PSAM's keys: a world's transit/psam.json); gate_fare (fen: with it,
                 `pos-terminal run` is a metro gate charging that fare at every tap, no register)
 
 Limit defaults are the sample per-AID parameters of doc emv-qpboc.md §4 (the same as the kernel's
@@ -163,7 +163,7 @@ class ReceiptConfig:
 
 @dataclass(frozen=True)
 class TransitConfig:
-    keys: Path | None = None  # the PSAM's purchase master keys (a world's transit/keys.json)
+    keys: Path | None = None  # the PSAM's purchase master keys (a world's transit/psam.json)
     gate_fare: int | None = None  # fen: the service is a gate, charging this at every tap
 
 
@@ -510,12 +510,12 @@ def _receipt(section: _Section, folder: Path) -> ReceiptConfig:
 
 
 def _transit(section: _Section, folder: Path) -> TransitConfig:
-    keys = (section.file("keys", folder, must_exist=True, fix="point it at the world's transit/keys.json")
+    keys = (section.file("keys", folder, must_exist=True, fix="point it at the world's transit/psam.json")
             if "keys" in section.data else None)
     if "gate_fare" not in section.data:
         return TransitConfig(keys)
     if keys is None:
-        raise ConfigError("transit.gate_fare", "a gate needs the PSAM's keys", 'add keys = "transit/keys.json"')
+        raise ConfigError("transit.gate_fare", "a gate needs the PSAM's keys", 'add keys = "transit/psam.json"')
     return TransitConfig(keys, section.integer("gate_fare", default=0, minimum=1))
 
 

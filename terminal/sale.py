@@ -148,7 +148,7 @@ class Counter:
         """A transit fare on the e-purse; a purchase torn away is finished by the re-tap (the PSAM and the
         journal remember it across a restart), never charged twice."""
         if self.psam is None:
-            raise ConfigError("transit.keys", "no PSAM keys configured", 'add [transit] keys = "transit/keys.json"')
+            raise ConfigError("transit.keys", "no PSAM keys configured", 'add [transit] keys = "transit/psam.json"')
         deadline = self._clock() + wait_seconds
         self.tell(Step.READY, amount=amount)
         torn: TransitResult | None = None

@@ -83,7 +83,7 @@ port = "../{reader}"  # the demo's software PN532: pos-card pn532 --link var/{re
 path = "{journal}"
 
 [transit]
-keys = "transit/keys.json"  # the software PSAM's purchase master keys (test only)
+keys = "transit/psam.json"  # the software PSAM's purchase master keys (test only)
 {more}"""
 COUNTER_ECR = """
 [ecr]
@@ -225,6 +225,10 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
                 transit_cards[city.code] = (profile, keys)
     write_json_atomic(root / layout.TRANSIT_KEYS, {
         "format": "quickpass-transit-keys", "version": 1, "test_only": TEST_ONLY, "cities": transit_keys,
+    })
+    write_json_atomic(root / layout.PSAM_KEYS, {  # a gate that held the TAC keys could forge the fares it uploads
+        "format": "quickpass-psam-keys", "version": 1, "test_only": TEST_ONLY,
+        "cities": [{k: city[k] for k in ("city", "name", "city_code", "purchase_master_key")} for city in transit_keys],
     })
     write_json_atomic(root / layout.TRANSIT_INDEX, {
         "format": "quickpass-transit-cards", "version": 1, "test_only": TEST_ONLY, "cards": transit_index,

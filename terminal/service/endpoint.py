@@ -335,6 +335,9 @@ class _Handler(BaseHTTPRequestHandler):
         if job is None:
             if service.stopping:
                 self._answer(503, {"error": "the terminal is stopping"})
+            elif service.gate:
+                self._answer(409, {"error": "this terminal is a metro gate: it charges its fare at every tap and "
+                                            "takes no sales"})
             else:
                 self._answer(409, {"error": "a sale is already running", "state": service.state})
             return

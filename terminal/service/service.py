@@ -197,8 +197,16 @@ class TerminalService:
         needed = self.local_wait_limit + MAX_POLL_BACKOFF + 2 * self.config.host.timeout
         return min(ECR_MAX_RUN_SECONDS, math.ceil(needed))
 
+    @property
+    def gate(self) -> bool:
+        """A metro gate charges its fare at every tap and takes no sales (`[transit] gate_fare`)."""
+        return self.config.transit.gate_fare is not None
+
     def submit_local(self, amount: int) -> SaleJob | None:
-        """Queue a sale from the local register; None when a sale is already queued or running, or stopping."""
+        """Queue a sale from the local register; None when a sale is already queued or running, when stopping,
+        or at a gate (no sale would ever run)."""
+        if self.gate:
+            return None
         return self._submit(SaleJob(amount, "local"), exclusive=True)
 
     def stop(self) -> None:
@@ -246,7 +254,6 @@ class TerminalService:
         if self._link_error is not None:
             log.warning("host: %s: the service starts anyway; queued items go when the host answers",
                         self._link_error)
-        gate = self.config.transit.gate_fare is not None
         if self.config.ecr.listen is not None:
             if self.config.ecr.secret is None:
                 raise ServiceError('ecr.secret: missing while the local ECR is on; add it to [ecr], or listen = "" '
@@ -259,7 +266,7 @@ class TerminalService:
                 raise ServiceError(f"ecr.listen: cannot listen on {host}:{port} ({error.strerror}); choose a free "
                                    'port, or listen = "" to turn the local ECR off') from None
             self._spawn("ecr-endpoint", self._serve_http)
-        if not gate:  # a gate takes no sales from a register
+        if not self.gate:  # a gate takes no sales from a register
             self._spawn("ecr-poller", self._poll_loop)
         self.parts.counter.tell(Step.IDLE)
         self.state = IDLE

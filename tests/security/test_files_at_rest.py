@@ -44,7 +44,7 @@ SECRETS = {
     "world/terminal-journal.sqlite3", "world/terminal-journal.sqlite3-wal", "world/terminal-journal.sqlite3.key",
     "world/gate-journal.sqlite3", "world/gate-journal.sqlite3-wal", "world/gate-journal.sqlite3.key",
     "world/scheme/ca-private.pem", "world/issuers/keys/icbc-debit.json", "world/cards/icbc-debit.json",
-    "world/cards/index.json", "world/transit/keys.json", "world/tsp/tsp.json",
+    "world/cards/index.json", "world/transit/keys.json", "world/transit/psam.json", "world/tsp/tsp.json",
     "world/phones/demo-phone.json", "world/phones/demo-phone.device-key", "acquirer.log", "demo.lock",
 }
 

@@ -6,12 +6,16 @@ transit clearing. Cards of all six cities."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hostserver import free_port
 from waits import until
 
 from acquirer_stub.instance import Instance
@@ -33,9 +37,9 @@ TORN_EVERY = 20  # taps torn away during DEBIT
 HOLD_EVERY, HOLD_SECONDS = 10, 0.5  # some riders leave the card on the reader this long after paying
 
 
-def _gate_config(config: Path, fare: int = FARE) -> Path:
-    text = (config.read_text().replace('keys = "transit/keys.json"', f'keys = "transit/keys.json"\ngate_fare = {fare}')
-            .replace('listen = "127.0.0.1:8381"', 'listen = ""'))
+def _gate_config(config: Path, fare: int = FARE, listen: str = "") -> Path:
+    text = (config.read_text().replace('keys = "transit/psam.json"', f'keys = "transit/psam.json"\ngate_fare = {fare}')
+            .replace('listen = "127.0.0.1:8381"', f'listen = "{listen}"'))
     path = config.with_name("gate-test.toml")  # beside it: the same relative paths
     path.write_text(text)
     return path
@@ -134,6 +138,41 @@ def test_a_gate_takes_100_taps_of_ten_cards_recovers_torn_fares_and_clearing_equ
     assert sorted((f["city_code"], f["offline_serial"], f["amount"], f["tac"]) for f in fares) == sorted(
         c[1:] for c in cleared)  # the acquirer keeps only fares whose TAC verified with the card issuer's key
     assert {c[0] for c in cleared} == {loaded.terminal.id}
+
+
+def _shown(url: str, wanted: dict[str, str]) -> dict[str, Any]:
+    """The first view on the display's live stream that has every `wanted` field (the stream starts with the
+    current view, then each change)."""
+    with urllib.request.urlopen(f"{url}/display/events", timeout=20) as stream:
+        for raw in stream:
+            line = raw.decode().strip()
+            if line.startswith("data: "):
+                view = json.loads(line.removeprefix("data: "))
+                if all(view.get(k) == v for k, v in wanted.items()):
+                    return dict(view)
+    raise AssertionError(f"the display never showed {wanted}")
+
+
+def test_a_gate_shows_each_fare_on_its_display_and_takes_no_sales(rig: SoftwareRig, world: World,
+                                                                  config: Path) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    url = f"http://{listen}"
+    with _gate(_gate_config(config, listen=listen)) as gate:
+        with urllib.request.urlopen(f"{url}/display", timeout=10) as page:
+            assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+        rig.present(world.path(Path(world.transit_cards()[0]["file"])))
+        until(lambda: _fares(gate) == 1, 20, "the fare")
+        shown = _shown(url, {"state": "approved"})  # the fare's outcome stays on screen while the card is there
+        assert (shown["headline"], shown["amount"], shown["mood"]) == ("Approved", "¥2.00", "ok")
+        rig.remove()
+        secret = load_config(config).ecr.secret
+        sale = urllib.request.Request(f"{url}/sale", data=json.dumps({"amount": 100}).encode(), method="POST",
+                                      headers={"Authorization": f"Bearer {secret}",
+                                               "Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(sale, timeout=10)
+        assert refused.value.code == 409 and "metro gate" in json.loads(refused.value.read())["error"]
+        assert gate.status()["sale"] is None and _fares(gate) == 1
 
 
 def test_a_gate_needs_the_psam_keys(config: Path) -> None:

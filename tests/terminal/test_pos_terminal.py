@@ -171,6 +171,22 @@ def test_settle_prints_counts_and_amounts(rig: SoftwareRig, world: World, config
     assert "  host:     2 sale(s) ¥2,508.00, 0 refund(s) ¥0.00\n" in out
 
 
+def test_clear_fares_sends_the_waiting_fares_once(rig: SoftwareRig, world: World, config: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    rig.present(world.path(Path(world.transit_cards()[0]["file"])))
+    assert cli.main(["--config", str(config), "fare", "2.00", "--wait", "10"]) == 0
+    capsys.readouterr()
+    assert cli.main(["--config", str(config), "clear-fares"]) == 0
+    assert capsys.readouterr().out == "transit clearing: 1 fare(s) cleared, 0 already cleared, 0 refused, 0 waiting\n"
+    assert cli.main(["--config", str(config), "clear-fares", "--json"]) == 0  # nothing left to send
+    assert json.loads(capsys.readouterr().out) == {"cleared": 0, "repeat": 0, "refused": 0, "waiting": 0,
+                                                   "error": None}
+    no_keys = config.with_name("no-transit.toml")
+    no_keys.write_text(re.sub(r'^keys = "transit/psam.json".*$', "", config.read_text(), flags=re.M))
+    assert cli.main(["--config", str(no_keys), "clear-fares"]) == 2
+    assert "this terminal takes no fares" in capsys.readouterr().err
+
+
 def _set_key(config: Path, key: str) -> None:
     text = config.read_text()
     assert re.search(r'^key = "[0-9a-f]{64}"$', text, re.M)

@@ -12,9 +12,9 @@ import pytest
 from emvcore.crypto import oda
 from firmware.cards.cardfile import PlainCard
 from firmware.cards.transit import TransitPurse
-from firmware.jsonfile import TEST_ONLY
+from firmware.jsonfile import TEST_ONLY, read_json
 from firmware.wallet.wallet import Wallet
-from firmware.world import build
+from firmware.world import build, layout
 from firmware.world.layout import World
 from firmware.world.personalize import luhn_valid
 
@@ -130,3 +130,12 @@ def test_the_logins_passwords_are_letters_and_digits_only(world: World) -> None:
     drawn = [build._password() for _ in range(2000)] + [user["password"] for user in world.users()]
     assert all(len(password) == 16 and password.isascii() and password.isalnum() for password in drawn)
     assert len(set(drawn)) == len(drawn)
+
+
+def test_a_terminals_psam_key_file_holds_the_purchase_keys_only(world_template: World) -> None:
+    """The TAC keys stay with the card issuers (the acquirer): a gate holding them could forge the fares it uploads."""
+    psam = read_json(world_template.path(layout.PSAM_KEYS))["cities"]
+    issuers = world_template.transit_keys()
+    assert [set(city) for city in psam] == [{"city", "name", "city_code", "purchase_master_key"}] * len(issuers)
+    assert [c["purchase_master_key"] for c in psam] == [c["purchase_master_key"] for c in issuers]
+    assert "transit/psam.json" in world_template.path(Path("terminal.toml")).read_text()
