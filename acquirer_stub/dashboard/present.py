@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from emvcore.bcd import BcdError, decode_bcd
-from emvcore.tags import mask_pan, mask_value, tag_info
+from emvcore.tags import mask_pan, mask_value, scrub_pans, tag_info
 
-_CARD_NUMBER = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
 _HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
 _SECRET_KEYS = re.compile(r"(^|_)(pan|track2?|de35|de52|pin|pin_block|key|cvv|cvn|imk|tmk|mak|pik|tdk)($|_)", re.I)
 _ALLOWED_KEYS = re.compile(r"(masked|kcv|_hash)$", re.I)
@@ -45,8 +44,9 @@ def when(text: str | None) -> str:
 
 
 def scrub(text: Any) -> str:
-    """Any run of 13-19 digits is treated as a card number and cut to BIN + last 4."""
-    return _CARD_NUMBER.sub(lambda match: mask_pan(match.group()), "" if text is None else str(text))
+    """Any long run of digits is taken for a card number and cut to BIN + last 4; an AID stays whole, so the
+    operator sees which scheme a line is about (emvcore's one scrubber, as in the terminal's logs)."""
+    return scrub_pans("" if text is None else str(text))
 
 
 def entry_mode(code: str | None) -> str:

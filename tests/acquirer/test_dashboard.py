@@ -240,6 +240,7 @@ def test_money_and_masks() -> None:
         with pytest.raises(ValueError):
             parse_yuan(bad)
     assert present.scrub(f"x {FULL_PAN} y") == "x 621700*********4567 y"
+    assert present.scrub("AID A000000333010103 refused") == "AID A000000333010103 refused"  # the scheme is shown
     assert present.mask_phone("13800138000") == "138****8000"
 
 
