@@ -11,7 +11,7 @@ from typing import Any
 from werkzeug.security import generate_password_hash
 
 from acquirer_stub.instance import DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, Instance, create_instance
-from acquirer_stub.store import db
+from acquirer_stub.store import db, transit
 from acquirer_stub.store.db import transaction
 from acquirer_stub.vault import Vault
 from firmware.jsonfile import FileFormatError
@@ -103,10 +103,7 @@ def load_world(connection: sqlite3.Connection, world: World, vault: Vault, *, to
                 "INSERT INTO terminal_floor_limits (tid, aid, floor_limit) VALUES (?, ?, ?)",
                 [(terminal["tid"], aid, limit) for aid, limit in floor_limits(terminal, f"terminals[{number}]")],
             )
-        connection.executemany(
-            "INSERT INTO transit_cities (city_code, name) VALUES (?, ?)",
-            [(city["city_code"], city["name"]) for city in world.transit_keys()],
-        )
+        transit.add_cities(connection, [(city["city_code"], city["name"]) for city in world.transit_keys()])
         connection.execute(
             "INSERT INTO promotions (issuer, title, percent, cap, starts, ends) VALUES (?, ?, ?, ?, ?, ?)",
             ("boc-credit", "Bank of China QuickPass: 10 % off, up to ¥20", DEMO_PROMOTION_PERCENT,

@@ -17,6 +17,7 @@ import datetime
 import hmac
 
 from acquirer_stub.api.service import Context, dumps, open_request, record_event
+from acquirer_stub.store import transit as store
 from acquirer_stub.store.db import transaction
 from emvcore.crypto.keys import derive_icc_mk_a
 from emvcore.crypto.transit import TXN_TYPE_EP_PURCHASE, purchase_tac
@@ -47,18 +48,16 @@ def _clear(context: Context, fare: TransitFare) -> tuple[str, str | None]:
     if not _tac_ok(context, fare):
         return REFUSED, "the TAC does not verify"
     card_hash = context.vault.pan_hash(fare.card_number)
-    row = context.connection.execute(
-        "SELECT amount, psam, terminal_serial, fare_time, tac FROM transit_fares"
-        " WHERE card_hash = ? AND offline_serial = ?", (card_hash, fare.offline_serial)).fetchone()
-    if row is not None:
-        same = (row["amount"], row["psam"], row["terminal_serial"], row["fare_time"], row["tac"]) == (
+    cleared = store.find_fare(context.connection, card_hash, fare.offline_serial)
+    if cleared is not None:
+        same = (cleared.amount, cleared.psam, cleared.terminal_serial, cleared.fare_time, cleared.tac) == (
             fare.amount, fare.psam, fare.terminal_serial, _fare_time(fare), fare.tac)
         return (REPEAT, None) if same else (REFUSED, "the card's purse transaction was already cleared")
-    context.connection.execute(
-        "INSERT INTO transit_fares (tid, psam, city_code, card_hash, card_masked, offline_serial, amount,"
-        " terminal_serial, fare_time, tac, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (context.caller.tid, fare.psam, fare.city_code, card_hash, mask_pan(fare.card_number), fare.offline_serial,
-         fare.amount, fare.terminal_serial, _fare_time(fare), fare.tac, context.now.isoformat()))
+    store.add_fare(context.connection, store.ClearedFare(
+        tid=context.caller.tid, psam=fare.psam, city_code=fare.city_code, card_hash=card_hash,
+        card_masked=mask_pan(fare.card_number), offline_serial=fare.offline_serial, amount=fare.amount,
+        terminal_serial=fare.terminal_serial, fare_time=_fare_time(fare), tac=fare.tac,
+        received=context.now.isoformat()))
     return CLEARED, None
 
 

@@ -11,13 +11,8 @@ import datetime
 import sqlite3
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class Figures:
-    key: str
-    name: str
-    count: int
-    amount: int
+from acquirer_stub.store import transit as store
+from acquirer_stub.store.transit import Figures
 
 
 @dataclass
@@ -42,21 +37,5 @@ class TransitReport:
 
 
 def daily_report(connection: sqlite3.Connection, day: datetime.date) -> TransitReport:
-    prefix = day.isoformat()
-    report = TransitReport(day)
-    for row in connection.execute(
-        "SELECT f.city_code AS key, COALESCE(c.name, 'city ' || f.city_code) AS name, COUNT(*) AS n,"
-        " SUM(f.amount) AS amount FROM transit_fares f LEFT JOIN transit_cities c ON c.city_code = f.city_code"
-        " WHERE substr(f.received, 1, 10) = ? GROUP BY f.city_code ORDER BY f.city_code", (prefix,),
-    ):
-        report.cities.append(Figures(row["key"], f"{row['name']} ({row['key']})", row["n"], row["amount"]))
-    for row in connection.execute(
-        "SELECT f.tid AS key, COALESCE(t.name, f.tid) AS name, COUNT(*) AS n, SUM(f.amount) AS amount"
-        " FROM transit_fares f LEFT JOIN terminals t ON t.tid = f.tid WHERE substr(f.received, 1, 10) = ?"
-        " GROUP BY f.tid ORDER BY f.tid", (prefix,),
-    ):
-        report.gates.append(Figures(row["key"], f"{row['key']} ({row['name']})", row["n"], row["amount"]))
-    report.refused = int(connection.execute(
-        "SELECT COUNT(*) FROM events WHERE kind = 'transit_refused' AND substr(created, 1, 10) = ?",
-        (prefix,)).fetchone()[0])
-    return report
+    return TransitReport(day, store.figures_per_city(connection, day), store.figures_per_gate(connection, day),
+                         store.refused_count(connection, day))
