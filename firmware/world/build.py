@@ -74,7 +74,7 @@ file = "scheme/capk.json"
 # the offline floor limit (fen) the acquirer also holds for this terminal (acquirer/terminals.json): above it the
 # card must go online, and an offline advice above it moves no money on the host
 floor_limit = {floor_limit}
-aid_floor_limits = {{ {aid_floor_limits} }}
+{aid_tables}
 
 [reader]
 port = "../{reader}"  # the demo's software PN532: pos-card pn532 --link var/{reader}
@@ -272,8 +272,9 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
              "phone": "13800138000", "name": "Zhang Wei"},
         ],
     })
-    floor_limits = {"floor_limit": DEFAULT_FLOOR_LIMIT,
-                    "aid_floor_limits": ", ".join(f"{aid} = {limit}" for aid, limit in OFFLINE_FLOOR_LIMITS.items())}
+    floor_limits = {"floor_limit": DEFAULT_FLOOR_LIMIT,  # the AIDs accepted, each with the acquirer's floor limit
+                    "aid_tables": "\n".join(f"\n[aids.{aid}]\nfloor_limit = {limit}"
+                                            for aid, limit in OFFLINE_FLOOR_LIMITS.items())}
     write_private(root / layout.TERMINAL_CONFIG, TERMINAL_TOML.format(
         test_only=TEST_ONLY, what="The demo terminal", tid=DEMO_TID, mid=DEMO_MID, key=terminal_key.hex(),
         reader="pn532-pos", journal="terminal-journal.sqlite3", **floor_limits,
