@@ -50,7 +50,7 @@ def _answers(batch: list[tuple[int, dict[str, object]]], answer: dict[str, objec
         status = result.get("status") if isinstance(result, dict) else None
         if status not in _STATUSES:
             raise HostError("transit clearing: an answer without a fare's status")
-        reason = str(result.get("reason") or "no reason given")[:200]
+        reason = "".join(c if c.isprintable() else " " for c in str(result.get("reason") or "no reason given"))[:200]
         answers[row_id] = f"refused: {reason}" if status == "refused" else str(status)
     return answers
 

@@ -48,11 +48,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostproto.messages import ECR_MAX_RUN_SECONDS, MAX_AMOUNT
-from terminal.assemble import Parts
+from hostproto.messages import ECR_MAX_RUN_SECONDS, MAX_AMOUNT, psam_id
+from terminal.assemble import Parts, host_link
 from terminal.config import TerminalConfig
 from terminal.events import Event, Step
 from terminal.host.client import HostError, HostRejected
+from terminal.journal.journal import JournalError
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transit import TransitResult
 from terminal.sale import NO_CARD, SaleResult
@@ -156,6 +157,7 @@ class TerminalService:
         self._last_fare: dict[str, Any] | None = None
         self._fares = 0
         self._clearing: dict[str, int] = {}  # the journal's fares by transit clearing state
+        self._clearing_error: str | None = None  # why a gate's last clearing round stopped short
         self._results: list[tuple[int, dict[str, Any]]] = []  # ECR results still to deliver, under _lock
         self._offer: dict[str, Any] | None = None  # an ECR offer not yet settled with the host (poller only)
         self._accepted: set[int] = set()  # ECR sales handed over to this process: each one runs once (poller only)
@@ -229,7 +231,7 @@ class TerminalService:
                 "last_sale": self._last_sale,
                 "gate": None if self.config.transit.gate_fare is None else {
                     "fare": self.config.transit.gate_fare, "fares": self._fares, "last_fare": self._last_fare,
-                    "clearing": dict(self._clearing)},
+                    "clearing": dict(self._clearing), "clearing_error": self._clearing_error},
                 "reader": self._reader_identity,
                 "host": {**self._link, "url": self.config.host.url, "last_error": self._link_error},
                 "ecr": {"local": self.url, "poll": dict(self._poll), "results_to_send": len(self._results)},
@@ -266,7 +268,9 @@ class TerminalService:
                 raise ServiceError(f"ecr.listen: cannot listen on {host}:{port} ({error.strerror}); choose a free "
                                    'port, or listen = "" to turn the local ECR off') from None
             self._spawn("ecr-endpoint", self._serve_http)
-        if not self.gate:  # a gate takes no sales from a register
+        if self.gate:  # no sales from a register; its fares go to clearing beside the taps
+            self._spawn("transit-clearing", self._clearing_loop)
+        else:
             self._spawn("ecr-poller", self._poll_loop)
         self.parts.counter.tell(Step.IDLE)
         self.state = IDLE
@@ -450,7 +454,7 @@ class TerminalService:
         if self._idle_at is not None and now >= self._idle_at:
             self._idle_at = None
             self.parts.counter.tell(Step.IDLE)
-        if now - self._last_flush >= self.flush_seconds:
+        if now - self._last_flush >= self.flush_seconds and not self.gate:  # a gate's uplink is its own thread
             self._connect_host(check=False)
         elif now - self._last_status >= self.status_seconds:
             self._refresh_link()
@@ -471,7 +475,7 @@ class TerminalService:
                 host.sign_on()
             result = host.flush()
             self._link_error = result.error
-            if self.parts.counter.psam is not None:  # the fares go to transit clearing whatever the sales do
+            if self.parts.counter.psam is not None and not self.gate:  # fares go to clearing whatever sales do
                 self._link_error = self._link_error or host.clear_fares().error
         except HostError as error:
             self._link_error = str(error)
@@ -487,6 +491,33 @@ class TerminalService:
         with self._lock:
             self._link = link
             self._clearing = clearing
+
+    # -- a gate's transit clearing (its own thread, journal connection and host client) --------------------------
+
+    def _clearing_loop(self) -> None:
+        """Upload the fares every `flush_seconds`, beside the taps: a slow or absent host never holds a rider at
+        the gate (the host client's timeout would, in the tap loop). The journal is shared through SQLite (WAL):
+        this thread has a connection of its own."""
+        link = host_link(self.config)
+        memory = link.journal.transit_memory(psam_id(self.config.terminal.id))
+        try:
+            while True:
+                try:
+                    error = link.clear_fares().error
+                    counts = memory.clearing_counts()
+                except (HostError, JournalError) as failure:
+                    error, counts = str(failure), None
+                except Exception as failure:  # one bad round must not end clearing; no message: it may hold data
+                    log.error("transit clearing: unexpected %s", type(failure).__name__)
+                    error, counts = f"unexpected {type(failure).__name__}", None
+                with self._lock:
+                    self._clearing_error = error
+                    if counts is not None:
+                        self._clearing = counts
+                if self._halt.wait(self.flush_seconds):
+                    break
+        finally:
+            link.journal.close()
 
     # -- the virtual ECR poller (its own thread: HTTP client only) ----------------------------------------------
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostserver import free_port
+from hostserver import HostServer, free_port
 from waits import until
 
 from acquirer_stub.instance import Instance
@@ -139,6 +139,28 @@ def test_a_gate_takes_100_taps_of_ten_cards_recovers_torn_fares_and_clearing_equ
     assert sorted((f["city_code"], f["offline_serial"], f["amount"], f["tac"]) for f in fares) == sorted(
         c[1:] for c in cleared)  # the acquirer keeps only fares whose TAC verified with the card issuer's key
     assert {c[0] for c in cleared} == {loaded.terminal.id}
+
+
+def test_a_gate_takes_fares_while_its_host_is_down_and_clears_them_when_it_is_back(
+    rig: SoftwareRig, world: World, config: Path, host_server: HostServer
+) -> None:
+    host_server.stop()  # the acquirer is gone: the gate does not wait for it, the fares wait in its journal
+    cards = world.transit_cards()[:3]
+    with _gate(_gate_config(config)) as gate:
+        ready: list[Event] = []
+        gate.parts.counter.observers.append(lambda event: ready.append(event) if event.step is Step.READY else None)
+        for n, card in enumerate(cards, start=1):
+            mark = len(ready)
+            rig.present(world.path(Path(card["file"])))
+            until(lambda n=n: _fares(gate) == n, 20, f"fare {n} with the host down")
+            rig.remove()
+            until(lambda mark=mark: len(ready) > mark, 20, "the gate ready for the next rider")
+        until(lambda: gate.status()["gate"]["clearing"].get("waiting") == len(cards), 10, "the fares waiting")
+        assert "not reachable" in (gate.status()["gate"]["clearing_error"] or "")
+        host_server.start()
+        until(lambda: gate.status()["gate"]["clearing"] == {"waiting": 0, "cleared": len(cards), "refused": 0}, 20,
+              "the fares cleared once the host is back")
+        assert gate.status()["gate"]["clearing_error"] is None
 
 
 def _shown(url: str, wanted: dict[str, str]) -> dict[str, Any]:
