@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emvcore import tlv
+from emvcore import epurse, tlv
 from emvcore.bcd import MAX_AMOUNT_N12, BcdError, decode_bcd, decode_cn, parse_amount_n12, parse_date_n6
 
 __all__ = [
@@ -32,12 +32,16 @@ __all__ = [
     "Reversal",
     "Settlement",
     "Totals",
+    "TransitLoad",
+    "TransitLoadConfirmation",
     "parse_advice",
     "parse_authorization",
     "parse_echo",
     "parse_reversal",
     "parse_settlement",
     "parse_signon",
+    "parse_transit_load",
+    "parse_transit_load_confirmation",
     "resolve_mmdd",
     "response_mti",
     "response_text",
@@ -381,6 +385,14 @@ def _financial(mtis: tuple[str, ...], what: str) -> Object:
     )
 
 
+_TRANSIT_CARD = Digits(16, "Transit card number (from the card's public file). Handled like a PAN: never logged.")
+_TRANSIT_CITY = Digits(4, "Transit city code (from the card's public file): which issuer's load key.")
+
+
+def _hex(length: int, description: str) -> Text:
+    return Text(f"[0-9A-F]{{{2 * length}}}", f"{length} bytes as upper-case hex", description)
+
+
 REQUEST_SPECS: dict[str, Object] = {
     "signon": Object({"mti": Code(("0800",), "Network management."), "tid": _TID, "stan": _STAN,
                       "local_date": _DATE}, "Sign-on: opens a new batch."),
@@ -420,6 +432,38 @@ REQUEST_SPECS: dict[str, Object] = {
             ),
         },
         "Batch settlement: the terminal's totals against the host's.",
+    ),
+    "transit_load": Object(
+        {
+            "mti": Code(("0200",), "Financial request: an e-purse load (top-up) at the counter."),
+            "tid": _TID,
+            "stan": _STAN,
+            "local_date": _DATE,
+            "card_number": _TRANSIT_CARD,
+            "city_code": _TRANSIT_CITY,
+            "amount": Integer(1, epurse.PURSE_LIMIT, "Amount to load in fen; must equal the amount the card quoted."),
+            "terminal_id": _hex(6, "The 6-byte terminal id sent in INITIALIZE FOR LOAD (bound by MAC1)."),
+            "initialize": _hex(epurse.INITIALIZE_LOAD_ANSWER_LENGTH,
+                               "The card's INITIALIZE FOR LOAD answer: balance(4) ‖ online serial(2) ‖ key version ‖ "
+                               "algorithm ‖ random(4) ‖ MAC1(4)."),
+        },
+        "E-purse load: the host checks the card's MAC1 with the issuer's load key and answers MAC2 and the "
+        "date-time to credit with.",
+    ),
+    "transit_load_confirmation": Object(
+        {
+            "mti": Code(("0220", "0221"), "Advice (xxx1 = repeat): the card credited the load."),
+            "tid": _TID,
+            "stan": _STAN,
+            "local_date": _DATE,
+            "original_stan": Digits(6, "STAN of the load request.", _not_zero),
+            "original_local_date": Digits(4, "MMDD of the load request.", _mmdd),
+            "card_number": _TRANSIT_CARD,
+            "online_serial": Integer(0, 0xFFFF, "The card's online serial of the load (before the credit)."),
+            "tac": _hex(4, "The load TAC the card answered to CREDIT FOR LOAD (or GET TRANSACTION PROVE)."),
+        },
+        "E-purse load confirmation: the host checks the TAC with the issuer's TAC key and counts the load "
+        "completed.",
     ),
 }
 
@@ -480,6 +524,44 @@ class Settlement:
     local_date: str
     batch: int
     totals: Totals
+
+
+@dataclass(frozen=True)
+class TransitLoad:
+    mti: str
+    tid: str
+    stan: str
+    local_date: str
+    card_number: str = field(repr=False)
+    city_code: str
+    amount: int
+    terminal_id: bytes
+    quote: epurse.LoadQuote
+
+
+@dataclass(frozen=True)
+class TransitLoadConfirmation:
+    mti: str
+    tid: str
+    stan: str
+    local_date: str
+    original_stan: str
+    original_local_date: str
+    card_number: str = field(repr=False)
+    online_serial: int
+    tac: bytes
+
+
+def parse_transit_load(body: object) -> TransitLoad:
+    """A load request, its card answer decoded (the layout of `emvcore.epurse`)."""
+    fields = REQUEST_SPECS["transit_load"].validate(body)
+    quote = epurse.LoadQuote.decode(bytes.fromhex(fields.pop("initialize")))
+    return TransitLoad(**{**fields, "terminal_id": bytes.fromhex(fields["terminal_id"]), "quote": quote})
+
+
+def parse_transit_load_confirmation(body: object) -> TransitLoadConfirmation:
+    fields = REQUEST_SPECS["transit_load_confirmation"].validate(body)
+    return TransitLoadConfirmation(**{**fields, "tac": bytes.fromhex(fields["tac"])})
 
 
 def parse_signon(body: object) -> NetworkManagement:

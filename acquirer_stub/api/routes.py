@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from acquirer_stub.api import openapi, service
+from acquirer_stub.api import openapi, service, transit_load
 from acquirer_stub.api.security import ApiError, Caller, authenticate
 from acquirer_stub.app import get_db
 from hostproto import messages
@@ -98,6 +98,16 @@ def advices() -> Response:
 @bp.post("/settlements")
 def settlements() -> Response:
     return _handle(messages.parse_settlement, service.settle, idempotent=True)
+
+
+@bp.post("/transit/loads")
+def transit_loads() -> Response:
+    return _handle(messages.parse_transit_load, transit_load.load, idempotent=True)
+
+
+@bp.post("/transit/load-confirmations")
+def transit_load_confirmations() -> Response:
+    return _handle(messages.parse_transit_load_confirmation, transit_load.confirm, idempotent=True)
 
 
 @bp.get("/openapi.json")
