@@ -16,7 +16,7 @@ from terminal.host.client import HostClient
 from terminal.host.link import HostLink
 from terminal.journal.journal import Journal
 from terminal.kernel.params import KernelParams
-from terminal.kernel.transit import Psam
+from terminal.kernel.transit import Psam, terminal_id6
 from terminal.reader.pn532 import Pn532Reader
 from terminal.sale import Counter
 from terminal.ui.feedback import Feedback
@@ -55,7 +55,7 @@ def transit_psam(config: TerminalConfig, journal: Journal) -> Psam | None:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError("transit.keys", f"{path} is not a transit key file ({type(error).__name__})",
                           "point it at the world's transit/keys.json") from None
-    psam_id = config.terminal.id.encode()[-6:]  # the PSAM's 6-byte terminal number
+    psam_id = terminal_id6(config.terminal.id)
     return Psam(keys, psam_id, memory=journal.transit_memory(psam_id))
 
 

@@ -35,6 +35,8 @@ CRASH_POINTS: dict[str, str] = {
     "fare.torn_saved": "transit purchase remembered as possibly torn, DEBIT not yet sent",
     "fare.debited": "the card answered DEBIT (or PROVE), the torn-purchase memory not yet cleared nor the fare's "
                     "record (TAC) kept",
+    "load.credit_saved": "transit load remembered as possibly credited, CREDIT FOR LOAD not yet sent",
+    "load.credited": "the card answered CREDIT FOR LOAD (or PROVE), the load not yet recorded as credited",
 }
 
 
