@@ -14,7 +14,8 @@ class KeyStore:
     token_imk: bytes
     token_bin: str
     terminal_keys: dict[str, bytes]  # TID → HMAC key for request signing
-    transit_tac: dict[str, bytes]  # transit city code → the card issuer's TAC master key, to check fares
+    transit_load_keys: dict[str, bytes]  # transit city code → load master key (the host loads as the issuer's agent)
+    transit_tac_keys: dict[str, bytes]  # transit city code → TAC master key (to check a load's TAC)
 
     @classmethod
     def from_world(cls, world: World) -> KeyStore:
@@ -26,5 +27,6 @@ class KeyStore:
             token_imk=bytes.fromhex(tsp["token_imk"]),
             token_bin=tsp["token_bin"],
             terminal_keys={t["tid"]: bytes.fromhex(t["key"]) for t in world.terminals()},
-            transit_tac={c["city_code"]: bytes.fromhex(c["tac_master_key"]) for c in world.transit_keys()},
+            transit_load_keys={c["city_code"]: bytes.fromhex(c["load_master_key"]) for c in world.transit_keys()},
+            transit_tac_keys={c["city_code"]: bytes.fromhex(c["tac_master_key"]) for c in world.transit_keys()},
         )

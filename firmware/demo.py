@@ -14,7 +14,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from emvcore import tlv
+from emvcore import epurse, tlv
 from emvcore.apdu import CommandApdu, ResponseApdu, describe_sw
 from emvcore.bcd import amount_n12, date_n6
 from emvcore.crypto import transit as transit_crypto
@@ -74,7 +74,7 @@ def _issuer_check(world: World, card: dict[int, bytes], terminal: dict[int, byte
 def _transit_fare(world: World, wallet: Wallet, fare: int) -> bool:
     chip = wallet.chip()
     print(f"\n-- phone at the metro gate, UID {wallet.uid_for_tap().hex().upper()} (express mode: no fingerprint)")
-    fci = _send(chip, CommandApdu(0x00, 0xA4, 0x04, 0x00, bytes.fromhex("A000000632010105"), le=256))
+    fci = _send(chip, CommandApdu(0x00, 0xA4, 0x04, 0x00, epurse.AID, le=256))
     if not fci.ok:
         return False
     card_number = tlv.find(fci.data, 0x9F0C)[10:20].hex()[1:17]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emvcore import tlv
+from emvcore import epurse, tlv
 from emvcore.bcd import MAX_AMOUNT_N12, BcdError, decode_bcd, decode_cn, parse_amount_n12, parse_date_n6
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
     "Totals",
     "TransitClearing",
     "TransitFare",
+    "TransitLoad",
+    "TransitLoadConfirmation",
     "parse_advice",
     "parse_authorization",
     "parse_echo",
@@ -41,6 +43,8 @@ __all__ = [
     "parse_settlement",
     "parse_signon",
     "parse_transit_clearing",
+    "parse_transit_load",
+    "parse_transit_load_confirmation",
     "psam_id",
     "resolve_mmdd",
     "response_mti",
@@ -391,6 +395,14 @@ _STAN = Digits(6, "System trace audit number (DE11), terminal-assigned.", _not_z
 _DATE = Digits(4, "Terminal local date MMDD (DE13); with TID and STAN the idempotency key.", _mmdd)
 _BATCH = Integer(1, 999_999, "Batch number (CUP 60.2) from the last sign-on.")
 _AMOUNT = Integer(1, MAX_AMOUNT, "Amount in fen (DE4); must equal ICC tag 9F02.")
+_TRANSIT_CARD = Digits(16, "Transit card number (from the card's public file). Handled like a PAN: never logged.")
+_TRANSIT_CITY = Digits(4, "Transit city code (from the card's public file): which issuer's keys.")
+
+
+def _hex(length: int, description: str) -> Text:
+    return Text(f"[0-9A-F]{{{2 * length}}}", f"{length} bytes as upper-case hex", description)
+
+
 MAX_FARES_PER_UPLOAD = 30  # fare records in one transit clearing request: ~6 KB, under the API body limit
 
 
@@ -402,15 +414,14 @@ def psam_id(tid: str) -> bytes:
 
 _FARE = Object(
     {
-        "card_number": Digits(16, "The transit card's number (public file). Kept as a hash and masked, like a PAN."),
-        "city_code": Digits(4, "The card's city code; its issuer's TAC key checks the fare."),
+        "card_number": _TRANSIT_CARD,
+        "city_code": _TRANSIT_CITY,
         "offline_serial": Integer(0, 0xFFFF, "The card's purse transaction number: with the card, the fare's key."),
         "amount": Integer(1, 0xFFFFFFFF, "The fare in fen, as debited from the purse."),
-        "psam": Text("[0-9A-F]{12}", "12 upper-case hex digits", "The PSAM's terminal number: must be this "
-                                                                   "terminal's (the last 6 characters of its TID)."),
-        "terminal_serial": Text("[0-9A-F]{8}", "8 upper-case hex digits", "The PSAM's transaction serial."),
+        "psam": _hex(6, "The PSAM's terminal number: must be this terminal's (the last 6 characters of its TID)."),
+        "terminal_serial": _hex(4, "The PSAM's transaction serial."),
         "date_time": Digits(14, "Date and time sent in DEBIT FOR PURCHASE, YYYYMMDDhhmmss.", _datetime14),
-        "tac": Text("[0-9A-F]{8}", "8 upper-case hex digits", "The card's TAC over the purchase."),
+        "tac": _hex(4, "The card's TAC over the purchase."),
     },
     "One fare a card paid at the gate, with the TAC that proves it.",
 )
@@ -480,6 +491,38 @@ REQUEST_SPECS: dict[str, Object] = {
     "transit_clearing": Object(
         {"tid": _TID, "fares": Array(_FARE, 1, MAX_FARES_PER_UPLOAD, "The fares, oldest first.")},
         "Transit clearing: fares taken offline by a gate's PSAM, each verified by its TAC and cleared once.",
+    ),
+    "transit_load": Object(
+        {
+            "mti": Code(("0200",), "Financial request: an e-purse load (top-up) at the counter."),
+            "tid": _TID,
+            "stan": _STAN,
+            "local_date": _DATE,
+            "card_number": _TRANSIT_CARD,
+            "city_code": _TRANSIT_CITY,
+            "amount": Integer(1, epurse.PURSE_LIMIT, "Amount to load in fen; must equal the amount the card quoted."),
+            "terminal_id": _hex(6, "The 6-byte terminal id sent in INITIALIZE FOR LOAD (bound by MAC1)."),
+            "initialize": _hex(epurse.INITIALIZE_LOAD_ANSWER_LENGTH,
+                               "The card's INITIALIZE FOR LOAD answer: balance(4) ‖ online serial(2) ‖ key version ‖ "
+                               "algorithm ‖ random(4) ‖ MAC1(4)."),
+        },
+        "E-purse load: the host checks the card's MAC1 with the issuer's load key and answers MAC2 and the "
+        "date-time to credit with.",
+    ),
+    "transit_load_confirmation": Object(
+        {
+            "mti": Code(("0220", "0221"), "Advice (xxx1 = repeat): the card credited the load."),
+            "tid": _TID,
+            "stan": _STAN,
+            "local_date": _DATE,
+            "original_stan": Digits(6, "STAN of the load request.", _not_zero),
+            "original_local_date": Digits(4, "MMDD of the load request.", _mmdd),
+            "card_number": _TRANSIT_CARD,
+            "online_serial": Integer(0, 0xFFFF, "The card's online serial of the load (before the credit)."),
+            "tac": _hex(4, "The load TAC the card answered to CREDIT FOR LOAD (or GET TRANSACTION PROVE)."),
+        },
+        "E-purse load confirmation: the host checks the TAC with the issuer's TAC key and counts the load "
+        "completed.",
     ),
 }
 
@@ -558,6 +601,44 @@ class TransitFare:
 class TransitClearing:
     tid: str
     fares: tuple[TransitFare, ...]
+
+
+@dataclass(frozen=True)
+class TransitLoad:
+    mti: str
+    tid: str
+    stan: str
+    local_date: str
+    card_number: str = field(repr=False)
+    city_code: str
+    amount: int
+    terminal_id: bytes
+    quote: epurse.LoadQuote
+
+
+@dataclass(frozen=True)
+class TransitLoadConfirmation:
+    mti: str
+    tid: str
+    stan: str
+    local_date: str
+    original_stan: str
+    original_local_date: str
+    card_number: str = field(repr=False)
+    online_serial: int
+    tac: bytes
+
+
+def parse_transit_load(body: object) -> TransitLoad:
+    """A load request, its card answer decoded (the layout of `emvcore.epurse`)."""
+    fields = REQUEST_SPECS["transit_load"].validate(body)
+    quote = epurse.LoadQuote.decode(bytes.fromhex(fields.pop("initialize")))
+    return TransitLoad(**{**fields, "terminal_id": bytes.fromhex(fields["terminal_id"]), "quote": quote})
+
+
+def parse_transit_load_confirmation(body: object) -> TransitLoadConfirmation:
+    fields = REQUEST_SPECS["transit_load_confirmation"].validate(body)
+    return TransitLoadConfirmation(**{**fields, "tac": bytes.fromhex(fields["tac"])})
 
 
 def parse_signon(body: object) -> NetworkManagement:

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from emvcore.epurse import PURSE_LIMIT
 from hostproto.messages import MAX_AMOUNT, Totals
 from hostproto.money import parse_yuan
 from terminal import inspect
@@ -20,6 +21,7 @@ from terminal.events import Event, Step
 from terminal.host.client import HostError
 from terminal.journal.journal import JournalError
 from terminal.kernel.outcome import Outcome
+from terminal.kernel.transit import TransitResult
 from terminal.reader.base import ReaderError
 from terminal.sale import SaleResult
 from terminal.service import ServiceError, TerminalService
@@ -125,17 +127,41 @@ def _clear_fares(args: argparse.Namespace) -> int:
     return 0 if result.error is None else 1
 
 
-def _fare(args: argparse.Namespace) -> int:
-    """A transit fare on the e-purse (no host: the TAC goes to the clearing centre later)."""
-    config = load_config(Path(args.config))
-    with terminal(config) as parts:
-        result = parts.counter.fare(args.amount, wait_seconds=args.wait)
+def _transit_summary(result: TransitResult, args: argparse.Namespace) -> int:
+    """The outcome line (or one JSON object) of a fare or a top-up, the card's new balance when known."""
     summary = {"outcome": str(result.outcome), "message": result.message, "amount": result.amount,
                "balance_after": result.balance_after, "tac": result.tac.hex().upper() if result.tac else None,
                "recovered": result.recovered, "city": result.city_code}
     print(json.dumps(summary) if args.json else f"{result.outcome}: {result.message}"
           + (f" (balance {format_amount(result.balance_after)})" if result.balance_after is not None else ""))
-    return 0 if result.outcome == "Approved" else 1
+    return 0 if result.outcome == Outcome.APPROVED else 1
+
+
+def _fare(args: argparse.Namespace) -> int:
+    """A transit fare on the e-purse (no host now: its TAC goes to transit clearing later, `clear-fares`)."""
+    config = load_config(Path(args.config))
+    with terminal(config) as parts:
+        result = parts.counter.fare(args.amount, wait_seconds=args.wait)
+    return _transit_summary(result, args)
+
+
+def _load(args: argparse.Namespace) -> int:
+    """A top-up of a transit card at the counter, MAC2 from the acquirer (the card issuer's agent)."""
+    config = load_config(Path(args.config))
+    with terminal(config) as parts:
+        if not args.json:
+            _say(f"{parts.reader.identify()}; present the transit card to top up {format_amount(args.amount)}")
+            parts.counter.observers.append(_merchant_lines)
+        result = parts.counter.load(args.amount, wait_seconds=args.wait)
+    return _transit_summary(result, args)
+
+
+def parse_load_amount(text: str) -> int:
+    """A top-up in yuan (`parse_amount`), at most what a purse may hold."""
+    fen = parse_amount(text)
+    if fen > PURSE_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text!r}: a transit card holds at most {format_amount(PURSE_LIMIT)}")
+    return fen
 
 
 def _read(args: argparse.Namespace) -> int:
@@ -226,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     clear = command("clear-fares", "send the fares not yet cleared to the acquirer's transit clearing now")
     clear.add_argument("--json", action="store_true")
     clear.set_defaults(run=_clear_fares)
+    load_parser = command("load", "top up a transit card (or the phone's) at the counter, MAC2 from the acquirer")
+    load_parser.add_argument("amount", type=parse_load_amount, help="top-up in yuan, e.g. 50.00")
+    load_parser.add_argument("--json", action="store_true")
+    load_parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")
+    load_parser.set_defaults(run=_load)
     read = command("read", "read a card or phone without paying (labels, AIDs, masked PAN)")
     read.add_argument("--json", action="store_true")
     read.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the card (30)")

@@ -11,18 +11,21 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hostproto.messages import psam_id
 from terminal.cardview import CardView, read_card
 from terminal.config import ConfigError
 from terminal.events import Event, Observer, Step, tell
 from terminal.host.link import HostAnswer, HostLink
-from terminal.kernel import qpboc, transit
+from terminal.host.transit_load import LoadLink
+from terminal.kernel import qpboc, transit, transit_load
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.params import KernelParams
 from terminal.kernel.transit import Psam, TransitResult
+from terminal.kernel.transit_load import LoadAuthorization
 from terminal.reader.base import Reader, ReaderError, Target
 from terminal.ui.feedback import format_amount
 
@@ -149,17 +152,37 @@ class Counter:
         journal remember it across a restart), never charged twice."""
         if self.psam is None:
             raise ConfigError("transit.keys", "no PSAM keys configured", 'add [transit] keys = "transit/psam.json"')
+        psam = self.psam
+        return self._transit(lambda: transit.fare(self.reader.transceive, psam, amount, datetime.datetime.now()),
+                             amount, wait_seconds, cancelled)
+
+    def load(self, amount: int, *, wait_seconds: float = 30.0, cancelled: Cancel | None = None) -> TransitResult:
+        """A top-up of a transit card, MAC2 from the host; a load torn away is finished by the re-tap (the journal
+        remembers it across a restart), never credited twice. The loads' TACs go to the host before and after."""
+        loads = LoadLink(self.host)
+        loads.flush()
+        online = _OnlineLoads(loads, lambda: self.tell(Step.ONLINE))
+        terminal_id = psam_id(self.host.tid)  # loads carry the PSAM's terminal number too
+        result = self._transit(lambda: transit_load.load(self.reader.transceive, online, loads.memory, terminal_id,
+                                                         amount, datetime.datetime.now()),
+                               amount, wait_seconds, cancelled)
+        loads.flush()
+        return result
+
+    def _transit(self, run: Callable[[], TransitResult], amount: int, wait_seconds: float,
+                 cancelled: Cancel | None) -> TransitResult:
+        """One e-purse transaction: wait for the card, run, and on a tear "Present card again" until it is back."""
         deadline = self._clock() + wait_seconds
         self.tell(Step.READY, amount=amount)
         torn: TransitResult | None = None
         while True:
             target = self._wait(deadline, cancelled)
-            if not isinstance(target, Target):  # a torn purchase stays in the PSAM's memory for the next tap
+            if not isinstance(target, Target):  # a torn transaction stays in the journal for the card's next tap
                 message = NO_CARD if target is None else f"Cancelled: {target}"
                 return self._nothing(torn or TransitResult(Outcome.END_APPLICATION, message, amount=amount))
             self.tell(Step.READING)
             try:
-                result = transit.fare(self.reader.transceive, self.psam, amount, datetime.datetime.now())
+                result = run()
                 self.reader.release()
             except ReaderError as error:
                 return self._reader_failed(error, TransitResult(Outcome.END_APPLICATION, READER_ERROR,
@@ -266,3 +289,14 @@ class Counter:
             if target is not None:
                 return target
         return None
+
+
+class _OnlineLoads:
+    """The load kernel's host, telling the observers that the counter is online while it asks."""
+
+    def __init__(self, loads: LoadLink, online: Callable[[], None]) -> None:
+        self._loads, self._online = loads, online
+
+    def authorize_load(self, request: Mapping[str, Any]) -> LoadAuthorization:
+        self._online()
+        return self._loads.authorize_load(request)

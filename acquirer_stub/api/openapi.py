@@ -115,6 +115,23 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "status": {"type": "string", "enum": ["cleared", "repeat", "refused"]},
             "reason": {"type": ["string", "null"], "description": "Why it was refused."}})},
     }),
+    "TransitLoadResponse": _object(
+        "0210: 00 with MAC2 and the date-time to send in CREDIT FOR LOAD (stored before it was sent), or a "
+        "refusal that stored nothing: 88 MAC1 does not verify, 92 no load key for the city, 13 amount past the "
+        "purse limit, 63 a load at this serial was already credited; `reason` says which.", {
+            "mti": _mti("0210"), "rc": _RC, "text": _TEXT, "stan": _STAN,
+            "amount": {"type": "integer"}, "reason": {"type": "string"},
+            "mac2": {"type": "string", "pattern": "^[0-9A-F]{8}$", "description": "MAC2 for CREDIT FOR LOAD."},
+            "date_time": {"type": "string", "pattern": "^[0-9]{14}$", "description": "YYYYMMDDhhmmss, host time."},
+        }, ["mti", "rc", "text", "stan"]),
+    "TransitLoadConfirmationResponse": _object(
+        "0230: 00 when the TAC verifies (`outcome` completed, or already_completed); 88 a TAC that does not "
+        "verify, 12 no such load (nothing stored).", {
+            "mti": _mti("0230"), "rc": _RC, "text": _TEXT, "stan": _STAN,
+            "original_stan": {"type": "string", "pattern": "^[0-9]{6}$"},
+            "outcome": {"type": "string", "enum": ["completed", "already_completed"]},
+            "reason": {"type": "string"},
+        }, ["mti", "rc", "text", "stan"]),
 }
 
 _SIGNED = [{"terminalId": [], "timestamp": [], "nonce": [], "signature": []}]
@@ -133,7 +150,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _request_schema(name: str) -> str:
-    return f"{name[0].upper()}{name[1:]}Request"
+    return "".join(part[0].upper() + part[1:] for part in name.split("_")) + "Request"
 
 
 def _errors() -> dict[str, Any]:
@@ -231,6 +248,16 @@ def document() -> dict[str, Any]:
                 "Each fare is checked by its TAC (the card issuer's key), must come from this terminal's PSAM and is "
                 "cleared once per card and purse transaction: `results[i].status` is cleared, repeat (already "
                 "cleared with the same content) or refused (`reason`); nothing of a refused fare is stored."),
+            "/transit/loads": _operation(
+                "E-purse load (0200)", "transit_load",
+                {"oneOf": [_ref("TransitLoadResponse"), _ref("DuplicateResponse")]},
+                "The host checks the card's MAC1 with the issuer's load key and answers MAC2. The card's online "
+                "serial settles earlier loads of the card: the same serial voids an unconfirmed one, a higher "
+                "serial counts it credited."),
+            "/transit/load-confirmations": _operation(
+                "E-purse load confirmation (0220/0221)", "transit_load_confirmation",
+                {"oneOf": [_ref("TransitLoadConfirmationResponse"), _ref("DuplicateResponse")]},
+                "The TAC of CREDIT FOR LOAD, checked with the issuer's TAC key: the load is completed."),
             "/iso8583": _iso8583_operation(),
             "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [],
                                       "responses": {"200": {"description": "OpenAPI 3.1",

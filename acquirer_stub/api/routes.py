@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from acquirer_stub.api import openapi, service, transit
+from acquirer_stub.api import openapi, service, transit, transit_load
 from acquirer_stub.api.security import ApiError, Caller, authenticate
 from acquirer_stub.app import get_db
 from hostproto import messages
@@ -104,6 +104,16 @@ def settlements() -> Response:
 def transit_fares() -> Response:
     """Not idempotent by key: each fare is, by its card and purse transaction (a resent batch is answered)."""
     return _handle(messages.parse_transit_clearing, transit.clear_fares, idempotent=False)
+
+
+@bp.post("/transit/loads")
+def transit_loads() -> Response:
+    return _handle(messages.parse_transit_load, transit_load.load, idempotent=True)
+
+
+@bp.post("/transit/load-confirmations")
+def transit_load_confirmations() -> Response:
+    return _handle(messages.parse_transit_load_confirmation, transit_load.confirm, idempotent=True)
 
 
 @bp.get("/openapi.json")

@@ -93,8 +93,8 @@ def open_request(context: Context) -> sqlite3.Row:
     return context.connection.execute("SELECT * FROM terminals WHERE tid = ?", (context.caller.tid,)).fetchone()
 
 
-def _stored(context: Context, table: str, where: str, key: tuple[Any, ...], digest: str, mti: str,
-            stan: str) -> str | None:
+def stored_answer(context: Context, table: str, where: str, key: tuple[Any, ...], digest: str, mti: str,
+                  stan: str) -> str | None:
     """The stored answer for a retransmission, the 94 answer for a conflicting one, or None for a new request."""
     row = context.connection.execute(f"SELECT request_hash, response FROM {table} WHERE {where}", key).fetchone()
     if row is None:
@@ -199,8 +199,9 @@ def authorize(context: Context, message: Financial, digest: str) -> str:
 def _authorize(context: Context, message: Financial, digest: str, local_date: datetime.date) -> tuple[str, int]:
     with transaction(context.connection):
         terminal = open_request(context)
-        stored = _stored(context, "transactions", "kind = 'authorization' AND tid = ? AND stan = ? AND local_date = ?",
-                         (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
+        stored = stored_answer(context, "transactions",
+                               "kind = 'authorization' AND tid = ? AND stan = ? AND local_date = ?",
+                               (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
         if stored is not None:
             return stored, 0
         batch: int | None = message.batch
@@ -249,8 +250,8 @@ def advise(context: Context, message: Financial, digest: str) -> str:
     connection = context.connection
     with transaction(connection):
         open_request(context)
-        stored = _stored(context, "transactions", "kind = 'advice' AND tid = ? AND stan = ? AND local_date = ?",
-                         (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
+        stored = stored_answer(context, "transactions", "kind = 'advice' AND tid = ? AND stan = ? AND local_date = ?",
+                               (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
         if stored is not None:
             return stored
         decision = engine.record_offline_advice(connection, context.keys, context.vault,
@@ -298,8 +299,8 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
     connection = context.connection
     with transaction(connection):
         open_request(context)
-        stored = _stored(context, "transactions", "kind = 'reversal' AND tid = ? AND stan = ? AND local_date = ?",
-                         (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
+        stored = stored_answer(context, "transactions", "kind = 'reversal' AND tid = ? AND stan = ? AND local_date = ?",
+                               (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
         if stored is not None:
             return stored
         original = connection.execute(
@@ -381,8 +382,8 @@ def settle(context: Context, message: Settlement, digest: str) -> str:
     connection = context.connection
     with transaction(connection):
         terminal = open_request(context)
-        stored = _stored(context, "settlements", "tid = ? AND stan = ? AND local_date = ?",
-                         (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
+        stored = stored_answer(context, "settlements", "tid = ? AND stan = ? AND local_date = ?",
+                               (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
         if stored is not None:
             return stored
         if not terminal["signed_on"] or terminal["batch"] != message.batch:

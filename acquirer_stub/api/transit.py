@@ -19,8 +19,9 @@ import hmac
 from acquirer_stub.api.service import Context, dumps, open_request, record_event
 from acquirer_stub.store import transit as store
 from acquirer_stub.store.db import transaction
+from emvcore import epurse
 from emvcore.crypto.keys import derive_icc_mk_a
-from emvcore.crypto.transit import TXN_TYPE_EP_PURCHASE, purchase_tac
+from emvcore.crypto.transit import purchase_tac
 from emvcore.tags import mask_pan
 from hostproto.messages import TransitClearing, TransitFare, psam_id
 
@@ -28,9 +29,9 @@ CLEARED, REPEAT, REFUSED = "cleared", "repeat", "refused"
 
 
 def _tac_ok(context: Context, fare: TransitFare) -> bool:
-    master = context.keys.transit_tac[fare.city_code]
+    master = context.keys.transit_tac_keys[fare.city_code]
     card_key = derive_icc_mk_a(master, fare.card_number, 0)  # the world's diversification (PSN 00)
-    expected = purchase_tac(card_key, fare.amount, TXN_TYPE_EP_PURCHASE, bytes.fromhex(fare.psam),
+    expected = purchase_tac(card_key, fare.amount, epurse.TXN_EP_PURCHASE, bytes.fromhex(fare.psam),
                             bytes.fromhex(fare.terminal_serial), bytes.fromhex(fare.date_time))
     return hmac.compare_digest(expected.hex().upper(), fare.tac)
 
@@ -43,7 +44,7 @@ def _clear(context: Context, fare: TransitFare) -> tuple[str, str | None]:
     """The fare's status and, when refused, why (words a gate's operator can act on; no card number)."""
     if fare.psam != psam_id(context.caller.tid).hex().upper():
         return REFUSED, "taken by another terminal's PSAM"
-    if fare.city_code not in context.keys.transit_tac:
+    if fare.city_code not in context.keys.transit_tac_keys:
         return REFUSED, f"no transit card issuer for city {fare.city_code}"
     if not _tac_ok(context, fare):
         return REFUSED, "the TAC does not verify"

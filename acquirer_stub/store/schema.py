@@ -312,4 +312,44 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX transit_fares_by_received ON transit_fares (received)
     """,
+    # 9: transit e-purse loads (acquirer_stub.api.transit_load): the host makes MAC2 as the card issuer's agent.
+    # A card's online serial says what became of a MAC2: at most one load per card and serial is counted
+    # (credited or completed), which the partial unique index keeps even against a bug.
+    """
+    CREATE TABLE transit_loads (
+        id INTEGER PRIMARY KEY,
+        tid TEXT NOT NULL REFERENCES terminals(tid),
+        stan TEXT NOT NULL,
+        local_date TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        city_code TEXT NOT NULL,
+        card_hash TEXT NOT NULL,
+        card_masked TEXT NOT NULL,
+        online_serial INTEGER NOT NULL,
+        balance_before INTEGER NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        terminal_id TEXT NOT NULL,
+        date_time TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('authorized', 'voided', 'credited', 'completed')),
+        tac TEXT,
+        response TEXT NOT NULL,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        UNIQUE (tid, stan, local_date)
+    );
+    CREATE INDEX transit_loads_by_card ON transit_loads (card_hash, online_serial);
+    CREATE UNIQUE INDEX transit_loads_counted ON transit_loads (card_hash, online_serial)
+        WHERE state IN ('credited', 'completed');
+    CREATE TABLE transit_load_confirmations (
+        id INTEGER PRIMARY KEY,
+        tid TEXT NOT NULL REFERENCES terminals(tid),
+        stan TEXT NOT NULL,
+        local_date TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        load_id INTEGER NOT NULL REFERENCES transit_loads(id),
+        response TEXT NOT NULL,
+        created TEXT NOT NULL,
+        UNIQUE (tid, stan, local_date)
+    )
+    """,
 ]

@@ -2,7 +2,9 @@
 
 All MACs are ISO 9797-1 algorithm 1 with single DES, IV 0, padding method 2, leftmost 4 bytes. Amounts
 and balances are 4-byte big-endian fen; date-time is the 7-byte BCD YYYYMMDDhhmmss sent in the APDU.
-The doc defines no load TAC, so none is offered here.
+The doc defines no load TAC; `load_tac` follows the PBOC e-purse specification's (JR/T 0025): the TAC key's
+halves XORed, the same MAC as the purchase TAC, over new balance ‖ online serial before the load ‖ amount ‖ type
+‖ terminal id ‖ date-time.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from emvcore.crypto.des import tdes_encrypt, xor
 from emvcore.crypto.mac import mac_des_cbc
 
 __all__ = [
-    "TXN_TYPE_EP_PURCHASE",
     "load_mac1",
     "load_mac2",
     "load_session_key",
+    "load_tac",
     "purchase_mac1",
     "purchase_mac2",
     "purchase_session_key",
@@ -22,7 +24,6 @@ __all__ = [
     "tac_des_key",
 ]
 
-TXN_TYPE_EP_PURCHASE = 0x06  # the transaction type of an e-purse purchase (in MAC1 and the TAC)
 _MAC_LEN = 4
 
 
@@ -109,3 +110,23 @@ def load_mac1(seslk8: bytes, balance: int, amount: int, txn_type: int, terminal_
 def load_mac2(seslk8: bytes, amount: int, txn_type: int, terminal_id6: bytes, datetime7: bytes) -> bytes:
     """Host's load MAC2 over amount‖type‖terminal id‖date‖time: the card credits only if it verifies."""
     return _mac(seslk8, _purchase_fields(amount, txn_type, terminal_id6) + _fixed("date-time", datetime7, 7))
+
+
+def load_tac(
+    tac_key16: bytes,
+    new_balance: int,
+    online_serial: int,
+    amount: int,
+    txn_type: int,
+    terminal_id6: bytes,
+    datetime7: bytes,
+) -> bytes:
+    """Load TAC over new balance‖online serial (before the load)‖amount‖type‖terminal id‖date‖time: the card's
+    proof of the credit, checked by the load host (which alone, besides the card, holds the TAC key)."""
+    data = (
+        _uint("balance", new_balance, 4)
+        + _uint("online serial", online_serial, 2)
+        + _purchase_fields(amount, txn_type, terminal_id6)
+        + _fixed("date-time", datetime7, 7)
+    )
+    return _mac(tac_des_key(tac_key16), data)

@@ -26,6 +26,12 @@ Byte layouts chosen here (all numbers big-endian, dates BCD):
 * INITIALIZE FOR PURCHASE answer (15 bytes): balance(4) ‖ offline serial(2) ‖ overdraft limit(3)=000000
   ‖ key version(1) ‖ algorithm id(1)=00 (3DES) ‖ card random(4).
 
+* INITIALIZE FOR LOAD answer (16 bytes): balance(4) ‖ online serial(2) ‖ key version(1) ‖ algorithm id(1)
+  ‖ card random(4) ‖ MAC1(4); CREDIT FOR LOAD answers the load TAC (4). A load is logged like a purchase, its
+  online serial in the serial field and type 02. GET TRANSACTION PROVE with P2 02 answers, for the last load,
+  the MAC2 the card accepted ‖ its TAC: the MAC tells a terminal whether the credit at that serial was its own
+  (the same MAC2 it sent), the TAC proves the credit to the load host.
+
 The card is debited only by DEBIT FOR PURCHASE with a valid MAC1; the pending purchase of INITIALIZE lives in
 RAM only, and any other command, a new selection or a field drop forgets it (PBOC requires the DEBIT to follow
 the INITIALIZE immediately), so a purchase torn before the DEBIT leaves the purse unchanged.
@@ -40,14 +46,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emvcore import tlv
+from emvcore import epurse, tlv
 from emvcore.apdu import CommandApdu, ResponseApdu, StatusWord
 from emvcore.crypto import transit as transit_crypto
-from emvcore.crypto.transit import TXN_TYPE_EP_PURCHASE
 from firmware.jsonfile import Fields, FileFormatError
 
-AID = bytes.fromhex("A000000632010105")
-LABEL = "MOT_T_EP"
+AID = epurse.AID
+LABEL = epurse.LABEL
 
 SFI_PUBLIC = 0x15
 SFI_LOG = 0x18
@@ -55,7 +60,9 @@ LOG_SIZE = 10
 LOG_RECORD_LENGTH = 23
 PUBLIC_FILE_LENGTH = 30
 
-PURCHASE_KEY_INDEX = 0x01
+TXN_TYPE_EP_PURCHASE = epurse.TXN_EP_PURCHASE
+TXN_TYPE_EP_LOAD = epurse.TXN_EP_LOAD
+PURCHASE_KEY_INDEX = epurse.PURCHASE_KEY_INDEX
 ALGORITHM_ID_3DES = 0x00
 APPLICATION_TYPE_EP = 0x02
 APPLICATION_VERSION = 0x01
@@ -64,19 +71,20 @@ MAX_BALANCE = 0xFFFFFFFF
 MAX_SERIAL = 0xFFFF
 
 _CLA_ISO = 0x00
-_CLA_PROPRIETARY = 0x80
+_CLA_PROPRIETARY = epurse.CLA_PROPRIETARY
 
 _INS_SELECT = 0xA4
 _INS_READ_BINARY = 0xB0
 _INS_READ_RECORD = 0xB2
-_INS_GET_BALANCE = 0x5C
-_INS_INITIALIZE = 0x50
-_INS_DEBIT = 0x54
-_INS_GET_TRANSACTION_PROVE = 0x5A
+_INS_GET_BALANCE = epurse.INS_GET_BALANCE
+_INS_INITIALIZE = epurse.INS_INITIALIZE
+_INS_DEBIT = epurse.INS_DEBIT_FOR_PURCHASE
+_INS_CREDIT = epurse.INS_CREDIT_FOR_LOAD
+_INS_GET_TRANSACTION_PROVE = epurse.INS_GET_TRANSACTION_PROVE
 
-_INITIALIZE_ANSWER_LENGTH = 15
-_DEBIT_ANSWER_LENGTH = 8
-_PROVE_ANSWER_LENGTH = 8
+_INITIALIZE_ANSWER_LENGTH = epurse.INITIALIZE_PURCHASE_ANSWER_LENGTH
+_DEBIT_ANSWER_LENGTH = epurse.DEBIT_ANSWER_LENGTH
+_PROVE_ANSWER_LENGTH = epurse.PROVE_ANSWER_LENGTH
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -257,6 +265,7 @@ class TransitState:
     online_serial: int = 0
     last_purchase: PurchaseRecord | None = None
     log: list[PurchaseRecord] = field(default_factory=list)
+    last_load: PurchaseRecord | None = None  # serial = the online serial before it; mac2 = the host's, accepted
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form for the card file; the log is newest first."""
@@ -266,18 +275,22 @@ class TransitState:
             "online_serial": self.online_serial,
             "last_purchase": None if self.last_purchase is None else self.last_purchase.to_dict(),
             "log": [record.to_dict() for record in self.log],
+            "last_load": None if self.last_load is None else self.last_load.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, fields: Fields) -> TransitState:
         """Load and validate; a negative balance or an oversize counter must never reach the card."""
-        fields.only("balance", "offline_serial", "online_serial", "last_purchase", "log")
+        fields.only("balance", "offline_serial", "online_serial", "last_purchase", "log", "last_load")
         balance = fields.int("balance", maximum=MAX_BALANCE)
         offline_serial = fields.int("offline_serial", maximum=MAX_SERIAL)
         online_serial = fields.int("online_serial", maximum=MAX_SERIAL)
         last = None
         if fields.data.get("last_purchase") is not None:
             last = PurchaseRecord.from_dict(fields.obj("last_purchase"))
+        last_load = None
+        if fields.data.get("last_load") is not None:
+            last_load = PurchaseRecord.from_dict(fields.obj("last_load"))
         records = list(fields.objects("log")) if "log" in fields.data else []
         if len(records) > LOG_SIZE:
             raise FileFormatError(f"{fields.where('log')}: must be a list of at most {LOG_SIZE} records")
@@ -287,6 +300,7 @@ class TransitState:
             online_serial=online_serial,
             last_purchase=last,
             log=[PurchaseRecord.from_dict(record) for record in records],
+            last_load=last_load,
         )
 
 
@@ -302,6 +316,18 @@ class _PendingPurchase:
     terminal_id: bytes
     card_random: bytes
     offline_serial: int
+
+
+@dataclass(frozen=True)
+class _PendingLoad:
+    """What INITIALIZE FOR LOAD quoted; RAM only like a purchase, so a MAC2 is good for this session alone."""
+
+    amount: int
+    terminal_id: bytes
+    card_random: bytes
+    online_serial: int
+    balance: int
+    session_key: bytes = field(repr=False)
 
 
 def _le_ok(le: int | None, answer_length: int) -> bool:
@@ -330,7 +356,7 @@ class TransitPurse:
         self.state = state
         self._on_change = on_change
         self._rng = rng
-        self._pending: _PendingPurchase | None = None
+        self._pending: _PendingPurchase | _PendingLoad | None = None
 
     # -- CardApplication ------------------------------------------------------------------------------
 
@@ -350,7 +376,7 @@ class TransitPurse:
 
     def process(self, command: CommandApdu) -> ResponseApdu:
         """Answer one command with a status word for every kind of bad input."""
-        pending, self._pending = self._pending, None  # DEBIT must immediately follow INITIALIZE
+        pending, self._pending = self._pending, None  # DEBIT / CREDIT must immediately follow INITIALIZE
         cla, ins = command.cla, command.ins
         if cla not in (_CLA_ISO, _CLA_PROPRIETARY):
             return ResponseApdu.error(StatusWord.CLA_NOT_SUPPORTED)
@@ -364,10 +390,12 @@ class TransitPurse:
             _INS_INITIALIZE: self._initialize,
             _INS_GET_TRANSACTION_PROVE: self._get_transaction_prove,
         }
-        if ins == _INS_DEBIT:
+        if ins in (_INS_DEBIT, _INS_CREDIT):
             if cla != _CLA_PROPRIETARY:
                 return ResponseApdu.error(StatusWord.CLA_NOT_SUPPORTED)
-            return self._debit(command, pending)
+            if ins == _INS_CREDIT:
+                return self._credit(command, pending if isinstance(pending, _PendingLoad) else None)
+            return self._debit(command, pending if isinstance(pending, _PendingPurchase) else None)
         if ins in iso:
             handler = iso[ins]
             expected_cla = _CLA_ISO
@@ -419,15 +447,23 @@ class TransitPurse:
 
     def _get_balance(self, command: CommandApdu) -> ResponseApdu:
         """``80 5C 00 02 04``: P2 02 is the e-purse; there is no e-deposit (P2 01) on this card."""
-        if command.p1 != 0x00 or command.p2 != 0x02:
+        if command.p1 != 0x00 or command.p2 != epurse.P2_EP:
             return ResponseApdu.error(StatusWord.INCORRECT_P1P2)
         if command.data or not _le_ok(command.le, 4):
             return ResponseApdu.error(StatusWord.WRONG_LENGTH)
         return ResponseApdu.success(self.state.balance.to_bytes(4, "big"))
 
+    def _random(self) -> bytes:
+        card_random = bytes(self._rng(4))
+        if len(card_random) != 4:
+            raise RuntimeError("rng must return exactly the requested number of bytes")
+        return card_random
+
     def _initialize(self, command: CommandApdu) -> ResponseApdu:
         """``80 50 01 02 0B``: quote balance, serial and a fresh random; nothing is charged yet."""
-        if command.p1 != 0x01 or command.p2 != 0x02:
+        if command.p1 == epurse.P1_INITIALIZE_LOAD and command.p2 == epurse.P2_EP:
+            return self._initialize_load(command)
+        if command.p1 != epurse.P1_INITIALIZE_PURCHASE or command.p2 != epurse.P2_EP:
             return ResponseApdu.error(StatusWord.INCORRECT_P1P2)
         data = command.data
         if len(data) != 11 or not _le_ok(command.le, _INITIALIZE_ANSWER_LENGTH):
@@ -442,9 +478,7 @@ class TransitPurse:
         if state.offline_serial >= MAX_SERIAL:
             # the 2-byte counter cannot name another purchase: the purse is used up
             return ResponseApdu.error(StatusWord.CONDITIONS_NOT_SATISFIED)
-        card_random = bytes(self._rng(4))
-        if len(card_random) != 4:
-            raise RuntimeError("rng must return exactly the requested number of bytes")
+        card_random = self._random()
         self._pending = _PendingPurchase(amount, terminal_id, card_random, state.offline_serial)
         return ResponseApdu.success(
             state.balance.to_bytes(4, "big")
@@ -496,30 +530,88 @@ class TransitPurse:
             mac2=mac2,
             tac=tac,
         )
-        before = (state.balance, state.offline_serial, state.last_purchase, state.log)
-        state.balance -= pending.amount
-        state.offline_serial += 1
-        state.last_purchase = record
-        state.log = [record, *state.log][:LOG_SIZE]
-        try:
-            self._changed()
-        except BaseException:
-            # the save failed: as on a card whose EEPROM write failed, the purchase did not happen
-            state.balance, state.offline_serial, state.last_purchase, state.log = before
-            raise
+        self._commit(record, balance=state.balance - pending.amount, offline_serial=state.offline_serial + 1,
+                     last_purchase=record)
         return ResponseApdu.success(tac + mac2)
 
+    def _initialize_load(self, command: CommandApdu) -> ResponseApdu:
+        """``80 50 00 02 0B``: quote balance, online serial, a fresh random and MAC1 for the load host; nothing is
+        credited until CREDIT FOR LOAD brings the host's MAC2 in the same session."""
+        data = command.data
+        if len(data) != epurse.INITIALIZE_DATA_LENGTH or not _le_ok(command.le, epurse.INITIALIZE_LOAD_ANSWER_LENGTH):
+            return ResponseApdu.error(StatusWord.WRONG_LENGTH)
+        if data[0] != epurse.LOAD_KEY_INDEX or self.keys.load_key is None:
+            return ResponseApdu.error(StatusWord.KEY_INDEX_NOT_SUPPORTED)
+        amount = int.from_bytes(data[1:5], "big")
+        terminal_id = bytes(data[5:11])
+        state = self.state
+        if amount == 0 or state.balance + amount > epurse.PURSE_LIMIT or state.online_serial >= MAX_SERIAL:
+            return ResponseApdu.error(StatusWord.CONDITIONS_NOT_SATISFIED)  # over the purse's ceiling, or used up
+        card_random = self._random()
+        seslk = transit_crypto.load_session_key(self.keys.load_key, card_random, state.online_serial)
+        mac1 = transit_crypto.load_mac1(seslk, state.balance, amount, TXN_TYPE_EP_LOAD, terminal_id)
+        self._pending = _PendingLoad(amount, terminal_id, card_random, state.online_serial, state.balance, seslk)
+        quote = epurse.LoadQuote(state.balance, state.online_serial, self.keys.key_version, ALGORITHM_ID_3DES,
+                                 card_random, mac1)
+        return ResponseApdu.success(quote.encode())
+
+    def _credit(self, command: CommandApdu, pending: _PendingLoad | None) -> ResponseApdu:
+        """``80 52 00 00 0B``: check the host's MAC2, credit, count the online serial, persist, answer the TAC."""
+        if command.p1 != 0x00 or command.p2 != 0x00:
+            return ResponseApdu.error(StatusWord.INCORRECT_P1P2)
+        data = command.data
+        if len(data) != epurse.CREDIT_DATA_LENGTH or not _le_ok(command.le, epurse.CREDIT_ANSWER_LENGTH):
+            return ResponseApdu.error(StatusWord.WRONG_LENGTH)
+        if pending is None:
+            return ResponseApdu.error(StatusWord.CONDITIONS_NOT_SATISFIED)
+        date_time, mac2 = bytes(data[0:7]), bytes(data[7:11])
+        expected = transit_crypto.load_mac2(pending.session_key, pending.amount, TXN_TYPE_EP_LOAD,
+                                            pending.terminal_id, date_time)
+        if not hmac.compare_digest(expected, mac2):
+            return ResponseApdu.error(StatusWord.MAC_INVALID)
+        if not _bcd_datetime_ok(date_time):
+            return ResponseApdu.error(StatusWord.WRONG_DATA)
+        state = self.state
+        new_balance = state.balance + pending.amount
+        if (pending.online_serial != state.online_serial or pending.balance != state.balance
+                or new_balance > epurse.PURSE_LIMIT):
+            return ResponseApdu.error(StatusWord.CONDITIONS_NOT_SATISFIED)  # state moved, or past the ceiling
+        tac = transit_crypto.load_tac(self.keys.tac_key, new_balance, pending.online_serial, pending.amount,
+                                      TXN_TYPE_EP_LOAD, pending.terminal_id, date_time)
+        record = PurchaseRecord(
+            offline_serial=pending.online_serial, amount=pending.amount, txn_type=TXN_TYPE_EP_LOAD,
+            terminal_id=pending.terminal_id, terminal_serial=bytes(4), date_time=date_time, mac2=mac2, tac=tac,
+        )
+        self._commit(record, balance=new_balance, online_serial=state.online_serial + 1, last_load=record)
+        return ResponseApdu.success(tac)
+
     def _get_transaction_prove(self, command: CommandApdu) -> ResponseApdu:
-        """``80 5A 00 06 02 serial``: MAC2 ‖ TAC of the last purchase, so a torn answer can be recovered."""
-        if command.p1 != 0x00 or command.p2 != TXN_TYPE_EP_PURCHASE:
+        """``80 5A 00 tt 02 serial``: MAC ‖ TAC of the last purchase (06, MAC2 the card made) or load (02, the
+        MAC2 the card accepted), so a torn answer can be recovered."""
+        if command.p1 != 0x00 or command.p2 not in (TXN_TYPE_EP_PURCHASE, TXN_TYPE_EP_LOAD):
             return ResponseApdu.error(StatusWord.INCORRECT_P1P2)
         if len(command.data) != 2 or not _le_ok(command.le, _PROVE_ANSWER_LENGTH):
             return ResponseApdu.error(StatusWord.WRONG_LENGTH)
         serial = int.from_bytes(command.data, "big")
-        last = self.state.last_purchase
+        last = self.state.last_purchase if command.p2 == TXN_TYPE_EP_PURCHASE else self.state.last_load
         if last is None or last.offline_serial != serial:
             return ResponseApdu.error(StatusWord.REFERENCED_DATA_NOT_FOUND)
         return ResponseApdu.success(last.mac2 + last.tac)
+
+    def _commit(self, record: PurchaseRecord, **changes: Any) -> None:
+        """Apply a transaction's changes and log record, then save; a failed save undoes them all (as on a card
+        whose EEPROM write failed: the transaction did not happen)."""
+        state = self.state
+        before = {name: getattr(state, name) for name in (*changes, "log")}
+        for name, value in changes.items():
+            setattr(state, name, value)
+        state.log = [record, *state.log][:LOG_SIZE]
+        try:
+            self._changed()
+        except BaseException:
+            for name, value in before.items():
+                setattr(state, name, value)
+            raise
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -203,15 +203,16 @@ def _build(root: Path, today: datetime.date, progress: Callable[[str], None]) ->
     transit_keys, transit_index = [], []
     transit_cards: dict[str, tuple[Any, Any]] = {}
     for number, city in enumerate(TRANSIT_CITIES, start=1):
-        purchase_master, tac_master = secrets.token_bytes(16), secrets.token_bytes(16)
-        transit_keys.append({
+        purchase_master, tac_master, load_master = (secrets.token_bytes(16) for _ in range(3))
+        transit_keys.append({  # the PSAMs read only the purchase keys; the load host the load and TAC keys
             "city": city.code, "name": city.name, "city_code": city.city_code,
             "purchase_master_key": purchase_master.hex().upper(), "tac_master_key": tac_master.hex().upper(),
+            "load_master_key": load_master.hex().upper(),
         })
         for serial in range(1, TRANSIT_CARDS_PER_CITY + 2):  # the plain cards, then one for a phone
             card_number = f"{city.city_code}{number:02d}{serial:010d}"
             profile, keys = transit_card(
-                purchase_master, tac_master, card_number=card_number, city_code=city.city_code,
+                purchase_master, tac_master, load_master, card_number=card_number, city_code=city.city_code,
                 city_name=city.name, valid_from=today.replace(day=1), valid_to=card_expiry,
             )
             if serial <= TRANSIT_CARDS_PER_CITY:

@@ -164,8 +164,8 @@ def diversify_transit_key(master: bytes, card_number: str) -> bytes:
 
 
 def transit_card(
-    master_purchase_key: bytes, master_tac_key: bytes, *, card_number: str, city_code: str, city_name: str,
-    valid_from: datetime.date, valid_to: datetime.date,
+    master_purchase_key: bytes, master_tac_key: bytes, master_load_key: bytes, *, card_number: str, city_code: str,
+    city_name: str, valid_from: datetime.date, valid_to: datetime.date,
 ) -> tuple[TransitProfile, TransitKeys]:
     profile = TransitProfile(
         card_number=card_number,
@@ -178,5 +178,6 @@ def transit_card(
     keys = TransitKeys(
         purchase_key=diversify_transit_key(master_purchase_key, card_number),
         tac_key=diversify_transit_key(master_tac_key, card_number),
+        load_key=diversify_transit_key(master_load_key, card_number),
     )
     return profile, keys

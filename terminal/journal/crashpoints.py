@@ -36,6 +36,8 @@ CRASH_POINTS: dict[str, str] = {
     "fare.clearing_answered": "transit clearing answered a batch of fares, the answer not yet recorded in the journal",
     "fare.debited": "the card answered DEBIT (or PROVE), the torn-purchase memory not yet cleared nor the fare's "
                     "record (TAC) kept",
+    "load.credit_saved": "transit load remembered as possibly credited, CREDIT FOR LOAD not yet sent",
+    "load.credited": "the card answered CREDIT FOR LOAD (or PROVE), the load not yet recorded as credited",
 }
 
 

@@ -168,7 +168,24 @@ ALTER TABLE transit_fares ADD COLUMN clearing TEXT;
 CREATE INDEX transit_fares_to_clear ON transit_fares (terminal_id, id) WHERE clearing IS NULL
 """
 
-_MIGRATIONS = (_SCHEMA, _SCHEMA_2, _SCHEMA_3, _SCHEMA_4)  # the script that brings a journal to version i + 1
+# version 5: transit loads (top-up at the counter): a load whose CREDIT was sent (until the card proves what became
+# of it), then credited with its TAC until the host confirmed it; one per card and online serial
+_SCHEMA_5 = """
+CREATE TABLE transit_loads (
+    id INTEGER PRIMARY KEY,
+    card_number TEXT NOT NULL,
+    online_serial INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('credit_sent', 'credited', 'unproven', 'confirmed', 'refused')),
+    record TEXT NOT NULL,
+    confirm_stan TEXT,
+    confirm_date TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    UNIQUE (card_number, online_serial)
+)
+"""
+
+_MIGRATIONS = (_SCHEMA, _SCHEMA_2, _SCHEMA_3, _SCHEMA_4, _SCHEMA_5)  # the script that brings a journal to version i + 1
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -678,6 +695,10 @@ class Journal:
 
     # --- transit: the software PSAM's memory -------------------------------------------------------------------
 
+    def transit_loads(self) -> TransitLoads:
+        """The loads' memory (`terminal.kernel.transit_load.LoadMemory`) and their confirmations, in this journal."""
+        return TransitLoads(self)
+
     def transit_memory(self, terminal_id: bytes) -> TransitMemory:
         """The PSAM memory of one PSAM terminal id (`terminal.kernel.transit.PsamMemory`), in this journal."""
         return TransitMemory(self, terminal_id.hex().upper())
@@ -774,3 +795,80 @@ class TransitMemory:
     def torn_count(self) -> int:
         return int(self._journal._db.execute("SELECT COUNT(*) FROM psam_torn WHERE terminal_id = ?",
                                              (self._terminal_id,)).fetchone()[0])
+
+
+@dataclass(frozen=True)
+class LoadToConfirm:
+    """A credited load whose TAC the host has not acknowledged yet; the STAN is kept once given (a resend is a
+    retransmission the host answers from its store)."""
+
+    load_id: int
+    record: dict[str, Any]
+    stan: str | None
+    local_date: str | None
+
+
+class TransitLoads:
+    """Loads at this counter: the one whose CREDIT may have reached a card (per card), and the credited ones until
+    the host confirmed their TAC. Plain JSON of transit card numbers, amounts, serials, MAC2 and TAC: no key."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def remember_credit(self, card_number: str, load: Mapping[str, Any]) -> None:
+        journal = self._journal
+        with journal._transaction():
+            journal._db.execute(
+                "INSERT INTO transit_loads (card_number, online_serial, state, record, created, updated)"
+                " VALUES (?, ?, 'credit_sent', ?, ?, ?) ON CONFLICT (card_number, online_serial) DO UPDATE SET"
+                " record = excluded.record, updated = excluded.updated WHERE state = 'credit_sent'",
+                (card_number, int(load["online_serial"]), _dumps(dict(load)), journal._stamp(), journal._stamp()))
+        crash_point("load.credit_saved")
+
+    def credit_pending(self, card_number: str) -> dict[str, Any] | None:
+        row = self._journal._db.execute(
+            "SELECT record FROM transit_loads WHERE card_number = ? AND state = 'credit_sent' ORDER BY id DESC",
+            (card_number,)).fetchone()
+        return None if row is None else dict(json.loads(row["record"]))
+
+    def forget_credit(self, card_number: str) -> None:
+        journal = self._journal
+        with journal._transaction():
+            journal._db.execute("DELETE FROM transit_loads WHERE card_number = ? AND state = 'credit_sent'",
+                                (card_number,))
+
+    def complete_load(self, card_number: str, load: Mapping[str, Any]) -> None:
+        crash_point("load.credited")  # the card has answered; until this commits the load counts as torn
+        journal = self._journal
+        state = "credited" if load.get("tac") else "unproven"
+        with journal._transaction():
+            journal._db.execute(
+                "UPDATE transit_loads SET state = ?, record = ?, updated = ? WHERE card_number = ? AND"
+                " online_serial = ? AND state = 'credit_sent'",
+                (state, _dumps(dict(load)), journal._stamp(), card_number, int(load["online_serial"])))
+
+    def to_confirm(self) -> list[LoadToConfirm]:
+        rows = self._journal._db.execute(
+            "SELECT id, record, confirm_stan, confirm_date FROM transit_loads WHERE state = 'credited' ORDER BY id"
+        ).fetchall()
+        return [LoadToConfirm(row["id"], dict(json.loads(row["record"])), row["confirm_stan"], row["confirm_date"])
+                for row in rows]
+
+    def give_stan(self, load_id: int, stan: str, local_date: str) -> None:
+        """The confirmation's STAN, committed before it is first sent."""
+        journal = self._journal
+        with journal._transaction():
+            journal._db.execute("UPDATE transit_loads SET confirm_stan = ?, confirm_date = ?, updated = ?"
+                                " WHERE id = ?", (stan, local_date, journal._stamp(), load_id))
+
+    def confirmed(self, load_id: int, *, accepted: bool) -> None:
+        journal = self._journal
+        with journal._transaction():
+            journal._db.execute("UPDATE transit_loads SET state = ?, updated = ? WHERE id = ?",
+                                ("confirmed" if accepted else "refused", journal._stamp(), load_id))
+
+    def loads(self) -> list[dict[str, Any]]:
+        """Every load this counter credited (its record and state), oldest first."""
+        rows = self._journal._db.execute(
+            "SELECT record, state FROM transit_loads WHERE state != 'credit_sent' ORDER BY id").fetchall()
+        return [{**json.loads(row["record"]), "state": row["state"]} for row in rows]

@@ -1,4 +1,5 @@
-"""The terminal's contactless kernels: qPBOC purchases (``qpboc.run``) and transit fares (``transit.fare``).
+"""The terminal's contactless kernels: qPBOC purchases (``qpboc.run``), transit fares (``transit.fare``) and
+transit top-ups (``transit_load.load``).
 
 Pure logic: the card is reached only through a ``transceive(apdu) -> bytes`` callable that the reader
 provides, so the kernels run the same against a software card, the software PN532 or a real reader.

@@ -37,3 +37,5 @@ class Message(StrEnum):
     FARE_PAID = "Fare paid"
     INSUFFICIENT_BALANCE = "Insufficient balance"
     CARD_EXPIRED = "Card expired"
+    TOPPED_UP = "Card topped up"
+    BALANCE_LIMIT = "Over the card's balance limit"

@@ -21,19 +21,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from emvcore import tlv
+from emvcore import epurse, tlv
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, describe_sw
 from emvcore.crypto import transit as transit_crypto
 from emvcore.crypto.keys import derive_icc_mk_a
-from emvcore.crypto.transit import TXN_TYPE_EP_PURCHASE
 from terminal.kernel.errors import CardGone
 from terminal.kernel.outcome import Message, Outcome
 
 __all__ = ["TRANSIT_AID", "Psam", "PsamMemory", "PsamMemoryError", "PsamPurchase", "TransitResult", "fare"]
 
-TRANSIT_AID = bytes.fromhex("A000000632010105")
+TRANSIT_AID = epurse.AID
 
-_KEY_INDEX = 0x01
+_TXN_EP_PURCHASE = epurse.TXN_EP_PURCHASE
 _PUBLIC_FILE_LENGTH = 30
 _MAX_AMOUNT = 0xFFFFFFFF
 
@@ -153,7 +152,7 @@ class Psam:
         self._memory.store_serial(self.serial)
         terminal_serial = self.serial.to_bytes(4, "big")
         session_key = self._session_key(city_code, card_number, card_random, offline_serial, terminal_serial)
-        mac1 = transit_crypto.purchase_mac1(session_key, amount, TXN_TYPE_EP_PURCHASE, self.terminal_id, date_time)
+        mac1 = transit_crypto.purchase_mac1(session_key, amount, _TXN_EP_PURCHASE, self.terminal_id, date_time)
         purchase = PsamPurchase(card_number, offline_serial, amount, terminal_serial, date_time, session_key,
                                 city_code, bytes(card_random))
         return purchase, mac1
@@ -218,6 +217,7 @@ class TransitResult:
     balance_before: int | None = None
     balance_after: int | None = None
     offline_serial: int | None = None
+    online_serial: int | None = None  # a load's: the card's online serial before the credit
     terminal_serial: bytes | None = None
     date_time: bytes | None = None  # BCD YYYYMMDDhhmmss as sent in DEBIT
     mac2: bytes | None = None
@@ -227,6 +227,8 @@ class TransitResult:
 
 
 class _Stop(Exception):
+    """Ends an e-purse transaction with this outcome and shopper message; `reason` goes to the log."""
+
     def __init__(self, outcome: Outcome, message: str, reason: str) -> None:
         super().__init__(reason)
         self.outcome, self.message, self.reason = outcome, message, reason
@@ -266,6 +268,18 @@ def _read_public_file(answer: ResponseApdu) -> tuple[str, str, date, date]:
     return card_number, city_code, valid_from, valid_to
 
 
+def select_card(transceive: Callable[[bytes], bytes], now: datetime, result: TransitResult) -> tuple[str, str]:
+    """SELECT the e-purse: its card number and city code (kept in `result`), refused when out of its dates."""
+    answer = _send(transceive, epurse.select(), "SELECT")
+    if not answer.ok:
+        raise _Stop(Outcome.END_APPLICATION, Message.NOT_SUPPORTED, f"SELECT transit: {describe_sw(answer.sw)}")
+    card_number, city_code, valid_from, valid_to = _read_public_file(answer)
+    result.card_number, result.city_code = card_number, city_code
+    if not valid_from <= now.date() <= valid_to:
+        raise _Stop(Outcome.DECLINED, Message.CARD_EXPIRED, "card outside its validity dates")
+    return card_number, city_code
+
+
 def fare(
     transceive: Callable[[bytes], bytes], psam: Psam, amount: int, now: datetime
 ) -> TransitResult:
@@ -275,8 +289,13 @@ def fare(
         result.message = Message.ENTER_AMOUNT
         result.reasons.append(f"invalid fare {amount!r}")
         return result
+    return guarded(lambda: _fare(transceive, psam, amount, now, result), result)
+
+
+def guarded(run: Callable[[], None], result: TransitResult) -> TransitResult:
+    """Run one e-purse transaction; a card gone mid-way asks for it again, a stop or unreadable answer ends it."""
     try:
-        _fare(transceive, psam, amount, now, result)
+        run()
     except CardGone as error:
         result.outcome, result.message = Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN
         result.reasons.append(f"card gone: {type(error).__name__}")
@@ -292,15 +311,9 @@ def fare(
 def _fare(
     transceive: Callable[[bytes], bytes], psam: Psam, amount: int, now: datetime, result: TransitResult
 ) -> None:
-    answer = _send(transceive, CommandApdu(0x00, 0xA4, 0x04, 0x00, TRANSIT_AID, le=256), "SELECT")
-    if not answer.ok:
-        raise _Stop(Outcome.END_APPLICATION, Message.NOT_SUPPORTED, f"SELECT transit: {describe_sw(answer.sw)}")
-    card_number, city_code, valid_from, valid_to = _read_public_file(answer)
-    result.card_number, result.city_code = card_number, city_code
+    card_number, city_code = select_card(transceive, now, result)
     if not psam.knows(city_code):
         raise _Stop(Outcome.END_APPLICATION, Message.NOT_SUPPORTED, f"no PSAM key for city {city_code}")
-    if not valid_from <= now.date() <= valid_to:
-        raise _Stop(Outcome.DECLINED, Message.CARD_EXPIRED, "card outside its validity dates")
 
     try:
         torn = psam.torn(card_number)
@@ -309,11 +322,10 @@ def _fare(
     if torn is not None and _recover(transceive, psam, torn, result):
         return
 
-    initialize = bytes([_KEY_INDEX]) + amount.to_bytes(4, "big") + psam.terminal_id
-    answer = _send(transceive, CommandApdu(0x80, 0x50, 0x01, 0x02, initialize, le=0x0F), "INITIALIZE FOR PURCHASE")
+    answer = _send(transceive, epurse.initialize_for_purchase(amount, psam.terminal_id), "INITIALIZE FOR PURCHASE")
     if answer.sw == _SW_INSUFFICIENT_BALANCE:
         raise _Stop(Outcome.DECLINED, Message.INSUFFICIENT_BALANCE, "INITIALIZE: balance too low")
-    if not answer.ok or len(answer.data) != 15:
+    if not answer.ok or len(answer.data) != epurse.INITIALIZE_PURCHASE_ANSWER_LENGTH:
         raise _Stop(Outcome.END_APPLICATION, Message.CARD_ERROR, f"INITIALIZE: {describe_sw(answer.sw)}")
     data = answer.data
     balance, offline_serial, card_random = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:6], "big"), data[11:]
@@ -323,9 +335,9 @@ def _fare(
     purchase, mac1 = psam.mac1(city_code, card_number, card_random, offline_serial, amount, date_time)
     result.terminal_serial, result.date_time = purchase.terminal_serial, date_time
     psam.remember_torn(purchase)  # from here on a tear may have cost the rider money
-    debit = purchase.terminal_serial + date_time + mac1
     try:
-        answer = _send(transceive, CommandApdu(0x80, 0x54, 0x01, 0x00, debit, le=0x08), "DEBIT FOR PURCHASE")
+        answer = _send(transceive, epurse.debit_for_purchase(purchase.terminal_serial, date_time, mac1),
+                       "DEBIT FOR PURCHASE")
     except _Stop as stop:  # an unreadable answer may hide a debit: keep it for GET TRANSACTION PROVE
         raise _Stop(Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN, stop.reason) from None
     if answer.ok and len(answer.data) != 8:
@@ -345,8 +357,7 @@ def _fare(
 
 def _recover(transceive: Callable[[bytes], bytes], psam: Psam, torn: PsamPurchase, result: TransitResult) -> bool:
     """GET TRANSACTION PROVE for the torn purchase; True when it had been paid (and is now complete)."""
-    serial = torn.offline_serial.to_bytes(2, "big")
-    answer = _send(transceive, CommandApdu(0x80, 0x5A, 0x00, TXN_TYPE_EP_PURCHASE, serial, le=0x08), "PROVE")
+    answer = _send(transceive, epurse.get_transaction_prove(_TXN_EP_PURCHASE, torn.offline_serial), "PROVE")
     if answer.sw == _SW_NOT_FOUND:
         psam.forget_torn(torn.card_number)
         result.reasons.append("the torn purchase was never debited; charging anew")

@@ -27,6 +27,8 @@ shows what the shopper sees anyway, never a card number.
 on the display's stream, its outcome and receipt). It sends ``POST /keypad/sale`` with ``{"amount", "pin"}``:
 the PIN is ``[ecr] keypad_pin`` (no PIN configured: 403, the keypad is off), compared in constant time; after
 `KEYPAD_TRIES` wrong ones in a row every PIN is refused (429) for `KEYPAD_LOCK_SECONDS`. The rest is ``/sale``'s.
+Its "Top up transit card" sends ``POST /keypad/load`` the same way: a top-up of that amount (at most the purse's
+limit) on the transit card presented, answered like a sale (``charged`` is the amount loaded).
 
 ``GET /status`` needs no secret: it holds no secret (no key, no PAN but the receipt's masked one), the Host and
 Origin checks keep web pages from reading it, and health checks can read it without holding the secret that
@@ -56,6 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emvcore.epurse import PURSE_LIMIT
 from hostproto.messages import MAX_AMOUNT
 from terminal.config import ECR_SECRET_MIN
 
@@ -68,7 +71,7 @@ MAX_BODY_BYTES = 4096
 REQUEST_SECONDS = 10.0  # the whole request must arrive within this
 WRITE_SECONDS = 10.0  # the client must take the answer within this
 MAX_CONNECTIONS = 64  # served at once; a stalled one counts until REQUEST_SECONDS cut it off
-ROUTES = "GET /status, GET /display, GET /keypad, POST /sale, POST /keypad/sale"
+ROUTES = "GET /status, GET /display, GET /keypad, POST /sale, POST /keypad/sale, POST /keypad/load"
 PAGE_FILES = Path(__file__).with_name("pages")
 PAGE_TYPES = {"display.css": "text/css; charset=utf-8", "display.js": "text/javascript; charset=utf-8",
               "keypad.js": "text/javascript; charset=utf-8", "keypad.css": "text/css; charset=utf-8",
@@ -310,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._allowed():
             return
         path = self.path.split("?")[0]
-        if path not in ("/sale", "/keypad/sale"):
+        if path not in ("/sale", "/keypad/sale", "/keypad/load"):
             self._answer(404, {"error": f"not found: {ROUTES}"})
             return
         if path == "/sale" and not self._authorized():
@@ -324,14 +327,16 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(body, str):
             self._answer(400, {"error": body})
             return
-        if path == "/keypad/sale" and not self._keypad_pin_ok(body.get("pin")):
+        if path.startswith("/keypad/") and not self._keypad_pin_ok(body.get("pin")):
             return
+        kind = "load" if path == "/keypad/load" else "sale"
+        most = PURSE_LIMIT if kind == "load" else MAX_AMOUNT
         amount = body.get("amount")
-        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
-            self._answer(400, {"error": f"amount: a whole number of fen, 1 to {MAX_AMOUNT}"})
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= most:
+            self._answer(400, {"error": f"amount: a whole number of fen, 1 to {most}"})
             return
         service = self.server.service
-        job = service.submit_local(amount)
+        job = service.submit_local(amount, kind=kind)
         if job is None:
             if service.stopping:
                 self._answer(503, {"error": "the terminal is stopping"})

@@ -48,6 +48,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from emvcore import epurse
+from emvcore.tags import mask_pan
 from hostproto.messages import ECR_MAX_RUN_SECONDS, MAX_AMOUNT, psam_id
 from terminal.assemble import Parts, host_link
 from terminal.config import TerminalConfig
@@ -119,6 +121,7 @@ class SaleJob:
     amount: int
     source: str  # "local" (this machine's ECR endpoint) or "ecr" (the dashboard's virtual ECR)
     ecr_id: int | None = None
+    kind: str = "sale"  # or "load": a top-up of a transit card (the keypad's "Top up transit card")
     done: threading.Event = field(default_factory=threading.Event)
     result: SaleResult | None = None
     stan: str | None = None
@@ -128,6 +131,17 @@ class SaleJob:
         """What the local register gets: the SaleResult JSON plus the STAN and the (masked) receipt."""
         assert self.result is not None
         return {**self.result.to_json(), "stan": self.stan, "receipt": self.receipt}
+
+
+def topup_sale(result: TransitResult) -> SaleResult:
+    """A top-up as the register, the keypad and the status show a sale: `charged` is what was loaded, the card's
+    new balance is in the message, the transit card number masked like a PAN."""
+    approved = result.outcome == Outcome.APPROVED
+    balance = f" (balance {format_amount(result.balance_after)})" if approved and result.balance_after else ""
+    return SaleResult(result.outcome, f"{result.message}{balance}", result.amount,
+                      charged=result.amount if approved else 0,
+                      pan_masked=mask_pan(result.card_number) if result.card_number else None,
+                      aid=epurse.AID.hex().upper(), label="Transit top-up", taps=1 if result.card_number else 0)
 
 
 class TerminalService:
@@ -204,12 +218,12 @@ class TerminalService:
         """A metro gate charges its fare at every tap and takes no sales (`[transit] gate_fare`)."""
         return self.config.transit.gate_fare is not None
 
-    def submit_local(self, amount: int) -> SaleJob | None:
-        """Queue a sale from the local register; None when a sale is already queued or running, when stopping,
-        or at a gate (no sale would ever run)."""
+    def submit_local(self, amount: int, *, kind: str = "sale") -> SaleJob | None:
+        """Queue a sale (or a top-up, `kind` "load") from the local register or keypad; None when one is already
+        queued or running, when stopping, or at a gate (it runs no jobs)."""
         if self.gate:
             return None
-        return self._submit(SaleJob(amount, "local"), exclusive=True)
+        return self._submit(SaleJob(amount, "local", kind=kind), exclusive=True)
 
     def stop(self) -> None:
         """Ask the service to stop; safe from a signal handler (it only sets a flag)."""
@@ -355,7 +369,11 @@ class TerminalService:
         self.state = WAITING
         started = self._clock()
         try:
-            result = self.parts.counter.sale(job.amount, wait_seconds=self.sale_wait, cancelled=self._cancelled)
+            if job.kind == "load":
+                result = topup_sale(self.parts.counter.load(job.amount, wait_seconds=self.sale_wait,
+                                                            cancelled=self._cancelled))
+            else:
+                result = self.parts.counter.sale(job.amount, wait_seconds=self.sale_wait, cancelled=self._cancelled)
         except Exception as error:  # one broken sale must not take the counter down; no message: it may hold data
             log.error("sale: unexpected %s", type(error).__name__)
             log.debug("sale: unexpected error", exc_info=True)

@@ -145,11 +145,12 @@ def test_a_journal_from_before_the_psam_memory_is_migrated_in_place(tmp_path: Pa
         journal._db.execute("DROP TABLE psam_torn")
         journal._db.execute("DROP TABLE psam_serials")
         journal._db.execute("DROP TABLE transit_fares")
+        journal._db.execute("DROP TABLE transit_loads")
         journal._db.execute("PRAGMA user_version = 1")
         stan = journal.next_stan()
         journal.begin_sale(stan, journal.today(), 1_00, {"tid": "QP000001", "mti": "0200"})
     with Journal.open(path) as journal:
-        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         memory = journal.transit_memory(PSAM_ID)
         memory.store_serial(7)
         assert memory.serial() == 7 and memory.torn_count() == 0 and memory.fares() == []

@@ -1,10 +1,11 @@
-// The merchant keypad: type an amount, charge it (the terminal's keypad PIN is asked once per page), follow the
-// sale on the customer display's stream, see the outcome and the receipt.
+// The merchant keypad: type an amount, charge it or top up a transit card with it (the terminal's keypad PIN is
+// asked once per page), follow it on the customer display's stream, see the outcome and the receipt.
 "use strict";
 var fen = 0;
 var pin = null;  // the keypad PIN, once typed (kept for this page only)
 var typing = null;  // the PIN being typed on the keys, or null while they enter the amount
 var busy = false;
+var action = "/keypad/sale";  // what OK after the PIN runs: the sale, or "/keypad/load" (a top-up)
 
 function yuan(value) {
   var text = String(Math.floor(value / 100)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
@@ -13,6 +14,8 @@ function yuan(value) {
 
 function show() {
   var charge = document.getElementById("charge");
+  var topup = document.getElementById("topup");
+  topup.disabled = busy || typing !== null || fen === 0;
   if (typing !== null) {
     document.getElementById("prompt").textContent = "Keypad PIN";
     document.getElementById("amount").textContent = "•".repeat(typing.length) || " ";
@@ -49,7 +52,17 @@ function receipt(lines) {
 }
 
 function charge() {
-  if (typing !== null) {  // the PIN is typed: charge with it
+  if (typing === null) { action = "/keypad/sale"; }
+  run();
+}
+
+function topup() {
+  action = "/keypad/load";
+  run();
+}
+
+function run() {
+  if (typing !== null) {  // the PIN is typed: go on with it
     pin = typing;
     typing = null;
   }
@@ -63,14 +76,15 @@ function charge() {
   show();
   outcome("");
   receipt([]);
-  fetch("/keypad/sale", {method: "POST", headers: {"Content-Type": "application/json"},
+  fetch(action, {method: "POST", headers: {"Content-Type": "application/json"},
                          body: JSON.stringify({amount: fen, pin: pin})})
     .then(function (answer) { return answer.json().then(function (body) { return [answer.status, body]; }); })
     .then(function (result) {
       var status = result[0], body = result[1];
       if (status === 200) {
         var approved = body.outcome === "Approved";
-        outcome(approved ? "Approved " + yuan(body.charged) : body.message, approved ? "ok" : "error");
+        var words = action === "/keypad/load" ? body.message : "Approved " + yuan(body.charged);
+        outcome(approved ? words : body.message, approved ? "ok" : "error");
         receipt(body.receipt);
         fen = 0;
       } else {
@@ -106,6 +120,7 @@ document.querySelectorAll("#keys button").forEach(function (button) {
   button.addEventListener("click", function () { key(button.dataset.key); });
 });
 document.getElementById("charge").addEventListener("click", charge);
+document.getElementById("topup").addEventListener("click", topup);
 document.getElementById("receipt-button").addEventListener("click", lastReceipt);
 show();
 follow();

@@ -10,6 +10,7 @@ from emvcore.crypto.transit import (
     load_mac1,
     load_mac2,
     load_session_key,
+    load_tac,
     purchase_mac1,
     purchase_mac2,
     purchase_session_key,
@@ -198,3 +199,37 @@ def test_field_lengths() -> None:
         purchase_mac2(KEY, 1)
     with pytest.raises(ValueError, match="session key"):
         load_mac1(bytes(7), 0, 1, 1, TERMINAL)
+
+
+# --- load TAC (PBOC e-purse: no published value; the layout through pyemv) ----------------------------------------
+
+
+def test_load_tac_definition() -> None:
+    tac_key = h("00112233445566778899AABBCCDDEEFF")
+    dt = h("20111221214822")
+    tac = load_tac(tac_key, 0x1000, 0x0000, AMOUNT, 0x02, TERMINAL, dt)
+    data = h("00001000") + h("0000") + h("00001000") + h("02") + TERMINAL + dt
+    assert tac == _oracle_mac(h("8888888888888888"), data)
+    assert tac != load_tac(tac_key, 0x1000, 0x0001, AMOUNT, 0x02, TERMINAL, dt)  # the serial is bound
+    assert tac != load_tac(tac_key, 0x1001, 0x0000, AMOUNT, 0x02, TERMINAL, dt)  # and the new balance
+
+
+@settings(deadline=None)
+@given(key16, u32, u16, u32, u8, b6, b7)
+def test_load_tac_matches_pyemv(
+    tac_key: bytes, balance: int, serial: int, amount: int, ttype: int, tid: bytes, dt: bytes
+) -> None:
+    data = balance.to_bytes(4, "big") + serial.to_bytes(2, "big") + amount.to_bytes(4, "big") + bytes([ttype]) + tid
+    expected = _oracle_mac(pyemv_tools.xor(tac_key[:8], tac_key[8:]), data + dt)
+    assert load_tac(tac_key, balance, serial, amount, ttype, tid, dt) == expected
+
+
+def test_load_tac_argument_checks() -> None:
+    with pytest.raises(ValueError, match="balance"):
+        load_tac(KEY, 1 << 32, 0, 1, 2, TERMINAL, bytes(7))
+    with pytest.raises(ValueError, match="online serial"):
+        load_tac(KEY, 0, 0x10000, 1, 2, TERMINAL, bytes(7))
+    with pytest.raises(ValueError, match="date-time"):
+        load_tac(KEY, 0, 0, 1, 2, TERMINAL, bytes(6))
+    with pytest.raises(ValueError, match="TAC key"):
+        load_tac(bytes(8), 0, 0, 1, 2, TERMINAL, bytes(7))

@@ -424,9 +424,10 @@ def test_the_wallet_file_holds_no_key(world: World) -> None:
         assert udk not in text
     transit = wallet.transit[0].profile
     city = next(c for c in world.transit_keys() if c["city_code"] == transit.city_code)
-    for name in ("purchase_master_key", "tac_master_key"):
+    for name in ("purchase_master_key", "tac_master_key", "load_master_key"):
         card_key = diversify_transit_key(bytes.fromhex(city[name]), transit.card_number).hex().upper()
-        assert card_key in {sealed[wallet.transit[0].id]["purchase_key"], sealed[wallet.transit[0].id]["tac_key"]}
+        keys = sealed[wallet.transit[0].id]
+        assert card_key in {keys["purchase_key"], keys["tac_key"], keys["load_key"]}
         assert card_key not in text
         assert city[name].upper() not in text
     assert world.tsp()["token_imk"].upper() not in text
