@@ -20,7 +20,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.routing import IntegerConverter
 
 from acquirer_stub import accounts, fields, throttle
-from acquirer_stub.app import get_db
+from acquirer_stub.store.db import get_db
 
 csrf = CSRFProtect()
 login_manager = LoginManager()

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from acquirer_stub.app import get_db
+from acquirer_stub.store.db import get_db
 from acquirer_stub.tsp import binding, lifecycle
 from acquirer_stub.web import role_required
 

@@ -16,10 +16,9 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask_login import current_user
 
 from acquirer_stub import exception_queue
-from acquirer_stub.app import get_db
 from acquirer_stub.dashboard import charts, clearing, feed, present, transit
 from acquirer_stub.ecr import handover
-from acquirer_stub.store.db import transaction
+from acquirer_stub.store.db import get_db, transaction
 from acquirer_stub.store.events import record as _event
 from acquirer_stub.tsp import lifecycle
 from acquirer_stub.web import role_required

@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from acquirer_stub import accounts, fields, throttle
-from acquirer_stub.app import get_db
+from acquirer_stub.store.db import get_db
 from acquirer_stub.tsp import binding
 from acquirer_stub.web import client_address, csrf
 
