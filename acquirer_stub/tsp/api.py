@@ -80,10 +80,10 @@ def _authenticate() -> Any:
     except BadSignature:
         return _error(401, "not a valid session token; log in again")
     session_id = claims.get("session") if isinstance(claims, dict) else None
-    row = accounts.session_user(get_db(), session_id, accounts.TSP) if isinstance(session_id, str) else None
-    if row is None or row["role"] != "cardholder":
+    user = accounts.session_user(get_db(), session_id, accounts.TSP) if isinstance(session_id, str) else None
+    if user is None or user.role != "cardholder":
         return _error(401, "the session has ended or is not valid; log in again")
-    g.tsp_user = int(row["id"])
+    g.tsp_user = user.id
     g.tsp_session = session_id
     return None
 
