@@ -59,6 +59,7 @@ def of_transaction(connection: sqlite3.Connection, transaction_id: int, tid: str
 
     SQLite's JSON functions: the PostgreSQL backend needs its own form of this query (`body::jsonb ->> …`).
     """
-    return fetch_all(connection, Event, f"SELECT {columns(Event)} FROM events WHERE CASE WHEN json_valid(body) THEN"
+    return fetch_all(connection, Event,
+        f"SELECT {columns(Event)} FROM events WHERE CASE WHEN json_valid(body) THEN"
         " json_extract(body, '$.transaction_id') = ? OR (json_extract(body, '$.tid') = ?"
         " AND json_extract(body, '$.stan') = ?) ELSE 0 END ORDER BY id", (transaction_id, tid, stan))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -20,12 +20,13 @@ def columns(cls: type[Any], alias: str = "") -> str:
     return ", ".join(prefix + field.name for field in dataclasses.fields(cls))
 
 
-def build(cls: type[T], row: Mapping[str, Any] | Any) -> T:
+def build(cls: type[T], row: Any) -> T:
     """The dataclass from a row read by name (sqlite3.Row now, a dict row of another driver later)."""
     return cls(**{field.name: row[field.name] for field in dataclasses.fields(cls)})
 
 
 def fetch_all(connection: sqlite3.Connection, cls: type[T], sql: str, parameters: Sequence[object] = ()) -> list[T]:
+    """Every row the query finds, each as `cls` (the query selects its fields by name)."""
     return [build(cls, row) for row in connection.execute(sql, parameters)]
 
 
