@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from acquirer_stub import throttle
-from acquirer_stub.store import events
+from acquirer_stub.store import events, users
 from acquirer_stub.store.db import transaction
+from acquirer_stub.store.users import User
 
 WEB, TSP = "web", "tsp"
 WEB_SESSION_SECONDS = 12 * 3600
@@ -39,7 +40,7 @@ class PasswordError(Exception):
 
 @dataclass(frozen=True)
 class Login:
-    user: sqlite3.Row
+    user: User
     session_id: str
 
 
@@ -49,7 +50,7 @@ def log_in(
 ) -> Login | None:
     """A new session, or None when the name, password or role is wrong (alike); raises throttle.Throttled."""
     user, reached = _count_attempt(connection, username, address)
-    good = _password_matches(user, password) and (role is None or user["role"] == role)
+    good = _password_matches(user, password) and (role is None or (user is not None and user.role == role))
     if not good:
         _report(connection, reached, username, address)
         return None
@@ -57,8 +58,8 @@ def log_in(
     with transaction(connection):
         _forgive(connection, username, address)
         throttle.purge(connection)
-        connection.execute("DELETE FROM sessions WHERE expires <= ?", (time.time(),))
-        session_id = start_session(connection, user["id"], kind, lifetime)
+        users.purge_sessions(connection, time.time())
+        session_id = start_session(connection, user.id, kind, lifetime)
     return Login(user, session_id)
 
 
@@ -70,17 +71,17 @@ def change_password(
         raise PasswordError(f"the new password needs {MIN_NEW_PASSWORD} to {MAX_PASSWORD} characters")
     if new == current:
         raise PasswordError("the new password must differ from the current one")
-    row = connection.execute("SELECT username FROM users WHERE id = ?", (user_id,)).fetchone()
-    if row is None:
+    known = users.find(connection, user_id)
+    if known is None:
         raise PasswordError("no such user")
-    username = row["username"]
+    username = known.username
     user, reached = _count_attempt(connection, username, address)
     if not _password_matches(user, current):
         _report(connection, reached, username, address)
         raise PasswordError("the current password is wrong")
     with transaction(connection):
         _forgive(connection, username, address)
-        connection.execute("UPDATE users SET password_hash = ? WHERE id = ?", (generate_password_hash(new), user_id))
+        users.set_password_hash(connection, user_id, generate_password_hash(new))
         ended = end_all_sessions(connection, user_id)
         session_id = start_session(connection, user_id, WEB, WEB_SESSION_SECONDS)
         events.record(connection, "security", {
@@ -94,30 +95,23 @@ def start_session(connection: sqlite3.Connection, user_id: int, kind: str, lifet
     """Inside the caller's transaction: a new session id (only its hash is stored)."""
     session_id = secrets.token_urlsafe(32)
     moment = time.time()
-    connection.execute(
-        "INSERT INTO sessions (id_hash, user_id, kind, created, expires) VALUES (?, ?, ?, ?, ?)",
-        (_digest(session_id), user_id, kind, moment, moment + lifetime),
-    )
+    users.add_session(connection, _digest(session_id), user_id, kind, moment, moment + lifetime)
     return session_id
 
 
-def session_user(connection: sqlite3.Connection, session_id: str, kind: str) -> sqlite3.Row | None:
+def session_user(connection: sqlite3.Connection, session_id: str, kind: str) -> User | None:
     """The user of a live session of this kind, or None (ended, expired, unknown)."""
-    return connection.execute(
-        "SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id"
-        " WHERE s.id_hash = ? AND s.kind = ? AND s.expires > ?",
-        (_digest(session_id), kind, time.time()),
-    ).fetchone()
+    return users.session_user(connection, _digest(session_id), kind, time.time())
 
 
 def end_session(connection: sqlite3.Connection, session_id: str) -> None:
     with transaction(connection):
-        connection.execute("DELETE FROM sessions WHERE id_hash = ?", (_digest(session_id),))
+        users.end_session(connection, _digest(session_id))
 
 
 def end_all_sessions(connection: sqlite3.Connection, user_id: int) -> int:
     """Inside the caller's transaction: every session of the user, web and token service; how many there were."""
-    return connection.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+    return users.end_sessions_of(connection, user_id)
 
 
 def _login_limits(username: str, address: str) -> list[tuple[throttle.Limit, str]]:
@@ -126,7 +120,7 @@ def _login_limits(username: str, address: str) -> list[tuple[throttle.Limit, str
 
 def _count_attempt(
     connection: sqlite3.Connection, username: str, address: str
-) -> tuple[sqlite3.Row | None, list[tuple[throttle.Limit, str]]]:
+) -> tuple[User | None, list[tuple[throttle.Limit, str]]]:
     """Refuse a locked name or address, else count this attempt as a failure until it proves right."""
     limits = _login_limits(username, address)
     for limit, key in limits:  # a refusal needs no write lock: a login flood never queues the terminal API
@@ -135,7 +129,7 @@ def _count_attempt(
         for limit, key in limits:  # again under the lock: a parallel attempt may have used the window up
             throttle.check(connection, limit, key)
         reached = [(limit, key) for limit, key in limits if throttle.hit(connection, limit, key)]
-        user = connection.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
+        user = users.find_by_name(connection, username)
     return user, reached
 
 
@@ -160,8 +154,8 @@ def _report(
             })
 
 
-def _password_matches(user: sqlite3.Row | None, password: str) -> bool:
-    stored = user["password_hash"] if user is not None else _dummy_hash()
+def _password_matches(user: User | None, password: str) -> bool:
+    stored = user.password_hash if user is not None else _dummy_hash()
     return check_password_hash(stored, password) and user is not None
 
 

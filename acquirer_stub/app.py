@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +9,6 @@ from flask import Flask, g
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
-
-_local = threading.local()
 
 
 def create_app(instance_path: Path, *, overrides: dict[str, Any] | None = None) -> Flask:
@@ -46,13 +42,3 @@ def create_app(instance_path: Path, *, overrides: dict[str, Any] | None = None) 
     blueprints.register(app)
     return app
 
-
-def get_db() -> sqlite3.Connection:
-    """The request's connection (one per worker thread, reused: opening costs more than a decision)."""
-    from flask import current_app
-
-    path = str(current_app.config["DATABASE"])
-    connections: dict[str, sqlite3.Connection] = _local.__dict__.setdefault("connections", {})
-    if path not in connections:
-        connections[path] = db.connect(Path(path))
-    return connections[path]

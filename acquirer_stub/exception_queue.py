@@ -17,8 +17,11 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-__all__ = ["MAX_NOTE", "RESOLUTIONS", "Figures", "ResolveError", "batch_exceptions", "items", "open_item",
-           "resolve"]
+from acquirer_stub.store import exceptions as store
+from acquirer_stub.store.exceptions import ExceptionItem
+
+__all__ = ["MAX_NOTE", "RESOLUTIONS", "ExceptionItem", "Figures", "ResolveError", "batch_exceptions", "items",
+           "open_item", "resolve"]
 
 RESOLUTIONS: dict[str, str] = {
     "charged_back": "Charged back to the merchant (not paid for the sale)",
@@ -45,48 +48,32 @@ class Figures:
 def open_item(connection: sqlite3.Connection, transaction_id: int, transaction: dict[str, object]) -> int:
     """Queue the advice row `transaction_id` (its tid, batch, amount, pan_masked, issuer, reason, created);
     inside the caller's transaction, so the row and its item are committed together."""
-    cursor = connection.execute(
-        "INSERT INTO exception_items (transaction_id, tid, batch, amount, pan_masked, issuer, reason, created)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (transaction_id, transaction["tid"], transaction["batch"], transaction["amount"], transaction["pan_masked"],
-         transaction["issuer"], transaction["reason"], transaction["created"]),
-    )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    fields = ("tid", "batch", "amount", "pan_masked", "issuer", "reason", "created")
+    return store.add(connection, transaction_id, **{name: transaction[name] for name in fields})
 
 
-def items(connection: sqlite3.Connection, state: str, limit: int = 300) -> list[sqlite3.Row]:
+def items(connection: sqlite3.Connection, state: str, limit: int = 300) -> list[ExceptionItem]:
     """Open items oldest first (the work queue); resolved ones newest first (the record)."""
-    order = "ASC" if state == "open" else "DESC"
-    return connection.execute(
-        f"SELECT * FROM exception_items WHERE state = ? ORDER BY id {order} LIMIT ?", (state, limit)
-    ).fetchall()
+    return store.in_state(connection, state, newest_first=state != "open", limit=limit)
 
 
 def resolve(connection: sqlite3.Connection, item_id: int, resolution: str, note: str, *, by: str,
-            now: str) -> sqlite3.Row | None:
+            now: str) -> ExceptionItem | None:
     """Close an open item; None when there is no such item. Call inside a write transaction."""
     note = note.strip()
     if resolution not in RESOLUTIONS:
         raise ResolveError("Choose how the exception was resolved.")
     if not note or len(note) > MAX_NOTE:
         raise ResolveError(f"A note of 1 to {MAX_NOTE} characters must say why.")
-    row = connection.execute("SELECT * FROM exception_items WHERE id = ?", (item_id,)).fetchone()
-    if row is None:
+    item = store.find(connection, item_id)
+    if item is None:
         return None
-    if row["state"] != "open":
-        raise ResolveError(f"Exception #{item_id} was already resolved by {row['resolved_by']}.")
-    connection.execute(
-        "UPDATE exception_items SET state = 'resolved', resolution = ?, note = ?, resolved_by = ?, resolved_at = ?"
-        " WHERE id = ?", (resolution, note, by, now, item_id),
-    )
-    return connection.execute("SELECT * FROM exception_items WHERE id = ?", (item_id,)).fetchone()
+    if item.state != "open":
+        raise ResolveError(f"Exception #{item_id} was already resolved by {item.resolved_by}.")
+    store.mark_resolved(connection, item_id, resolution, note, by, now)
+    return store.find(connection, item_id)
 
 
 def batch_exceptions(connection: sqlite3.Connection, tid: str, batch: int) -> Figures:
     """The advices of a batch that were taken as exceptions: in the terminal's totals, out of clearing."""
-    count, amount = connection.execute(
-        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM transactions WHERE tid = ? AND batch = ? AND kind = 'advice'"
-        " AND state = 'exception'", (tid, batch),
-    ).fetchone()
-    return Figures(count, amount)
+    return Figures(*store.batch_figures(connection, tid, batch))

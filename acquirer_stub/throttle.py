@@ -20,6 +20,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from acquirer_stub.store import throttle as store
+
 MINUTE = 60
 DAY = 24 * 60 * MINUTE
 
@@ -63,52 +65,41 @@ def now() -> float:
 
 def check(connection: sqlite3.Connection, limit: Limit, key: str) -> None:
     """Raise Throttled when `key` has used up its window."""
-    row = _row(connection, limit, key)
+    window = store.find(connection, limit.scope, key)
     moment = now()
-    if row is not None and row["resets"] > moment and row["count"] >= limit.count:
-        raise Throttled(limit, key, max(1, math.ceil(row["resets"] - moment)))
+    if window is not None and window.resets > moment and window.count >= limit.count:
+        raise Throttled(limit, key, max(1, math.ceil(window.resets - moment)))
 
 
 def hit(connection: sqlite3.Connection, limit: Limit, key: str) -> bool:
     """Count one event; True when this one used up the window (the moment to tell the operator)."""
     _require_transaction(connection)
-    row = _row(connection, limit, key)
+    window = store.find(connection, limit.scope, key)
     moment = now()
-    if row is None or row["resets"] <= moment:
+    if window is None or window.resets <= moment:
         count = 1
-        connection.execute(
-            "INSERT OR REPLACE INTO throttle (scope, key, count, resets) VALUES (?, ?, 1, ?)",
-            (limit.scope, key, moment + limit.seconds),
-        )
+        store.open_window(connection, limit.scope, key, moment + limit.seconds)
     else:
-        count = row["count"] + 1
-        connection.execute("UPDATE throttle SET count = ? WHERE scope = ? AND key = ?", (count, limit.scope, key))
+        count = window.count + 1
+        store.set_count(connection, limit.scope, key, count)
     return count == limit.count
 
 
 def take_back(connection: sqlite3.Connection, limit: Limit, key: str) -> None:
     """Undo one `hit` (an attempt counted in advance turned out fine)."""
     _require_transaction(connection)
-    connection.execute(
-        "UPDATE throttle SET count = count - 1 WHERE scope = ? AND key = ? AND count > 0", (limit.scope, key)
-    )
+    store.take_back(connection, limit.scope, key)
 
 
 def clear(connection: sqlite3.Connection, limit: Limit, key: str) -> None:
     _require_transaction(connection)
-    connection.execute("DELETE FROM throttle WHERE scope = ? AND key = ?", (limit.scope, key))
+    store.clear(connection, limit.scope, key)
 
 
 def purge(connection: sqlite3.Connection) -> None:
     """Forget windows that have closed (called now and then, so the table stays small)."""
     _require_transaction(connection)
-    connection.execute("DELETE FROM throttle WHERE resets <= ?", (now(),))
-
-
-def _row(connection: sqlite3.Connection, limit: Limit, key: str) -> sqlite3.Row | None:
-    return connection.execute(
-        "SELECT count, resets FROM throttle WHERE scope = ? AND key = ?", (limit.scope, key)
-    ).fetchone()
+    store.purge(connection, now())
 
 
 def _require_transaction(connection: sqlite3.Connection) -> None:

@@ -20,7 +20,8 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.routing import IntegerConverter
 
 from acquirer_stub import accounts, fields, throttle
-from acquirer_stub.app import get_db
+from acquirer_stub.store import users
+from acquirer_stub.store.db import get_db
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -52,17 +53,17 @@ class RowId(IntegerConverter):
 class User(UserMixin):
     """A logged-in person; the id Flask-Login keeps in the cookie is the server-side session id."""
 
-    def __init__(self, row: Any, session_id: str) -> None:
+    def __init__(self, user: users.User, session_id: str) -> None:
         self.id = session_id
-        self.user_id = int(row["id"])
-        self.username = row["username"]
-        self.role = row["role"]
+        self.user_id = user.id
+        self.username = user.username
+        self.role = user.role
 
 
 @login_manager.user_loader
 def _load(session_id: str) -> User | None:
-    row = accounts.session_user(get_db(), session_id, accounts.WEB)
-    return User(row, session_id) if row else None
+    user = accounts.session_user(get_db(), session_id, accounts.WEB)
+    return User(user, session_id) if user else None
 
 
 def role_required(role: str) -> Callable:
@@ -114,7 +115,7 @@ def login() -> Any:
     if done is None:
         return refused("login.html", 200, "Wrong user name or password.")
     login_user(User(done.user, done.session_id))
-    return redirect(url_for(HOME[done.user["role"]]))
+    return redirect(url_for(HOME[done.user.role]))
 
 
 @bp.post("/logout")
@@ -147,10 +148,11 @@ def password() -> Any:
         return refused("password.html", 429, f"Not changed: {error}.", error.retry_after)
     except accounts.PasswordError as error:
         return refused("password.html", 400, f"Not changed: {error}.")
-    row = get_db().execute("SELECT * FROM users WHERE id = ?", (current_user.user_id,)).fetchone()
-    login_user(User(row, session_id))
+    user = users.find(get_db(), current_user.user_id)
+    assert user is not None  # change_password found them a moment ago, and users are never deleted
+    login_user(User(user, session_id))
     flash("Password changed: every other session has been logged out.")
-    return redirect(url_for(HOME[row["role"]]))
+    return redirect(url_for(HOME[user.role]))
 
 
 def _security_headers(response: Response) -> Response:

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from acquirer_stub.api import openapi, service, transit, transit_load
 from acquirer_stub.api.security import ApiError, Caller, authenticate
-from acquirer_stub.app import get_db
+from acquirer_stub.store.db import get_db
 from hostproto import messages
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

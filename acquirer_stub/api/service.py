@@ -21,6 +21,7 @@ from acquirer_stub import exception_queue
 from acquirer_stub.api.security import Caller, remember_nonce
 from acquirer_stub.issuer import engine
 from acquirer_stub.keys import KeyStore
+from acquirer_stub.store import events
 from acquirer_stub.store.db import transaction
 from acquirer_stub.vault import Vault
 from emvcore.tags import mask_pan, tag_info
@@ -81,8 +82,7 @@ def mask_icc(icc: dict[int, bytes]) -> str:
 
 
 def record_event(context: Context, kind: str, body: dict[str, Any]) -> None:
-    context.connection.execute("INSERT INTO events (created, kind, body) VALUES (?, ?, ?)",
-                               (context.now.isoformat(), kind, dumps(body)))
+    events.record(context.connection, kind, body, at=context.now)
 
 
 def open_request(context: Context) -> sqlite3.Row:

@@ -8,12 +8,14 @@ POST to lift it is refused with 403.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from acquirer_stub.app import get_db
+from acquirer_stub.store import tokens
+from acquirer_stub.store.db import get_db
 from acquirer_stub.tsp import binding, lifecycle
 from acquirer_stub.web import role_required
 
@@ -31,10 +33,9 @@ def index() -> Any:
     """My phones, each with its cards (masked) and the lost-phone switch."""
     connection = get_db()
     devices = [
-        {**dict(device), "tokens": lifecycle.tokens_of_device(connection, device["id"], include_deleted=False)}
-        for device in connection.execute(
-            "SELECT * FROM devices WHERE owner_id = ? ORDER BY name, id", (_user_id(),)
-        ).fetchall()
+        {**dataclasses.asdict(device),
+         "tokens": lifecycle.tokens_of_device(connection, device.id, include_deleted=False)}
+        for device in tokens.devices_of(connection, _user_id())
     ]
     return render_template("cardholder/index.html", devices=devices, suspend_reasons=SELF_SUSPEND_REASONS,
                            cardholder=lifecycle.CARDHOLDER)
@@ -45,9 +46,7 @@ def index() -> Any:
 def device_wallet(device_id: str) -> Any:
     """Lost phone: off suspends every card on it (taps declined); on resumes exactly those cards."""
     connection = get_db()
-    device = connection.execute(
-        "SELECT * FROM devices WHERE id = ? AND owner_id = ?", (device_id, _user_id())
-    ).fetchone()
+    device = tokens.device_of(connection, device_id, _user_id())
     if device is None:
         abort(404)
     enabled = request.form.get("enabled") == "1"
@@ -57,9 +56,9 @@ def device_wallet(device_id: str) -> Any:
     except lifecycle.HeldByBankError as error:
         abort(403, description=str(error))
     if enabled:
-        flash(f"Wallet on {device['name']} turned on: {len(changes)} card(s) can pay again.")
+        flash(f"Wallet on {device.name} turned on: {len(changes)} card(s) can pay again.")
     else:
-        flash(f"Wallet on {device['name']} turned off: {len(changes)} card(s) suspended; taps will be declined.")
+        flash(f"Wallet on {device.name} turned off: {len(changes)} card(s) suspended; taps will be declined.")
     return redirect(url_for("cardholder.index"))
 
 
@@ -68,11 +67,8 @@ def device_wallet(device_id: str) -> Any:
 def token_status(token_id: int) -> Any:
     """Suspend or resume one card on one phone (e.g. the card was lost, the phone was not)."""
     connection = get_db()
-    token = connection.execute(
-        "SELECT t.* FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.id = ? AND d.owner_id = ?",
-        (token_id, _user_id()),
-    ).fetchone()
-    if token is None:
+    token_masked = tokens.token_masked_of(connection, token_id, _user_id())
+    if token_masked is None:
         abort(404)
     action = request.form.get("action")
     if action == "suspend":
@@ -92,7 +88,7 @@ def token_status(token_id: int) -> Any:
     except lifecycle.LifecycleError as error:
         flash(f"Not changed: {error}.")
     else:
-        flash(f"Card {token['token_masked']} {'suspended' if status == lifecycle.SUSPENDED else 'resumed'}.")
+        flash(f"Card {token_masked} {'suspended' if status == lifecycle.SUSPENDED else 'resumed'}.")
     return redirect(url_for("cardholder.index"))
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from markupsafe import Markup, escape
 
+from acquirer_stub.store import transactions
 from hostproto import messages
 
 PERCENTILES = (50, 95, 99)
@@ -88,30 +89,26 @@ def overview(connection: sqlite3.Connection, *, now: datetime.datetime, minutes:
     now = now if now.tzinfo else now.replace(tzinfo=datetime.UTC)
     end = now.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
     start = end - datetime.timedelta(minutes=minutes)
-    rows = connection.execute(
-        "SELECT t.rc, t.latency_ms, t.created, t.issuer, i.name AS issuer_name FROM transactions t"
-        " LEFT JOIN issuers i ON i.code = t.issuer WHERE t.kind = 'authorization' AND t.created >= ?",
-        # a text prefilter one day wide (stored offsets may differ); the exact window is applied below
-        ((start - datetime.timedelta(days=1)).strftime("%Y-%m-%d"),),
-    ).fetchall()
+    # a text prefilter one day wide (stored offsets may differ); the exact window is applied below
+    rows = transactions.authorizations_since(connection, (start - datetime.timedelta(days=1)).strftime("%Y-%m-%d"))
     result = Overview(now=now, minutes=minutes)
     buckets = {start + datetime.timedelta(minutes=n): [0, 0] for n in range(minutes)}
     latencies: list[float] = []
     codes: Counter[str] = Counter()
     banks: Counter[str] = Counter()
     for row in rows:
-        created = parse_time(row["created"])
+        created = parse_time(row.created)
         if created is None or not start <= created < end:
             continue
         result.total += 1
-        approved = row["rc"] == "00"
+        approved = row.rc == "00"
         result.approved += approved
         buckets[created.replace(second=0, microsecond=0)][0 if approved else 1] += 1
-        if row["latency_ms"] is not None:
-            latencies.append(float(row["latency_ms"]))
+        if row.latency_ms is not None:
+            latencies.append(float(row.latency_ms))
         if not approved:
-            codes[row["rc"]] += 1
-            banks[row["issuer_name"] or row["issuer"] or "(no route)"] += 1
+            codes[row.rc] += 1
+            banks[row.issuer_name or row.issuer or "(no route)"] += 1
     result.latency = {p: percentile(latencies, p) for p in PERCENTILES}
     result.per_minute = [(minute, a, d) for minute, (a, d) in sorted(buckets.items())]
     result.declines_by_code = sorted(codes.items(), key=lambda item: (-item[1], item[0]))

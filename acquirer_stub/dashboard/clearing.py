@@ -15,28 +15,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from acquirer_stub.store import clearing as store
+from acquirer_stub.store.clearing import Line, PromotionFunding
+
 ACQUIRER = "QuickPass acquirer stub"
-CLEARED = ("((t.kind = 'authorization' AND t.rc = '00' AND t.state = 'approved')"
-           " OR (t.kind = 'advice' AND t.rc = '00' AND t.state = 'accepted'))")
-# what of a cleared row still stands after partial reversals (discount: the promotion's share of it)
-GROSS = "SUM(t.amount - t.reversed_amount)"
-CHARGED = "SUM(t.charged - t.reversed_charged)"
-DISCOUNT = "SUM(t.discount - t.reversed_amount + t.reversed_charged)"
-
-
-@dataclass(frozen=True)
-class Line:
-    key: str
-    name: str
-    count: int
-    gross: int
-    discount: int
-    charged: int
-
-    @property
-    def net(self) -> int:
-        """What the cardholders paid: the gross less the promotions the bank funded."""
-        return self.gross - self.discount
 
 
 @dataclass
@@ -45,7 +27,7 @@ class Report:
     issuers: list[Line] = field(default_factory=list)
     terminals: list[Line] = field(default_factory=list)
     acquirers: list[Line] = field(default_factory=list)
-    promotions: list[dict[str, Any]] = field(default_factory=list)
+    promotions: list[PromotionFunding] = field(default_factory=list)
 
     @staticmethod
     def _total(lines: list[Line]) -> Line:
@@ -75,37 +57,12 @@ class Report:
 
 
 def daily_report(connection: sqlite3.Connection, day: datetime.date) -> Report:
-    """One read of the day's cleared items grouped two ways, so both sides come from the same rows."""
-    prefix = day.isoformat()
-    where = f"{CLEARED} AND substr(t.created, 1, 10) = ?"
-    report = Report(day)
-    for row in connection.execute(
-        "SELECT COALESCE(t.issuer, '') AS key,"
-        " COALESCE(i.name || ' (' || i.kind || ')', t.issuer, '(unknown)') AS name, COUNT(*) AS n,"
-        f" {GROSS} AS gross, {DISCOUNT} AS discount, {CHARGED} AS charged"
-        f" FROM transactions t LEFT JOIN issuers i ON i.code = t.issuer WHERE {where}"
-        " GROUP BY t.issuer ORDER BY gross DESC, key", (prefix,),
-    ):
-        report.issuers.append(Line(row["key"], row["name"], row["n"], row["gross"] or 0, row["discount"] or 0,
-                                   row["charged"] or 0))
-    for row in connection.execute(
-        "SELECT t.tid AS key, COALESCE(m.mid || ' ' || m.name, t.tid) AS name, COUNT(*) AS n,"
-        f" {GROSS} AS gross, {DISCOUNT} AS discount, {CHARGED} AS charged"
-        f" FROM transactions t LEFT JOIN terminals m ON m.tid = t.tid WHERE {where}"
-        " GROUP BY t.tid ORDER BY t.tid", (prefix,),
-    ):
-        report.terminals.append(Line(row["key"], f"{row['key']} ({row['name']})", row["n"], row["gross"] or 0,
-                                     row["discount"] or 0, row["charged"] or 0))
+    """The day's cleared items grouped two ways (issuers, terminals); the acquirer's line is the terminals' total."""
+    report = Report(day, store.per_issuer(connection, day), store.per_terminal(connection, day))
     if report.terminals:
         total = report.terminal_total
         report.acquirers.append(Line("acquirer", ACQUIRER, total.count, total.gross, total.discount, total.charged))
-    for row in connection.execute(
-        "SELECT p.id, p.title, p.issuer, COALESCE(i.name, p.issuer) AS bank, COUNT(*) AS n,"
-        f" {DISCOUNT} AS funded FROM transactions t JOIN promotions p ON p.id = t.promotion_id"
-        f" LEFT JOIN issuers i ON i.code = p.issuer WHERE {where} AND t.discount > 0"
-        " GROUP BY p.id ORDER BY p.id", (prefix,),
-    ):
-        report.promotions.append(dict(row))
+    report.promotions = store.per_promotion(connection, day)
     return report
 
 

@@ -21,7 +21,10 @@ from typing import Any
 
 from acquirer_stub.dashboard.charts import response_text
 from acquirer_stub.dashboard.present import load_json, scrub, when, yuan
-from acquirer_stub.store import db
+from acquirer_stub.store import db, ecr, events, transactions
+from acquirer_stub.store.ecr import EcrRequest
+from acquirer_stub.store.events import Event
+from acquirer_stub.store.transactions import Transaction
 
 BATCH = 200
 POLL_SECONDS = 0.5
@@ -41,7 +44,7 @@ def event_id(text: str | None) -> int | None:
 
 
 def latest_event_id(connection: sqlite3.Connection) -> int:
-    return int(connection.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+    return events.latest_id(connection)
 
 
 EVENT_TRANSACTION_KIND = {"authorization": "authorization", "advice": "advice", "reversal": "reversal",
@@ -49,51 +52,48 @@ EVENT_TRANSACTION_KIND = {"authorization": "authorization", "advice": "advice", 
 """Events that stand for a transactions row, found by (kind, TID, STAN): the API's bodies carry no row id."""
 
 
-def _transaction_for(connection: sqlite3.Connection, kind: str, body: dict[str, Any]) -> sqlite3.Row | None:
+def _transaction_for(connection: sqlite3.Connection, kind: str, body: dict[str, Any]) -> Transaction | None:
     reference = body.get("transaction_id")
     if isinstance(reference, int):
-        return connection.execute("SELECT * FROM transactions WHERE id = ?", (reference,)).fetchone()
+        return transactions.find(connection, reference)
     transaction_kind = EVENT_TRANSACTION_KIND.get(kind)
     if transaction_kind and isinstance(body.get("tid"), str) and isinstance(body.get("stan"), str):
-        return connection.execute(
-            "SELECT * FROM transactions WHERE kind = ? AND tid = ? AND stan = ? ORDER BY id DESC LIMIT 1",
-            (transaction_kind, body["tid"], body["stan"]),
-        ).fetchone()
+        return transactions.latest(connection, transaction_kind, body["tid"], body["stan"])
     return None
 
 
-def transaction_summary(row: sqlite3.Row) -> dict[str, Any]:
+def transaction_summary(row: Transaction) -> dict[str, Any]:
     """One feed line; the same fields the server-rendered rows show."""
     return {
-        "id": row["id"], "kind": row["kind"], "mti": row["mti"], "tid": row["tid"], "stan": row["stan"],
-        "created": when(row["created"]), "pan_masked": scrub(row["pan_masked"]), "entry_mode": row["entry_mode"] or "",
-        "amount": yuan(row["amount"]), "charged": yuan(row["charged"]), "rc": row["rc"],
-        "rc_text": response_text(row["rc"]), "reason": row["reason"] or "", "issuer": row["issuer"] or "",
-        "latency_ms": None if row["latency_ms"] is None else round(float(row["latency_ms"]), 1),
-        "atc": row["atc"], "url": f"/dashboard/tx/{row['id']}",
+        "id": row.id, "kind": row.kind, "mti": row.mti, "tid": row.tid, "stan": row.stan,
+        "created": when(row.created), "pan_masked": scrub(row.pan_masked), "entry_mode": row.entry_mode or "",
+        "amount": yuan(row.amount), "charged": yuan(row.charged), "rc": row.rc,
+        "rc_text": response_text(row.rc), "reason": row.reason or "", "issuer": row.issuer or "",
+        "latency_ms": None if row.latency_ms is None else round(float(row.latency_ms), 1),
+        "atc": row.atc, "url": f"/dashboard/tx/{row.id}",
     }
 
 
-def ecr_summary(row: sqlite3.Row) -> dict[str, Any]:
-    result = load_json(row["result"]) or {}
+def ecr_summary(row: EcrRequest) -> dict[str, Any]:
+    result = load_json(row.result) or {}
     return {
-        "id": row["id"], "tid": row["tid"], "amount": yuan(row["amount"]), "state": row["state"],
+        "id": row.id, "tid": row.tid, "amount": yuan(row.amount), "state": row.state,
         "rc": str(result.get("rc", "")), "text": scrub(result.get("text", "")), "stan": str(result.get("stan", "")),
-        "created": when(row["created"]), "updated": when(row["updated"]),
+        "created": when(row.created), "updated": when(row.updated),
     }
 
 
-def event_message(connection: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
-    body = load_json(row["body"])
+def event_message(connection: sqlite3.Connection, row: Event) -> dict[str, Any]:
+    body = load_json(row.body)
     body = body if isinstance(body, dict) else {}
-    message: dict[str, Any] = {"id": row["id"], "kind": row["kind"], "created": when(row["created"])}
-    transaction = _transaction_for(connection, row["kind"], body)
+    message: dict[str, Any] = {"id": row.id, "kind": row.kind, "created": when(row.created)}
+    transaction = _transaction_for(connection, row.kind, body)
     if transaction is not None:
         message["transaction"] = transaction_summary(transaction)
     if isinstance(body.get("ecr_id"), int):
-        ecr = connection.execute("SELECT * FROM ecr_requests WHERE id = ?", (body["ecr_id"],)).fetchone()
-        if ecr is not None:
-            message["ecr"] = ecr_summary(ecr)
+        request = ecr.find(connection, body["ecr_id"])
+        if request is not None:
+            message["ecr"] = ecr_summary(request)
     text = str(body.get("text") or body.get("summary") or body.get("reason") or "")
     if "rc" in body and "stan" in body:  # an API message: say which one and how it ended
         text = f"{body.get('tid', '')} {body.get('mti', '')} STAN {body['stan']}: {body['rc']} {text}"
@@ -127,12 +127,10 @@ def stream(
         yield f"retry: 2000\n: feed from event {after}\n\n"
         started = last_write = time.monotonic()
         while True:
-            rows = connection.execute(
-                "SELECT id, created, kind, body FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, BATCH),
-            ).fetchall()
+            rows = events.after(connection, after, BATCH)
             for row in rows:
-                after = row["id"]
-                yield format_sse(row["id"], event_message(connection, row))
+                after = row.id
+                yield format_sse(row.id, event_message(connection, row))
             now = time.monotonic()
             if rows:
                 last_write = now

@@ -16,10 +16,14 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask_login import current_user
 
 from acquirer_stub import exception_queue
-from acquirer_stub.app import get_db
 from acquirer_stub.dashboard import charts, clearing, feed, present, transit
 from acquirer_stub.ecr import handover
-from acquirer_stub.store.db import transaction
+from acquirer_stub.store import ecr as ecr_store
+from acquirer_stub.store import events, outbox, tokens, transactions
+from acquirer_stub.store import issuers as issuer_store
+from acquirer_stub.store import settlements as settlement_store
+from acquirer_stub.store import terminals as terminal_store
+from acquirer_stub.store.db import get_db, transaction
 from acquirer_stub.store.events import record as _event
 from acquirer_stub.tsp import lifecycle
 from acquirer_stub.web import role_required
@@ -71,8 +75,7 @@ def _now_text() -> str:
 
 
 def _recent_transactions(connection: sqlite3.Connection, limit: int = 30) -> list[dict[str, Any]]:
-    rows = connection.execute("SELECT * FROM transactions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    return [feed.transaction_summary(row) for row in rows]
+    return [feed.transaction_summary(row) for row in transactions.recent(connection, limit)]
 
 
 # --- overview and live feed ----------------------------------------------------------------------------------
@@ -100,7 +103,7 @@ def index() -> str:
                                   title="Declines by response code"),
         "banks": charts.bar_chart(stats.declines_by_bank, title="Declines by bank"),
     }
-    activity = connection.execute("SELECT * FROM events ORDER BY id DESC LIMIT 15").fetchall()
+    activity = events.recent(connection, 15)
     return render_template(
         "dashboard/index.html", stats=stats, svg=svg, windows=WINDOWS, rows=_recent_transactions(connection),
         activity=[feed.event_message(connection, row) for row in activity], last_event=last_event,
@@ -131,28 +134,15 @@ def feed_stream() -> Response:
 @bp.get("/tx/<int:transaction_id>")
 def transaction_detail(transaction_id: int) -> str:
     connection = get_db()
-    row = connection.execute(
-        "SELECT t.*, i.name AS issuer_name, k.token_masked, k.par, p.title AS promotion_title FROM transactions t"
-        " LEFT JOIN issuers i ON i.code = t.issuer LEFT JOIN tokens k ON k.id = t.token_id"
-        " LEFT JOIN promotions p ON p.id = t.promotion_id WHERE t.id = ?", (transaction_id,),
-    ).fetchone()
+    row = transactions.detail(connection, transaction_id)
     if row is None:
         abort(404)
-    related = connection.execute(
-        "SELECT id, kind, mti, stan, rc, state, created FROM transactions WHERE tid = ? AND id != ?"
-        " AND (stan = ? OR original_stan = ? OR stan = ?) ORDER BY id",
-        (row["tid"], row["id"], row["original_stan"] or "", row["stan"], row["original_stan"] or ""),
-    ).fetchall()
-    timeline = connection.execute(
-        "SELECT * FROM events WHERE CASE WHEN json_valid(body) THEN"
-        " json_extract(body, '$.transaction_id') = ? OR (json_extract(body, '$.tid') = ?"
-        " AND json_extract(body, '$.stan') = ?) ELSE 0 END ORDER BY id",
-        (row["id"], row["tid"], row["stan"]),
-    ).fetchall()
+    timeline = events.of_transaction(connection, row.id, row.tid, row.stan)
     return render_template(
-        "dashboard/transaction.html", tx=row, icc=present.icc_items(row["icc_masked"]),
-        response=json.dumps(present.safe_json(present.load_json(row["response"])), indent=2, ensure_ascii=False),
-        related=related, timeline=[feed.event_message(connection, event) for event in timeline],
+        "dashboard/transaction.html", tx=row, icc=present.icc_items(row.icc_masked),
+        response=json.dumps(present.safe_json(present.load_json(row.response)), indent=2, ensure_ascii=False),
+        related=transactions.related(connection, row),
+        timeline=[feed.event_message(connection, event) for event in timeline],
     )
 
 
@@ -161,33 +151,15 @@ def transaction_detail(transaction_id: int) -> str:
 
 @bp.get("/terminals")
 def terminals() -> str:
-    today = _now().date().isoformat()
-    rows = get_db().execute(
-        "SELECT m.*, (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid AND t.kind = 'authorization'"
-        "  AND substr(t.created, 1, 10) = ?) AS today,"
-        " (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid AND t.kind = 'authorization' AND t.rc = '00'"
-        "  AND substr(t.created, 1, 10) = ?) AS approved,"
-        " (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid AND t.batch = m.batch) AS in_batch,"
-        " (SELECT MAX(created) FROM transactions t WHERE t.tid = m.tid) AS last_transaction,"
-        " (SELECT COUNT(*) FROM ecr_requests e WHERE e.tid = m.tid AND e.state IN (?, ?, ?)) AS ecr_open"
-        " FROM terminals m ORDER BY m.tid", (today, today, *handover.OPEN_STATES),
-    ).fetchall()
+    rows = terminal_store.activity(get_db(), _now().date(), handover.OPEN_STATES)
     return render_template("dashboard/terminals.html", terminals=rows)
 
 
 @bp.get("/devices")
 def devices() -> str:
     connection = get_db()
-    device_rows = connection.execute(
-        "SELECT d.*, u.username, (SELECT COUNT(*) FROM tokens t WHERE t.device_id = d.id AND t.status != 'deleted')"
-        " AS cards FROM devices d LEFT JOIN users u ON u.id = d.owner_id ORDER BY d.id"
-    ).fetchall()
-    tokens = connection.execute(
-        "SELECT t.id, t.token_masked, t.device_id, t.wallet_card_id, t.par, t.expiry, t.status, t.status_reason,"
-        " t.held_by, t.last_atc, a.pan_masked, COALESCE(i.name, a.issuer) AS bank FROM tokens t"
-        " JOIN accounts a ON a.id = t.account_id LEFT JOIN issuers i ON i.code = a.issuer ORDER BY t.device_id, t.id"
-    ).fetchall()
-    return render_template("dashboard/devices.html", devices=device_rows, tokens=tokens,
+    return render_template("dashboard/devices.html", devices=tokens.devices(connection),
+                           tokens=tokens.tokens(connection),
                            suspend_reasons=lifecycle.SUSPEND_REASONS, resume_reasons=lifecycle.RESUME_REASONS)
 
 
@@ -225,8 +197,7 @@ def token_status(token_id: int) -> Response:
 
 @bp.get("/sms")
 def sms() -> str:
-    rows = get_db().execute("SELECT * FROM sms_outbox ORDER BY id DESC LIMIT 200").fetchall()
-    return render_template("dashboard/sms.html", messages=rows)
+    return render_template("dashboard/sms.html", messages=outbox.recent(get_db(), 200))
 
 
 # --- reversals, advices, settlement, clearing ----------------------------------------------------------------
@@ -234,24 +205,19 @@ def sms() -> str:
 
 @bp.get("/reversals")
 def reversals() -> str:
-    rows = get_db().execute(
-        "SELECT r.*, (SELECT o.id FROM transactions o WHERE o.kind = 'authorization' AND o.tid = r.tid"
-        "  AND o.stan = r.original_stan ORDER BY o.id DESC LIMIT 1) AS original_id"
-        " FROM transactions r WHERE r.kind IN ('reversal', 'advice') ORDER BY r.id DESC LIMIT 300"
-    ).fetchall()
+    rows = transactions.reversals_and_advices(get_db(), 300)
     return render_template("dashboard/reversals.html",
-                           reversals=[r for r in rows if r["kind"] == "reversal"],
-                           advices=[r for r in rows if r["kind"] == "advice"])
+                           reversals=[r for r in rows if r.kind == "reversal"],
+                           advices=[r for r in rows if r.kind == "advice"])
 
 
 @bp.get("/settlements")
 def settlements() -> str:
-    rows = get_db().execute("SELECT * FROM settlements ORDER BY id DESC LIMIT 100").fetchall()
     batches = [
-        {"row": row, "differences": clearing.batch_differences(present.load_json(row["terminal_totals"]),
-                                                               present.load_json(row["host_totals"])),
-         "figures": present.load_json(row["figures"])}
-        for row in rows
+        {"row": row, "differences": clearing.batch_differences(present.load_json(row.terminal_totals),
+                                                               present.load_json(row.host_totals)),
+         "figures": present.load_json(row.figures)}
+        for row in settlement_store.recent(get_db(), 100)
     ]
     return render_template("dashboard/settlements.html", batches=batches)
 
@@ -271,15 +237,15 @@ def exception_resolve(item_id: int) -> Response:
     resolution = request.form.get("resolution", "")
     try:
         with transaction(connection):
-            row = exception_queue.resolve(connection, item_id, resolution,
-                                          present.scrub(request.form.get("note", "")),  # a card number typed in
-                                          by=current_user.username, now=_now_text())
-            if row is None:
+            item = exception_queue.resolve(connection, item_id, resolution,
+                                           present.scrub(request.form.get("note", "")),  # a card number typed in
+                                           by=current_user.username, now=_now_text())
+            if item is None:
                 abort(404)
-            text = (f"exception #{item_id} ({row['reason']}, {present.yuan(row['amount'])}, {row['tid']}) resolved:"
+            text = (f"exception #{item_id} ({item.reason}, {present.yuan(item.amount)}, {item.tid}) resolved:"
                     f" {resolution} by {current_user.username}")
             _event(connection, "operator", {"action": "exception_resolve", "exception_id": item_id,
-                                            "transaction_id": row["transaction_id"], "resolution": resolution,
+                                            "transaction_id": item.transaction_id, "resolution": resolution,
                                             "text": text})
     except exception_queue.ResolveError as error:
         flash(str(error))
@@ -313,10 +279,8 @@ def transit_report() -> str:
 def issuers() -> str:
     connection = get_db()
     return render_template(
-        "dashboard/issuers.html", issuers=connection.execute("SELECT * FROM issuers ORDER BY name").fetchall(),
-        promotions=connection.execute(
-            "SELECT p.*, i.name AS bank FROM promotions p LEFT JOIN issuers i ON i.code = p.issuer ORDER BY p.id"
-        ).fetchall(),
+        "dashboard/issuers.html", issuers=issuer_store.issuers(connection),
+        promotions=issuer_store.promotions(connection),
         codes=FORCED_DECLINE_CODES, max_latency=MAX_ADDED_LATENCY_MS, today=_now().date(),
     )
 
@@ -332,12 +296,11 @@ def issuer_switch(code: str) -> Response:
         return redirect(url_for("dashboard.issuers"))
     connection = get_db()
     with transaction(connection):
-        row = connection.execute("SELECT name FROM issuers WHERE code = ?", (code,)).fetchone()
-        if row is None:
+        name = issuer_store.issuer_name(connection, code)
+        if name is None:
             abort(404)
-        connection.execute("UPDATE issuers SET status = ?, added_latency_ms = ?, forced_decline = ? WHERE code = ?",
-                           (status, latency, forced, code))
-        text = f"issuer {row['name']}: {status}, +{latency} ms, forced decline {forced or 'none'}"
+        issuer_store.set_switches(connection, code, status, latency, forced)
+        text = f"issuer {name}: {status}, +{latency} ms, forced decline {forced or 'none'}"
         _event(connection, "operator", {"action": "issuer_switch", "issuer": code, "status": status,
                                         "added_latency_ms": latency, "forced_decline": forced, "text": text})
     flash(text)
@@ -360,12 +323,10 @@ def promotion_add() -> Response:
         return redirect(url_for("dashboard.issuers"))
     connection = get_db()
     with transaction(connection):
-        if connection.execute("SELECT 1 FROM issuers WHERE code = ?", (form.get("issuer", ""),)).fetchone() is None:
+        if issuer_store.issuer_name(connection, form.get("issuer", "")) is None:
             abort(400)
-        connection.execute(
-            "INSERT INTO promotions (issuer, title, percent, cap, starts, ends) VALUES (?, ?, ?, ?, ?, ?)",
-            (form["issuer"], title, percent, cap, starts.isoformat(), ends.isoformat()),
-        )
+        issuer_store.add_promotion(connection, form["issuer"], title, percent, cap, starts.isoformat(),
+                                   ends.isoformat())
         _event(connection, "operator", {"action": "promotion_add", "issuer": form["issuer"],
                                         "text": f"promotion added: {title}"})
     flash(f"Promotion added: {title}")
@@ -374,15 +335,15 @@ def promotion_add() -> Response:
 
 @bp.post("/promotions/<int:promotion_id>/active")
 def promotion_active(promotion_id: int) -> Response:
-    active = 1 if request.form.get("active") == "1" else 0
+    active = request.form.get("active") == "1"
     connection = get_db()
     with transaction(connection):
-        row = connection.execute("SELECT title FROM promotions WHERE id = ?", (promotion_id,)).fetchone()
-        if row is None:
+        title = issuer_store.promotion_title(connection, promotion_id)
+        if title is None:
             abort(404)
-        connection.execute("UPDATE promotions SET active = ? WHERE id = ?", (active, promotion_id))
+        issuer_store.set_promotion_active(connection, promotion_id, active)
         _event(connection, "operator", {"action": "promotion_active", "promotion_id": promotion_id,
-                                        "text": f"promotion {row['title']} {'on' if active else 'off'}"})
+                                        "text": f"promotion {title} {'on' if active else 'off'}"})
     return redirect(url_for("dashboard.issuers"))
 
 
@@ -396,10 +357,9 @@ def ecr() -> str:
         with transaction(connection):
             handover.expire_overdue(connection)
     last_event = feed.latest_event_id(connection)
-    rows = connection.execute("SELECT * FROM ecr_requests ORDER BY id DESC LIMIT 50").fetchall()
     return render_template(
-        "dashboard/ecr.html", terminals=connection.execute("SELECT tid, name, status FROM terminals ORDER BY tid"),
-        requests=[feed.ecr_summary(row) for row in rows], last_event=last_event,
+        "dashboard/ecr.html", terminals=terminal_store.all_terminals(connection),
+        requests=[feed.ecr_summary(row) for row in ecr_store.recent(connection, 50)], last_event=last_event,
     )
 
 
@@ -416,14 +376,9 @@ def ecr_send() -> Response:
         return redirect(url_for("dashboard.ecr"))
     connection = get_db()
     with transaction(connection):
-        terminal = connection.execute("SELECT status FROM terminals WHERE tid = ?", (tid,)).fetchone()
-        if terminal is None:
+        if terminal_store.status(connection, tid) is None:
             abort(400)
-        now = _now_text()
-        ecr_id = connection.execute(
-            "INSERT INTO ecr_requests (tid, amount, state, created, updated) VALUES (?, ?, 'pending', ?, ?)",
-            (tid, amount, now, now),
-        ).lastrowid
+        ecr_id = ecr_store.add(connection, tid, amount, _now_text())
         _event(connection, "ecr", {"ecr_id": ecr_id, "tid": tid, "state": "pending",
                                    "text": f"ECR sale {present.yuan(amount)} sent to {tid}"})
     flash(f"Sale of {present.yuan(amount)} sent to {tid}: waiting for the terminal.")

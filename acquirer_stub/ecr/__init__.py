@@ -50,9 +50,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from acquirer_stub.api import security
-from acquirer_stub.app import get_db
 from acquirer_stub.ecr import handover
-from acquirer_stub.store.db import transaction
+from acquirer_stub.store.db import get_db, transaction
 from acquirer_stub.web import csrf
 
 bp = Blueprint("ecr", __name__, url_prefix="/api/v1/ecr")

@@ -28,8 +28,8 @@ from flask import Response, current_app, request
 from acquirer_stub.api import service
 from acquirer_stub.api.routes import bp
 from acquirer_stub.api.security import ApiError, Caller, authenticate
-from acquirer_stub.app import get_db
 from acquirer_stub.iso8583 import mapping, spec
+from acquirer_stub.store.db import get_db
 
 __all__ = ["MIMETYPE", "PATH", "iso8583_message"]
 

@@ -17,11 +17,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from flask import current_app
+
 from acquirer_stub.store.schema import MIGRATIONS
 from firmware.privatefiles import private_database
 
 _write_locks: dict[str, threading.RLock] = {}
 _write_locks_guard = threading.Lock()
+_local = threading.local()
 
 
 class Connection(sqlite3.Connection):
@@ -47,6 +50,15 @@ def connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA busy_timeout=30000")
     return connection
+
+
+def get_db() -> sqlite3.Connection:
+    """The request's connection (one per worker thread, reused: opening costs more than a decision)."""
+    path = str(current_app.config["DATABASE"])
+    connections: dict[str, sqlite3.Connection] = _local.__dict__.setdefault("connections", {})
+    if path not in connections:
+        connections[path] = connect(Path(path))
+    return connections[path]
 
 
 def migrate(connection: sqlite3.Connection) -> int:

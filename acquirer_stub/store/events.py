@@ -1,17 +1,65 @@
-"""The `events` table: one line of the dashboard's feed per decision, written in the decision's transaction."""
+"""The `events` table: one line of the dashboard's feed per decision, written in the decision's transaction.
+
+One writer for everyone (the terminal API, the token service, the web pages), so every row has the same format:
+`created` is ISO 8601 with its offset, `body` compact JSON.
+"""
 
 from __future__ import annotations
 
 import datetime
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
+from acquirer_stub.store.rows import columns, fetch_all, newest
 
-def record(connection: sqlite3.Connection, kind: str, body: dict[str, Any]) -> None:
-    """A JSON body with a human `text`; never a full PAN, a code or a password (the feed shows it)."""
-    connection.execute(
-        "INSERT INTO events (created, kind, body) VALUES (?, ?, ?)",
-        (datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), kind,
-         json.dumps(body, ensure_ascii=False)),
-    )
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    created: str
+    kind: str
+    body: str  # JSON as stored; the feed whitelists what of it leaves the server
+
+
+def record(connection: sqlite3.Connection, kind: str, body: dict[str, Any], *,
+           at: datetime.datetime | None = None) -> None:
+    """A JSON body with a human `text`; never a full PAN, a code or a password (the feed shows it).
+
+    `at` is the decision's time (the API passes the request's local time, whose date is the business day); when
+    None, now in UTC to the second, as the web pages and the token service have always stamped their events.
+    """
+    if at is None:
+        at = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    if at.tzinfo is None:
+        raise ValueError("an event's time carries its offset")
+    connection.execute("INSERT INTO events (created, kind, body) VALUES (?, ?, ?)",
+                       (at.isoformat(), kind, json.dumps(body, ensure_ascii=False, separators=(",", ":"))))
+
+
+def latest_id(connection: sqlite3.Connection) -> int:
+    """0 when there is none yet."""
+    return int(connection.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
+
+def after(connection: sqlite3.Connection, event_id: int, limit: int) -> list[Event]:
+    """The next events after `event_id`, oldest first: the feed resumes there."""
+    return fetch_all(connection, Event,
+        f"SELECT {columns(Event)} FROM events WHERE id > ? ORDER BY id LIMIT ?", (event_id, limit))
+
+
+def recent(connection: sqlite3.Connection, limit: int) -> list[Event]:
+    """The newest first."""
+    return newest(connection, Event, "events", limit)
+
+
+def of_transaction(connection: sqlite3.Connection, transaction_id: int, tid: str, stan: str) -> list[Event]:
+    """The events that name a transactions row: by its id, or by (TID, STAN) as the API's bodies do.
+
+    SQLite's JSON functions: the PostgreSQL backend needs its own form of this query (`body::jsonb ->> …`).
+    """
+    return fetch_all(connection, Event,
+        f"SELECT {columns(Event)} FROM events WHERE CASE WHEN json_valid(body) THEN"
+        " json_extract(body, '$.transaction_id') = ? OR (json_extract(body, '$.tid') = ?"
+        " AND json_extract(body, '$.stan') = ?) ELSE 0 END ORDER BY id", (transaction_id, tid, stan))

@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from acquirer_stub import accounts, fields, throttle
-from acquirer_stub.app import get_db
+from acquirer_stub.store.db import get_db
 from acquirer_stub.tsp import binding
 from acquirer_stub.web import client_address, csrf
 
@@ -80,10 +80,10 @@ def _authenticate() -> Any:
     except BadSignature:
         return _error(401, "not a valid session token; log in again")
     session_id = claims.get("session") if isinstance(claims, dict) else None
-    row = accounts.session_user(get_db(), session_id, accounts.TSP) if isinstance(session_id, str) else None
-    if row is None or row["role"] != "cardholder":
+    user = accounts.session_user(get_db(), session_id, accounts.TSP) if isinstance(session_id, str) else None
+    if user is None or user.role != "cardholder":
         return _error(401, "the session has ended or is not valid; log in again")
-    g.tsp_user = int(row["id"])
+    g.tsp_user = user.id
     g.tsp_session = session_id
     return None
 

@@ -411,7 +411,7 @@ def test_the_daily_clearing_report_sums(operator: FlaskClient, connection: sqlit
     assert (report.terminal_total.count, report.terminal_total.gross) == (4, 8800)
     assert report.acquirers[0].gross == 8800 and report.balanced
     assert sum(amount for _, amount in report.net_positions) == 0
-    assert [(p["issuer"], p["n"], p["funded"]) for p in report.promotions] == [(promotion["issuer"], 1, 500)]
+    assert [(p.issuer, p.n, p.funded) for p in report.promotions] == [(promotion["issuer"], 1, 500)]
     html = operator.get(f"/dashboard/clearing?day={day.isoformat()}").get_data(as_text=True)
     assert "Sums match" in html and "¥88.00" in html and "¥5.00" in html
 

@@ -1,0 +1,41 @@
+"""From a row to a frozen dataclass: the store's repositories hand out these, never a driver's row object.
+
+A query names the columns it reads (`columns`), built from the dataclass, so the two cannot drift apart, and a
+column a migration adds changes no page until a dataclass asks for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def columns(cls: type[Any], alias: str = "") -> str:
+    """The dataclass's fields as a select list, each prefixed with the table's alias when one is given."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + field.name for field in dataclasses.fields(cls))
+
+
+def build(cls: type[T], row: Any) -> T:
+    """The dataclass from a row read by name (sqlite3.Row now, a dict row of another driver later)."""
+    return cls(**{field.name: row[field.name] for field in dataclasses.fields(cls)})
+
+
+def fetch_all(connection: sqlite3.Connection, cls: type[T], sql: str, parameters: Sequence[object] = ()) -> list[T]:
+    """Every row the query finds, each as `cls` (the query selects its fields by name)."""
+    return [build(cls, row) for row in connection.execute(sql, parameters)]
+
+
+def fetch_one(connection: sqlite3.Connection, cls: type[T], sql: str, parameters: Sequence[object] = ()) -> T | None:
+    """None when the query finds nothing."""
+    row = connection.execute(sql, parameters).fetchone()
+    return None if row is None else build(cls, row)
+
+
+def newest(connection: sqlite3.Connection, cls: type[T], table: str, limit: int) -> list[T]:
+    """The last `limit` rows of `table` by id, newest first (the dashboard's lists)."""
+    return fetch_all(connection, cls, f"SELECT {columns(cls)} FROM {table} ORDER BY id DESC LIMIT ?", (limit,))

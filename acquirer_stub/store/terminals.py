@@ -1,0 +1,62 @@
+"""The `terminals` table as the web side reads it: the list with each terminal's day, and one terminal's status.
+
+The terminal API still keeps `last_seen`, batches and sign-on itself (a later step of issue 13 moves that here).
+"""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from acquirer_stub.store.rows import columns, fetch_all
+
+
+@dataclass(frozen=True)
+class Terminal:
+    tid: str
+    mid: str
+    name: str
+    status: str  # active, inactive
+    batch: int
+    signed_on: int
+    last_seen: str | None
+
+
+@dataclass(frozen=True)
+class TerminalActivity(Terminal):
+    """A terminal with what the dashboard's terminal list shows of its day."""
+
+    today: int  # authorizations today
+    approved: int  # of which approved
+    in_batch: int  # rows in its open batch
+    last_transaction: str | None
+    ecr_open: int  # ECR sales not finished
+
+
+def all_terminals(connection: sqlite3.Connection) -> list[Terminal]:
+    """By TID."""
+    return fetch_all(connection, Terminal, f"SELECT {columns(Terminal)} FROM terminals ORDER BY tid")
+
+
+def status(connection: sqlite3.Connection, tid: str) -> str | None:
+    """None: no such terminal."""
+    row = connection.execute("SELECT status FROM terminals WHERE tid = ?", (tid,)).fetchone()
+    return None if row is None else str(row["status"])
+
+
+def activity(
+    connection: sqlite3.Connection, day: datetime.date, ecr_open_states: Sequence[str]
+) -> list[TerminalActivity]:
+    """Every terminal by TID with its figures of `day` (the date of `created` as stored) and its open ECR sales."""
+    marks = ", ".join("?" for _ in ecr_open_states)
+    return fetch_all(connection, TerminalActivity,
+        f"SELECT {columns(Terminal, 'm')}, (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid"
+        "  AND t.kind = 'authorization' AND substr(t.created, 1, 10) = ?) AS today,"
+        " (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid AND t.kind = 'authorization' AND t.rc = '00'"
+        "  AND substr(t.created, 1, 10) = ?) AS approved,"
+        " (SELECT COUNT(*) FROM transactions t WHERE t.tid = m.tid AND t.batch = m.batch) AS in_batch,"
+        " (SELECT MAX(created) FROM transactions t WHERE t.tid = m.tid) AS last_transaction,"
+        f" (SELECT COUNT(*) FROM ecr_requests e WHERE e.tid = m.tid AND e.state IN ({marks})) AS ecr_open"
+        " FROM terminals m ORDER BY m.tid", (day.isoformat(), day.isoformat(), *ecr_open_states))

@@ -1,0 +1,134 @@
+"""The `transactions` table as the web side reads it: lists, one row with what it refers to, the overview's figures.
+
+The terminal API and the issuer engine still write their rows themselves (a later step of issue 13 moves them
+here); these reads hand out dataclasses so the dashboard never holds a driver's row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from acquirer_stub.store.rows import columns, fetch_all, fetch_one, newest
+
+
+@dataclass(frozen=True)
+class Transaction:
+    id: int
+    kind: str  # authorization, advice, reversal
+    mti: str
+    tid: str
+    stan: str
+    local_date: str
+    request_hash: str
+    state: str
+    rc: str
+    reason: str | None
+    amount: int  # fen
+    charged: int
+    discount: int
+    promotion_id: int | None
+    currency: str | None
+    batch: int | None
+    issuer: str | None
+    account_id: int | None
+    token_id: int | None
+    pan_masked: str | None
+    entry_mode: str | None
+    atc: int | None
+    rrn: str | None
+    auth_code: str | None
+    original_stan: str | None
+    response: str  # the JSON answer as sent
+    icc_masked: str | None
+    latency_ms: float | None
+    created: str  # ISO with offset
+    original_local_date: str | None
+    ac_verified: int
+    reversed_amount: int
+    reversed_charged: int
+
+
+@dataclass(frozen=True)
+class TransactionDetail(Transaction):
+    """A row with the names of what it refers to, for its own page."""
+
+    issuer_name: str | None
+    token_masked: str | None
+    par: str | None
+    promotion_title: str | None
+
+
+@dataclass(frozen=True)
+class RelatedTransaction:
+    id: int
+    kind: str
+    mti: str
+    stan: str
+    rc: str
+    state: str
+    created: str
+
+
+@dataclass(frozen=True)
+class ReversalOrAdvice(Transaction):
+    original_id: int | None  # the authorization a reversal names, when the host has it
+
+
+@dataclass(frozen=True)
+class AuthorizationOutcome:
+    """What the overview counts of one authorization."""
+
+    rc: str
+    latency_ms: float | None
+    created: str
+    issuer: str | None
+    issuer_name: str | None
+
+
+def recent(connection: sqlite3.Connection, limit: int) -> list[Transaction]:
+    """The newest first."""
+    return newest(connection, Transaction, "transactions", limit)
+
+
+def find(connection: sqlite3.Connection, transaction_id: int) -> Transaction | None:
+    return fetch_one(connection, Transaction,
+        f"SELECT {columns(Transaction)} FROM transactions WHERE id = ?", (transaction_id,))
+
+
+def latest(connection: sqlite3.Connection, kind: str, tid: str, stan: str) -> Transaction | None:
+    """The newest row of this kind for (TID, STAN): what an API event without a row id stands for."""
+    return fetch_one(connection, Transaction,
+        f"SELECT {columns(Transaction)} FROM transactions WHERE kind = ? AND tid = ? AND stan = ?"
+        " ORDER BY id DESC LIMIT 1", (kind, tid, stan))
+
+
+def detail(connection: sqlite3.Connection, transaction_id: int) -> TransactionDetail | None:
+    return fetch_one(connection, TransactionDetail,
+        f"SELECT {columns(Transaction, 't')}, i.name AS issuer_name, k.token_masked, k.par,"
+        " p.title AS promotion_title FROM transactions t LEFT JOIN issuers i ON i.code = t.issuer"
+        " LEFT JOIN tokens k ON k.id = t.token_id LEFT JOIN promotions p ON p.id = t.promotion_id WHERE t.id = ?",
+        (transaction_id,))
+
+
+def related(connection: sqlite3.Connection, of: Transaction) -> list[RelatedTransaction]:
+    """The other rows of the same sale on the same terminal: its original, its reversals and advices."""
+    original = of.original_stan or ""
+    return fetch_all(connection, RelatedTransaction,
+        f"SELECT {columns(RelatedTransaction)} FROM transactions WHERE tid = ? AND id != ?"
+        " AND (stan = ? OR original_stan = ? OR stan = ?) ORDER BY id", (of.tid, of.id, original, of.stan, original))
+
+
+def reversals_and_advices(connection: sqlite3.Connection, limit: int) -> list[ReversalOrAdvice]:
+    """The newest first, each reversal with the id of the authorization it names."""
+    return fetch_all(connection, ReversalOrAdvice,
+        f"SELECT {columns(Transaction, 'r')}, (SELECT o.id FROM transactions o WHERE o.kind = 'authorization'"
+        "  AND o.tid = r.tid AND o.stan = r.original_stan ORDER BY o.id DESC LIMIT 1) AS original_id"
+        " FROM transactions r WHERE r.kind IN ('reversal', 'advice') ORDER BY r.id DESC LIMIT ?", (limit,))
+
+
+def authorizations_since(connection: sqlite3.Connection, since: str) -> list[AuthorizationOutcome]:
+    """Authorizations created at or after `since` (compared as text: a prefilter, the caller applies the window)."""
+    return fetch_all(connection, AuthorizationOutcome,
+        "SELECT t.rc, t.latency_ms, t.created, t.issuer, i.name AS issuer_name FROM transactions t"
+        " LEFT JOIN issuers i ON i.code = t.issuer WHERE t.kind = 'authorization' AND t.created >= ?", (since,))
