@@ -111,9 +111,11 @@ limits = data.get("limits", {})  # the world's offline floor limits: the acquire
 per_aid = ", ".join(f"{aid} = {limit}" for aid, limit in limits.get("aid_floor_limits", {}).items())
 floor = "\n".join(([f"floor_limit = {limits['floor_limit']}"] if "floor_limit" in limits else [])
                   + ([f"aid_floor_limits = {{ {per_aid} }}"] if per_aid else []))
+aids = "".join(f"\n[aids.{aid}]\n" + "".join(f"{key} = {value}\n" for key, value in figures.items())
+               for aid, figures in data.get("aids", {}).items())  # the AIDs accepted, each with its limits
 text = string.Template(open(template).read()).substitute(
     **data["terminal"], host_key=data["host"]["key"], world=f"{state}/world", state=state, floor_limits=floor,
-    ecr_secret=secrets.token_urlsafe(32))
+    aids=aids, ecr_secret=secrets.token_urlsafe(32))
 with open(target, "w") as stream:
     stream.write(text)
 PY
