@@ -1,6 +1,6 @@
 """The `terminals` table as the web side reads it: the list with each terminal's day, and one terminal's status.
 
-The terminal API still keeps `last_seen`, batches and sign-on itself (a later step of issue 13 moves that here).
+The terminal API still keeps batches and sign-on itself (a later step of issue 13 moves that here).
 """
 
 from __future__ import annotations
@@ -44,6 +44,11 @@ def status(connection: sqlite3.Connection, tid: str) -> str | None:
     """None: no such terminal."""
     row = connection.execute("SELECT status FROM terminals WHERE tid = ?", (tid,)).fetchone()
     return None if row is None else str(row["status"])
+
+
+def seen(connection: sqlite3.Connection, tid: str, at: str) -> None:
+    """Every accepted signed request counts as a heartbeat: the terminal list shows when it last called."""
+    connection.execute("UPDATE terminals SET last_seen = ? WHERE tid = ?", (at, tid))
 
 
 def activity(
