@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from acquirer_stub.store.rows import columns, fetch_all
@@ -65,3 +65,11 @@ def activity(
         " (SELECT MAX(created) FROM transactions t WHERE t.tid = m.tid) AS last_transaction,"
         f" (SELECT COUNT(*) FROM ecr_requests e WHERE e.tid = m.tid AND e.state IN ({marks})) AS ecr_open"
         " FROM terminals m ORDER BY m.tid", (day.isoformat(), day.isoformat(), *ecr_open_states))
+
+
+def add_terminal(connection: sqlite3.Connection, tid: str, mid: str, name: str,
+                 floor_limits: Iterable[tuple[str, int]]) -> None:
+    """A terminal, active, with its offline floor limits as (AID hex, fen), '' standing for any other AID."""
+    connection.execute("INSERT INTO terminals (tid, mid, name) VALUES (?, ?, ?)", (tid, mid, name))
+    connection.executemany("INSERT INTO terminal_floor_limits (tid, aid, floor_limit) VALUES (?, ?, ?)",
+                           [(tid, aid, limit) for aid, limit in floor_limits])

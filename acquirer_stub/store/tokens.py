@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import columns, fetch_all, fetch_one
+from acquirer_stub.store.rows import columns, fetch_all, fetch_one, insert
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,20 @@ def token_masked_of(connection: sqlite3.Connection, token_id: int, owner_id: int
         "SELECT t.token_masked FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.id = ? AND d.owner_id = ?",
         (token_id, owner_id)).fetchone()
     return None if row is None else str(row["token_masked"])
+
+
+def add_device(connection: sqlite3.Connection, device_id: str, owner_id: int | None, name: str) -> None:
+    """A phone registered to its owner, its wallet on; a device already known is left as it is."""
+    connection.execute("INSERT INTO devices (id, owner_id, name) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                       (device_id, owner_id, name))
+
+
+def add_token(connection: sqlite3.Connection, *, token_hash: str, token_sealed: bytes, token_masked: str,
+              account_id: int, device_id: str, wallet_card_id: str, par: str, expiry: str, status: str,
+              created: str) -> int:
+    """A token for a card on a device (sealed number in, sealed number stored); its id."""
+    return insert(connection, "tokens", {
+        "token_hash": token_hash, "token_sealed": token_sealed, "token_masked": token_masked, "account_id": account_id,
+        "device_id": device_id, "wallet_card_id": wallet_card_id, "par": par, "expiry": expiry, "status": status,
+        "created": created})
+
