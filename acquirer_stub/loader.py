@@ -11,7 +11,7 @@ from typing import Any
 from werkzeug.security import generate_password_hash
 
 from acquirer_stub.instance import DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, Instance, create_instance
-from acquirer_stub.store import db, transit
+from acquirer_stub.store import cards, db, issuers, terminals, tokens, transit, users
 from acquirer_stub.store.db import transaction
 from acquirer_stub.vault import Vault
 from firmware.jsonfile import FileFormatError
@@ -57,58 +57,35 @@ def floor_limits(terminal: dict[str, Any], where: str) -> list[tuple[str, int]]:
 def load_world(connection: sqlite3.Connection, world: World, vault: Vault, *, today: datetime.date) -> dict:
     """Insert everything once, in one transaction; returns counts for the report."""
     with transaction(connection):
-        if connection.execute("SELECT COUNT(*) FROM issuers").fetchone()[0]:
+        if issuers.any_issuer(connection):
             raise RuntimeError("the database already holds a world")
         for issuer in world.issuers():
-            connection.execute(
-                "INSERT INTO issuers (code, name, kind, bin, algorithm) VALUES (?, ?, ?, ?, ?)",
-                (issuer["code"], issuer["name"], issuer["kind"], issuer["bin"], issuer["algorithm"]),
-            )
-        user_ids = {}
-        for user in world.users():
-            cursor = connection.execute(
-                "INSERT INTO users (username, password_hash, role, phone) VALUES (?, ?, ?, ?)",
-                (user["username"], generate_password_hash(user["password"]), user["role"], user.get("phone")),
-            )
-            user_ids[user["role"]] = cursor.lastrowid
+            issuers.add_issuer(connection, issuer["code"], issuer["name"], issuer["kind"], issuer["bin"],
+                               issuer["algorithm"])
+        user_ids = {user["role"]: users.add(connection, user["username"], generate_password_hash(user["password"]),
+                                            user["role"], user.get("phone")) for user in world.users()}
         account_ids = {}
         for card in world.cards():
             account = card["account"]
-            cursor = connection.execute(
-                "INSERT INTO accounts (issuer, pan_hash, pan_sealed, pan_masked, psn, expiry, kind, balance,"
-                " credit_limit, owner_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (card["issuer"], vault.pan_hash(card["pan"]), vault.seal(card["pan"]), vault.masked(card["pan"]),
-                 card["psn"], card["expiry"], card["kind"], account.get("balance"), account.get("credit_limit"),
-                 user_ids.get("cardholder")),
-            )
-            account_ids[card["pan"]] = cursor.lastrowid
+            account_ids[card["pan"]] = cards.add_card(
+                connection, issuer=card["issuer"], pan_hash=vault.pan_hash(card["pan"]),
+                pan_sealed=vault.seal(card["pan"]), pan_masked=vault.masked(card["pan"]), psn=card["psn"],
+                expiry=card["expiry"], kind=card["kind"], balance=account.get("balance"),
+                credit_limit=account.get("credit_limit"), owner_id=user_ids.get("cardholder"))
         for token in world.tsp()["tokens"]:
-            connection.execute(
-                "INSERT OR IGNORE INTO devices (id, owner_id, name) VALUES (?, ?, ?)",
-                (token["wallet_id"], user_ids.get("cardholder"), "Demo phone"),
-            )
-            connection.execute(
-                "INSERT INTO tokens (token_hash, token_sealed, token_masked, account_id, device_id, wallet_card_id,"
-                " par, expiry, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (vault.pan_hash(token["token_pan"]), vault.seal(token["token_pan"]), vault.masked(token["token_pan"]),
-                 account_ids[token["funding_pan"]], token["wallet_id"], token["card_id"], token["par"],
-                 token["expiry"], token["status"], today.isoformat()),
-            )
+            tokens.add_device(connection, token["wallet_id"], user_ids.get("cardholder"), "Demo phone")
+            tokens.add_token(
+                connection, token_hash=vault.pan_hash(token["token_pan"]), token_sealed=vault.seal(token["token_pan"]),
+                token_masked=vault.masked(token["token_pan"]), account_id=account_ids[token["funding_pan"]],
+                device_id=token["wallet_id"], wallet_card_id=token["card_id"], par=token["par"],
+                expiry=token["expiry"], status=token["status"], created=today.isoformat())
         for number, terminal in enumerate(world.terminals()):
-            connection.execute(
-                "INSERT INTO terminals (tid, mid, name) VALUES (?, ?, ?)",
-                (terminal["tid"], terminal["mid"], terminal["name"]),
-            )
-            connection.executemany(
-                "INSERT INTO terminal_floor_limits (tid, aid, floor_limit) VALUES (?, ?, ?)",
-                [(terminal["tid"], aid, limit) for aid, limit in floor_limits(terminal, f"terminals[{number}]")],
-            )
+            terminals.add_terminal(connection, terminal["tid"], terminal["mid"], terminal["name"],
+                                   floor_limits(terminal, f"terminals[{number}]"))
         transit.add_cities(connection, [(city["city_code"], city["name"]) for city in world.transit_keys()])
-        connection.execute(
-            "INSERT INTO promotions (issuer, title, percent, cap, starts, ends) VALUES (?, ?, ?, ?, ?, ?)",
-            ("boc-credit", "Bank of China QuickPass: 10 % off, up to ¥20", DEMO_PROMOTION_PERCENT,
-             DEMO_PROMOTION_CAP, today.isoformat(), today.replace(year=today.year + 1).isoformat()),
-        )
+        issuers.add_promotion(connection, "boc-credit", "Bank of China QuickPass: 10 % off, up to ¥20",
+                              DEMO_PROMOTION_PERCENT, DEMO_PROMOTION_CAP, today.isoformat(),
+                              today.replace(year=today.year + 1).isoformat())
     return {
         "issuers": len(world.issuers()), "accounts": len(account_ids), "tokens": len(world.tsp()["tokens"]),
         "terminals": len(world.terminals()),

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Response, current_app, request
 
+from acquirer_stub.store import nonces, terminals
 from hostproto import signing
 
 
@@ -63,18 +64,14 @@ def authenticate(connection: sqlite3.Connection) -> Caller:
         rc = "97" if error.reason == "unknown_terminal" else None
         host_time = int(now) if error.reason == "clock_skew" else None
         raise _refuse(401, error.reason, error.message, tid, rc=rc, host_time=host_time) from None
-    if nonce_used(connection, verified.tid, verified.nonce):
+    if nonces.used(connection, verified.tid, verified.nonce):
         raise _refuse(401, "replayed_nonce", "nonce already used", verified.tid)
-    terminal = connection.execute("SELECT status FROM terminals WHERE tid = ?", (verified.tid,)).fetchone()
-    if terminal is None:
+    status = terminals.status(connection, verified.tid)
+    if status is None:
         raise _refuse(401, "unknown_terminal", "unknown terminal", verified.tid, rc="97")
-    if terminal["status"] != "active":
+    if status != "active":
         raise _refuse(403, "terminal_inactive", "terminal inactive", verified.tid, rc="58")
     return Caller(verified.tid, verified.timestamp, verified.nonce, now)
-
-
-def nonce_used(connection: sqlite3.Connection, tid: str, nonce: str) -> bool:
-    return connection.execute("SELECT 1 FROM nonces WHERE tid = ? AND nonce = ?", (tid, nonce)).fetchone() is not None
 
 
 def remember_nonce(connection: sqlite3.Connection, caller: Caller) -> None:
@@ -83,9 +80,6 @@ def remember_nonce(connection: sqlite3.Connection, caller: Caller) -> None:
     A nonce only needs remembering while its timestamp is inside the window; older rows go at the same time.
     """
     window = int(current_app.config["SIGNATURE_WINDOW_SECONDS"])
-    connection.execute("DELETE FROM nonces WHERE seen < ?", (caller.received - window,))
-    try:
-        connection.execute("INSERT INTO nonces (tid, nonce, seen) VALUES (?, ?, ?)",
-                           (caller.tid, caller.nonce, float(caller.timestamp)))
-    except sqlite3.IntegrityError:  # the same request raced itself past the first check
-        raise _refuse(401, "replayed_nonce", "nonce already used", caller.tid) from None
+    if not nonces.spend(connection, caller.tid, caller.nonce, float(caller.timestamp),
+                        forget_before=caller.received - window):  # the same request raced itself past the check
+        raise _refuse(401, "replayed_nonce", "nonce already used", caller.tid)

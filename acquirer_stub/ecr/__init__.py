@@ -51,6 +51,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from acquirer_stub.api import security
 from acquirer_stub.ecr import handover
+from acquirer_stub.store import terminals
 from acquirer_stub.store.db import get_db, transaction
 from acquirer_stub.web import csrf
 
@@ -88,7 +89,7 @@ def _authenticate() -> None:
 def _spend(connection: sqlite3.Connection) -> None:
     """Inside the request's transaction: the nonce is used up, and a poll counts as the terminal being seen."""
     security.remember_nonce(connection, g.caller)
-    connection.execute("UPDATE terminals SET last_seen = ? WHERE tid = ?", (_now_text(), g.caller.tid))
+    terminals.seen(connection, g.caller.tid, _now_text())
 
 
 @bp.get("/next")
@@ -99,11 +100,11 @@ def next_sale() -> Response:
     lease = float(current_app.config.get("ECR_LEASE_SECONDS", handover.LEASE_SECONDS))
     with transaction(connection):  # BEGIN IMMEDIATE: two polls cannot take the same row
         _spend(connection)
-        row = handover.offer(connection, g.caller.tid, lease=lease)
-    if row is None:
+        sale = handover.offer(connection, g.caller.tid, lease=lease)
+    if sale is None:
         return Response(status=204)
-    return jsonify(id=row["id"], tid=row["tid"], amount=row["amount"], currency=CURRENCY_CNY, created=row["created"],
-                   offer=row["offer"], lease_seconds=lease)
+    return jsonify(id=sale.id, tid=sale.tid, amount=sale.amount, currency=CURRENCY_CNY, created=sale.created,
+                   offer=sale.offer, lease_seconds=lease)
 
 
 @bp.post("/<int:ecr_id>/accept")

@@ -1,6 +1,6 @@
 """Storage: SQLite (WAL, synchronous=FULL) behind a small layer; one transaction per decision (`db.transaction`).
 
 The only home of SQL (issue 13): one repository module per table family, functions taking a connection and
-handing out frozen dataclasses or plain values, never a driver's row. The web side is moved; the terminal API,
-the issuer engine, the token service, the ECR hand-over and the loader follow.
+handing out frozen dataclasses or plain values, never a driver's row. The web side, the token service, the ECR
+hand-over, the loader and the API's signature check are moved; the terminal API and the issuer engine follow.
 """

@@ -80,3 +80,14 @@ def promotion_title(connection: sqlite3.Connection, promotion_id: int) -> str | 
 
 def set_promotion_active(connection: sqlite3.Connection, promotion_id: int, active: bool) -> None:
     connection.execute("UPDATE promotions SET active = ? WHERE id = ?", (1 if active else 0, promotion_id))
+
+
+def any_issuer(connection: sqlite3.Connection) -> bool:
+    """Whether a world is loaded already (every world has issuers)."""
+    return connection.execute("SELECT 1 FROM issuers LIMIT 1").fetchone() is not None
+
+
+def add_issuer(connection: sqlite3.Connection, code: str, name: str, kind: str, bin: str, algorithm: str) -> None:
+    """A bank of the loaded world; its switches start up, with no latency and no forced decline."""
+    connection.execute("INSERT INTO issuers (code, name, kind, bin, algorithm) VALUES (?, ?, ?, ?, ?)",
+                       (code, name, kind, bin, algorithm))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -34,6 +34,15 @@ def fetch_one(connection: sqlite3.Connection, cls: type[T], sql: str, parameters
     """None when the query finds nothing."""
     row = connection.execute(sql, parameters).fetchone()
     return None if row is None else build(cls, row)
+
+
+def insert(connection: sqlite3.Connection, table: str, values: Mapping[str, object]) -> int:
+    """One row of `table` from column → value (the columns the caller names, the rest their defaults); its id."""
+    names = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    cursor = connection.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", tuple(values.values()))
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
 
 
 def newest(connection: sqlite3.Connection, cls: type[T], table: str, limit: int) -> list[T]:

@@ -1,13 +1,13 @@
 """The `terminals` table as the web side reads it: the list with each terminal's day, and one terminal's status.
 
-The terminal API still keeps `last_seen`, batches and sign-on itself (a later step of issue 13 moves that here).
+The terminal API still keeps batches and sign-on itself (a later step of issue 13 moves that here).
 """
 
 from __future__ import annotations
 
 import datetime
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from acquirer_stub.store.rows import columns, fetch_all
@@ -46,6 +46,11 @@ def status(connection: sqlite3.Connection, tid: str) -> str | None:
     return None if row is None else str(row["status"])
 
 
+def seen(connection: sqlite3.Connection, tid: str, at: str) -> None:
+    """Every accepted signed request counts as a heartbeat: the terminal list shows when it last called."""
+    connection.execute("UPDATE terminals SET last_seen = ? WHERE tid = ?", (at, tid))
+
+
 def activity(
     connection: sqlite3.Connection, day: datetime.date, ecr_open_states: Sequence[str]
 ) -> list[TerminalActivity]:
@@ -60,3 +65,11 @@ def activity(
         " (SELECT MAX(created) FROM transactions t WHERE t.tid = m.tid) AS last_transaction,"
         f" (SELECT COUNT(*) FROM ecr_requests e WHERE e.tid = m.tid AND e.state IN ({marks})) AS ecr_open"
         " FROM terminals m ORDER BY m.tid", (day.isoformat(), day.isoformat(), *ecr_open_states))
+
+
+def add_terminal(connection: sqlite3.Connection, tid: str, mid: str, name: str,
+                 floor_limits: Iterable[tuple[str, int]]) -> None:
+    """A terminal, active, with its offline floor limits as (AID hex, fen), '' standing for any other AID."""
+    connection.execute("INSERT INTO terminals (tid, mid, name) VALUES (?, ?, ?)", (tid, mid, name))
+    connection.executemany("INSERT INTO terminal_floor_limits (tid, aid, floor_limit) VALUES (?, ?, ?)",
+                           [(tid, aid, limit) for aid, limit in floor_limits])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import columns, fetch_one
+from acquirer_stub.store.rows import columns, fetch_one, insert
 
 
 @dataclass(frozen=True)
@@ -57,3 +57,9 @@ def end_sessions_of(connection: sqlite3.Connection, user_id: int) -> int:
 def purge_sessions(connection: sqlite3.Connection, now: float) -> None:
     """Forget the sessions expired by `now`."""
     connection.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
+
+
+def add(connection: sqlite3.Connection, username: str, password_hash: str, role: str, phone: str | None) -> int:
+    """A new user's id (the loader's world: the operator and the cardholder)."""
+    return insert(connection, "users",
+                  {"username": username, "password_hash": password_hash, "role": role, "phone": phone})

@@ -23,8 +23,11 @@ from typing import Any
 
 from acquirer_stub import throttle
 from acquirer_stub.keys import KeyStore
+from acquirer_stub.store import bindings, cards, outbox, tokens, users
+from acquirer_stub.store.bindings import BindingCode
 from acquirer_stub.store.db import transaction
 from acquirer_stub.store.events import record as record_event
+from acquirer_stub.store.users import User
 from acquirer_stub.tsp import lifecycle
 from acquirer_stub.vault import Vault
 from firmware.cards import qpboc_schema
@@ -96,55 +99,42 @@ def start_binding(
     if device_name is not None and not (len(device_name) <= MAX_DEVICE_NAME and device_name.isprintable()):
         raise BindingError("bad_request", f"device_name: at most {MAX_DEVICE_NAME} printable characters")
     with transaction(connection):
-        user = connection.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+        user = _user(connection, user_id)
         _own_device(connection, user_id, device_id, register_as=device_name or f"Phone {device_id[-4:]}")
-        account = connection.execute("SELECT * FROM accounts WHERE pan_hash = ?", (vault.pan_hash(pan),)).fetchone()
+        account = cards.find_card_by_hash(connection, vault.pan_hash(pan))
         if (
-            not luhn_valid(pan) or account is None or account["owner_id"] != user_id
-            or _mmyy(account["expiry"]) != expiry
+            not luhn_valid(pan) or account is None or account.owner_id != user_id
+            or _mmyy(account.expiry) != expiry
         ):
             raise BindingError("mismatch", MISMATCH)
-        if account["status"] != "active":
+        if account.status != "active":
             raise BindingError("mismatch", "this card cannot be added to a phone; please call your bank")
-        if connection.execute(
-            "SELECT 1 FROM tokens WHERE device_id = ? AND account_id = ? AND status != 'deleted'",
-            (device_id, account["id"]),
-        ).fetchone():
+        if tokens.holds_card(connection, device_id, account.id):
             raise BindingError("conflict", "this card is already on this phone")
-        if not user["phone"]:
+        phone = user.phone
+        if not phone:
             raise BindingError("mismatch", "no phone number on this account for the SMS code; please call your bank")
-        sent = _caps(SENT_CAPS, user_id, account["id"], device_id)
-        refusal = _refusal(connection, sent + _caps(WRONG_CAPS, user_id, account["id"], device_id))
+        sent = _caps(SENT_CAPS, user_id, account.id, device_id)
+        refusal = _refusal(connection, sent + _caps(WRONG_CAPS, user_id, account.id, device_id))
         if refusal is not None:
             raise refusal
         code = f"{secrets.randbelow(10**6):06d}"
         salt = secrets.token_hex(8)
         # A new code replaces any earlier one for the same card and phone.
-        connection.execute(
-            "UPDATE otps SET state = 'replaced' WHERE user_id = ? AND device_id = ? AND account_id = ?"
-            " AND state = 'pending'",
-            (user_id, device_id, account["id"]),
-        )
-        cursor = connection.execute(
-            "INSERT INTO otps (user_id, device_id, account_id, code_hash, expires) VALUES (?, ?, ?, ?, ?)",
-            (user_id, device_id, account["id"], f"{salt}:{_code_hash(vault, salt, code)}", now() + CODE_SECONDS),
-        )
-        binding_id = int(cursor.lastrowid or 0)
-        connection.execute(
-            "INSERT INTO sms_outbox (phone, text, created) VALUES (?, ?, ?)",
-            (user["phone"],
-             f"Your QuickPass binding code is {code} for card •••• {pan[-4:]} (ref {binding_id}). It expires in"
-             f" {CODE_SECONDS // 60} minutes. Never share it: the bank will never ask for it.",
-             _now_text()),
-        )
+        bindings.replace_pending(connection, user_id, device_id, account.id)
+        binding_id = bindings.add_code(connection, user_id, device_id, account.id,
+                                       f"{salt}:{_code_hash(vault, salt, code)}", now() + CODE_SECONDS)
+        outbox.send(connection, phone,
+                    f"Your QuickPass binding code is {code} for card •••• {pan[-4:]} (ref {binding_id}). It expires"
+                    f" in {CODE_SECONDS // 60} minutes. Never share it: the bank will never ask for it.", _now_text())
         lifecycle.record_event(connection, {
             "action": "binding_started", "binding_id": binding_id, "device_id": device_id,
-            "card_masked": account["pan_masked"], "by": user["username"],
-            "text": f"binding {binding_id}: card {account['pan_masked']} to device {device_id}, SMS code sent",
+            "card_masked": account.pan_masked, "by": user.username,
+            "text": f"binding {binding_id}: card {account.pan_masked} to device {device_id}, SMS code sent",
         })
         capped = [(limit, key) for limit, key in sent if throttle.hit(connection, limit, key)]
-        _report_caps(connection, capped, account["pan_masked"], device_id, user["username"])
-    return StartedBinding(binding_id, mask_phone(user["phone"]), CODE_SECONDS)
+        _report_caps(connection, capped, account.pan_masked, device_id, user.username)
+    return StartedBinding(binding_id, mask_phone(phone), CODE_SECONDS)
 
 
 def verify_binding(
@@ -163,40 +153,34 @@ def verify_binding(
     failure: BindingError | None = None
     payload: dict[str, Any] = {}
     with transaction(connection):
-        otp = connection.execute(
-            "SELECT * FROM otps WHERE id = ? AND user_id = ?", (binding_id, user_id)
-        ).fetchone()
+        otp = bindings.find_code(connection, binding_id, user_id)
         if otp is None:
             raise BindingError("not_found", f"no binding {binding_id}")
-        if otp["state"] == "locked":
+        if otp.state == "locked":
             raise BindingError("locked", "too many wrong codes; start again from the card details")
-        if otp["state"] == "verified":
+        if otp.state == "verified":
             raise BindingError("conflict", "this code has already been used")
-        if otp["state"] != "pending":
+        if otp.state != "pending":
             raise BindingError("gone", "this code was replaced by a newer one; use the latest SMS")
-        wrong = _caps(WRONG_CAPS, user_id, otp["account_id"], otp["device_id"])
+        wrong = _caps(WRONG_CAPS, user_id, otp.account_id, otp.device_id)
         refusal = _refusal(connection, wrong)
         if refusal is not None:
             raise refusal
-        if now() > otp["expires"]:
-            connection.execute("UPDATE otps SET state = 'expired' WHERE id = ?", (binding_id,))
+        if now() > otp.expires:
+            bindings.set_state(connection, binding_id, "expired")
             failure = BindingError("gone", "the code has expired; start again from the card details")
-        elif not _code_matches(vault, otp["code_hash"], code):
-            attempts = otp["attempts"] + 1
+        elif not _code_matches(vault, otp.code_hash, code):
+            attempts = otp.attempts + 1
             capped = [(limit, key) for limit, key in wrong if throttle.hit(connection, limit, key)]
             locked = attempts >= CODE_ATTEMPTS or bool(capped)
-            connection.execute(
-                "UPDATE otps SET attempts = ?, state = ? WHERE id = ?",
-                (attempts, "locked" if locked else "pending", binding_id),
-            )
+            bindings.set_state(connection, binding_id, "locked" if locked else "pending", attempts=attempts)
             if capped:
-                card = connection.execute("SELECT pan_masked FROM accounts WHERE id = ?", (otp["account_id"],))
-                user = connection.execute("SELECT username FROM users WHERE id = ?", (user_id,))
-                _report_caps(connection, capped, card.fetchone()[0], otp["device_id"], user.fetchone()[0])
+                _report_caps(connection, capped, _card(connection, otp.account_id).pan_masked, otp.device_id,
+                             _user(connection, user_id).username)
                 failure = _refusal(connection, capped)
             elif locked:
                 lifecycle.record_event(connection, {
-                    "action": "binding_locked", "binding_id": binding_id, "device_id": otp["device_id"],
+                    "action": "binding_locked", "binding_id": binding_id, "device_id": otp.device_id,
                     "text": f"binding {binding_id}: locked after {attempts} wrong codes",
                 })
                 failure = BindingError("locked", "too many wrong codes; start again from the card details")
@@ -213,10 +197,7 @@ def verify_binding(
 def delete_token(connection: sqlite3.Connection, *, user_id: int, token_id: int) -> None:
     """The cardholder removed the card from the phone: the token is deleted for good."""
     with transaction(connection):
-        if not connection.execute(
-            "SELECT 1 FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.id = ? AND d.owner_id = ?",
-            (token_id, user_id),
-        ).fetchone():
+        if tokens.token_masked_of(connection, token_id, user_id) is None:
             raise BindingError("not_found", f"no token {token_id} on your phones")
         try:
             lifecycle.set_token_status(connection, token_id, lifecycle.DELETED, "CONSUMER_DELETED", actor="cardholder")
@@ -226,14 +207,11 @@ def delete_token(connection: sqlite3.Connection, *, user_id: int, token_id: int)
 
 def sms_inbox(connection: sqlite3.Connection, user_id: int) -> list[dict[str, Any]]:
     """The stub's stand-in for the cardholder's phone messages, newest first."""
-    user = connection.execute("SELECT phone FROM users WHERE id = ?", (user_id,)).fetchone()
-    if user is None or not user["phone"]:
+    user = users.find(connection, user_id)
+    if user is None or not user.phone:
         return []
-    rows = connection.execute(
-        "SELECT id, created, text FROM sms_outbox WHERE phone = ? ORDER BY id DESC", (user["phone"],)
-    ).fetchall()
-    return [{"id": row["id"], "created": row["created"], "to": mask_phone(user["phone"]), "text": row["text"]}
-            for row in rows]
+    return [{"id": message.id, "created": message.created, "to": mask_phone(user.phone), "text": message.text}
+            for message in outbox.to_phone(connection, user.phone)]
 
 
 def card_label(issuer: str, kind: str, pan: str) -> str:
@@ -242,51 +220,43 @@ def card_label(issuer: str, kind: str, pan: str) -> str:
 
 
 def _issue_token(
-    connection: sqlite3.Connection, vault: Vault, keys: KeyStore, otp: sqlite3.Row, card_id: str | None
+    connection: sqlite3.Connection, vault: Vault, keys: KeyStore, otp: BindingCode, card_id: str | None
 ) -> dict[str, Any]:
-    device_id = otp["device_id"]
-    device = connection.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
-    if device is None or device["owner_id"] != otp["user_id"]:
+    device_id = otp.device_id
+    device = tokens.device(connection, device_id)
+    if device is None or device.owner_id != otp.user_id:
         raise BindingError("forbidden", "this phone is registered to another account")
-    if not device["wallet_enabled"]:
+    if not device.wallet_enabled:
         raise BindingError("conflict", "the wallet on this phone is turned off; turn it on first")
     _check_room(connection, device_id)
-    account = connection.execute("SELECT * FROM accounts WHERE id = ?", (otp["account_id"],)).fetchone()
-    if connection.execute(
-        "SELECT 1 FROM tokens WHERE device_id = ? AND account_id = ? AND status != 'deleted'",
-        (device_id, account["id"]),
-    ).fetchone():
+    account = _card(connection, otp.account_id)
+    if tokens.holds_card(connection, device_id, account.id):
         raise BindingError("conflict", "this card is already on this phone")
-    used = {row[0] for row in connection.execute(
-        "SELECT wallet_card_id FROM tokens WHERE device_id = ? AND status != 'deleted'", (device_id,)
-    )}
+    used = tokens.wallet_card_ids(connection, device_id)
     if card_id is None:
-        card_id = account["issuer"]
+        card_id = account.issuer
         suffix = 2
         while card_id in used:
-            card_id, suffix = f"{account['issuer']}-{suffix}", suffix + 1
+            card_id, suffix = f"{account.issuer}-{suffix}", suffix + 1
     elif card_id in used:
         raise BindingError("conflict", f"card id {card_id!r} is already used on this phone")
 
-    pan = vault.unseal(account["pan_sealed"])
-    par = account["par"] or _par_of_existing_tokens(connection, account["id"]) or new_par()
-    if account["par"] is None:  # one PAR per account across the PAN and all its tokens (§11)
-        connection.execute("UPDATE accounts SET par = ? WHERE id = ?", (par, account["id"]))
+    pan = vault.unseal(account.pan_sealed)
+    par = account.par or tokens.first_par(connection, account.id) or new_par()
+    if account.par is None:  # one PAR per account across the PAN and all its tokens (§11)
+        cards.set_par(connection, account.id, par)
     token_pan = _fresh_token_pan(connection, vault, keys.token_bin)
-    expiry = datetime.date.fromisoformat(account["expiry"])
-    profile, token_keys = token_card(keys.token_imk, token_pan=token_pan, par=par, kind=account["kind"], expiry=expiry)
-    cursor = connection.execute(
-        "INSERT INTO tokens (token_hash, token_sealed, token_masked, account_id, device_id, wallet_card_id, par,"
-        " expiry, status, status_reason, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', NULL, ?)",
-        (vault.pan_hash(token_pan), vault.seal(token_pan), vault.masked(token_pan), account["id"], device_id,
-         card_id, par, expiry.isoformat(), _now_text()),
-    )
-    token_id = int(cursor.lastrowid or 0)
-    connection.execute("UPDATE otps SET state = 'verified' WHERE id = ?", (otp["id"],))
+    expiry = datetime.date.fromisoformat(account.expiry)
+    profile, token_keys = token_card(keys.token_imk, token_pan=token_pan, par=par, kind=account.kind, expiry=expiry)
+    token_id = tokens.add_token(
+        connection, token_hash=vault.pan_hash(token_pan), token_sealed=vault.seal(token_pan),
+        token_masked=vault.masked(token_pan), account_id=account.id, device_id=device_id, wallet_card_id=card_id,
+        par=par, expiry=expiry.isoformat(), status=lifecycle.ACTIVE, created=_now_text())
+    bindings.set_state(connection, otp.id, "verified")
     lifecycle.record_event(connection, {
         "action": "provision", "token_id": token_id, "token_masked": vault.masked(token_pan),
-        "device_id": device_id, "card_masked": account["pan_masked"], "par": par,
-        "text": f"token {vault.masked(token_pan)} for card {account['pan_masked']} delivered to device {device_id}",
+        "device_id": device_id, "card_masked": account.pan_masked, "par": par,
+        "text": f"token {vault.masked(token_pan)} for card {account.pan_masked} delivered to device {device_id}",
     })
     keys_out = qpboc_schema.keys_to_dict(token_keys)
     return {
@@ -295,8 +265,8 @@ def _issue_token(
         "token_pan": token_pan,
         "expiry": expiry.isoformat(),
         "par": par,
-        "kind": account["kind"],
-        "card_label": card_label(account["issuer"], account["kind"], pan),
+        "kind": account.kind,
+        "card_label": card_label(account.issuer, account.kind, pan),
         "profile": qpboc_schema.profile_to_dict(profile),
         "keys": {"icc_master_key": keys_out["icc_master_key"]},
     }
@@ -337,44 +307,44 @@ def _report_caps(
         })
 
 
+def _user(connection: sqlite3.Connection, user_id: int) -> User:
+    """The signed-in cardholder (the session names an existing user)."""
+    user = users.find(connection, user_id)
+    if user is None:
+        raise LookupError(f"no user {user_id}")
+    return user
+
+
+def _card(connection: sqlite3.Connection, account_id: int) -> cards.Card:
+    """A binding's card (its row references an existing account)."""
+    card = cards.find_card(connection, account_id)
+    if card is None:
+        raise LookupError(f"no account {account_id}")
+    return card
+
+
 def _own_device(connection: sqlite3.Connection, user_id: int, device_id: str, *, register_as: str) -> None:
-    device = connection.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
+    device = tokens.device(connection, device_id)
     if device is None:
-        connection.execute(
-            "INSERT INTO devices (id, owner_id, name) VALUES (?, ?, ?)", (device_id, user_id, register_as)
-        )
+        tokens.add_device(connection, device_id, user_id, register_as)
         return
-    if device["owner_id"] != user_id:
+    if device.owner_id != user_id:
         raise BindingError("forbidden", "this phone is registered to another account")
-    if not device["wallet_enabled"]:
+    if not device.wallet_enabled:
         raise BindingError("conflict", "the wallet on this phone is turned off; turn it on first")
     _check_room(connection, device_id)
 
 
 def _check_room(connection: sqlite3.Connection, device_id: str) -> None:
-    held = connection.execute(
-        "SELECT COUNT(*) FROM tokens WHERE device_id = ? AND status IN ('active', 'suspended')", (device_id,)
-    ).fetchone()[0]
-    if held >= MAX_TOKENS_PER_DEVICE:
+    if tokens.cards_held(connection, device_id) >= MAX_TOKENS_PER_DEVICE:
         raise BindingError("conflict", f"this phone already holds {MAX_TOKENS_PER_DEVICE} cards")
-
-
-def _par_of_existing_tokens(connection: sqlite3.Connection, account_id: int) -> str | None:
-    row = connection.execute(
-        "SELECT par FROM tokens WHERE account_id = ? ORDER BY id LIMIT 1", (account_id,)
-    ).fetchone()
-    return row["par"] if row else None
 
 
 def _fresh_token_pan(connection: sqlite3.Connection, vault: Vault, token_bin: str) -> str:
     """A Luhn-valid token PAN that collides with no token and no card PAN (§11)."""
     while True:
         candidate = new_pan(token_bin)
-        digest = vault.pan_hash(candidate)
-        if not connection.execute(
-            "SELECT 1 FROM tokens WHERE token_hash = ? UNION ALL SELECT 1 FROM accounts WHERE pan_hash = ?",
-            (digest, digest),
-        ).fetchone():
+        if not tokens.number_in_use(connection, vault.pan_hash(candidate)):
             return candidate
 
 

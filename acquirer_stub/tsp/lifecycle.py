@@ -17,13 +17,15 @@ holds; the bank lifts any.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from acquirer_stub.store import events
+from acquirer_stub.store import events, tokens
 from acquirer_stub.store.db import transaction
+from acquirer_stub.store.tokens import Token
 
 ACTIVE, SUSPENDED, DELETED = "active", "suspended", "deleted"
 STATUSES = (ACTIVE, SUSPENDED, DELETED)
@@ -72,19 +74,17 @@ def set_token_status(
         raise LifecycleError(f"{ACTIONS[status]} reason must be one of {', '.join(REASONS[status])}, not {reason!r}")
     with _atomic(connection):
         token = _token(connection, token_id)
-        if token["status"] == DELETED:
-            raise LifecycleError(f"token {token['token_masked']} is deleted; deletion is final")
-        if token["status"] == status:
-            raise LifecycleError(f"token {token['token_masked']} is already {status}")
-        if status == ACTIVE and by == CARDHOLDER and token["held_by"] != CARDHOLDER:
-            raise HeldByBankError(f"token {token['token_masked']} is held by your bank; call your bank to resume it")
-        if status == ACTIVE and token["device_id"] is not None:
-            device = connection.execute(
-                "SELECT wallet_enabled FROM devices WHERE id = ?", (token["device_id"],)
-            ).fetchone()
-            if device is not None and not device["wallet_enabled"]:
+        if token.status == DELETED:
+            raise LifecycleError(f"token {token.token_masked} is deleted; deletion is final")
+        if token.status == status:
+            raise LifecycleError(f"token {token.token_masked} is already {status}")
+        if status == ACTIVE and by == CARDHOLDER and token.held_by != CARDHOLDER:
+            raise HeldByBankError(f"token {token.token_masked} is held by your bank; call your bank to resume it")
+        if status == ACTIVE and token.device_id is not None:
+            device = tokens.device(connection, token.device_id)
+            if device is not None and not device.wallet_enabled:
                 raise LifecycleError(
-                    f"the wallet on the phone holding token {token['token_masked']} is turned off;"
+                    f"the wallet on the phone holding token {token.token_masked} is turned off;"
                     " turn the wallet on to resume it"
                 )
         return _apply(connection, token, status, reason, by, actor or by)
@@ -107,31 +107,25 @@ def set_device_wallet(
         what = "turning a wallet off" if not enabled else "turning a wallet on"
         raise LifecycleError(f"reason for {what} must be one of {', '.join(allowed)}, not {reason!r}")
     with _atomic(connection):
-        device = connection.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
+        device = tokens.device(connection, device_id)
         if device is None:
             raise NotFoundError(f"no device {device_id!r}")
-        if bool(device["wallet_enabled"]) == enabled:
+        if bool(device.wallet_enabled) == enabled:
             return []
-        if enabled and by == CARDHOLDER and device["wallet_held_by"] != CARDHOLDER:
-            raise HeldByBankError(f"the wallet on {device['name']} was turned off by your bank; call your bank")
-        connection.execute("UPDATE devices SET wallet_enabled = ?, wallet_held_by = ? WHERE id = ?",
-                           (int(enabled), None if enabled else by, device_id))
+        if enabled and by == CARDHOLDER and device.wallet_held_by != CARDHOLDER:
+            raise HeldByBankError(f"the wallet on {device.name} was turned off by your bank; call your bank")
+        tokens.set_wallet(connection, device_id, enabled, None if enabled else by)
         if enabled:
-            rows = connection.execute(
-                "SELECT * FROM tokens WHERE device_id = ? AND status = ? AND status_reason = ? ORDER BY id",
-                (device_id, SUSPENDED, LOST_DEVICE),
-            ).fetchall()
-            changes = [_apply(connection, row, ACTIVE, reason, by, actor) for row in rows]
+            held = tokens.tokens_on(connection, device_id, SUSPENDED, LOST_DEVICE)
+            changes = [_apply(connection, token, ACTIVE, reason, by, actor) for token in held]
         else:
-            rows = connection.execute(
-                "SELECT * FROM tokens WHERE device_id = ? AND status = ? ORDER BY id", (device_id, ACTIVE)
-            ).fetchall()
-            changes = [_apply(connection, row, SUSPENDED, LOST_DEVICE, by, actor) for row in rows]
+            held = tokens.tokens_on(connection, device_id, ACTIVE)
+            changes = [_apply(connection, token, SUSPENDED, LOST_DEVICE, by, actor) for token in held]
         state = "on" if enabled else "off"
         record_event(connection, {
             "action": f"wallet_{state}", "device_id": device_id, "reason": reason, "by": actor, "holder": by,
             "tokens": [change.token_id for change in changes],
-            "text": f"wallet on device {device['name']} ({device_id}) turned {state} ({reason}):"
+            "text": f"wallet on device {device.name} ({device_id}) turned {state} ({reason}):"
                     f" {len(changes)} token(s) {'resumed' if enabled else 'suspended'}",
         })
         return changes
@@ -141,15 +135,8 @@ def tokens_of_device(
     connection: sqlite3.Connection, device_id: str, *, include_deleted: bool = True
 ) -> list[dict[str, Any]]:
     """A device's tokens with their funding card, masked: what the wallet page and dashboard show."""
-    rows = connection.execute(
-        "SELECT t.id, t.token_masked, t.wallet_card_id, t.par, t.expiry, t.status, t.status_reason, t.held_by,"
-        " t.last_atc, t.created, t.account_id, a.pan_masked, a.issuer, a.kind"
-        " FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.device_id = ?"
-        + ("" if include_deleted else " AND t.status != 'deleted'")
-        + " ORDER BY t.id",
-        (device_id,),
-    ).fetchall()
-    return [dict(row) for row in rows]
+    return [dataclasses.asdict(token)
+            for token in tokens.device_tokens(connection, device_id, include_deleted=include_deleted)]
 
 
 def record_event(connection: sqlite3.Connection, body: dict[str, Any]) -> None:
@@ -158,11 +145,10 @@ def record_event(connection: sqlite3.Connection, body: dict[str, Any]) -> None:
 
 
 def _apply(
-    connection: sqlite3.Connection, token: sqlite3.Row, status: str, reason: str, by: str, actor: str
+    connection: sqlite3.Connection, token: Token, status: str, reason: str, by: str, actor: str
 ) -> TokenChange:
-    connection.execute("UPDATE tokens SET status = ?, status_reason = ?, held_by = ? WHERE id = ?",
-                       (status, reason, by if status == SUSPENDED else None, token["id"]))
-    change = TokenChange(token["id"], token["token_masked"], token["device_id"], token["status"], status, reason)
+    tokens.set_status(connection, token.id, status, reason, by if status == SUSPENDED else None)
+    change = TokenChange(token.id, token.token_masked, token.device_id, token.status, status, reason)
     record_event(connection, {
         "action": ACTIONS[status], "token_id": change.token_id, "token_masked": change.token_masked,
         "device_id": change.device_id, "from": change.old, "to": change.new, "reason": reason, "by": actor,
@@ -177,11 +163,11 @@ def _check_holder(by: str) -> None:
         raise LifecycleError(f"a hold is placed by one of {', '.join(HOLDERS)}, not {by!r}")
 
 
-def _token(connection: sqlite3.Connection, token_id: int) -> sqlite3.Row:
-    row = connection.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
-    if row is None:
+def _token(connection: sqlite3.Connection, token_id: int) -> Token:
+    token = tokens.token(connection, token_id)
+    if token is None:
         raise NotFoundError(f"no token {token_id}")
-    return row
+    return token
 
 
 @contextlib.contextmanager

@@ -517,14 +517,14 @@ def test_an_ecr_offer_lapses_back_to_pending_and_a_late_sale_shows_expired(
     t0 = time.time()
     with db.transaction(connection):
         offered = handover.offer(connection, terminal.tid, now=t0)
-    assert offered is not None and offered["state"] == "offered"
+    assert offered is not None and offered.state == "offered"
     with db.transaction(connection):
         handover.expire_overdue(connection, now=t0 + handover.LEASE_SECONDS - 1)
         assert connection.execute("SELECT state FROM ecr_requests").fetchone()[0] == "offered"
         handover.expire_overdue(connection, now=t0 + handover.LEASE_SECONDS + 1)
     row = connection.execute("SELECT state, offer FROM ecr_requests").fetchone()
     assert (row["state"], row["offer"]) == ("pending", None)
-    assert terminal.accept(offered["id"], offered["offer"]).status_code == 409  # the lapsed offer is void
+    assert terminal.accept(offered.id, offered.offer).status_code == 409  # the lapsed offer is void
 
     work = terminal.next().json  # offered again, accepted, then nothing comes back in time
     with db.transaction(connection):

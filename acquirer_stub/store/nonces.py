@@ -1,0 +1,24 @@
+"""Nonces of signed terminal requests (`nonces`): each spent once, remembered while its timestamp is in the window.
+
+The rules (the window, when a nonce is spent) are acquirer_stub.api.security's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def used(connection: sqlite3.Connection, tid: str, nonce: str) -> bool:
+    """Whether this terminal has spent this nonce (and it is still remembered)."""
+    return connection.execute("SELECT 1 FROM nonces WHERE tid = ? AND nonce = ?", (tid, nonce)).fetchone() is not None
+
+
+def spend(connection: sqlite3.Connection, tid: str, nonce: str, seen: float, *, forget_before: float) -> bool:
+    """Remember the nonce (and forget those seen before `forget_before`); False if it was spent already.
+
+    A unique key, not a read first: two requests with one nonce racing each other cannot both spend it.
+    """
+    connection.execute("DELETE FROM nonces WHERE seen < ?", (forget_before,))
+    cursor = connection.execute("INSERT INTO nonces (tid, nonce, seen) VALUES (?, ?, ?)"
+                                " ON CONFLICT (tid, nonce) DO NOTHING", (tid, nonce, seen))
+    return cursor.rowcount == 1
