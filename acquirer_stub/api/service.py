@@ -8,6 +8,7 @@ canonical body) gets those stored bytes back; different content under the key ge
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -21,8 +22,10 @@ from acquirer_stub import exception_queue
 from acquirer_stub.api.security import Caller, remember_nonce
 from acquirer_stub.issuer import engine
 from acquirer_stub.keys import KeyStore
-from acquirer_stub.store import events
+from acquirer_stub.store import answers, events, settlements, terminals, transactions
+from acquirer_stub.store.answers import StoredAnswer
 from acquirer_stub.store.db import transaction
+from acquirer_stub.store.terminals import Terminal
 from acquirer_stub.vault import Vault
 from emvcore.tags import mask_pan, tag_info
 from hostproto.limits import floor_limit_for
@@ -85,24 +88,23 @@ def record_event(context: Context, kind: str, body: dict[str, Any]) -> None:
     events.record(context.connection, kind, body, at=context.now)
 
 
-def open_request(context: Context) -> sqlite3.Row:
+def open_request(context: Context) -> Terminal:
     """Spend the nonce and note that the terminal was seen: every accepted request does both, in its transaction."""
     remember_nonce(context.connection, context.caller)
-    context.connection.execute("UPDATE terminals SET last_seen = ? WHERE tid = ?",
-                               (context.now.isoformat(), context.caller.tid))
-    return context.connection.execute("SELECT * FROM terminals WHERE tid = ?", (context.caller.tid,)).fetchone()
+    terminals.seen(context.connection, context.caller.tid, context.now.isoformat())
+    terminal = terminals.find(context.connection, context.caller.tid)
+    assert terminal is not None  # the signature check found it
+    return terminal
 
 
-def stored_answer(context: Context, table: str, where: str, key: tuple[Any, ...], digest: str, mti: str,
-                  stan: str) -> str | None:
+def stored_answer(context: Context, stored: StoredAnswer | None, digest: str, mti: str, stan: str) -> str | None:
     """The stored answer for a retransmission, the 94 answer for a conflicting one, or None for a new request."""
-    row = context.connection.execute(f"SELECT request_hash, response FROM {table} WHERE {where}", key).fetchone()
-    if row is None:
+    if stored is None:
         return None
-    if row["request_hash"] == digest:
+    if stored.request_hash == digest:
         record_event(context, "retransmission", {"tid": context.caller.tid, "stan": stan, "mti": mti,
                                                  "latency_ms": context.latency_ms()})
-        return str(row["response"])
+        return stored.response
     record_event(context, "duplicate", {"tid": context.caller.tid, "stan": stan, "mti": mti, "rc": "94",
                                         "text": response_text("94"), "latency_ms": context.latency_ms()})
     return dumps({"mti": response_mti(mti), "rc": "94", "text": response_text("94"), "stan": stan})
@@ -110,7 +112,7 @@ def stored_answer(context: Context, table: str, where: str, key: tuple[Any, ...]
 
 def _rrn(context: Context) -> str:
     """12 digits (DE37): year, day of year and the next row number, unique without another table."""
-    next_id = context.connection.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
+    next_id = transactions.next_id(context.connection)
     return f"{context.now:%y}{context.now.timetuple().tm_yday:03d}{next_id % 10**7:07d}"
 
 
@@ -121,9 +123,8 @@ def sign_on(context: Context, message: NetworkManagement) -> str:
     """0800 sign-on: a new batch number, the terminal now signed on (CUP 60.3 001)."""
     with transaction(context.connection):
         terminal = open_request(context)
-        batch = terminal["batch"] % MAX_BATCH + 1
-        context.connection.execute("UPDATE terminals SET batch = ?, signed_on = 1 WHERE tid = ?",
-                                   (batch, context.caller.tid))
+        batch = terminal.batch % MAX_BATCH + 1
+        terminals.sign_on(context.connection, context.caller.tid, batch)
         response = {"mti": "0810", "rc": "00", "text": response_text("00"), "stan": message.stan, "batch": batch,
                     "host_time": int(context.caller.received)}
         record_event(context, "signon", {"tid": context.caller.tid, "stan": message.stan, "mti": message.mti,
@@ -136,8 +137,8 @@ def echo(context: Context, message: NetworkManagement) -> str:
     with transaction(context.connection):
         terminal = open_request(context)
     return dumps({"mti": "0810", "rc": "00", "text": response_text("00"), "stan": message.stan,
-                  "signed_on": bool(terminal["signed_on"]),
-                  "batch": terminal["batch"] if terminal["signed_on"] else None,
+                  "signed_on": bool(terminal.signed_on),
+                  "batch": terminal.batch if terminal.signed_on else None,
                   "host_time": int(context.caller.received)})
 
 
@@ -152,14 +153,6 @@ def _engine_request(context: Context, message: Financial, local_date: datetime.d
     )
 
 
-def _orphan_reversal(context: Context, stan: str, local_date: datetime.date) -> bool:
-    return context.connection.execute(
-        "SELECT 1 FROM transactions WHERE kind = 'reversal' AND tid = ? AND original_stan = ?"
-        " AND original_local_date = ? AND state = 'orphan'",
-        (context.caller.tid, stan, local_date.isoformat()),
-    ).fetchone() is not None
-
-
 def _record(context: Context, kind: str, message: Financial, local_date: datetime.date, digest: str,
             decision: engine.Decision, *, state: str, rc: str, batch: int | None, response: dict[str, Any],
             rrn: str, auth_code: str | None, summary: str | None = None) -> tuple[str, int]:
@@ -167,24 +160,21 @@ def _record(context: Context, kind: str, message: Financial, local_date: datetim
     text = dumps(response)
     pan_masked = decision.pan_masked or mask_pan(message.pan)
     latency = context.latency_ms()
-    cursor = context.connection.execute(
-        "INSERT INTO transactions (kind, mti, tid, stan, local_date, request_hash, state, rc, reason, amount,"
-        " charged, discount, promotion_id, currency, batch, issuer, account_id, token_id, pan_masked, entry_mode,"
-        " atc, ac_verified, rrn, auth_code, response, icc_masked, latency_ms, created)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (kind, message.mti, message.tid, message.stan, local_date.isoformat(), digest, state, rc, decision.reason,
-         message.amount, response["charged"], response["discount"], decision.promotion_id, message.currency, batch,
-         decision.issuer, decision.account_id, decision.token_id, pan_masked, message.entry_mode, decision.atc,
-         int(decision.cryptogram_verified), rrn, auth_code, text, mask_icc(message.icc), latency,
-         context.now.isoformat()),
-    )
-    assert cursor.lastrowid is not None
+    row_id = transactions.add(context.connection, {
+        "kind": kind, "mti": message.mti, "tid": message.tid, "stan": message.stan,
+        "local_date": local_date.isoformat(), "request_hash": digest, "state": state, "rc": rc,
+        "reason": decision.reason, "amount": message.amount, "charged": response["charged"],
+        "discount": response["discount"], "promotion_id": decision.promotion_id, "currency": message.currency,
+        "batch": batch, "issuer": decision.issuer, "account_id": decision.account_id, "token_id": decision.token_id,
+        "pan_masked": pan_masked, "entry_mode": message.entry_mode, "atc": decision.atc,
+        "ac_verified": int(decision.cryptogram_verified), "rrn": rrn, "auth_code": auth_code, "response": text,
+        "icc_masked": mask_icc(message.icc), "latency_ms": latency, "created": context.now.isoformat()})
     record_event(context, kind, {"tid": message.tid, "stan": message.stan, "mti": message.mti, "pan": pan_masked,
                                  "amount": message.amount, "charged": response["charged"], "rc": rc,
                                  "text": summary or response_text(rc), "reason": decision.reason,
                                  "issuer": decision.issuer, "entry_mode": message.entry_mode, "batch": batch,
                                  "rrn": rrn, "latency_ms": latency})
-    return text, cursor.lastrowid
+    return text, row_id
 
 
 def authorize(context: Context, message: Financial, digest: str) -> str:
@@ -199,17 +189,18 @@ def authorize(context: Context, message: Financial, digest: str) -> str:
 def _authorize(context: Context, message: Financial, digest: str, local_date: datetime.date) -> tuple[str, int]:
     with transaction(context.connection):
         terminal = open_request(context)
-        stored = stored_answer(context, "transactions",
-                               "kind = 'authorization' AND tid = ? AND stan = ? AND local_date = ?",
-                               (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
+        stored = stored_answer(context, answers.find(context.connection, "transactions", message.tid, message.stan,
+                                                     local_date.isoformat(), kind="authorization"),
+                               digest, message.mti, message.stan)
         if stored is not None:
             return stored, 0
         batch: int | None = message.batch
-        if not terminal["signed_on"] or terminal["batch"] != message.batch:
-            reason = "BATCH_MISMATCH" if terminal["signed_on"] else "NOT_SIGNED_ON"
+        if not terminal.signed_on or terminal.batch != message.batch:
+            reason = "BATCH_MISMATCH" if terminal.signed_on else "NOT_SIGNED_ON"
             decision = engine.Decision("77", reason, amount=message.amount)
-            batch = terminal["batch"] if terminal["signed_on"] else None
-        elif _orphan_reversal(context, message.stan, local_date):
+            batch = terminal.batch if terminal.signed_on else None
+        elif transactions.orphan_reversal(context.connection, context.caller.tid, message.stan,
+                                          local_date.isoformat()):
             # the terminal already reversed this sale: approving it now would charge a sale nobody completed
             decision = engine.Decision("05", "ORPHAN_REVERSAL", amount=message.amount)
         else:
@@ -236,8 +227,7 @@ def floor_limit(connection: sqlite3.Connection, tid: str, icc: dict[int, bytes])
     """The terminal's offline floor limit for the advice's AID (DE55 84, else 9F06 or 4F); a terminal with none
     configured has 0: no offline sale of it is accepted without a person looking at it."""
     aid = next((bytes(icc[tag]) for tag in (0x84, 0x9F06, 0x4F) if tag in icc), None)
-    limits = {row["aid"]: row["floor_limit"] for row in connection.execute(
-        "SELECT aid, floor_limit FROM terminal_floor_limits WHERE tid = ?", (tid,))}
+    limits = terminals.floor_limits(connection, tid)
     default = limits.pop("", 0)
     return floor_limit_for(aid, default, {bytes.fromhex(key): limit for key, limit in limits.items()})
 
@@ -250,8 +240,9 @@ def advise(context: Context, message: Financial, digest: str) -> str:
     connection = context.connection
     with transaction(connection):
         open_request(context)
-        stored = stored_answer(context, "transactions", "kind = 'advice' AND tid = ? AND stan = ? AND local_date = ?",
-                               (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
+        stored = stored_answer(context, answers.find(connection, "transactions", message.tid, message.stan,
+                                                     local_date.isoformat(), kind="advice"),
+                               digest, message.mti, message.stan)
         if stored is not None:
             return stored
         decision = engine.record_offline_advice(connection, context.keys, context.vault,
@@ -283,9 +274,7 @@ def advise(context: Context, message: Financial, digest: str) -> str:
 
 
 def _batch_settled(context: Context, tid: str, batch: int | None) -> bool:
-    return batch is not None and context.connection.execute(
-        "SELECT 1 FROM settlements WHERE tid = ? AND batch = ? AND balanced = 1", (tid, batch)
-    ).fetchone() is not None
+    return batch is not None and settlements.balanced(context.connection, tid, batch)
 
 
 def reverse(context: Context, message: Reversal, digest: str) -> str:
@@ -299,54 +288,49 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
     connection = context.connection
     with transaction(connection):
         open_request(context)
-        stored = stored_answer(context, "transactions", "kind = 'reversal' AND tid = ? AND stan = ? AND local_date = ?",
-                               (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
+        stored = stored_answer(context, answers.find(connection, "transactions", message.tid, message.stan,
+                                                     local_date.isoformat(), kind="reversal"),
+                               digest, message.mti, message.stan)
         if stored is not None:
             return stored
-        original = connection.execute(
-            "SELECT * FROM transactions WHERE kind = 'authorization' AND tid = ? AND stan = ? AND local_date = ?",
-            (message.tid, message.original_stan, original_date.isoformat()),
-        ).fetchone()
+        original = transactions.authorization(connection, message.tid, message.original_stan,
+                                              original_date.isoformat())
         refund = 0
         if original is None:
             outcome = "orphan"  # the tombstone: a late original with this key will be declined
-        elif original["state"] == "reversed":
+        elif original.state == "reversed":
             outcome = "already_reversed"
-        elif original["state"] != "approved":
+        elif original.state != "approved":
             outcome = "not_approved"
-        elif _batch_settled(context, message.tid, original["batch"]):
+        elif _batch_settled(context, message.tid, original.batch):
             outcome = "settled"  # money already reconciled: a person has to look at it
-        elif message.amount > original["amount"]:
+        elif message.amount > original.amount:
             outcome = "exceeds_original"  # more than was sold: nothing is given back
-        elif message.amount > original["amount"] - original["reversed_amount"]:
+        elif message.amount > original.amount - original.reversed_amount:
             outcome = "exceeds_remaining"  # an earlier partial reversal already gave part of it back
         else:
-            refund = engine.reverse(connection, original, message.amount)
-            standing = original["amount"] - original["reversed_amount"] - message.amount
-            connection.execute(
-                "UPDATE transactions SET reversed_amount = reversed_amount + ?, reversed_charged = reversed_charged"
-                " + ?, state = ? WHERE id = ?",
-                (message.amount, refund, "approved" if standing else "reversed", original["id"]),
-            )
-            outcome = "reversed" if message.amount == original["amount"] else "partial"
+            refund = engine.reverse(connection, dataclasses.asdict(original), message.amount)
+            standing = original.amount - original.reversed_amount - message.amount
+            transactions.mark_reversed(connection, original.id, message.amount, refund,
+                                       "approved" if standing else "reversed")
+            outcome = "reversed" if message.amount == original.amount else "partial"
         response = {"mti": response_mti(message.mti), "rc": "00", "text": response_text("00"), "stan": message.stan,
                     "original_stan": message.original_stan, "outcome": outcome}
         text = dumps(response)
         latency = context.latency_ms()
-        found = original is not None
-        connection.execute(
-            "INSERT INTO transactions (kind, mti, tid, stan, local_date, request_hash, state, rc, reason, amount,"
-            " charged, batch, issuer, account_id, token_id, pan_masked, original_stan, original_local_date, response,"
-            " latency_ms, created) VALUES ('reversal', ?, ?, ?, ?, ?, ?, '00', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (message.mti, message.tid, message.stan, local_date.isoformat(), digest, outcome, message.reason,
-             message.amount, refund, original["batch"] if found else None, original["issuer"] if found else None,
-             original["account_id"] if found else None, original["token_id"] if found else None,
-             original["pan_masked"] if found else None, message.original_stan, original_date.isoformat(), text,
-             latency, context.now.isoformat()),
-        )
+        transactions.add(connection, {
+            "kind": "reversal", "mti": message.mti, "tid": message.tid, "stan": message.stan,
+            "local_date": local_date.isoformat(), "request_hash": digest, "state": outcome, "rc": "00",
+            "reason": message.reason, "amount": message.amount, "charged": refund,
+            "batch": original.batch if original else None, "issuer": original.issuer if original else None,
+            "account_id": original.account_id if original else None,
+            "token_id": original.token_id if original else None,
+            "pan_masked": original.pan_masked if original else None, "original_stan": message.original_stan,
+            "original_local_date": original_date.isoformat(), "response": text, "latency_ms": latency,
+            "created": context.now.isoformat()})
         record_event(context, "reversal", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
                                            "original_stan": message.original_stan,
-                                           "pan": original["pan_masked"] if found else None, "amount": message.amount,
+                                           "pan": original.pan_masked if original else None, "amount": message.amount,
                                            "rc": "00", "text": response_text("00"), "reason": message.reason,
                                            "outcome": outcome, "latency_ms": latency})
     return text
@@ -359,11 +343,7 @@ def host_totals(connection: sqlite3.Connection, tid: str, batch: int) -> Totals:
     """Sales still standing in the batch: approved authorizations less what was reversed of them, plus every
     offline advice, exceptions included (the terminal approved those itself and rightly counts them; the
     settlement shows them as their own figure). Refunds and voids (the credit side) do not exist in this API yet."""
-    count, amount = connection.execute(
-        "SELECT COUNT(*), COALESCE(SUM(amount - reversed_amount), 0) FROM transactions WHERE tid = ? AND batch = ?"
-        " AND ((kind = 'authorization' AND state = 'approved') OR kind = 'advice')",
-        (tid, batch),
-    ).fetchone()
+    count, amount = transactions.batch_debits(connection, tid, batch)
     return Totals(debit_count=count, debit_amount=amount, credit_count=0, credit_amount=0)
 
 
@@ -382,17 +362,18 @@ def settle(context: Context, message: Settlement, digest: str) -> str:
     connection = context.connection
     with transaction(connection):
         terminal = open_request(context)
-        stored = stored_answer(context, "settlements", "tid = ? AND stan = ? AND local_date = ?",
-                               (message.tid, message.stan, local_date.isoformat()), digest, message.mti, message.stan)
+        stored = stored_answer(context, answers.find(connection, "settlements", message.tid, message.stan,
+                                                     local_date.isoformat()),
+                               digest, message.mti, message.stan)
         if stored is not None:
             return stored
-        if not terminal["signed_on"] or terminal["batch"] != message.batch:
+        if not terminal.signed_on or terminal.batch != message.batch:
             # nothing to reconcile: not stored, so the same request may be retried after a sign-on
             record_event(context, "settlement", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
                                                  "batch": message.batch, "rc": "77", "text": response_text("77"),
                                                  "latency_ms": context.latency_ms()})
             return dumps({"mti": "0510", "rc": "77", "text": response_text("77"), "stan": message.stan,
-                          "batch": terminal["batch"] if terminal["signed_on"] else None})
+                          "batch": terminal.batch if terminal.signed_on else None})
         host = host_totals(connection, message.tid, message.batch)
         figures = batch_figures(connection, message.tid, message.batch)
         balanced = host == message.totals
@@ -400,15 +381,13 @@ def settle(context: Context, message: Settlement, digest: str) -> str:
                     "batch": message.batch, "balanced": balanced, "reconciliation": "1" if balanced else "2",
                     "host_totals": host.as_dict(), **figures}
         text = dumps(response)
-        connection.execute(
-            "INSERT INTO settlements (tid, batch, terminal_totals, host_totals, balanced, created, stan, local_date,"
-            " request_hash, response, figures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (message.tid, message.batch, dumps(message.totals.as_dict()), dumps(host.as_dict()), int(balanced),
-             context.now.isoformat(), message.stan, local_date.isoformat(), digest, text,
-             dumps(figures)),
-        )
+        settlements.add(connection, {
+            "tid": message.tid, "batch": message.batch, "terminal_totals": dumps(message.totals.as_dict()),
+            "host_totals": dumps(host.as_dict()), "balanced": int(balanced), "created": context.now.isoformat(),
+            "stan": message.stan, "local_date": local_date.isoformat(), "request_hash": digest, "response": text,
+            "figures": dumps(figures)})
         if balanced:
-            connection.execute("UPDATE terminals SET signed_on = 0 WHERE tid = ?", (message.tid,))
+            terminals.sign_off(connection, message.tid)
         record_event(context, "settlement", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
                                              "batch": message.batch, "rc": "00", "balanced": balanced,
                                              "terminal_totals": message.totals.as_dict(), "host_totals": host.as_dict(),

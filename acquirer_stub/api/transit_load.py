@@ -25,6 +25,7 @@ import sqlite3
 from typing import Any
 
 from acquirer_stub.api.service import Context, dumps, open_request, record_event, stored_answer
+from acquirer_stub.store import answers
 from acquirer_stub.store.db import transaction
 from emvcore import epurse
 from emvcore.crypto import transit as transit_crypto
@@ -82,8 +83,8 @@ def _replayed(context: Context, table: str, message: TransitLoad | TransitLoadCo
               digest: str) -> str | None:
     """Spend the nonce; the stored answer of a retransmission (94 for other content under its key), else None."""
     open_request(context)
-    return stored_answer(context, table, "tid = ? AND stan = ? AND local_date = ?",
-                         (message.tid, message.stan, local_date), digest, message.mti, message.stan)
+    return stored_answer(context, answers.find(context.connection, table, message.tid, message.stan, local_date),
+                         digest, message.mti, message.stan)
 
 
 def load(context: Context, message: TransitLoad, digest: str) -> str:

@@ -1,14 +1,15 @@
-"""The `settlements` table as the dashboard reads it: each batch a terminal closed, with both sides' totals.
+"""The `settlements` table: each batch a terminal closed, with both sides' totals, and its stored answer.
 
-The terminal API still writes it (a later step of issue 13 moves that here).
+The terminal API decides the settlement (balanced or not) and adds its row here; the dashboard reads them.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import newest
+from acquirer_stub.store.rows import insert, newest
 
 
 @dataclass(frozen=True)
@@ -30,3 +31,14 @@ class Settlement:
 def recent(connection: sqlite3.Connection, limit: int) -> list[Settlement]:
     """The newest first."""
     return newest(connection, Settlement, "settlements", limit)
+
+
+def add(connection: sqlite3.Connection, values: Mapping[str, object]) -> int:
+    """One settlement (column → value) with its answer; its id."""
+    return insert(connection, "settlements", values)
+
+
+def balanced(connection: sqlite3.Connection, tid: str, batch: int) -> bool:
+    """Whether the terminal's batch was settled balanced: its money is reconciled and may no longer move."""
+    return connection.execute("SELECT 1 FROM settlements WHERE tid = ? AND batch = ? AND balanced = 1",
+                              (tid, batch)).fetchone() is not None

@@ -1,6 +1,6 @@
-"""The `terminals` table as the web side reads it: the list with each terminal's day, and one terminal's status.
+"""The `terminals` table: the list with each terminal's day, one terminal's status, its batch and sign-on.
 
-The terminal API still keeps batches and sign-on itself (a later step of issue 13 moves that here).
+The terminal API decides sign-on and settlement; these functions read and write what it decided.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import columns, fetch_all
+from acquirer_stub.store.rows import columns, fetch_all, fetch_one
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,27 @@ def status(connection: sqlite3.Connection, tid: str) -> str | None:
     """None: no such terminal."""
     row = connection.execute("SELECT status FROM terminals WHERE tid = ?", (tid,)).fetchone()
     return None if row is None else str(row["status"])
+
+
+def find(connection: sqlite3.Connection, tid: str) -> Terminal | None:
+    """None: no such terminal."""
+    return fetch_one(connection, Terminal, f"SELECT {columns(Terminal)} FROM terminals WHERE tid = ?", (tid,))
+
+
+def sign_on(connection: sqlite3.Connection, tid: str, batch: int) -> None:
+    """The terminal signed on with a new open batch."""
+    connection.execute("UPDATE terminals SET batch = ?, signed_on = 1 WHERE tid = ?", (batch, tid))
+
+
+def sign_off(connection: sqlite3.Connection, tid: str) -> None:
+    """A balanced settlement closed the batch: the next sale needs a sign-on (and a new batch) first."""
+    connection.execute("UPDATE terminals SET signed_on = 0 WHERE tid = ?", (tid,))
+
+
+def floor_limits(connection: sqlite3.Connection, tid: str) -> dict[str, int]:
+    """The terminal's offline floor limits as AID hex → fen; '' is the one for any other AID."""
+    return {row["aid"]: row["floor_limit"] for row in connection.execute(
+        "SELECT aid, floor_limit FROM terminal_floor_limits WHERE tid = ?", (tid,))}
 
 
 def seen(connection: sqlite3.Connection, tid: str, at: str) -> None:

@@ -1,15 +1,15 @@
-"""The `transactions` table as the web side reads it: lists, one row with what it refers to, the overview's figures.
+"""The `transactions` table: the terminal API's rows written and looked up, and what the dashboard reads.
 
-The terminal API and the issuer engine still write their rows themselves (a later step of issue 13 moves them
-here); these reads hand out dataclasses so the dashboard never holds a driver's row.
+Reads hand out dataclasses so neither the API nor the dashboard holds a driver's row.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import columns, fetch_all, fetch_one, newest
+from acquirer_stub.store.rows import columns, fetch_all, fetch_one, insert, newest
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,42 @@ def authorizations_since(connection: sqlite3.Connection, since: str) -> list[Aut
     return fetch_all(connection, AuthorizationOutcome,
         "SELECT t.rc, t.latency_ms, t.created, t.issuer, i.name AS issuer_name FROM transactions t"
         " LEFT JOIN issuers i ON i.code = t.issuer WHERE t.kind = 'authorization' AND t.created >= ?", (since,))
+
+
+def add(connection: sqlite3.Connection, values: Mapping[str, object]) -> int:
+    """One row (column → value, the others their defaults); its id."""
+    return insert(connection, "transactions", values)
+
+
+def next_id(connection: sqlite3.Connection) -> int:
+    """The id the next row will most likely get (inside the write transaction: exactly), for the RRN."""
+    return int(connection.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0])
+
+
+def authorization(connection: sqlite3.Connection, tid: str, stan: str, local_date: str) -> Transaction | None:
+    """The authorization a reversal names, by its key."""
+    return fetch_one(connection, Transaction,
+        f"SELECT {columns(Transaction)} FROM transactions WHERE kind = 'authorization' AND tid = ? AND stan = ?"
+        " AND local_date = ?", (tid, stan, local_date))
+
+
+def orphan_reversal(connection: sqlite3.Connection, tid: str, stan: str, local_date: str) -> bool:
+    """Whether a reversal already came for this sale before the sale itself (its tombstone)."""
+    return connection.execute(
+        "SELECT 1 FROM transactions WHERE kind = 'reversal' AND tid = ? AND original_stan = ?"
+        " AND original_local_date = ? AND state = 'orphan'", (tid, stan, local_date)).fetchone() is not None
+
+
+def mark_reversed(connection: sqlite3.Connection, transaction_id: int, amount: int, refund: int, state: str) -> None:
+    """Add a reversal's amount and refund to what was reversed of the sale (in SQL, not from the row read)."""
+    connection.execute(
+        "UPDATE transactions SET reversed_amount = reversed_amount + ?, reversed_charged = reversed_charged + ?,"
+        " state = ? WHERE id = ?", (amount, refund, state, transaction_id))
+
+
+def batch_debits(connection: sqlite3.Connection, tid: str, batch: int) -> tuple[int, int]:
+    """(count, amount) of what stands in the batch: approved authorizations less their reversals, and advices."""
+    count, amount = connection.execute(
+        "SELECT COUNT(*), COALESCE(SUM(amount - reversed_amount), 0) FROM transactions WHERE tid = ? AND batch = ?"
+        " AND ((kind = 'authorization' AND state = 'approved') OR kind = 'advice')", (tid, batch)).fetchone()
+    return int(count), int(amount)
