@@ -25,7 +25,7 @@ import sqlite3
 from typing import Any
 
 from acquirer_stub.api.service import Context, dumps, open_request, record_event, stored_answer
-from acquirer_stub.store import answers
+from acquirer_stub.store import answers, transit_loads
 from acquirer_stub.store.db import transaction
 from emvcore import epurse
 from emvcore.crypto import transit as transit_crypto
@@ -69,13 +69,10 @@ def _check_load(context: Context, message: TransitLoad) -> tuple[str, str] | Non
 
 def _settle_earlier(connection: sqlite3.Connection, card_hash: str, serial: int, now: str) -> str | None:
     """Apply the serial rule to this card's earlier loads; returns a reason to refuse, or None."""
-    if connection.execute("SELECT 1 FROM transit_loads WHERE card_hash = ? AND online_serial >= ? AND state IN"
-                          " ('credited', 'completed')", (card_hash, serial)).fetchone() is not None:
+    if transit_loads.counted_from(connection, card_hash, serial):
         return "a load at this serial was already credited"
-    connection.execute("UPDATE transit_loads SET state = 'voided', updated = ? WHERE card_hash = ? AND"
-                       " online_serial = ? AND state = 'authorized'", (now, card_hash, serial))
-    connection.execute("UPDATE transit_loads SET state = 'credited', updated = ? WHERE card_hash = ? AND"
-                       " online_serial < ? AND state = 'authorized'", (now, card_hash, serial))
+    transit_loads.void_authorized(connection, card_hash, serial, now)
+    transit_loads.credit_authorized_below(connection, card_hash, serial, now)
     return None
 
 
@@ -116,14 +113,12 @@ def load(context: Context, message: TransitLoad, digest: str) -> str:
         }
         text = dumps(response)
         masked = mask_pan(message.card_number)
-        connection.execute(
-            "INSERT INTO transit_loads (tid, stan, local_date, request_hash, city_code, card_hash, card_masked,"
-            " online_serial, balance_before, amount, terminal_id, date_time, state, response, created, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'authorized', ?, ?, ?)",
-            (message.tid, message.stan, local_date.isoformat(), digest, message.city_code, card_hash, masked,
-             quote.online_serial, quote.balance, message.amount, message.terminal_id.hex().upper(), date_time, text,
-             now, now),
-        )
+        transit_loads.add(connection, {
+            "tid": message.tid, "stan": message.stan, "local_date": local_date.isoformat(), "request_hash": digest,
+            "city_code": message.city_code, "card_hash": card_hash, "card_masked": masked,
+            "online_serial": quote.online_serial, "balance_before": quote.balance, "amount": message.amount,
+            "terminal_id": message.terminal_id.hex().upper(), "date_time": date_time, "state": "authorized",
+            "response": text, "created": now, "updated": now})
         record_event(context, "transit_load", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
                                                "pan": masked, "amount": message.amount, "rc": "00",
                                                "text": "load authorized", "latency_ms": context.latency_ms()})
@@ -139,33 +134,30 @@ def confirm(context: Context, message: TransitLoadConfirmation, digest: str) -> 
         stored = _replayed(context, "transit_load_confirmations", message, local_date.isoformat(), digest)
         if stored is not None:
             return stored
-        row = connection.execute("SELECT * FROM transit_loads WHERE tid = ? AND stan = ? AND local_date = ?",
-                                 (message.tid, message.original_stan, original_date.isoformat())).fetchone()
-        if (row is None or row["card_hash"] != context.vault.pan_hash(message.card_number)
-                or row["online_serial"] != message.online_serial):
+        row = transit_loads.find(connection, message.tid, message.original_stan, original_date.isoformat())
+        if (row is None or row.card_hash != context.vault.pan_hash(message.card_number)
+                or row.online_serial != message.online_serial):
             return _refuse(context, message, "12", "no such load")
-        tac_master = context.keys.transit_tac_keys.get(row["city_code"])
+        tac_master = context.keys.transit_tac_keys.get(row.city_code)
         if tac_master is None:
             return _refuse(context, message, "92", "no TAC key for this city")
         expected = transit_crypto.load_tac(
-            _card_key(tac_master, message.card_number), row["balance_before"] + row["amount"], row["online_serial"],
-            row["amount"], epurse.TXN_EP_LOAD, bytes.fromhex(row["terminal_id"]), bytes.fromhex(row["date_time"]))
+            _card_key(tac_master, message.card_number), row.balance_before + row.amount, row.online_serial,
+            row.amount, epurse.TXN_EP_LOAD, bytes.fromhex(row.terminal_id), bytes.fromhex(row.date_time))
         if not hmac.compare_digest(expected, message.tac):
             return _refuse(context, message, "88", "the TAC does not verify")
-        outcome = "already_completed" if row["state"] == "completed" else "completed"
+        outcome = "already_completed" if row.state == "completed" else "completed"
         now = context.now.isoformat()
         if outcome == "completed":
             # the TAC proves the credit, whatever the serial rule had guessed
-            connection.execute("UPDATE transit_loads SET state = 'completed', tac = ?, updated = ? WHERE id = ?",
-                               (message.tac.hex().upper(), now, row["id"]))
+            transit_loads.complete(connection, row.id, message.tac.hex().upper(), now)
         response = {"mti": response_mti(message.mti), "rc": "00", "text": response_text("00"), "stan": message.stan,
                     "original_stan": message.original_stan, "outcome": outcome}
         text = dumps(response)
-        connection.execute(
-            "INSERT INTO transit_load_confirmations (tid, stan, local_date, request_hash, load_id, response, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (message.tid, message.stan, local_date.isoformat(), digest, row["id"], text, now))
+        transit_loads.add_confirmation(connection, {
+            "tid": message.tid, "stan": message.stan, "local_date": local_date.isoformat(), "request_hash": digest,
+            "load_id": row.id, "response": text, "created": now})
         record_event(context, "transit_load", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
-                                               "pan": row["card_masked"], "amount": row["amount"], "rc": "00",
+                                               "pan": row.card_masked, "amount": row.amount, "rc": "00",
                                                "text": f"load {outcome}", "latency_ms": context.latency_ms()})
     return text
