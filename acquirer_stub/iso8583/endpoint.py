@@ -29,6 +29,7 @@ from acquirer_stub.api import service
 from acquirer_stub.api.routes import bp
 from acquirer_stub.api.security import ApiError, Caller, authenticate
 from acquirer_stub.iso8583 import mapping, spec
+from acquirer_stub.store import terminals
 from acquirer_stub.store.db import get_db
 
 __all__ = ["MIMETYPE", "PATH", "iso8583_message"]
@@ -85,8 +86,8 @@ def iso8583_message() -> Response:
         return _rejected(parsed, caller)
     if parsed.body["tid"] != caller.tid:
         return _rejected(mapping.reject(doc, "41"), caller)
-    terminal = connection.execute("SELECT mid FROM terminals WHERE tid = ?", (caller.tid,)).fetchone()
-    if terminal is None or doc["42"] != terminal["mid"]:
+    terminal = terminals.find(connection, caller.tid)
+    if terminal is None or doc["42"] != terminal.mid:
         return _rejected(mapping.reject(doc, "42", "03"), caller)
     context = service.Context(
         connection=connection, keys=current_app.config["KEYS"], vault=current_app.config["VAULT"], caller=caller,

@@ -14,12 +14,15 @@ import datetime
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from acquirer_stub.issuer import cryptogram
 from acquirer_stub.issuer.cryptogram import IccError, SessionKey
 from acquirer_stub.issuer.promotions import Discount, best_discount
 from acquirer_stub.keys import KeyStore
+from acquirer_stub.store import cards, issuers, tokens, transactions
+from acquirer_stub.store.cards import Account
+from acquirer_stub.store.tokens import PaymentToken
 from acquirer_stub.vault import Vault
 from emvcore.bcd import BcdError, decode_bcd, parse_date_n6
 from emvcore.crypto.cryptogram import Algorithm
@@ -89,6 +92,12 @@ class Decision:
         return self.rc == "00"
 
 
+class Columns(Protocol):
+    """A transaction as read by column name: a dict, or a row of the database driver."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
 class _Stop(Exception):
     """A stage's verdict; carries the DE39 and the internal reason."""
 
@@ -104,8 +113,8 @@ class _Case:
     request: AuthorizationRequest
     pan_masked: str
     issuer: str | None = None
-    account: sqlite3.Row | None = None
-    token: sqlite3.Row | None = None
+    account: Account | None = None
+    token: PaymentToken | None = None
     key: SessionKey | None = None
     atc: int | None = None
     delay_ms: int = 0
@@ -121,8 +130,8 @@ class _Case:
             rc=rc,
             reason=reason,
             issuer=self.issuer,
-            account_id=self.account["id"] if self.account is not None else None,
-            token_id=self.token["id"] if self.token is not None else None,
+            account_id=self.account.id if self.account is not None else None,
+            token_id=self.token.id if self.token is not None else None,
             pan_masked=self.pan_masked,
             amount=self.request.amount if isinstance(self.request.amount, int) else 0,
             charged=(offer.charged(self.request.amount) if offer else self.request.amount) if charged else 0,
@@ -204,7 +213,7 @@ def record_offline_advice(
     return case.decision("00", "OFFLINE_APPROVED", offer, arpc=False)
 
 
-def reverse(connection: sqlite3.Connection, transaction_row: sqlite3.Row | Mapping[str, Any],
+def reverse(connection: sqlite3.Connection, transaction_row: Columns,
             amount: int | None = None) -> int:
     """Give back what an approval charged for `amount` of its sale (None: all that still stands); call it with
     the row as read before marking it. Returns the fen given back to the account.
@@ -228,7 +237,7 @@ def reverse(connection: sqlite3.Connection, transaction_row: sqlite3.Row | Mappi
         if gross <= 0 or not 0 <= amount <= standing:
             raise ValueError("a reversal amount must be between 0 and what of the sale still stands")
         refund -= charged * (standing - amount) // gross
-    account = connection.execute("SELECT id, kind FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    account = cards.account(connection, account_id)
     if account is None or refund <= 0:
         return 0
     _debit(connection, account, -refund)
@@ -271,42 +280,33 @@ def _route(connection: sqlite3.Connection, keys: KeyStore, vault: Vault, case: _
     """Token BIN → the TSP's vault and the token's controls; any other BIN → its issuer and the card's account."""
     request = case.request
     if request.pan.startswith(keys.token_bin):
-        token = connection.execute(
-            "SELECT * FROM tokens WHERE token_hash = ?", (vault.pan_hash(request.pan),)
-        ).fetchone()
+        token = tokens.payment_token(connection, vault.pan_hash(request.pan))
         if token is None:
             raise _Stop("14", "UNKNOWN_TOKEN")
         case.token = token
         _check_token(connection, token, request.entry_mode)
-        case.account = connection.execute("SELECT * FROM accounts WHERE id = ?", (token["account_id"],)).fetchone()
+        case.account = cards.account(connection, token.account_id)
         if case.account is None:
             raise _Stop("14", "TOKEN_WITHOUT_ACCOUNT")
     else:
-        routed = connection.execute(
-            "SELECT code FROM issuers WHERE substr(?, 1, length(bin)) = bin ORDER BY length(bin) DESC LIMIT 1",
-            (request.pan,),
-        ).fetchone()
+        routed = issuers.route(connection, request.pan)
         if routed is None:
             raise _Stop("92", "NO_ROUTE")
-        case.issuer = routed["code"]
-        case.account = connection.execute(
-            "SELECT * FROM accounts WHERE pan_hash = ?", (vault.pan_hash(request.pan),)
-        ).fetchone()
+        case.issuer = routed
+        case.account = cards.account_by_hash(connection, vault.pan_hash(request.pan))
         if case.account is None:
             raise _Stop("14", "UNKNOWN_CARD")
-    case.issuer = case.account["issuer"]
+    case.issuer = case.account.issuer
 
 
-def _check_token(connection: sqlite3.Connection, token: sqlite3.Row, entry_mode: str) -> None:
-    if token["status"] == "suspended":
+def _check_token(connection: sqlite3.Connection, token: PaymentToken, entry_mode: str) -> None:
+    if token.status == "suspended":
         raise _Stop("05", "TOKEN_SUSPENDED")
-    if token["status"] == "deleted":
+    if token.status == "deleted":
         raise _Stop("46", "TOKEN_DELETED")
-    if token["device_id"] is not None:
-        device = connection.execute(
-            "SELECT wallet_enabled FROM devices WHERE id = ?", (token["device_id"],)
-        ).fetchone()
-        if device is not None and not device["wallet_enabled"]:
+    if token.device_id is not None:
+        device = tokens.device(connection, token.device_id)
+        if device is not None and not device.wallet_enabled:
             raise _Stop("05", "WALLET_OFF")
     if entry_mode[:2] not in TOKEN_ENTRY_MODES:
         raise _Stop("57", "TOKEN_DOMAIN")
@@ -316,25 +316,25 @@ def _issuer_switches(connection: sqlite3.Connection, case: _Case) -> None:
     """Demo controls: a down issuer is answered by the switch (91, at once); a slow one delays its verdict.
 
     The delay is only noted: sleeping here would hold the database's write lock and stall every terminal."""
-    issuer = connection.execute("SELECT * FROM issuers WHERE code = ?", (_issuer(case),)).fetchone()
+    issuer = issuers.issuer(connection, _issuer(case))
     if issuer is None:
         raise _Stop("92", "NO_ROUTE")
-    if issuer["status"] == "down":
+    if issuer.status == "down":
         raise _Stop("91", "ISSUER_DOWN")
-    case.delay_ms = max(0, issuer["added_latency_ms"])
-    if issuer["forced_decline"]:
-        raise _Stop(str(issuer["forced_decline"]), "FORCED_DECLINE")
+    case.delay_ms = max(0, issuer.added_latency_ms)
+    if issuer.forced_decline:
+        raise _Stop(str(issuer.forced_decline), "FORCED_DECLINE")
 
 
 def _check_account(case: _Case, today: datetime.date) -> None:
     account = case.account
     assert account is not None
-    status = account["status"]
+    status = account.status
     if status != "active":
         raise _Stop(*ACCOUNT_STATUS_CODES.get(status, ("05", f"ACCOUNT_{str(status).upper()}")))
-    if _date_passed(account["expiry"], today):
+    if _date_passed(account.expiry, today):
         raise _Stop("54", "CARD_EXPIRED")
-    if case.token is not None and _date_passed(case.token["expiry"], today):
+    if case.token is not None and _date_passed(case.token.expiry, today):
         raise _Stop("54", "TOKEN_EXPIRED")
     month = _expiry_month(case.request.expiry)
     if month is not None and month < (today.year, today.month):
@@ -377,15 +377,10 @@ def _check_advice_atc(connection: sqlite3.Connection, case: _Case) -> None:
     assert case.atc is not None
     holder = case.token if case.token is not None else case.account
     assert holder is not None
-    if case.atc > holder["last_atc"]:
+    if case.atc > holder.last_atc:
         return
-    if case.token is not None:
-        used = connection.execute("SELECT 1 FROM transactions WHERE token_id = ? AND atc = ? AND ac_verified = 1"
-                                  " LIMIT 1", (case.token["id"], case.atc)).fetchone()
-    else:
-        used = connection.execute("SELECT 1 FROM transactions WHERE account_id = ? AND token_id IS NULL AND atc = ?"
-                                  " AND ac_verified = 1 LIMIT 1", (holder["id"], case.atc)).fetchone()
-    if used is not None:
+    token_id = case.token.id if case.token is not None else None
+    if transactions.atc_used(connection, case.atc, token_id=token_id, account_id=holder.id):
         raise _Stop("05", "ATC_REPLAY")
 
 
@@ -394,7 +389,7 @@ def _advance_atc(connection: sqlite3.Connection, case: _Case) -> None:
     assert case.atc is not None
     holder = case.token if case.token is not None else case.account
     assert holder is not None
-    if case.atc <= holder["last_atc"]:
+    if case.atc <= holder.last_atc:
         raise _Stop("05", "ATC_REPLAY")
     _store_atc_if_higher(connection, case)
 
@@ -402,11 +397,7 @@ def _advance_atc(connection: sqlite3.Connection, case: _Case) -> None:
 def _check_velocity(connection: sqlite3.Connection, case: _Case, charged: int, today: datetime.date) -> None:
     """Per-account daily limits on contactless approvals (count → 65, amount → 61), as issuers run them."""
     assert case.account is not None
-    count, total = connection.execute(
-        "SELECT COUNT(*), COALESCE(SUM(charged), 0) FROM transactions WHERE account_id = ?"
-        " AND kind = 'authorization' AND state = 'approved' AND substr(created, 1, 10) = ?",
-        (case.account["id"], today.isoformat()),
-    ).fetchone()
+    count, total = transactions.approved_on(connection, case.account.id, today.isoformat())
     if count >= VELOCITY_DAILY_COUNT:
         raise _Stop("65", "VELOCITY_COUNT")
     if total + charged > VELOCITY_DAILY_AMOUNT:
@@ -416,10 +407,10 @@ def _check_velocity(connection: sqlite3.Connection, case: _Case, charged: int, t
 def _take_funds(connection: sqlite3.Connection, case: _Case, charged: int) -> None:
     account = case.account
     assert account is not None
-    if account["kind"] == "debit":
-        if (account["balance"] or 0) < charged:
+    if account.kind == "debit":
+        if (account.balance or 0) < charged:
             raise _Stop("51", "INSUFFICIENT_FUNDS")
-    elif (account["credit_limit"] or 0) - account["credit_used"] < charged:
+    elif (account.credit_limit or 0) - account.credit_used < charged:
         raise _Stop("51", "CREDIT_LIMIT_EXCEEDED")
     _debit(connection, account, charged)
 
@@ -453,29 +444,20 @@ def _verified_key(keys: KeyStore, case: _Case) -> SessionKey | None:
 
 
 def _store_atc_if_higher(connection: sqlite3.Connection, case: _Case) -> None:
+    assert case.atc is not None
     if case.token is not None:
-        connection.execute(
-            "UPDATE tokens SET last_atc = ? WHERE id = ? AND last_atc < ?", (case.atc, case.token["id"], case.atc)
-        )
+        tokens.raise_atc(connection, case.token.id, case.atc)
     else:
         assert case.account is not None
-        connection.execute(
-            "UPDATE accounts SET last_atc = ? WHERE id = ? AND last_atc < ?",
-            (case.atc, case.account["id"], case.atc),
-        )
+        cards.raise_atc(connection, case.account.id, case.atc)
 
 
-def _debit(connection: sqlite3.Connection, account: sqlite3.Row, charged: int) -> None:
+def _debit(connection: sqlite3.Connection, account: Account, charged: int) -> None:
     """Move money in SQL (not from the row read earlier) so nothing else's change is overwritten."""
-    if account["kind"] == "debit":
-        connection.execute(
-            "UPDATE accounts SET balance = COALESCE(balance, 0) - ? WHERE id = ?", (charged, account["id"])
-        )
-    else:
-        connection.execute("UPDATE accounts SET credit_used = credit_used + ? WHERE id = ?", (charged, account["id"]))
+    cards.charge(connection, account.id, account.kind, charged)
 
 
-def _account(case: _Case) -> sqlite3.Row:
+def _account(case: _Case) -> Account:
     assert case.account is not None
     return case.account
 
@@ -502,7 +484,7 @@ def _date_passed(iso_date: str | None, today: datetime.date) -> bool:
     return datetime.date.fromisoformat(str(iso_date)[:10]) < today
 
 
-def _column(row: sqlite3.Row | Mapping[str, Any], name: str) -> Any:
+def _column(row: Columns, name: str) -> Any:
     try:
         return row[name]
     except (KeyError, IndexError):

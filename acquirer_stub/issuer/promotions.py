@@ -9,6 +9,8 @@ import datetime
 import sqlite3
 from dataclasses import dataclass
 
+from acquirer_stub.store import issuers
+
 
 @dataclass(frozen=True)
 class Discount:
@@ -27,14 +29,9 @@ def discount_for(percent: int, cap: int, amount: int) -> int:
 
 def best_discount(connection: sqlite3.Connection, issuer: str, day: datetime.date, amount: int) -> Discount | None:
     """The active promotion of this issuer on that day that saves the cardholder most (ties: the oldest)."""
-    rows = connection.execute(
-        "SELECT id, title, percent, cap FROM promotions"
-        " WHERE issuer = ? AND active = 1 AND starts <= ? AND ends >= ? ORDER BY id",
-        (issuer, day.isoformat(), day.isoformat()),
-    ).fetchall()
     best: Discount | None = None
-    for row in rows:
-        offer = Discount(row["id"], row["title"], discount_for(row["percent"], row["cap"], amount))
+    for promotion in issuers.active_promotions(connection, issuer, day.isoformat()):
+        offer = Discount(promotion.id, promotion.title, discount_for(promotion.percent, promotion.cap, amount))
         if offer.discount > 0 and (best is None or offer.discount > best.discount):
             best = offer
     return best

@@ -1,7 +1,7 @@
 """Cards (the `accounts` table: one bank card, its account's balance or credit line, its owner).
 
-The issuer engine still reads and debits these rows itself (a later step of issue 13 moves it here). The card
-number is stored sealed, found by its keyed hash and shown masked; sealing is the vault's, not the store's.
+The issuer engine reads a card's account here and moves its money and ATC. The card number is stored sealed,
+found by its keyed hash and shown masked; sealing is the vault's, not the store's.
 """
 
 from __future__ import annotations
@@ -27,6 +27,20 @@ class Card:
     owner_id: int | None
 
 
+@dataclass(frozen=True)
+class Account:
+    """What the issuer engine decides on: the card's state, its money and the last ATC it verified."""
+
+    id: int
+    issuer: str
+    expiry: str  # ISO date
+    kind: str  # credit, debit
+    balance: int | None  # fen, a debit card's
+    credit_limit: int | None  # fen, a credit card's
+    credit_used: int
+    status: str  # active, lost, stolen, restricted, closed
+    last_atc: int  # -1: none yet
+
 
 def add_card(connection: sqlite3.Connection, *, issuer: str, pan_hash: str, pan_sealed: bytes, pan_masked: str,
              psn: int, expiry: str, kind: str, balance: int | None, credit_limit: int | None,
@@ -50,3 +64,27 @@ def find_card_by_hash(connection: sqlite3.Connection, pan_hash: str) -> Card | N
 def set_par(connection: sqlite3.Connection, account_id: int, par: str) -> None:
     """One PAR per card across its number and all its tokens."""
     connection.execute("UPDATE accounts SET par = ? WHERE id = ?", (par, account_id))
+
+
+def account(connection: sqlite3.Connection, account_id: int) -> Account | None:
+    return fetch_one(connection, Account, f"SELECT {columns(Account)} FROM accounts WHERE id = ?", (account_id,))
+
+
+def account_by_hash(connection: sqlite3.Connection, pan_hash: str) -> Account | None:
+    """The card's account by its number's keyed hash; None: no such card."""
+    return fetch_one(connection, Account, f"SELECT {columns(Account)} FROM accounts WHERE pan_hash = ?",
+                     (pan_hash,))
+
+
+def charge(connection: sqlite3.Connection, account_id: int, kind: str, amount: int) -> None:
+    """Take `amount` (negative: give it back) from a debit card's balance or onto a credit card's line, in SQL
+    rather than from a row read earlier, so nothing else's change is overwritten."""
+    if kind == "debit":
+        connection.execute("UPDATE accounts SET balance = COALESCE(balance, 0) - ? WHERE id = ?", (amount, account_id))
+    else:
+        connection.execute("UPDATE accounts SET credit_used = credit_used + ? WHERE id = ?", (amount, account_id))
+
+
+def raise_atc(connection: sqlite3.Connection, account_id: int, atc: int) -> None:
+    """The card's last verified ATC moves forward only."""
+    connection.execute("UPDATE accounts SET last_atc = ? WHERE id = ? AND last_atc < ?", (atc, account_id, atc))

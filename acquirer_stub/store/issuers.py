@@ -1,7 +1,6 @@
-"""Issuers (banks) with their demo switches, and their promotions, as the dashboard shows and changes them.
-
-The issuer engine still reads these tables itself (a later step of issue 13 moves it here). Changes run inside
-the caller's transaction, with its `events` row.
+"""Issuers (banks) with their demo switches, and their promotions: the dashboard shows and changes them, the
+issuer engine routes by BIN, obeys the switches and picks a promotion. Changes run inside the caller's transaction,
+with its `events` row.
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import columns, fetch_all
+from acquirer_stub.store.rows import columns, fetch_all, fetch_one
 
 
 @dataclass(frozen=True)
@@ -91,3 +90,23 @@ def add_issuer(connection: sqlite3.Connection, code: str, name: str, kind: str, 
     """A bank of the loaded world; its switches start up, with no latency and no forced decline."""
     connection.execute("INSERT INTO issuers (code, name, kind, bin, algorithm) VALUES (?, ?, ?, ?, ?)",
                        (code, name, kind, bin, algorithm))
+
+
+def issuer(connection: sqlite3.Connection, code: str) -> Issuer | None:
+    """None: no such issuer."""
+    return fetch_one(connection, Issuer, f"SELECT {columns(Issuer)} FROM issuers WHERE code = ?", (code,))
+
+
+def route(connection: sqlite3.Connection, pan: str) -> str | None:
+    """The issuer whose BIN is the longest prefix of the card number; None: no route."""
+    row = connection.execute(
+        "SELECT code FROM issuers WHERE substr(?, 1, length(bin)) = bin ORDER BY length(bin) DESC LIMIT 1",
+        (pan,)).fetchone()
+    return None if row is None else str(row["code"])
+
+
+def active_promotions(connection: sqlite3.Connection, issuer: str, day: str) -> list[Promotion]:
+    """The issuer's promotions running on `day` (ISO), the oldest first."""
+    return fetch_all(connection, Promotion,
+        f"SELECT {columns(Promotion)} FROM promotions WHERE issuer = ? AND active = 1 AND starts <= ? AND ends >= ?"
+        " ORDER BY id", (issuer, day, day))

@@ -43,6 +43,18 @@ class Token:
 
 
 @dataclass(frozen=True)
+class PaymentToken:
+    """What the issuer engine checks of a token a terminal sent."""
+
+    id: int
+    account_id: int
+    device_id: str | None
+    status: str  # active, suspended, deleted
+    expiry: str
+    last_atc: int  # -1: none yet
+
+
+@dataclass(frozen=True)
 class DeviceToken(Token):
     """A device's token with its funding card, masked: what the wallet page shows."""
 
@@ -190,3 +202,14 @@ def number_in_use(connection: sqlite3.Connection, number_hash: str) -> bool:
     return connection.execute(
         "SELECT 1 FROM tokens WHERE token_hash = ? UNION ALL SELECT 1 FROM accounts WHERE pan_hash = ?",
         (number_hash, number_hash)).fetchone() is not None
+
+
+def payment_token(connection: sqlite3.Connection, token_hash: str) -> PaymentToken | None:
+    """The token by its number's keyed hash; None: no such token."""
+    return fetch_one(connection, PaymentToken, f"SELECT {columns(PaymentToken)} FROM tokens WHERE token_hash = ?",
+                     (token_hash,))
+
+
+def raise_atc(connection: sqlite3.Connection, token_id: int, atc: int) -> None:
+    """The token's last verified ATC moves forward only."""
+    connection.execute("UPDATE tokens SET last_atc = ? WHERE id = ? AND last_atc < ?", (atc, token_id, atc))

@@ -171,3 +171,21 @@ def batch_debits(connection: sqlite3.Connection, tid: str, batch: int) -> tuple[
         "SELECT COUNT(*), COALESCE(SUM(amount - reversed_amount), 0) FROM transactions WHERE tid = ? AND batch = ?"
         " AND ((kind = 'authorization' AND state = 'approved') OR kind = 'advice')", (tid, batch)).fetchone()
     return int(count), int(amount)
+
+
+def atc_used(connection: sqlite3.Connection, atc: int, *, token_id: int | None, account_id: int) -> bool:
+    """Whether a verified cryptogram of this token (or, without one, of the card itself) already used the ATC."""
+    if token_id is not None:
+        return connection.execute("SELECT 1 FROM transactions WHERE token_id = ? AND atc = ? AND ac_verified = 1"
+                                  " LIMIT 1", (token_id, atc)).fetchone() is not None
+    return connection.execute("SELECT 1 FROM transactions WHERE account_id = ? AND token_id IS NULL AND atc = ?"
+                              " AND ac_verified = 1 LIMIT 1", (account_id, atc)).fetchone() is not None
+
+
+def approved_on(connection: sqlite3.Connection, account_id: int, day: str) -> tuple[int, int]:
+    """(count, fen charged) of the account's approved authorizations created on `day` (ISO): its velocity."""
+    count, total = connection.execute(
+        "SELECT COUNT(*), COALESCE(SUM(charged), 0) FROM transactions WHERE account_id = ?"
+        " AND kind = 'authorization' AND state = 'approved' AND substr(created, 1, 10) = ?",
+        (account_id, day)).fetchone()
+    return int(count), int(total)
