@@ -156,25 +156,17 @@ def _is_card_file(path: Path, head: bytes) -> bool:
     return isinstance(document, dict) and document.get("format") in CARD_FORMATS
 
 
-def _skipped(path: Path, worlds: list[Path]) -> bool:
-    for world in worlds:
-        try:
-            relative = path.relative_to(world)
-        except ValueError:
-            continue
-        if relative.parts and (relative.parts[0] in WORLD_OWN_FOLDERS or relative.name == WORLD_MARKER):
-            return True
-    return False
-
-
 def scan_tree(base: Path, scanner: Scanner, worlds: list[Path] | None = None) -> list[Finding]:
     """Every regular file under `base` except the worlds' own card memory; symlinks are not followed."""
-    worlds = find_worlds(base) if worlds is None else worlds
+    world_roots = set(find_worlds(base) if worlds is None else worlds)
     findings: list[Finding] = []
-    for folder, _, names in os.walk(base):
+    for folder, folders, names in os.walk(base):
+        if Path(folder) in world_roots:  # pruned here, not tested per file: that was files × worlds path checks
+            folders[:] = [f for f in folders if f not in WORLD_OWN_FOLDERS]
+            names = [n for n in names if n != WORLD_MARKER]
         for name in names:
             path = Path(folder) / name
-            if path.is_symlink() or not path.is_file() or _skipped(path, worlds):
+            if path.is_symlink() or not path.is_file():
                 continue
             try:
                 if path.stat().st_size > MAX_FILE_BYTES:
