@@ -56,18 +56,26 @@ def add_cities(connection: sqlite3.Connection, cities: list[tuple[str, str]]) ->
     connection.executemany("INSERT INTO transit_cities (city_code, name) VALUES (?, ?)", cities)
 
 
-def figures_per_city(connection: sqlite3.Connection, day: datetime.date) -> list[Figures]:
+def per_city(connection: sqlite3.Connection, table: str, day_column: str, day: datetime.date,
+             where: str = "1 = 1") -> list[Figures]:
+    """Count and sum of `table`'s amounts for a day, per card city (`table`, `day_column`, `where`: this package's
+    own names, never a caller's text)."""
     return [Figures(row["key"], f"{row['name']} ({row['key']})", row["n"], row["amount"]) for row in connection.execute(
-        "SELECT f.city_code AS key, COALESCE(c.name, 'city ' || f.city_code) AS name, COUNT(*) AS n,"
-        " SUM(f.amount) AS amount FROM transit_fares f LEFT JOIN transit_cities c ON c.city_code = f.city_code"
-        " WHERE substr(f.received, 1, 10) = ? GROUP BY f.city_code ORDER BY f.city_code", (day.isoformat(),))]
+        "SELECT x.city_code AS key, COALESCE(c.name, 'city ' || x.city_code) AS name, COUNT(*) AS n,"
+        f" SUM(x.amount) AS amount FROM {table} x LEFT JOIN transit_cities c ON c.city_code = x.city_code"
+        f" WHERE {where} AND substr(x.{day_column}, 1, 10) = ? GROUP BY x.city_code, c.name ORDER BY x.city_code",
+        (day.isoformat(),))]
+
+
+def figures_per_city(connection: sqlite3.Connection, day: datetime.date) -> list[Figures]:
+    return per_city(connection, "transit_fares", "received", day)
 
 
 def figures_per_gate(connection: sqlite3.Connection, day: datetime.date) -> list[Figures]:
     return [Figures(row["key"], f"{row['key']} ({row['name']})", row["n"], row["amount"]) for row in connection.execute(
         "SELECT f.tid AS key, COALESCE(t.name, f.tid) AS name, COUNT(*) AS n, SUM(f.amount) AS amount"
         " FROM transit_fares f LEFT JOIN terminals t ON t.tid = f.tid WHERE substr(f.received, 1, 10) = ?"
-        " GROUP BY f.tid ORDER BY f.tid", (day.isoformat(),))]
+        " GROUP BY f.tid, t.name ORDER BY f.tid", (day.isoformat(),))]
 
 
 def refused_count(connection: sqlite3.Connection, day: datetime.date) -> int:

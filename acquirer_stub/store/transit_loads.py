@@ -6,11 +6,13 @@ state as it decides. The card number is never stored: a keyed hash finds a card'
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from acquirer_stub.store.rows import columns, fetch_one, insert
+from acquirer_stub.store.transit import Figures, per_city
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,15 @@ def complete(connection: sqlite3.Connection, load_id: int, tac: str, now: str) -
 def add_confirmation(connection: sqlite3.Connection, values: Mapping[str, object]) -> int:
     """One confirmation (column → value) with its answer; its id."""
     return insert(connection, "transit_load_confirmations", values)
+
+
+def counted_per_city(connection: sqlite3.Connection, day: datetime.date) -> list[Figures]:
+    """The day's loads that count (credited or completed), per card city: what the counters owe the issuers."""
+    return per_city(connection, "transit_loads", "created", day, "x.state IN ('credited', 'completed')")
+
+
+def unsettled_count(connection: sqlite3.Connection, day: datetime.date) -> int:
+    """The day's loads whose MAC2 went out and whose fate the card has not told yet (no money counted)."""
+    return int(connection.execute(
+        "SELECT COUNT(*) FROM transit_loads WHERE state = 'authorized' AND substr(created, 1, 10) = ?",
+        (day.isoformat(),)).fetchone()[0])

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from test_api import Terminal, rows
+from webform import post_login, world_login
 
 from acquirer_stub.instance import Instance
 from emvcore import epurse
@@ -201,3 +202,24 @@ def test_malformed_bodies_are_refused_with_the_field(host: Host, world: World, i
         assert answer.status_code == 400 and answer.json["field"] == field
         assert good["card_number"] not in answer.get_data(as_text=True)
     assert _count(instance)["transit_loads"] == 0
+
+
+def test_the_dashboard_counts_the_loads_cards_credited_per_city(host: Host, world: World, instance: Instance,
+                                                                client: FlaskClient) -> None:
+    for index, amount in ((0, 1_000), (2, 2_000)):  # two cities' cards credited and confirmed
+        card = Card(world, index)
+        body = host.load_body(card, amount, card.initialize(amount, host.terminal_id))
+        credit = card.credit(host.load(body))
+        assert credit.ok and host.confirm(body, credit.data)["outcome"] == "completed"
+    unknown = Card(world, 4)  # a MAC2 went out; the card never said whether it credited
+    assert host.load(host.load_body(unknown, 500, unknown.initialize(500, host.terminal_id)))["rc"] == "00"
+    post_login(client, *world_login(world, "operator"))
+    day = rows(instance, "SELECT MIN(created) AS day FROM transit_loads")[0]["day"][:10]
+    page = client.get(f"/dashboard/transit?day={day}").get_data(as_text=True)
+    assert '<strong id="transit-loads">Top-ups: ¥30.00</strong>' in page
+    assert "1 top-up(s) not yet known" in page
+    for index, amount in ((0, "¥10.00"), (2, "¥20.00")):
+        card = Card(world, index)
+        name = next(c["name"] for c in world.transit_keys() if c["city_code"] == card.city_code)
+        assert f'<td>{name} ({card.city_code})</td><td class="num">1</td><td class="num">{amount}</td>' in page
+    assert not any(c["card_number"] in page for c in world.transit_cards())

@@ -31,8 +31,13 @@ CREDIT = 4  # the card's 4th exchange of a tap, as in test_gate: the reader's fi
 
 
 def _no_psam(config: Path) -> Path:
-    """The same terminal without any transit key file: a load needs none."""
-    text = "\n".join(line for line in config.read_text().splitlines() if not line.startswith('keys = "transit/'))
+    """The same terminal without any transit key file: a load needs none. A long APDU timeout: on a loaded machine
+    a 2 s wait for the software PN532 could run out, and the reader's reset would also clear the tear a test
+    armed (RSTPDN clears the rig's faults), turning a torn load into a plain one; a tear itself is answered at
+    once (status 01), so nothing waits longer."""
+    lines = [line for line in config.read_text().splitlines() if not line.startswith('keys = "transit/')]
+    reader = lines.index("[reader]")
+    text = "\n".join([*lines[:reader + 1], "apdu_timeout = 10.0", *lines[reader + 1:]])
     path = config.with_name("counter-no-keys.toml")
     path.write_text(text)
     return path
