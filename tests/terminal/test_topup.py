@@ -32,9 +32,9 @@ CREDIT = 4  # the card's 4th exchange of a tap, as in test_gate: the reader's fi
 
 def _no_psam(config: Path) -> Path:
     """The same terminal without any transit key file: a load needs none. A long APDU timeout: on a loaded machine
-    a 2 s wait for the software PN532 could run out, and the reader's reset would also clear the tear a test
-    armed (RSTPDN clears the rig's faults), turning a torn load into a plain one; a tear itself is answered at
-    once (status 01), so nothing waits longer."""
+    a 2 s wait for the software PN532 could run out before the armed exchange; "Present card again" then has the
+    shopper present a fresh card object, without the tear armed on the old one, and a torn load would run as a
+    plain one. A tear itself is answered at once (status 01), so nothing waits longer."""
     lines = [line for line in config.read_text().splitlines() if not line.startswith('keys = "transit/')]
     reader = lines.index("[reader]")
     text = "\n".join([*lines[:reader + 1], "apdu_timeout = 10.0", *lines[reader + 1:]])
