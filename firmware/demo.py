@@ -19,6 +19,7 @@ from emvcore.apdu import CommandApdu, ResponseApdu, describe_sw
 from emvcore.bcd import amount_n12, date_n6
 from emvcore.crypto import transit as transit_crypto
 from emvcore.crypto.cryptogram import Algorithm, ac_input, compute_ac, derive_icc_master_key, derive_session_key
+from emvcore.crypto.transit import diversify_card_key
 from emvcore.dol import build_dol_data
 from emvcore.qpboc import Iad
 from firmware.cards.card import Chip
@@ -26,7 +27,6 @@ from firmware.cli import format_exchange
 from firmware.wallet.wallet import Wallet
 from firmware.world.build import create_world
 from firmware.world.layout import World
-from firmware.world.personalize import diversify_transit_key
 
 DEFAULT_WORLD = Path("var/demo-world")
 READER_TTQ = bytes.fromhex("26004080")  # qPBOC, online PIN + signature, CDCVM supported, fDDA v01
@@ -83,7 +83,7 @@ def _transit_fare(world: World, wallet: Wallet, fare: int) -> bool:
         return False
     offline_serial, card_random = int.from_bytes(init.data[4:6], "big"), init.data[11:15]
     city = next(c for c in world.transit_keys() if card_number.startswith(c["city_code"]))
-    purchase_key = diversify_transit_key(bytes.fromhex(city["purchase_master_key"]), card_number)
+    purchase_key = diversify_card_key(bytes.fromhex(city["purchase_master_key"]), card_number)
     terminal_serial = secrets.token_bytes(4)
     now = bytes.fromhex(datetime.datetime.now().strftime("%Y%m%d%H%M%S"))
     session = transit_crypto.purchase_session_key(purchase_key, card_random, offline_serial, terminal_serial)

@@ -20,8 +20,7 @@ from acquirer_stub.api.service import Context, dumps, open_request, record_event
 from acquirer_stub.store import transit as store
 from acquirer_stub.store.db import transaction
 from emvcore import epurse
-from emvcore.crypto.keys import derive_icc_mk_a
-from emvcore.crypto.transit import purchase_tac
+from emvcore.crypto.transit import diversify_card_key, purchase_tac
 from emvcore.tags import mask_pan
 from hostproto.messages import TransitClearing, TransitFare, psam_id
 
@@ -30,7 +29,7 @@ CLEARED, REPEAT, REFUSED = "cleared", "repeat", "refused"
 
 def _tac_ok(context: Context, fare: TransitFare) -> bool:
     master = context.keys.transit_tac_keys[fare.city_code]
-    card_key = derive_icc_mk_a(master, fare.card_number, 0)  # the world's diversification (PSN 00)
+    card_key = diversify_card_key(master, fare.card_number)
     expected = purchase_tac(card_key, fare.amount, epurse.TXN_EP_PURCHASE, bytes.fromhex(fare.psam),
                             bytes.fromhex(fare.terminal_serial), bytes.fromhex(fare.date_time))
     return hmac.compare_digest(expected.hex().upper(), fare.tac)

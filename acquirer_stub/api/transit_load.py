@@ -29,7 +29,6 @@ from acquirer_stub.store import answers, transit_loads
 from acquirer_stub.store.db import transaction
 from emvcore import epurse
 from emvcore.crypto import transit as transit_crypto
-from emvcore.crypto.keys import derive_icc_mk_a
 from emvcore.tags import mask_pan
 from hostproto.messages import TransitLoad, TransitLoadConfirmation, resolve_mmdd, response_mti, response_text
 
@@ -38,27 +37,28 @@ __all__ = ["COUNTED", "confirm", "load"]
 COUNTED = ("credited", "completed")  # the states whose money is on the card
 
 
-def _card_key(master: bytes, card_number: str) -> bytes:
-    """The per-card key as personalisation made it (EMV option A over the card number, PSN 00)."""
-    return derive_icc_mk_a(master, card_number, 0)
-
-
 def _refuse(context: Context, message: TransitLoad | TransitLoadConfirmation, rc: str, why: str) -> str:
     """An answer that stores nothing: the same request may come again and gets the same refusal."""
     return dumps({"mti": response_mti(message.mti), "rc": rc, "text": response_text(rc), "stan": message.stan,
                   "reason": why})
 
 
-def _check_load(context: Context, message: TransitLoad) -> tuple[str, str] | None:
-    """(rc, why) when the request must be refused; None when MAC1 proves the card's quote."""
-    quote = message.quote
+def _session_key(context: Context, message: TransitLoad) -> bytes | None:
+    """SESLK of this load (the card's MAC1 and the host's MAC2 both use it); None without a load key for the city."""
     master = context.keys.transit_load_keys.get(message.city_code)
     if master is None:
+        return None
+    card_key = transit_crypto.diversify_card_key(master, message.card_number)
+    return transit_crypto.load_session_key(card_key, message.quote.card_random, message.quote.online_serial)
+
+
+def _check_load(message: TransitLoad, seslk: bytes | None) -> tuple[str, str] | None:
+    """(rc, why) when the request must be refused; None when MAC1 proves the card's quote."""
+    quote = message.quote
+    if seslk is None:
         return "92", "no load key for this city"
     if quote.algorithm != 0x00:
         return "88", "unsupported algorithm"
-    seslk = transit_crypto.load_session_key(_card_key(master, message.card_number), quote.card_random,
-                                            quote.online_serial)
     expected = transit_crypto.load_mac1(seslk, quote.balance, message.amount, epurse.TXN_EP_LOAD, message.terminal_id)
     if not hmac.compare_digest(expected, quote.mac1):
         return "88", "MAC1 does not verify"
@@ -92,7 +92,8 @@ def load(context: Context, message: TransitLoad, digest: str) -> str:
         stored = _replayed(context, "transit_loads", message, local_date.isoformat(), digest)
         if stored is not None:
             return stored
-        refused = _check_load(context, message)
+        seslk = _session_key(context, message)
+        refused = _check_load(message, seslk)
         if refused is not None:
             return _refuse(context, message, *refused)
         card_hash = context.vault.pan_hash(message.card_number)
@@ -102,9 +103,7 @@ def load(context: Context, message: TransitLoad, digest: str) -> str:
         if why is not None:
             return _refuse(context, message, "63", why)
         date_time = f"{context.now:%Y%m%d%H%M%S}"
-        master = context.keys.transit_load_keys[message.city_code]
-        seslk = transit_crypto.load_session_key(_card_key(master, message.card_number), quote.card_random,
-                                                quote.online_serial)
+        assert seslk is not None  # _check_load refused a city without a load key
         mac2 = transit_crypto.load_mac2(seslk, message.amount, epurse.TXN_EP_LOAD, message.terminal_id,
                                         bytes.fromhex(date_time))
         response: dict[str, Any] = {
@@ -142,8 +141,9 @@ def confirm(context: Context, message: TransitLoadConfirmation, digest: str) -> 
         if tac_master is None:
             return _refuse(context, message, "92", "no TAC key for this city")
         expected = transit_crypto.load_tac(
-            _card_key(tac_master, message.card_number), row.balance_before + row.amount, row.online_serial,
-            row.amount, epurse.TXN_EP_LOAD, bytes.fromhex(row.terminal_id), bytes.fromhex(row.date_time))
+            transit_crypto.diversify_card_key(tac_master, message.card_number), row.balance_before + row.amount,
+            row.online_serial, row.amount, epurse.TXN_EP_LOAD, bytes.fromhex(row.terminal_id),
+            bytes.fromhex(row.date_time))
         if not hmac.compare_digest(expected, message.tac):
             return _refuse(context, message, "88", "the TAC does not verify")
         outcome = "already_completed" if row.state == "completed" else "completed"

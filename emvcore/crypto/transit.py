@@ -10,9 +10,11 @@ halves XORed, the same MAC as the purchase TAC, over new balance ‖ online seri
 from __future__ import annotations
 
 from emvcore.crypto.des import tdes_encrypt, xor
+from emvcore.crypto.keys import derive_icc_mk_a
 from emvcore.crypto.mac import mac_des_cbc
 
 __all__ = [
+    "diversify_card_key",
     "load_mac1",
     "load_mac2",
     "load_session_key",
@@ -25,6 +27,12 @@ __all__ = [
 ]
 
 _MAC_LEN = 4
+
+
+def diversify_card_key(master16: bytes, card_number: str) -> bytes:
+    """A card's purchase, TAC or load key from its city's master key: EMV option A over the card number (PSN 00),
+    as the world personalizes the cards; the PSAM and the acquirer derive the same key again."""
+    return derive_icc_mk_a(master16, card_number, 0)
 
 
 def _fixed(name: str, value: bytes, length: int) -> bytes:

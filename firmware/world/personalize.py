@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emvcore.crypto import oda
 from emvcore.crypto.cryptogram import Algorithm, derive_icc_master_key
-from emvcore.crypto.keys import derive_icc_mk_a
+from emvcore.crypto.transit import diversify_card_key
 from emvcore.qpboc import AID_KINDS, AID_LABELS
 from firmware.cards.qpboc import (
     OdaData,
@@ -158,11 +158,6 @@ def new_par() -> str:
     return "U001" + "".join(secrets.choice(alphabet) for _ in range(25))
 
 
-def diversify_transit_key(master: bytes, card_number: str) -> bytes:
-    """Per-card purse key from the city's master key (held by the PSAM): EMV Option A over the card number."""
-    return derive_icc_mk_a(master, card_number, 0)
-
-
 def transit_card(
     master_purchase_key: bytes, master_tac_key: bytes, master_load_key: bytes, *, card_number: str, city_code: str,
     city_name: str, valid_from: datetime.date, valid_to: datetime.date,
@@ -176,8 +171,8 @@ def transit_card(
         valid_to=valid_to,
     )
     keys = TransitKeys(
-        purchase_key=diversify_transit_key(master_purchase_key, card_number),
-        tac_key=diversify_transit_key(master_tac_key, card_number),
-        load_key=diversify_transit_key(master_load_key, card_number),
+        purchase_key=diversify_card_key(master_purchase_key, card_number),
+        tac_key=diversify_card_key(master_tac_key, card_number),
+        load_key=diversify_card_key(master_load_key, card_number),
     )
     return profile, keys

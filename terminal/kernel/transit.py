@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from emvcore import epurse, tlv
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, describe_sw
 from emvcore.crypto import transit as transit_crypto
-from emvcore.crypto.keys import derive_icc_mk_a
 from terminal.kernel.errors import CardGone
 from terminal.kernel.outcome import Message, Outcome
 
@@ -159,7 +158,7 @@ class Psam:
 
     def _session_key(self, city_code: str, card_number: str, card_random: bytes, offline_serial: int,
                      terminal_serial: bytes) -> bytes:
-        card_key = derive_icc_mk_a(self._masters[city_code], card_number, 0)
+        card_key = transit_crypto.diversify_card_key(self._masters[city_code], card_number)
         return transit_crypto.purchase_session_key(card_key, card_random, offline_serial, terminal_serial)
 
     @staticmethod

@@ -170,7 +170,7 @@ class TerminalService:
         self._last_sale: dict[str, Any] | None = None
         self._last_fare: dict[str, Any] | None = None
         self._fares = 0
-        self._clearing: dict[str, int] = {}  # the journal's fares by transit clearing state
+        self._clearing: dict[str, int] = {}  # a gate's fares by transit clearing state (its clearing thread's)
         self._clearing_error: str | None = None  # why a gate's last clearing round stopped short
         self._results: list[tuple[int, dict[str, Any]]] = []  # ECR results still to deliver, under _lock
         self._offer: dict[str, Any] | None = None  # an ECR offer not yet settled with the host (poller only)
@@ -504,11 +504,8 @@ class TerminalService:
         status = self.parts.host.status()
         link = {"signed_on": status.batch is not None, "batch": status.batch,
                 "pending_reversals": status.pending_reversals, "pending_advices": status.pending_advices}
-        psam = self.parts.counter.psam
-        clearing = {} if psam is None else self.parts.host.journal.transit_memory(psam.terminal_id).clearing_counts()
         with self._lock:
             self._link = link
-            self._clearing = clearing
 
     # -- a gate's transit clearing (its own thread, journal connection and host client) --------------------------
 

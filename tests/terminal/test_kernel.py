@@ -18,7 +18,7 @@ from acquirer_stub.issuer import cryptogram as issuer_crypto
 from emvcore import tlv
 from emvcore.crypto import oda
 from emvcore.crypto.cryptogram import Algorithm
-from emvcore.crypto.transit import purchase_tac
+from emvcore.crypto.transit import diversify_card_key, purchase_tac
 from emvcore.qpboc import CREDIT_AID, DEBIT_AID
 from firmware.cards import qpboc_schema
 from firmware.cards.card import Chip
@@ -27,7 +27,6 @@ from firmware.cards.qpboc import QPbocApplication, static_data_to_authenticate
 from firmware.jsonfile import Fields
 from firmware.wallet.wallet import Wallet
 from firmware.world.layout import World
-from firmware.world.personalize import diversify_transit_key
 from hostproto.messages import ICC_MANDATORY, IccData
 from terminal.kernel import CardGone, KernelParams, KernelResult, Message, Outcome, Psam, fare, run
 from terminal.kernel.params import AidLimits
@@ -652,7 +651,7 @@ def test_fare_is_paid_and_the_tac_verifies(world: World) -> None:
     assert (result.balance_before, result.balance_after) == (5_000, 4_800) == (5_000, _balance(card))
     assert result.card_number == entry["card_number"] and entry["card_number"] not in repr(result)
     city = next(c for c in world.transit_keys() if c["city"] == entry["city"])
-    tac_key = diversify_transit_key(bytes.fromhex(city["tac_master_key"]), entry["card_number"])
+    tac_key = diversify_card_key(bytes.fromhex(city["tac_master_key"]), entry["card_number"])
     assert result.date_time is not None and result.terminal_serial is not None
     assert result.tac == purchase_tac(tac_key, 200, 0x06, TERMINAL_ID, result.terminal_serial, result.date_time)
 

@@ -12,9 +12,9 @@ import pytest
 
 from emvcore import epurse
 from emvcore.crypto import transit as tc
+from emvcore.crypto.transit import diversify_card_key
 from firmware.cards.cardfile import PlainCard
 from firmware.world.layout import World
-from firmware.world.personalize import diversify_transit_key
 from terminal.journal.journal import Journal, TransitLoads
 from terminal.kernel.errors import CardGone
 from terminal.kernel.outcome import Message, Outcome
@@ -36,7 +36,7 @@ class Host:
     def authorize_load(self, request: Mapping[str, Any]) -> LoadAuthorization:
         self.requests.append(request)
         quote = epurse.LoadQuote.decode(bytes.fromhex(request["initialize"]))
-        key = diversify_transit_key(self.masters[request["city_code"]], request["card_number"])
+        key = diversify_card_key(self.masters[request["city_code"]], request["card_number"])
         seslk = tc.load_session_key(key, quote.card_random, quote.online_serial)
         date_time = bytes.fromhex(f"{NOW:%Y%m%d%H%M%S}")
         mac2 = tc.load_mac2(seslk, request["amount"], epurse.TXN_EP_LOAD, TERMINAL_ID, date_time)

@@ -21,12 +21,13 @@ from reader import PPSE, gpo, select, send, tap, terminal_data
 from emvcore import tlv
 from emvcore.apdu import CommandApdu, ResponseApdu
 from emvcore.crypto import transit as transit_crypto
+from emvcore.crypto.transit import diversify_card_key
 from firmware.cards.card import Chip
 from firmware.jsonfile import FileFormatError
 from firmware.wallet import secure_element
 from firmware.wallet.wallet import Wallet, WalletError, device_key_path
 from firmware.world.layout import World
-from firmware.world.personalize import diversify_transit_key, new_pan, new_par, token_card
+from firmware.world.personalize import new_pan, new_par, token_card
 from firmware.world.provisioning import add_card_to_wallet
 
 DEBIT_AID = bytes.fromhex("A000000333010101")
@@ -122,8 +123,8 @@ def _transit_purchase(world: World, wallet: Wallet, fare: int) -> tuple[Response
     balance, serial = int.from_bytes(init.data[:4], "big"), int.from_bytes(init.data[4:6], "big")
     card_random = init.data[11:15]
     city = next(c for c in world.transit_keys() if c["city_code"] == city_code)
-    purchase_key = diversify_transit_key(bytes.fromhex(city["purchase_master_key"]), card_number)
-    tac_key = diversify_transit_key(bytes.fromhex(city["tac_master_key"]), card_number)
+    purchase_key = diversify_card_key(bytes.fromhex(city["purchase_master_key"]), card_number)
+    tac_key = diversify_card_key(bytes.fromhex(city["tac_master_key"]), card_number)
     terminal_serial = bytes.fromhex("0000002A")
     now = bytes.fromhex("20261127083000")
     session = transit_crypto.purchase_session_key(purchase_key, card_random, serial, terminal_serial)
@@ -425,7 +426,7 @@ def test_the_wallet_file_holds_no_key(world: World) -> None:
     transit = wallet.transit[0].profile
     city = next(c for c in world.transit_keys() if c["city_code"] == transit.city_code)
     for name in ("purchase_master_key", "tac_master_key", "load_master_key"):
-        card_key = diversify_transit_key(bytes.fromhex(city[name]), transit.card_number).hex().upper()
+        card_key = diversify_card_key(bytes.fromhex(city[name]), transit.card_number).hex().upper()
         keys = sealed[wallet.transit[0].id]
         assert card_key in {keys["purchase_key"], keys["tac_key"], keys["load_key"]}
         assert card_key not in text
