@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
@@ -32,9 +32,7 @@ def create_app(instance_path: Path, *, overrides: dict[str, Any] | None = None) 
     finally:
         connection.close()
 
-    @app.teardown_appcontext
-    def _close(_: BaseException | None) -> None:
-        g.pop("db", None)
+    app.teardown_appcontext(db.close_db)
 
     from acquirer_stub import blueprints, limits
 

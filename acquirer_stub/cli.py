@@ -10,6 +10,7 @@ from pathlib import Path
 
 from acquirer_stub.instance import DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, InstanceError, address
 from acquirer_stub.loader import init_instance
+from acquirer_stub.store.db import shown
 from firmware.jsonfile import FileFormatError
 from firmware.privatefiles import private_umask
 from firmware.world.layout import World
@@ -22,8 +23,9 @@ def _init(args: argparse.Namespace) -> int:
     if args.force and root.exists():
         shutil.rmtree(root)
     instance, counts = init_instance(root, World.open(Path(args.world)), listen=args.listen,
-                                     web_listen=args.web_listen)
-    print(f"acquirer instance in {root}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+                                     web_listen=args.web_listen, database=args.database, replace=args.force)
+    print(f"acquirer instance in {root} (database: {shown(instance.database)}): "
+          + ", ".join(f"{n} {what}" for what, n in counts.items()))
     for user in instance.world.users():
         print(f"  {user['role']:10} login: {user['username']} / {user['password']}  (test world)")
     return 0
@@ -47,6 +49,8 @@ def _serve(args: argparse.Namespace) -> int:
             return f"pages, logins and the token service are on {web_url}"
         return "this acquirer serves no pages (web listen is off)" if web_address is None else "pages are starting"
 
+    if args.workers > 1:
+        return _serve_workers(root, api_host, api_port, web_address, args.workers)
     try:
         server = create_server(app, api_host, api_port, serves="api", elsewhere=elsewhere)
     except OSError as error:  # a taken port, an address not on this machine
@@ -58,8 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
         lines = [f"acquirer stub: terminal API on {api_url}"]
         if web is not None:
             web_url = f"http://{web_address[0]}:{web.start()}/"
-            lines.append(f"  dashboard: {web_url}dashboard/  cardholder pages: {web_url}cardholder/  "
-                         f"token service: {web_url}tsp/v1/")
+            lines.append(_pages_line(web_url))
         print("\n".join(lines), flush=True)
         server.run()
     finally:
@@ -67,6 +70,50 @@ def _serve(args: argparse.Namespace) -> int:
         if web is not None:
             web.stop()
     return 0
+
+
+def _pages_line(web_url: str) -> str:
+    return (f"  dashboard: {web_url}dashboard/  cardholder pages: {web_url}cardholder/  "
+            f"token service: {web_url}tsp/v1/")
+
+
+def _serve_workers(root: Path, api_host: str, api_port: int, web_address: tuple[str, int] | None,
+                   workers: int) -> int:
+    """The API in `workers` gunicorn processes (acquirer_stub.workers), the pages in their own process as ever."""
+    from acquirer_stub.webprocess import WebProcess
+    from acquirer_stub.workers import ApiWorkers, bind
+
+    try:
+        listener = bind(api_host, api_port)
+    except OSError as error:
+        raise InstanceError(f"listen on {api_host}:{api_port}: {error.strerror or error}") from None
+    api_url = f"http://{api_host}:{listener.getsockname()[1]}/"
+    web = WebProcess(root, *web_address, api_url) if web_address else None
+    web_url = ""
+    try:
+        lines = [f"acquirer stub: terminal API on {api_url} ({workers} worker processes)"]
+        if web is not None:
+            web_url = f"http://{web_address[0]}:{web.start()}/"
+            lines.append(_pages_line(web_url))
+        print("\n".join(lines), flush=True)
+
+        def elsewhere() -> str:
+            return f"pages, logins and the token service are on {web_url}" if web_url else "no pages here"
+
+        ApiWorkers(root, listener, workers, elsewhere).run()  # until SIGTERM or SIGINT (gunicorn's arbiter)
+    except SystemExit as end:
+        return int(end.code or 0)
+    finally:
+        listener.close()
+        if web is not None:
+            web.stop()
+    return 0
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of processes from 1 to 64")
+    return int(text)
 
 
 def _stop(*_: object) -> None:
@@ -86,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--web-listen", default=DEFAULT_WEB_LISTEN,
                       help=f"host:port of the dashboard, cardholder pages and token service ({DEFAULT_WEB_LISTEN};"
                            " '' = none)")
-    init.add_argument("--force", action="store_true", help="replace an existing instance")
+    init.add_argument("--database", default="", metavar="URL",
+                      help="a PostgreSQL database (postgresql://USER@HOST/DB) for several acquirer processes; "
+                           "default: a SQLite file in the instance folder")
+    init.add_argument("--force", action="store_true",
+                      help="replace an existing instance (and empty the --database given)")
     init.set_defaults(run=_init)
     serve = commands.add_parser(
         "serve", help="serve the terminal API, and in a second process the dashboard, pages and token service",
@@ -96,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--instance", default=str(DEFAULT_INSTANCE), help=f"instance folder ({DEFAULT_INSTANCE})")
     serve.add_argument("--listen", help="host:port of the terminal API (default: from the instance)")
     serve.add_argument("--web-listen", help="host:port of the web listener (default: from the instance; '' = none)")
+    serve.add_argument("--workers", type=_workers, default=1, metavar="N",
+                       help="serve the terminal API in N processes (gunicorn; 1 = one process, the default); "
+                            "on PostgreSQL they decide side by side")
     serve.set_defaults(run=_serve)
     return parser
 
@@ -105,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with private_umask():  # the instance, its database and whatever SQLite puts beside it: ours alone
             return args.run(args)
-    except (InstanceError, FileFormatError, RuntimeError) as error:
+    except (InstanceError, FileFormatError, RuntimeError, ConnectionError) as error:
         print(f"acquirer-stub: {error}", file=sys.stderr)
         return 1
     except OSError as error:

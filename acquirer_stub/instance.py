@@ -35,10 +35,12 @@ class Instance:
     no_pin_limit: int  # fen: contactless sales above it need a CVM (signature or CDCVM)
     https: bool = False  # served over HTTPS (behind a TLS proxy): session cookie Secure, HSTS
     web_listen: str = DEFAULT_WEB_LISTEN  # the pages' and token service's host:port; "" = not served
+    database_url: str = ""  # postgresql://…; "" = the SQLite file in the folder
 
     @property
-    def database(self) -> Path:
-        return self.root / DATABASE
+    def database(self) -> Path | str:
+        """Where the database is (`acquirer_stub.store.db.Target`)."""
+        return self.database_url or self.root / DATABASE
 
     @classmethod
     def open(cls, root: Path) -> Instance:
@@ -50,7 +52,7 @@ class Instance:
             world = World.open(Path(config.str("world")))
             return cls(root, world, config.str("secret_key"), config.str("listen"),
                        config.int("no_pin_limit"), config.bool("https", default=False),
-                       config.str("web_listen", default=DEFAULT_WEB_LISTEN))
+                       config.str("web_listen", default=DEFAULT_WEB_LISTEN), _database_url(config))
         except FileFormatError as error:
             raise InstanceError(f"{root / CONFIG}: {error}") from None
 
@@ -64,6 +66,13 @@ class Instance:
         return KeyStore.from_world(self.world)
 
 
+def _database_url(config: Fields) -> str:
+    url = config.str("database", default="")
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise FileFormatError("database: must be a postgresql:// URL, or empty for the SQLite file")
+    return url
+
+
 def address(text: str, what: str) -> tuple[str, int]:
     """HOST:PORT (port 0: one the system picks) as (host, port); InstanceError says what is wrong."""
     host, _, port = text.rpartition(":")
@@ -73,8 +82,11 @@ def address(text: str, what: str) -> tuple[str, int]:
 
 
 def create_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN,
-                    web_listen: str = DEFAULT_WEB_LISTEN) -> Instance:
-    """The folder (0700) with the vault key and the config (0600); the database comes private from db.connect."""
+                    web_listen: str = DEFAULT_WEB_LISTEN, database: str = "") -> Instance:
+    """The folder (0700) with the vault key and the config (0600, it may hold the database URL's password); a
+    SQLite database comes private from db.connect."""
+    if database and not database.startswith(("postgresql://", "postgres://")):
+        raise InstanceError(f"--database {database.split(':', 1)[0]}:…: give a postgresql:// URL, or none for SQLite")
     address(listen, "listen")
     if web_listen:
         address(web_listen, "web listen")
@@ -90,6 +102,7 @@ def create_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN,
         "web_listen": web_listen,
         "no_pin_limit": 100_000,
         "https": False,
+        "database": database,
     })
     return Instance.open(root)
 

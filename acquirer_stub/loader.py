@@ -10,7 +10,7 @@ from typing import Any
 
 from werkzeug.security import generate_password_hash
 
-from acquirer_stub.instance import DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, Instance, create_instance
+from acquirer_stub.instance import DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, Instance, InstanceError, create_instance
 from acquirer_stub.store import cards, db, issuers, terminals, tokens, transit, users
 from acquirer_stub.store.db import transaction
 from acquirer_stub.vault import Vault
@@ -22,11 +22,19 @@ DEMO_PROMOTION_PERCENT, DEMO_PROMOTION_CAP = 10, 2_000  # the seed's bank promot
 
 
 def init_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN, web_listen: str = DEFAULT_WEB_LISTEN,
+                  database: str = "", replace: bool = False,
                   today: datetime.date | None = None) -> tuple[Instance, dict]:
-    """A new instance folder with `world` in its database: `acquirer-stub init`, and every test's acquirer."""
-    instance = create_instance(root, world, listen=listen, web_listen=web_listen)
+    """A new instance folder with `world` in its database: `acquirer-stub init`, and every test's acquirer.
+
+    A PostgreSQL database must be empty, unless `replace` (`--force`) says to clear it first."""
+    instance = create_instance(root, world, listen=listen, web_listen=web_listen, database=database)
     connection = db.connect(instance.database)
     try:
+        if db.holds_data(connection):
+            if not replace:
+                raise InstanceError(f"the database {db.shown(instance.database)} already holds an acquirer; "
+                                    "use --force to replace it")
+            db.clear(connection)
         db.migrate(connection)
         counts = load_world(connection, world, instance.vault(), today=today or datetime.date.today())
     finally:

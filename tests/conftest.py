@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings
+from pgcluster import pg_cluster  # noqa: F401 - the session's PostgreSQL cluster, started when a test asks
 from robustness import secret_scan
 
 from acquirer_stub.app import create_app
@@ -57,9 +58,15 @@ def world(world_template: World, tmp_path: Path) -> World:
 
 
 @pytest.fixture
-def instance(world: World, tmp_path: Path) -> Instance:
+def database_url() -> str:
+    """The acquirer's database: "" = the SQLite file in its instance folder (tests/acquirer run on PostgreSQL too)."""
+    return ""
+
+
+@pytest.fixture
+def instance(world: World, tmp_path: Path, database_url: str) -> Instance:
     """An acquirer instance folder with the private world copy loaded into its database."""
-    return init_instance(tmp_path / "acquirer", world)[0]
+    return init_instance(tmp_path / "acquirer", world, database=database_url)[0]
 
 
 @pytest.fixture

@@ -163,9 +163,10 @@ class AcquirerProcess:
     """`acquirer-stub serve` as a child process: first on a port the system picks (127.0.0.1:0, read back from
     its banner), then, after a kill, again on that same port so the terminals find it where it was."""
 
-    def __init__(self, instance: Instance, log: Path) -> None:
+    def __init__(self, instance: Instance, log: Path, *, workers: int = 1) -> None:
         self.instance = instance
         self.log = log
+        self.workers = workers
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -178,7 +179,8 @@ class AcquirerProcess:
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "acquirer_stub.cli", "serve", "--instance", str(self.instance.root),
-                 "--listen", f"127.0.0.1:{self.port}", "--web-listen", ""],  # the terminal API alone
+                 "--listen", f"127.0.0.1:{self.port}", "--web-listen", "",  # the terminal API alone
+                 "--workers", str(self.workers)],
                 stdout=subprocess.PIPE, stderr=sink, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert self.process.stdout is not None
         banner = self.process.stdout.readline().decode()

@@ -65,7 +65,7 @@ def find_bindir() -> Path:
     raise ClusterError(MISSING)
 
 
-def _clean_env() -> dict[str, str]:
+def clean_environment() -> dict[str, str]:
     """The environment without PG* variables: a PGHOST, PGPORT or PGDATABASE from the caller's shell must not
     steer the clients to another server."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
@@ -113,11 +113,11 @@ class Cluster:
     def _server(self, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         """Run a server-side binary: as `postgres` through runuser when we are root (initdb refuses root)."""
         prefix = ["runuser", "-u", SERVER_USER, "--"] if self._as_server else []
-        return subprocess.run(prefix + args, cwd=self._root(), env=_clean_env(), capture_output=True, text=True,
+        return subprocess.run(prefix + args, cwd=self._root(), env=clean_environment(), capture_output=True, text=True,
                               timeout=timeout, check=False)
 
     def _client(self, args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(args, cwd=self._root(), env=_clean_env(), capture_output=True, text=True,
+        result = subprocess.run(args, cwd=self._root(), env=clean_environment(), capture_output=True, text=True,
                                 timeout=timeout or self.timeout, check=False)
         if result.returncode != 0:
             raise ClusterError(f"{Path(args[0]).name} failed ({result.returncode}): {result.stderr.strip()}")

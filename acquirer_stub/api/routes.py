@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from acquirer_stub.api import openapi, service, transit, transit_load
 from acquirer_stub.api.security import ApiError, Caller, authenticate
-from acquirer_stub.store.db import get_db
+from acquirer_stub.store.db import get_db, retrying
 from hostproto import messages
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -59,15 +59,19 @@ def _parse(parse: Callable[[object], Message], caller: Caller) -> tuple[Message,
 def _handle(parse: Callable[[object], Message], decide: Callable[..., str], *, idempotent: bool) -> Response:
     started = time.perf_counter()
     connection = get_db()
-    caller = authenticate(connection)
-    message, body = _parse(parse, caller)
-    context = service.Context(
-        connection=connection, keys=current_app.config["KEYS"], vault=current_app.config["VAULT"], caller=caller,
-        now=datetime.datetime.now().astimezone(), started=started,
-    )
-    if idempotent:
-        return _json(decide(context, message, service.request_hash(body)))
-    return _json(decide(context, message))
+
+    def attempt() -> str:
+        caller = authenticate(connection)
+        message, body = _parse(parse, caller)
+        context = service.Context(
+            connection=connection, keys=current_app.config["KEYS"], vault=current_app.config["VAULT"],
+            caller=caller, now=datetime.datetime.now().astimezone(), started=started,
+        )
+        if idempotent:
+            return decide(context, message, service.request_hash(body))
+        return decide(context, message)
+
+    return _json(retrying(attempt))
 
 
 @bp.post("/signon")

@@ -89,9 +89,13 @@ def record_event(context: Context, kind: str, body: dict[str, Any]) -> None:
 
 
 def open_request(context: Context) -> Terminal:
-    """Spend the nonce and note that the terminal was seen: every accepted request does both, in its transaction."""
-    remember_nonce(context.connection, context.caller)
+    """Note that the terminal was seen and spend the nonce: every accepted request does both, in its transaction.
+
+    Seen first: on PostgreSQL that update locks the terminal's row until the decision commits, so one terminal's
+    requests are decided one after another whichever process takes them (the same STAN at two processes: the
+    second finds the first's stored answer)."""
     terminals.seen(context.connection, context.caller.tid, context.now.isoformat())
+    remember_nonce(context.connection, context.caller)
     terminal = terminals.find(context.connection, context.caller.tid)
     assert terminal is not None  # the signature check found it
     return terminal
@@ -110,10 +114,11 @@ def stored_answer(context: Context, stored: StoredAnswer | None, digest: str, mt
     return dumps({"mti": response_mti(mti), "rc": "94", "text": response_text("94"), "stan": stan})
 
 
-def _rrn(context: Context) -> str:
-    """12 digits (DE37): year, day of year and the next row number, unique without another table."""
-    next_id = transactions.next_id(context.connection)
-    return f"{context.now:%y}{context.now.timetuple().tm_yday:03d}{next_id % 10**7:07d}"
+def _rrn(context: Context) -> tuple[int, str]:
+    """The new row's id and its RRN: 12 digits (DE37), year, day of year and the row's id, unique without another
+    table."""
+    row_id = transactions.reserve_id(context.connection)
+    return row_id, f"{context.now:%y}{context.now.timetuple().tm_yday:03d}{row_id % 10**7:07d}"
 
 
 # --- network management ----------------------------------------------------------------------------------------
@@ -121,7 +126,7 @@ def _rrn(context: Context) -> str:
 
 def sign_on(context: Context, message: NetworkManagement) -> str:
     """0800 sign-on: a new batch number, the terminal now signed on (CUP 60.3 001)."""
-    with transaction(context.connection):
+    with transaction(context.connection, serial=False):
         terminal = open_request(context)
         batch = terminal.batch % MAX_BATCH + 1
         terminals.sign_on(context.connection, context.caller.tid, batch)
@@ -134,7 +139,7 @@ def sign_on(context: Context, message: NetworkManagement) -> str:
 
 def echo(context: Context, message: NetworkManagement) -> str:
     """0800 echo: liveness, and the host's view of the terminal (batch, clock) so it can resynchronise."""
-    with transaction(context.connection):
+    with transaction(context.connection, serial=False):
         terminal = open_request(context)
     return dumps({"mti": "0810", "rc": "00", "text": response_text("00"), "stan": message.stan,
                   "signed_on": bool(terminal.signed_on),
@@ -155,13 +160,13 @@ def _engine_request(context: Context, message: Financial, local_date: datetime.d
 
 def _record(context: Context, kind: str, message: Financial, local_date: datetime.date, digest: str,
             decision: engine.Decision, *, state: str, rc: str, batch: int | None, response: dict[str, Any],
-            rrn: str, auth_code: str | None, summary: str | None = None) -> tuple[str, int]:
-    """Store the row and its event; returns the response text and the row's id."""
+            row_id: int, rrn: str, auth_code: str | None, summary: str | None = None) -> str:
+    """Store the row (with the id its RRN was made of) and its event; returns the response text."""
     text = dumps(response)
     pan_masked = decision.pan_masked or mask_pan(message.pan)
     latency = context.latency_ms()
-    row_id = transactions.add(context.connection, {
-        "kind": kind, "mti": message.mti, "tid": message.tid, "stan": message.stan,
+    transactions.add(context.connection, {
+        "id": row_id, "kind": kind, "mti": message.mti, "tid": message.tid, "stan": message.stan,
         "local_date": local_date.isoformat(), "request_hash": digest, "state": state, "rc": rc,
         "reason": decision.reason, "amount": message.amount, "charged": response["charged"],
         "discount": response["discount"], "promotion_id": decision.promotion_id, "currency": message.currency,
@@ -174,7 +179,7 @@ def _record(context: Context, kind: str, message: Financial, local_date: datetim
                                  "text": summary or response_text(rc), "reason": decision.reason,
                                  "issuer": decision.issuer, "entry_mode": message.entry_mode, "batch": batch,
                                  "rrn": rrn, "latency_ms": latency})
-    return text, row_id
+    return text
 
 
 def authorize(context: Context, message: Financial, digest: str) -> str:
@@ -187,7 +192,7 @@ def authorize(context: Context, message: Financial, digest: str) -> str:
 
 
 def _authorize(context: Context, message: Financial, digest: str, local_date: datetime.date) -> tuple[str, int]:
-    with transaction(context.connection):
+    with transaction(context.connection, serial=False):
         terminal = open_request(context)
         stored = stored_answer(context, answers.find(context.connection, "transactions", message.tid, message.stan,
                                                      local_date.isoformat(), kind="authorization"),
@@ -207,7 +212,7 @@ def _authorize(context: Context, message: Financial, digest: str, local_date: da
             decision = engine.authorize(context.connection, context.keys, context.vault,
                                         _engine_request(context, message, local_date), now=context.now)
         approved = decision.rc == "00"
-        rrn = _rrn(context)
+        row_id, rrn = _rrn(context)
         auth_code = f"{secrets.randbelow(10**6):06d}" if approved else None
         response: dict[str, Any] = {
             "mti": response_mti(message.mti), "rc": decision.rc, "text": response_text(decision.rc),
@@ -217,9 +222,9 @@ def _authorize(context: Context, message: Financial, digest: str, local_date: da
         }
         if decision.issuer_authentication_data is not None:
             response["icc"] = {"91": decision.issuer_authentication_data.hex().upper()}
-        text, _ = _record(context, "authorization", message, local_date, digest, decision,
-                          state="approved" if approved else "declined", rc=decision.rc, batch=batch,
-                          response=response, rrn=rrn, auth_code=auth_code)
+        text = _record(context, "authorization", message, local_date, digest, decision,
+                       state="approved" if approved else "declined", rc=decision.rc, batch=batch,
+                       response=response, row_id=row_id, rrn=rrn, auth_code=auth_code)
         return text, decision.delay_ms
 
 
@@ -238,7 +243,7 @@ def advise(context: Context, message: Financial, digest: str) -> str:
     and `exception` in the answer): stored with its reason, queued for an operator, kept out of clearing."""
     local_date = resolve_mmdd(message.local_date, context.today)
     connection = context.connection
-    with transaction(connection):
+    with transaction(connection, serial=False):
         open_request(context)
         stored = stored_answer(context, answers.find(connection, "transactions", message.tid, message.stan,
                                                      local_date.isoformat(), kind="advice"),
@@ -249,7 +254,7 @@ def advise(context: Context, message: Financial, digest: str) -> str:
                                                 _engine_request(context, message, local_date), now=context.now,
                                                 floor_limit=floor_limit(connection, message.tid, message.icc))
         accepted = decision.approved
-        rrn = _rrn(context)
+        row_id, rrn = _rrn(context)
         response: dict[str, Any] = {
             "mti": response_mti(message.mti), "rc": "00", "text": response_text("00"), "stan": message.stan,
             "rrn": rrn, "amount": message.amount, "charged": decision.charged, "discount": decision.discount,
@@ -258,10 +263,10 @@ def advise(context: Context, message: Financial, digest: str) -> str:
         }
         if not accepted:
             response["exception"] = decision.reason
-        text, row_id = _record(context, "advice", message, local_date, digest, decision,
-                               state="accepted" if accepted else "exception", rc="00", batch=message.batch,
-                               response=response, rrn=rrn, auth_code=None,
-                               summary=None if accepted else f"taken as an exception: {decision.reason}")
+        text = _record(context, "advice", message, local_date, digest, decision,
+                       state="accepted" if accepted else "exception", rc="00", batch=message.batch,
+                       response=response, row_id=row_id, rrn=rrn, auth_code=None,
+                       summary=None if accepted else f"taken as an exception: {decision.reason}")
         if not accepted:
             exception_queue.open_item(connection, row_id, {
                 "tid": message.tid, "batch": message.batch, "amount": message.amount,
@@ -286,7 +291,7 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
     local_date = resolve_mmdd(message.local_date, context.today)
     original_date = resolve_mmdd(message.original_local_date, context.today)
     connection = context.connection
-    with transaction(connection):
+    with transaction(connection, serial=False):
         open_request(context)
         stored = stored_answer(context, answers.find(connection, "transactions", message.tid, message.stan,
                                                      local_date.isoformat(), kind="reversal"),
@@ -360,7 +365,7 @@ def settle(context: Context, message: Settlement, digest: str) -> str:
     leaves it open for the terminal to find the difference (batch upload) and settle again."""
     local_date = resolve_mmdd(message.local_date, context.today)
     connection = context.connection
-    with transaction(connection):
+    with transaction(connection, serial=False):
         terminal = open_request(context)
         stored = stored_answer(context, answers.find(connection, "settlements", message.tid, message.stan,
                                                      local_date.isoformat()),

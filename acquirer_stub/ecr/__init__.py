@@ -88,8 +88,8 @@ def _authenticate() -> None:
 
 def _spend(connection: sqlite3.Connection) -> None:
     """Inside the request's transaction: the nonce is used up, and a poll counts as the terminal being seen."""
+    terminals.seen(connection, g.caller.tid, _now_text())  # first, as the terminal API does (service.open_request)
     security.remember_nonce(connection, g.caller)
-    terminals.seen(connection, g.caller.tid, _now_text())
 
 
 @bp.get("/next")

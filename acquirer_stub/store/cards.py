@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import columns, fetch_one, insert
+from acquirer_stub.store.rows import columns, fetch_one, for_update, insert
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,15 @@ def set_par(connection: sqlite3.Connection, account_id: int, par: str) -> None:
 
 
 def account(connection: sqlite3.Connection, account_id: int) -> Account | None:
-    return fetch_one(connection, Account, f"SELECT {columns(Account)} FROM accounts WHERE id = ?", (account_id,))
+    """The account, locked for the decision that reads its money and ATC (a token's is locked before it)."""
+    return fetch_one(connection, Account,
+                     f"SELECT {columns(Account)} FROM accounts WHERE id = ?{for_update(connection)}", (account_id,))
 
 
 def account_by_hash(connection: sqlite3.Connection, pan_hash: str) -> Account | None:
-    """The card's account by its number's keyed hash; None: no such card."""
-    return fetch_one(connection, Account, f"SELECT {columns(Account)} FROM accounts WHERE pan_hash = ?",
-                     (pan_hash,))
+    """The card's account by its number's keyed hash, locked as `account` is; None: no such card."""
+    return fetch_one(connection, Account,
+                     f"SELECT {columns(Account)} FROM accounts WHERE pan_hash = ?{for_update(connection)}", (pan_hash,))
 
 
 def charge(connection: sqlite3.Connection, account_id: int, kind: str, amount: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import columns, fetch_all, fetch_one, newest
+from acquirer_stub.store.rows import columns, fetch_all, fetch_one, insert, newest
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,8 @@ def find(connection: sqlite3.Connection, ecr_id: int) -> EcrRequest | None:
 
 def add(connection: sqlite3.Connection, tid: str, amount: int, now: str) -> int:
     """A pending sale for the terminal to pick up; its id."""
-    cursor = connection.execute(
-        "INSERT INTO ecr_requests (tid, amount, state, created, updated) VALUES (?, ?, 'pending', ?, ?)",
-        (tid, amount, now, now))
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    return insert(connection, "ecr_requests",
+                  {"tid": tid, "amount": amount, "state": "pending", "created": now, "updated": now})
 
 
 def find_of(connection: sqlite3.Connection, ecr_id: int, tid: str) -> EcrRequest | None:

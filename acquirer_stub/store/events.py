@@ -34,8 +34,17 @@ def record(connection: sqlite3.Connection, kind: str, body: dict[str, Any], *,
         at = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     if at.tzinfo is None:
         raise ValueError("an event's time carries its offset")
-    connection.execute("INSERT INTO events (created, kind, body) VALUES (?, ?, ?)",
-                       (at.isoformat(), kind, json.dumps(body, ensure_ascii=False, separators=(",", ":"))))
+    reference = body.get("transaction_id")
+    if not isinstance(reference, int) or isinstance(reference, bool):
+        reference = None
+    connection.execute(
+        "INSERT INTO events (created, kind, body, tid, stan, transaction_id) VALUES (?, ?, ?, ?, ?, ?)",
+        (at.isoformat(), kind, json.dumps(body, ensure_ascii=False, separators=(",", ":")), _text(body.get("tid")),
+         _text(body.get("stan")), reference))
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def latest_id(connection: sqlite3.Connection) -> int:
@@ -55,11 +64,7 @@ def recent(connection: sqlite3.Connection, limit: int) -> list[Event]:
 
 
 def of_transaction(connection: sqlite3.Connection, transaction_id: int, tid: str, stan: str) -> list[Event]:
-    """The events that name a transactions row: by its id, or by (TID, STAN) as the API's bodies do.
-
-    SQLite's JSON functions: the PostgreSQL backend needs its own form of this query (`body::jsonb ->> …`).
-    """
+    """The events that name a transactions row: by its id, or by (TID, STAN) as the API's bodies do."""
     return fetch_all(connection, Event,
-        f"SELECT {columns(Event)} FROM events WHERE CASE WHEN json_valid(body) THEN"
-        " json_extract(body, '$.transaction_id') = ? OR (json_extract(body, '$.tid') = ?"
-        " AND json_extract(body, '$.stan') = ?) ELSE 0 END ORDER BY id", (transaction_id, tid, stan))
+        f"SELECT {columns(Event)} FROM events WHERE transaction_id = ? OR (tid = ? AND stan = ?) ORDER BY id",
+        (transaction_id, tid, stan))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import columns, fetch_all, fetch_one
+from acquirer_stub.store.rows import columns, fetch_all, fetch_one, insert
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,9 @@ class ExceptionItem:
 def add(connection: sqlite3.Connection, transaction_id: int, *, tid: str, batch: int | None, amount: int,
         pan_masked: str | None, issuer: str | None, reason: str, created: str) -> int:
     """An open item for the advice row `transaction_id`; its id."""
-    cursor = connection.execute(
-        "INSERT INTO exception_items (transaction_id, tid, batch, amount, pan_masked, issuer, reason, created)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (transaction_id, tid, batch, amount, pan_masked, issuer, reason, created))
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    return insert(connection, "exception_items", {
+        "transaction_id": transaction_id, "tid": tid, "batch": batch, "amount": amount, "pan_masked": pan_masked,
+        "issuer": issuer, "reason": reason, "created": created})
 
 
 def in_state(connection: sqlite3.Connection, state: str, *, newest_first: bool, limit: int) -> list[ExceptionItem]:

@@ -14,11 +14,12 @@ def used(connection: sqlite3.Connection, tid: str, nonce: str) -> bool:
 
 
 def spend(connection: sqlite3.Connection, tid: str, nonce: str, seen: float, *, forget_before: float) -> bool:
-    """Remember the nonce (and forget those seen before `forget_before`); False if it was spent already.
+    """Remember the nonce (and forget this terminal's seen before `forget_before`); False if it was spent already.
 
-    A unique key, not a read first: two requests with one nonce racing each other cannot both spend it.
+    A unique key, not a read first: two requests with one nonce racing each other cannot both spend it. Only the
+    terminal's own old nonces go, so two terminals' decisions never wait for each other's rows.
     """
-    connection.execute("DELETE FROM nonces WHERE seen < ?", (forget_before,))
+    connection.execute("DELETE FROM nonces WHERE tid = ? AND seen < ?", (tid, forget_before))
     cursor = connection.execute("INSERT INTO nonces (tid, nonce, seen) VALUES (?, ?, ?)"
                                 " ON CONFLICT (tid, nonce) DO NOTHING", (tid, nonce, seen))
     return cursor.rowcount == 1

@@ -40,9 +40,18 @@ def insert(connection: sqlite3.Connection, table: str, values: Mapping[str, obje
     """One row of `table` from column → value (the columns the caller names, the rest their defaults); its id."""
     names = ", ".join(values)
     marks = ", ".join("?" for _ in values)
-    cursor = connection.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", tuple(values.values()))
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    return returned_id(connection, f"INSERT INTO {table} ({names}) VALUES ({marks})", tuple(values.values()))
+
+
+def returned_id(connection: sqlite3.Connection, statement: str, parameters: Sequence[object]) -> int:
+    """Run an INSERT and give the new row's id (RETURNING: both databases have it, not both have lastrowid)."""
+    return int(connection.execute(statement + " RETURNING id", parameters).fetchone()[0])
+
+
+def for_update(connection: sqlite3.Connection) -> str:
+    """The clause that locks the rows a SELECT reads until the transaction ends: PostgreSQL's decisions run side by
+    side and lock what they change; SQLite's transactions are serial and have no such clause."""
+    return " FOR UPDATE" if connection.dialect == "postgresql" else ""
 
 
 def newest(connection: sqlite3.Connection, cls: type[T], table: str, limit: int) -> list[T]:

@@ -1,8 +1,14 @@
 """Schema migrations, applied in order; the database records the version it is at.
 
+Written in SQLite's dialect; the PostgreSQL backend maps the column types (`acquirer_stub.store.postgres.ddl`).
+A statement that only moves data of an older SQLite database starts with `SQLITE_ONLY`: a PostgreSQL database is
+created at a version after it and has no such data.
+
 Money is integer fen everywhere. PANs are never stored in clear: `*_sealed` is AES-GCM under the vault
 key, `*_hash` an HMAC for look-ups, `*_masked` BIN + last 4 for people.
 """
+
+SQLITE_ONLY = "/* sqlite only */ "
 
 MIGRATIONS: list[str] = [
     # 1: the world, accounts, tokens, terminals, transactions
@@ -16,6 +22,13 @@ MIGRATIONS: list[str] = [
         status TEXT NOT NULL DEFAULT 'up' CHECK (status IN ('up', 'down')),
         added_latency_ms INTEGER NOT NULL DEFAULT 0,
         forced_decline TEXT
+    );
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('operator', 'cardholder')),
+        phone TEXT
     );
     CREATE TABLE accounts (
         id INTEGER PRIMARY KEY,
@@ -33,13 +46,6 @@ MIGRATIONS: list[str] = [
         last_atc INTEGER NOT NULL DEFAULT -1,
         par TEXT,
         owner_id INTEGER REFERENCES users(id)
-    );
-    CREATE TABLE users (
-        id INTEGER PRIMARY KEY,
-        username TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL,
-        role TEXT NOT NULL CHECK (role IN ('operator', 'cardholder')),
-        phone TEXT
     );
     CREATE TABLE devices (
         id TEXT PRIMARY KEY,
@@ -77,6 +83,16 @@ MIGRATIONS: list[str] = [
         seen REAL NOT NULL,
         PRIMARY KEY (tid, nonce)
     );
+    CREATE TABLE promotions (
+        id INTEGER PRIMARY KEY,
+        issuer TEXT NOT NULL REFERENCES issuers(code),
+        title TEXT NOT NULL,
+        percent INTEGER NOT NULL CHECK (percent BETWEEN 1 AND 100),
+        cap INTEGER NOT NULL CHECK (cap >= 0),
+        starts TEXT NOT NULL,
+        ends TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1
+    );
     CREATE TABLE transactions (
         id INTEGER PRIMARY KEY,
         kind TEXT NOT NULL CHECK (kind IN ('authorization', 'advice', 'reversal')),
@@ -110,16 +126,6 @@ MIGRATIONS: list[str] = [
         UNIQUE (kind, tid, stan, local_date)
     );
     CREATE INDEX transactions_by_batch ON transactions (tid, batch);
-    CREATE TABLE promotions (
-        id INTEGER PRIMARY KEY,
-        issuer TEXT NOT NULL REFERENCES issuers(code),
-        title TEXT NOT NULL,
-        percent INTEGER NOT NULL CHECK (percent BETWEEN 1 AND 100),
-        cap INTEGER NOT NULL CHECK (cap >= 0),
-        starts TEXT NOT NULL,
-        ends TEXT NOT NULL,
-        active INTEGER NOT NULL DEFAULT 1
-    );
     CREATE TABLE settlements (
         id INTEGER PRIMARY KEY,
         tid TEXT NOT NULL,
@@ -227,14 +233,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tokens ADD COLUMN held_by TEXT CHECK (held_by IN ('cardholder', 'operator', 'issuer'));
     ALTER TABLE devices ADD COLUMN wallet_held_by TEXT CHECK (wallet_held_by IN ('cardholder', 'operator', 'issuer'));
-    UPDATE devices SET wallet_held_by = CASE
+    /* sqlite only */ UPDATE devices SET wallet_held_by = CASE
         WHEN (
             SELECT json_extract(e.body, '$.by') FROM events e WHERE e.kind = 'token' AND json_valid(e.body)
             AND json_extract(e.body, '$.device_id') = devices.id AND json_extract(e.body, '$.action') = 'wallet_off'
             ORDER BY e.id DESC LIMIT 1) = 'operator' THEN 'operator'
         ELSE 'cardholder' END
     WHERE wallet_enabled = 0;
-    UPDATE tokens SET held_by = CASE
+    /* sqlite only */ UPDATE tokens SET held_by = CASE
         WHEN status_reason = 'FRAUDULENT' THEN 'operator'
         WHEN status_reason = 'LOST_DEVICE' THEN COALESCE(
             (SELECT d.wallet_held_by FROM devices d WHERE d.id = tokens.device_id), 'cardholder')
@@ -279,7 +285,7 @@ MIGRATIONS: list[str] = [
         lease_until REAL,
         deadline REAL
     );
-    INSERT INTO ecr_requests_handover (id, tid, amount, state, result, created, updated, deadline)
+    /* sqlite only */ INSERT INTO ecr_requests_handover (id, tid, amount, state, result, created, updated, deadline)
         SELECT id, tid, amount, state, result, created, updated,
                CASE WHEN state = 'taken' THEN CAST(strftime('%s', 'now') AS REAL) END
         FROM ecr_requests;
@@ -351,5 +357,19 @@ MIGRATIONS: list[str] = [
         created TEXT NOT NULL,
         UNIQUE (tid, stan, local_date)
     )
+    """,
+    # 10: an event names the transaction it is about in columns of its own (TID and STAN as the API's bodies do,
+    # or the row's id), so the dashboard finds a sale's events by an index, on either database, without reading
+    # JSON
+    """
+    ALTER TABLE events ADD COLUMN tid TEXT;
+    ALTER TABLE events ADD COLUMN stan TEXT;
+    ALTER TABLE events ADD COLUMN transaction_id INTEGER;
+    /* sqlite only */ UPDATE events SET tid = CAST(json_extract(body, '$.tid') AS TEXT),
+        stan = CAST(json_extract(body, '$.stan') AS TEXT),
+        transaction_id = CAST(json_extract(body, '$.transaction_id') AS INTEGER)
+    WHERE json_valid(body);
+    CREATE INDEX events_by_transaction ON events (transaction_id);
+    CREATE INDEX events_by_key ON events (tid, stan)
     """,
 ]

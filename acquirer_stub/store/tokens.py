@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import columns, fetch_all, fetch_one, insert
+from acquirer_stub.store.rows import columns, fetch_all, fetch_one, for_update, insert
 
 
 @dataclass(frozen=True)
@@ -205,8 +205,9 @@ def number_in_use(connection: sqlite3.Connection, number_hash: str) -> bool:
 
 
 def payment_token(connection: sqlite3.Connection, token_hash: str) -> PaymentToken | None:
-    """The token by its number's keyed hash; None: no such token."""
-    return fetch_one(connection, PaymentToken, f"SELECT {columns(PaymentToken)} FROM tokens WHERE token_hash = ?",
+    """The token by its number's keyed hash, locked for the decision (its ATC); None: no such token."""
+    return fetch_one(connection, PaymentToken,
+                     f"SELECT {columns(PaymentToken)} FROM tokens WHERE token_hash = ?{for_update(connection)}",
                      (token_hash,))
 
 

@@ -139,9 +139,16 @@ def add(connection: sqlite3.Connection, values: Mapping[str, object]) -> int:
     return insert(connection, "transactions", values)
 
 
-def next_id(connection: sqlite3.Connection) -> int:
-    """The id the next row will most likely get (inside the write transaction: exactly), for the RRN."""
-    return int(connection.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0])
+def reserve_id(connection: sqlite3.Connection) -> int:
+    """An id for the row about to be added (`add` with "id"), known before it so the RRN can be made of it.
+
+    SQLite: the next one, exact inside the serial write transaction. PostgreSQL: drawn from the id's sequence,
+    so two processes deciding at once never get the same one (a rolled-back decision leaves a gap)."""
+    if connection.dialect == "postgresql":
+        statement = "SELECT nextval(pg_get_serial_sequence('transactions', 'id'))"
+    else:
+        statement = "SELECT COALESCE(MAX(id), 0) + 1 FROM transactions"
+    return int(connection.execute(statement).fetchone()[0])
 
 
 def authorization(connection: sqlite3.Connection, tid: str, stan: str, local_date: str) -> Transaction | None:

@@ -7,13 +7,13 @@ import json
 import logging
 import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import reader
 from flask import Flask
 from flask.testing import FlaskClient
+from hostdb import database_bytes
 from reader import tap_icc
 from werkzeug.test import TestResponse
 
@@ -87,7 +87,7 @@ def counts(instance: Instance) -> dict[str, Any]:
                                   for t in BUSINESS_TABLES}
         result["money"] = connection.execute(
             "SELECT SUM(COALESCE(balance, 0)), SUM(credit_used), SUM(last_atc) FROM accounts").fetchone()[:]
-        result["terminals"] = [tuple(r) for r in connection.execute("SELECT * FROM terminals").fetchall()]
+        result["terminals"] = [tuple(r) for r in connection.execute("SELECT * FROM terminals ORDER BY tid").fetchall()]
         return result
     finally:
         connection.close()
@@ -162,8 +162,7 @@ def test_approval_end_to_end_with_a_real_arqc(terminal: Terminal, world: World, 
     event = json.loads(rows(instance, "SELECT body FROM events WHERE kind = 'authorization'")[0]["body"])
     assert event["pan"] == row["pan_masked"] and event["rc"] == "00" and event["latency_ms"] >= 0
     # no full PAN or track 2 anywhere in the database file
-    files = [Path(instance.database), Path(f"{instance.database}-wal")]
-    raw = b"".join(f.read_bytes() for f in files if f.exists())
+    raw = database_bytes(instance)
     assert pan.encode() not in raw and request["icc"]["57"].encode() not in raw
 
 
@@ -511,13 +510,14 @@ def test_settlement_balances_to_the_fen_and_closes_the_batch(terminal: Terminal,
                                  "exceptions": {"count": 0, "amount": 0}}
     a_refund_too_many = terminal.post("/settlements", settlement(terminal, batch, 3, host["debit_amount"], 1, 100))
     assert a_refund_too_many.json["balanced"] is False
-    assert rows(instance, "SELECT signed_on FROM terminals")[0]["signed_on"] == 1  # still open: upload, then retry
+    assert rows(instance, "SELECT signed_on FROM terminals WHERE tid = ?",
+                terminal.tid)[0]["signed_on"] == 1  # still open: upload, then retry
 
     request = settlement(terminal, batch, 3, host["debit_amount"])
     balanced = terminal.post("/settlements", request)
     assert (balanced.json["balanced"], balanced.json["reconciliation"]) == (True, "1")
     assert terminal.post("/settlements", request).data == balanced.data  # retransmitted after the close
-    assert rows(instance, "SELECT signed_on FROM terminals")[0]["signed_on"] == 0
+    assert rows(instance, "SELECT signed_on FROM terminals WHERE tid = ?", terminal.tid)[0]["signed_on"] == 0
     stored = rows(instance, "SELECT balanced, terminal_totals, host_totals FROM settlements ORDER BY id")
     assert [r["balanced"] for r in stored] == [0, 0, 1]
     assert json.loads(stored[-1]["host_totals"]) == host == json.loads(stored[-1]["terminal_totals"])

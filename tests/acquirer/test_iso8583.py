@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime
 import time
-from pathlib import Path
 from typing import Any
 
 import iso8583
 import pytest
 import reader
 from flask.testing import FlaskClient
+from hostdb import database_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyemv import ac, kd, mac, tools
@@ -362,13 +362,13 @@ def test_a_settlement_0500_balances_and_closes_the_batch(terminal: IsoTerminal, 
 
     unbalanced = terminal.exchange(iso_settlement(terminal, batch, 3, 3000 + 1235))
     assert (unbalanced["t"], unbalanced["39"], unbalanced["48"]) == ("0510", "00", host + "2" + "0" * 30 + "1")
-    assert rows(instance, "SELECT signed_on FROM terminals")[0]["signed_on"] == 1
+    assert rows(instance, "SELECT signed_on FROM terminals WHERE tid = ?", terminal.tid)[0]["signed_on"] == 1
 
     request = iso_settlement(terminal, batch, 3, 3000 + 1234, foreign=False)
     balanced = terminal.exchange(request)
     assert (balanced["39"], balanced["48"], balanced["60"]) == ("00", host + "1", f"00{batch:06d}201")
     assert (balanced["11"], balanced["41"], balanced["42"]) == (request["11"], request["41"], request["42"])
-    assert rows(instance, "SELECT signed_on FROM terminals")[0]["signed_on"] == 0
+    assert rows(instance, "SELECT signed_on FROM terminals WHERE tid = ?", terminal.tid)[0]["signed_on"] == 0
     assert [r["balanced"] for r in rows(instance, "SELECT balanced FROM settlements ORDER BY id")] == [0, 1]
 
 
@@ -386,8 +386,7 @@ def test_track_2_in_de35_is_checked_and_never_stored(terminal: IsoTerminal, worl
     assert answer["39"] == "00" and "35" not in answer
 
     _, encoded = iso8583.decode(spec.encode(request), spec.SPEC)
-    files = [Path(instance.database), Path(f"{instance.database}-wal")]
-    raw = b"".join(f.read_bytes() for f in files if f.exists())
+    raw = database_bytes(instance)
     for form in (track2, track2.lower(), track2.replace("D", "="), body["pan"]):
         assert form.encode() not in raw, form
     assert encoded["35"]["data"] not in raw

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hostdb import database_bytes
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
@@ -88,10 +89,10 @@ def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
 
 def _add_cardholder(connection: sqlite3.Connection, username: str, password: str, phone: str) -> int:
     cursor = connection.execute(
-        "INSERT INTO users (username, password_hash, role, phone) VALUES (?, ?, 'cardholder', ?)",
+        "INSERT INTO users (username, password_hash, role, phone) VALUES (?, ?, 'cardholder', ?) RETURNING id",
         (username, generate_password_hash(password), phone),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
 # -- the binding flow ------------------------------------------------------------------------------------------
@@ -163,8 +164,7 @@ def test_the_database_holds_no_card_or_token_number_in_clear(
                 for issuer in ("icbc-debit", "ccb-credit")]
     numbers = [c["pan"] for c in world.cards()] + [t["token_pan"] for t in world.tsp()["tokens"]]
     numbers += [p["token_pan"] for p in payloads]
-    files = [instance.database, instance.database.with_name(instance.database.name + "-wal")]
-    raw = b"".join(path.read_bytes() for path in files if path.exists())
+    raw = database_bytes(instance)
     assert len(raw) > 10_000
     leaked = [mask_pan(number) for number in numbers if number.encode() in raw]
     assert leaked == []
@@ -339,11 +339,11 @@ def _token_ids(connection: sqlite3.Connection, device: str | None, count: int, v
         token_pan = new_pan("628888")
         cursor = connection.execute(
             "INSERT INTO tokens (token_hash, token_sealed, token_masked, account_id, device_id, wallet_card_id, par,"
-            " expiry, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '2026-01-01')",
+            " expiry, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '2026-01-01') RETURNING id",
             (vault.pan_hash(token_pan), vault.seal(token_pan), mask_pan(token_pan), account["id"], device,
              f"card-{number}", new_par(), account["expiry"]),
         )
-        ids.append(int(cursor.lastrowid or 0))
+        ids.append(int(cursor.fetchone()[0]))
     return ids
 
 
@@ -540,7 +540,6 @@ def test_pos_card_wallet_bind_takes_a_password_starting_with_a_dash(
     password = "-Kx9fQ2mZp7Lw"
     connection.execute("UPDATE users SET password_hash = ? WHERE username = ?",
                        (generate_password_hash(password), username))
-    connection.commit()
     card = _card(world, "icbc-debit")
     argv = ["wallet", "bind", str(world.demo_phone), "--host", host, "--user", username,
             *([f"--password={password}"] if glued else ["--password", password]),

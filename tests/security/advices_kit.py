@@ -12,7 +12,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -188,6 +187,4 @@ def csrf_token(html: str) -> str:
     return found.group(1)
 
 
-def database_bytes(instance: Instance) -> bytes:
-    files = [Path(instance.database), Path(f"{instance.database}-wal")]
-    return b"".join(f.read_bytes() for f in files if f.exists())
+

@@ -20,13 +20,12 @@ from advices_kit import (
     SignedTerminal,
     account,
     card,
-    database_bytes,
     figures,
     live_acquirer,
     operator_client,
 )
 from flask import Flask
-from hostdb import execute, rows
+from hostdb import database_bytes, execute, rows
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
