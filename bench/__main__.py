@@ -201,7 +201,7 @@ def _open_loop_rows(report: Report, result: openloop.Result, bare: openloop.Resu
             f"({result.terminals * result.rate:g}/s)")
     report.add(Row("host", f"{what}: answers", result.achieved, "/s", result.offered, "offered",
                    detail=f"{len(result.latencies)} sales in {result.duration:g} s, {result.not_approved} not "
-                          f"approved"))
+                          f"approved; a sender started ≤ {max(result.lags) * 1000:.1f} ms after the arrival"))
     p50, p99 = percentile(result.latencies, 0.50) * 1000, percentile(result.latencies, 0.99) * 1000
     bare_p50, bare_p99 = percentile(bare.latencies, 0.50) * 1000, percentile(bare.latencies, 0.99) * 1000
     worst, bare_worst = max(result.latencies) * 1000, max(bare.latencies) * 1000

@@ -70,6 +70,7 @@ class Result:
     seconds: float  # from the start to the last answer
     latencies: list[float]  # seconds, scheduled arrival to answer
     rcs: collections.Counter[str] = field(default_factory=collections.Counter)
+    lags: list[float] = field(default_factory=list)  # seconds, scheduled arrival to a sender starting on it
 
     @property
     def achieved(self) -> float:
@@ -130,15 +131,18 @@ class OpenLoop:
         if len(self._plan) != len(self.schedule):
             raise RuntimeError("OpenLoop.run before prepare")
         latencies: list[float] = []
+        lags: list[float] = []
         rcs: collections.Counter[str] = collections.Counter()
         lock = threading.Lock()
         last = [0.0]
 
         def sale(due: float, send: Callable[[], str]) -> None:
+            began = time.perf_counter()
             rc = send()
             done = time.perf_counter()
             with lock:
                 latencies.append(done - due)
+                lags.append(began - due)
                 rcs[rc] += 1
                 last[0] = max(last[0], done)
 
@@ -156,4 +160,4 @@ class OpenLoop:
                 pool.submit(sale, due, send)
         self._plan = []
         return Result(len(self.terminals), self.rate, len(self.schedule) / self.duration, self.duration,
-                      max(last[0] - start, self.duration), latencies, rcs)
+                      max(last[0] - start, self.duration), latencies, rcs, lags)
