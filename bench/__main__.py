@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark of issue #7 in one run, one Markdown table on stdout.
 
-    ./scripts/bench [--quick] [--card-repeat N] [--host-repeat N] [--footprint-repeat N]
+    ./scripts/bench [--quick] [--card-repeat N] [--host-repeat N] [--footprint-repeat N] [--open-loop-seconds S]
 
 Set-up (a fresh test world, the acquirer instance, the cryptograms) is not timed. The world's files live in
 /dev/shm when there is one (the emulated cards' own file writes are not what is measured); the acquirer's
@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import card, footprint, host
+from bench import card, footprint, host, openloop
 from bench.report import Report, Row, machine, median, percentile
 from bench.serve import Server
-from bench.world import build_world, make_instance
+from bench.world import build_world, make_instance, reset_velocity
 from firmware.world.layout import World
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,12 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--card-repeat", type=int, help="rounds of taps per type and baud rate (default 9)")
     parser.add_argument("--host-repeat", type=int, help="rounds per concurrency level and side (default 3)")
     parser.add_argument("--footprint-repeat", type=int, help="service starts (default 3)")
+    parser.add_argument("--open-loop-seconds", type=float,
+                        help=f"duration of the host's open-loop run (default {openloop.DURATION_S:g}, "
+                             f"{openloop.QUICK_DURATION_S:g} with --quick)")
     args = parser.parse_args(argv)
     card_repeat = args.card_repeat or (1 if args.quick else 9)
     host_repeat = args.host_repeat or (1 if args.quick else 3)
     footprint_repeat = args.footprint_repeat or (1 if args.quick else 3)
     per_terminal = {1: 4, 10: 1, 50: 1} if args.quick else dict(host.PER_TERMINAL)
     arqc_count = 50 if args.quick else 2000
+    open_seconds = args.open_loop_seconds or (openloop.QUICK_DURATION_S if args.quick else openloop.DURATION_S)
 
     began = time.perf_counter()
     report = Report()
@@ -71,18 +75,31 @@ def main(argv: list[str] | None = None) -> int:
                                         per_terminal=per_terminal, repeat=host_repeat)
             host_bench.prepare()
             rounds = host_bench.run()
+            print("host open loop …", file=sys.stderr, flush=True)
+            open_loop = openloop.OpenLoop(host_server.url, host_bench.terminals[:openloop.TERMINALS],
+                                          host_bench.cards, host_bench.pool, duration=open_seconds)
+            open_loop.prepare()
+            open_bare = openloop.OpenLoop(bare_server.url, open_loop.terminals, host_bench.cards, host_bench.pool,
+                                          duration=open_seconds)
+            open_bare.prepare_bare()
+            bare_result = open_bare.run()
+            reset_velocity(instance.database)
+            open_result = open_loop.run()
         arqc = host.arqc_verification_seconds(world, arqc_count)
         commit = _commit_seconds(disk / "commit.sqlite3", 20 if args.quick else 300)
 
     _card_rows(report, samples)
     _host_rows(report, rounds, arqc, commit)
+    _open_loop_rows(report, open_result, bare_result)
     _footprint_rows(report, starts, bare_starts)
     elapsed = time.perf_counter() - began
 
     print(f"machine: {machine()}")
     print(f"repeats: card-in-field {card_repeat} per type and baud rate (median); host {host_repeat} rounds per "
           f"level and side, interleaved, {per_terminal} requests per terminal (median of rounds); service starts "
-          f"{footprint_repeat}; ARQC verification {arqc_count} messages")
+          f"{footprint_repeat}; ARQC verification {arqc_count} messages; host open loop {open_result.terminals} "
+          f"terminals × {openloop.RATE_PER_TERMINAL:g}/s Poisson for {open_seconds:g} s (seed {openloop.SEED}, "
+          f"{openloop.SENDERS} sender threads, latency from the scheduled arrival)")
     print()
     print(report.markdown())
     print()
@@ -92,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             if one.kind == kind:
                 counts.update(one.rcs)
         print(f"responses by rc, {kind}: " + ", ".join(f"{rc} × {n}" for rc, n in sorted(counts.items())))
+    for label, result in (("open loop", open_result), ("open loop bare", bare_result)):
+        print(f"responses by rc, {label}: " + ", ".join(f"{rc} × {n}" for rc, n in sorted(result.rcs.items())))
     print(f"runtime: {elapsed:.1f} s")
     return 0
 
@@ -173,6 +192,23 @@ def _host_rows(report: Report, rounds: list[host.Round], arqc: float, commit: fl
                    "JSON request"))
     report.add(Row("host", "durable SQLite commit alone (WAL, synchronous=FULL)", commit * 1e6, "µs", json_ms * 1000,
                    "JSON request"))
+
+
+def _open_loop_rows(report: Report, result: openloop.Result, bare: openloop.Result) -> None:
+    """The answers per second against the rate the seeded schedule offered; the p99 against the bare endpoint's
+    under the same schedule, judged by the issue's limit (and every answer approved)."""
+    what = (f"open loop, {result.terminals} terminals × {result.rate:g}/s Poisson "
+            f"({result.terminals * result.rate:g}/s)")
+    report.add(Row("host", f"{what}: answers", result.achieved, "/s", result.offered, "offered",
+                   detail=f"{len(result.latencies)} sales in {result.duration:g} s, {result.not_approved} not "
+                          f"approved; a sender started ≤ {max(result.lags) * 1000:.1f} ms after the arrival"))
+    p50, p99 = percentile(result.latencies, 0.50) * 1000, percentile(result.latencies, 0.99) * 1000
+    bare_p50, bare_p99 = percentile(bare.latencies, 0.50) * 1000, percentile(bare.latencies, 0.99) * 1000
+    worst, bare_worst = max(result.latencies) * 1000, max(bare.latencies) * 1000
+    report.add(Row("host", f"{what}: p99 latency from the scheduled arrival", p99, "ms", bare_p99, "bare",
+                   f"≤ {P99_LIMIT_MS:.0f} ms, all approved", p99 <= P99_LIMIT_MS and result.not_approved == 0,
+                   detail=f"p50 {p50:.1f} ms, max {worst:.1f} ms, {result.not_approved} not approved; bare p50 "
+                          f"{bare_p50:.1f}, max {bare_worst:.1f}"))
 
 
 def _footprint_rows(report: Report, starts: list[footprint.Start], bare: list[tuple[float, float]]) -> None:

@@ -143,6 +143,14 @@ def post_raw(url: str, terminal: Terminal, path: str, raw: bytes) -> tuple[int, 
         connection.close()
 
 
+def sign_on(url: str, terminal: Terminal) -> None:
+    """0800 sign-on at the host at `url`: the terminal's batch is the one the host opens."""
+    client = HostClient(url, terminal.tid, terminal.key, timeout=30)
+    answer = client.post("/api/v1/signon", {"mti": "0800", "tid": terminal.tid, "stan": terminal.next_stan(),
+                                            "local_date": f"{datetime.date.today():%m%d}"})
+    terminal.batch = int(answer["batch"])
+
+
 def run_round(kind: str, senders: list[list[Callable[[], str]]]) -> Round:
     """Every terminal's thread sends its requests back to back; the round lasts from the start signal to the
     last answer."""
@@ -218,10 +226,7 @@ class HostBench:
     def prepare(self) -> None:
         """Sign every terminal on, then make all the cryptograms the rounds will send."""
         for terminal in self.terminals:
-            client = HostClient(self.urls["host"], terminal.tid, terminal.key, timeout=30)
-            answer = client.post("/api/v1/signon", {"mti": "0800", "tid": terminal.tid, "stan": terminal.next_stan(),
-                                                    "local_date": f"{datetime.date.today():%m%d}"})
-            terminal.batch = int(answer["batch"])
+            sign_on(self.urls["host"], terminal)
         plan: collections.Counter[str] = collections.Counter()
         for level in LEVELS:
             for owned in self._owned(level):
