@@ -27,11 +27,11 @@ def record(connection: sqlite3.Connection, kind: str, body: dict[str, Any], *,
            at: datetime.datetime | None = None) -> None:
     """A JSON body with a human `text`; never a full PAN, a code or a password (the feed shows it).
 
-    `at` is the decision's time (the API passes the request's local time, whose date is the business day); when
-    None, now in UTC to the second, as the web pages and the token service have always stamped their events.
+    `at` is the decision's time (the API passes the request's); when None, now. Either way the host's local time
+    with its offset, as the transactions' rows have it: the date is the business day, and the feed's times compare.
     """
     if at is None:
-        at = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        at = datetime.datetime.now().astimezone().replace(microsecond=0)
     if at.tzinfo is None:
         raise ValueError("an event's time carries its offset")
     reference = body.get("transaction_id")

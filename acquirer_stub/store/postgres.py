@@ -158,7 +158,8 @@ def connect(url: str) -> Connection:
     try:
         raw = psycopg.connect(url, autocommit=True)
     except psycopg.OperationalError as error:
-        raise ConnectionError(f"cannot reach the database {redacted(url)}: {str(error).strip()}") from None
+        detail = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise ConnectionError(f"cannot reach the database {redacted(url)}: {detail}") from None
     _configure(raw)
     return Connection(raw)
 

@@ -147,7 +147,10 @@ def test_gunicorn_workers_share_the_load_and_decide_each_sale_once(
     host.start()
     try:
         assert host.process is not None
-        workers = _children(host.process.pid)
+        deadline = time.monotonic() + 30  # gunicorn forks its workers one after another
+        while len(workers := _children(host.process.pid)) < 2:
+            assert time.monotonic() < deadline, workers
+            time.sleep(0.05)
         assert len(workers) == 2, workers
         counters = [Counter_(entry) for entry in entries[:3]]
         for counter in counters:
