@@ -9,8 +9,9 @@ database and the terminal's journal are on the disk of the temporary folder, so 
 
 The PostgreSQL rows (issue #13): a throw-away cluster of its own (tests/pgcluster.py) with durability on (fsync,
 synchronous_commit and full_page_writes at their defaults: a commit is on disk before the answer, as SQLite's
-synchronous=FULL), its data folder under /tmp; one database and instance, served at once as `acquirer-stub serve
---workers 1` and `--workers 2` serve the terminal API, and a bare endpoint in 1 and in 2 gunicorn workers; the
+synchronous=FULL), its data folder under /tmp; one database and instance, its terminal API served at once in 1
+and in 2 gunicorn worker processes (`acquirer_stub.workers.ApiWorkers`, what `acquirer-stub serve --workers N` runs
+for N ≥ 2; its `--workers 1` is the one-process waitress server), and a bare endpoint in 1 and in 2 workers; the
 closed-loop rounds of the four interleaved (the machine is shared: no side always runs in a quieter moment), then
 the open loop on each worker count. Without PostgreSQL's binaries the report says so in one line and goes on.
 """
