@@ -1,22 +1,35 @@
 """`python -m bench`: every benchmark of issue #7 in one run, one Markdown table on stdout.
 
-    ./scripts/bench [--quick] [--card-repeat N] [--host-repeat N] [--footprint-repeat N] [--open-loop-seconds S]
+    ./scripts/bench [--quick] [--no-postgres] [--card-repeat N] [--host-repeat N] [--footprint-repeat N]
+                    [--open-loop-seconds S]
 
 Set-up (a fresh test world, the acquirer instance, the cryptograms) is not timed. The world's files live in
 /dev/shm when there is one (the emulated cards' own file writes are not what is measured); the acquirer's
 database and the terminal's journal are on the disk of the temporary folder, so their fsyncs are real.
+
+The PostgreSQL rows (issue #13): a throw-away cluster of its own (tests/pgcluster.py) with durability on (fsync,
+synchronous_commit and full_page_writes at their defaults: a commit is on disk before the answer, as SQLite's
+synchronous=FULL), its data folder under /tmp; one database and instance, its terminal API served at once in 1
+and in 2 gunicorn worker processes (`acquirer_stub.workers.ApiWorkers`, what `acquirer-stub serve --workers N` runs
+for N ≥ 2; its `--workers 1` is the one-process waitress server), and a bare endpoint in 1 and in 2 workers; the
+closed-loop rounds of the four interleaved (the machine is shared: no side always runs in a quieter moment), then
+the open loop on each worker count. Without PostgreSQL's binaries the report says so in one line and goes on.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import dataclasses
 import os
 import sqlite3
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import card, footprint, host, openloop
 from bench.report import Report, Row, machine, median, percentile
@@ -33,11 +46,25 @@ P99_LIMIT_MS = 20.0
 READY_LIMIT_S = 1.0
 RSS_LIMIT_MB = 50.0
 FOOTPRINT_CARD = "cmb-credit"  # a credit card: ¥20,000.00 of limit for the footprint's online sales
+PG_WORKERS = (1, 2)
+WORKERS_RATIO = 1.3
+PG_SETTINGS = {"shared_buffers": "128MB"}
+
+
+@dataclass
+class PgRun:
+    """The PostgreSQL measurements with `workers` API processes."""
+
+    workers: int
+    rounds: list[host.Round]
+    open_result: openloop.Result
+    bare_result: openloop.Result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts: checks the machinery, not the machine")
+    parser.add_argument("--no-postgres", action="store_true", help="leave out the PostgreSQL rows")
     parser.add_argument("--card-repeat", type=int, help="rounds of taps per type and baud rate (default 9)")
     parser.add_argument("--host-repeat", type=int, help="rounds per concurrency level and side (default 3)")
     parser.add_argument("--footprint-repeat", type=int, help="service starts (default 3)")
@@ -87,10 +114,19 @@ def main(argv: list[str] | None = None) -> int:
             open_result = open_loop.run()
         arqc = host.arqc_verification_seconds(world, arqc_count)
         commit = _commit_seconds(disk / "commit.sqlite3", 20 if args.quick else 300)
+        pg_runs: list[PgRun] = []
+        pg_commit = 0.0
+        if args.no_postgres:
+            report.notes.append("PostgreSQL rows left out (--no-postgres)")
+        else:
+            pg_runs, pg_commit = _postgres(report, world, disk, per_terminal=per_terminal, repeat=host_repeat,
+                                           open_seconds=open_seconds, commits=20 if args.quick else 300)
 
     _card_rows(report, samples)
     _host_rows(report, rounds, arqc, commit)
     _open_loop_rows(report, open_result, bare_result)
+    if pg_runs:
+        _pg_rows(report, pg_runs, pg_commit)
     _footprint_rows(report, starts, bare_starts)
     elapsed = time.perf_counter() - began
 
@@ -100,9 +136,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{footprint_repeat}; ARQC verification {arqc_count} messages; host open loop {open_result.terminals} "
           f"terminals × {openloop.RATE_PER_TERMINAL:g}/s Poisson for {open_seconds:g} s (seed {openloop.SEED}, "
           f"{openloop.SENDERS} sender threads, latency from the scheduled arrival)")
+    if pg_runs:
+        print(f"PostgreSQL: a durable cluster (fsync, synchronous_commit, "
+              f"full_page_writes on; {', '.join(f'{k}={v}' for k, v in PG_SETTINGS.items())}), API in "
+              f"{' and '.join(str(r.workers) for r in pg_runs)} gunicorn worker processes "
+              f"({_api_threads()} threads each) on one database, each against a bare endpoint in as many workers, "
+              f"closed-loop rounds of all four interleaved")
     print()
     print(report.markdown())
     print()
+    for note in report.notes:
+        print(f"note: {note}")
     for kind in ("host", "iso", "bare"):
         counts: collections.Counter[str] = collections.Counter()
         for one in rounds:
@@ -111,8 +155,94 @@ def main(argv: list[str] | None = None) -> int:
         print(f"responses by rc, {kind}: " + ", ".join(f"{rc} × {n}" for rc, n in sorted(counts.items())))
     for label, result in (("open loop", open_result), ("open loop bare", bare_result)):
         print(f"responses by rc, {label}: " + ", ".join(f"{rc} × {n}" for rc, n in sorted(result.rcs.items())))
+    for run in pg_runs:
+        for kind in ("host", "bare"):
+            counts = collections.Counter[str]()
+            for one in run.rounds:
+                if one.kind == kind:
+                    counts.update(one.rcs)
+            print(f"responses by rc, PostgreSQL {run.workers}w {kind}: "
+                  + ", ".join(f"{rc} × {n}" for rc, n in sorted(counts.items())))
+        for label, result in (("open loop", run.open_result), ("open loop bare", run.bare_result)):
+            print(f"responses by rc, PostgreSQL {run.workers}w {label}: "
+                  + ", ".join(f"{rc} × {n}" for rc, n in sorted(result.rcs.items())))
     print(f"runtime: {elapsed:.1f} s")
     return 0
+
+
+def _api_threads() -> int:
+    from acquirer_stub.serving import Serving
+
+    return Serving().api_threads
+
+
+def _postgres(report: Report, world: World, disk: Path, *, per_terminal: dict[int, int], repeat: int,
+              open_seconds: float, commits: int) -> tuple[list[PgRun], float]:
+    """The closed and open loops on a durable PostgreSQL cluster of our own, with 1 and 2 API workers; the
+    cluster is stopped at the end. ([], 0) and a note when PostgreSQL is not installed or will not start."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import pgcluster
+
+    try:
+        cluster = pgcluster.Cluster(durable=True, settings=PG_SETTINGS).start()
+    except pgcluster.ClusterError as error:
+        report.notes.append(f"PostgreSQL rows skipped: {str(error).splitlines()[0]}")
+        return [], 0.0
+    runs = []
+    try:
+        print(f"PostgreSQL: {' and '.join(map(str, PG_WORKERS))} worker(s), closed loop …", file=sys.stderr,
+              flush=True)
+        url = cluster.create_database("bench")
+        instance = make_instance(world, disk / "acquirer-pg", database=url)
+        with contextlib.ExitStack() as servers:
+            hosts, bares = {}, {}
+            for workers in PG_WORKERS:  # all of them at once, on the one database: their rounds interleave
+                hosts[workers] = servers.enter_context(Server("host", str(instance.root), cwd=ROOT, workers=workers))
+                bares[workers] = servers.enter_context(Server("bare", cwd=ROOT, workers=workers))
+            first, *others = PG_WORKERS
+            sides = {}
+            for workers in others:
+                sides[f"bare-{workers}w"] = bares[workers].url
+                sides[f"host-{workers}w"] = hosts[workers].url
+            bench = host.HostBench(world, instance.database, hosts[first].url, bares[first].url,
+                                   per_terminal=per_terminal, repeat=repeat, iso=False, sides=sides)
+            bench.prepare()
+            rounds = bench.run()
+            for workers in PG_WORKERS:
+                print(f"PostgreSQL, {workers} worker(s): open loop …", file=sys.stderr, flush=True)
+                open_loop = openloop.OpenLoop(hosts[workers].url, bench.terminals[:openloop.TERMINALS], bench.cards,
+                                              bench.pool, duration=open_seconds)
+                open_loop.prepare()
+                open_bare = openloop.OpenLoop(bares[workers].url, open_loop.terminals, bench.cards, bench.pool,
+                                              duration=open_seconds)
+                open_bare.prepare_bare()
+                bare_result = open_bare.run()
+                reset_velocity(instance.database)
+                open_result = open_loop.run()
+                suffix = "" if workers == first else f"-{workers}w"
+                mine = [dataclasses.replace(r, kind=r.kind.removesuffix(suffix)) for r in rounds
+                        if r.kind in (f"host{suffix}", f"bare{suffix}")]
+                runs.append(PgRun(workers, mine, open_result, bare_result))
+        commit = _pg_commit_seconds(cluster.create_database("bench_commit"), commits)
+    finally:
+        cluster.stop()
+    return runs, commit
+
+
+def _pg_commit_seconds(url: str, count: int) -> float:
+    """One row per transaction on the durable cluster: the commit (WAL flush) a decision pays, alone."""
+    from acquirer_stub.store import db
+
+    connection: Any = db.connect(url)
+    try:
+        connection.execute("CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, body TEXT)")
+        started = time.perf_counter()
+        for number in range(count):
+            with db.transaction(connection, serial=False):
+                connection.execute("INSERT INTO t (body) VALUES (?)", (f"decision {number}" * 20,))
+        return (time.perf_counter() - started) / count
+    finally:
+        connection.close()
 
 
 def _footprint(world: World, bench: card.CardBench,
@@ -166,7 +296,9 @@ def _card_rows(report: Report, samples: list[card.Sample]) -> None:
                        bound, "card bound"))
 
 
-def _host_rows(report: Report, rounds: list[host.Round], arqc: float, commit: float) -> None:
+def _closed_rows(report: Report, rounds: list[host.Round], *, prefix: str = "") -> None:
+    """Per level: the closed loop's throughput against the bare endpoint's (p50/p99 alongside); the SQLite run
+    (no prefix) also judges the p99 at the top level."""
     def pick(kind: str, level: int) -> list[host.Round]:
         return [r for r in rounds if r.kind == kind and r.terminals == level]
 
@@ -178,12 +310,20 @@ def _host_rows(report: Report, rounds: list[host.Round], arqc: float, commit: fl
         bare_p50 = median([percentile(r.latencies, 0.50) for r in bare]) * 1000
         bare_p99 = median([percentile(r.latencies, 0.99) for r in bare]) * 1000
         plural = "terminal" if level == 1 else "terminals"
-        report.add(Row("host", f"signed authorizations, {level} {plural}, durable writes", throughput, "/s",
-                       bare_throughput, "bare", f"≥ {HOST_RATIO} × bare", throughput / bare_throughput >= HOST_RATIO,
+        report.add(Row("host", f"{prefix}signed authorizations, {level} {plural}, durable writes", throughput, "/s",
+                       bare_throughput, "bare", f"≥ {HOST_RATIO} × bare",
+                       throughput / bare_throughput >= HOST_RATIO,
                        detail=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; bare p50 {bare_p50:.1f}, p99 {bare_p99:.1f}"))
-        if level == max(host.LEVELS):
+        if level == max(host.LEVELS) and not prefix:
             report.add(Row("host", f"p99 latency, {level} terminals", p99, "ms", bare_p99, "bare",
                            f"≤ {P99_LIMIT_MS:.0f} ms", p99 <= P99_LIMIT_MS))
+
+
+def _host_rows(report: Report, rounds: list[host.Round], arqc: float, commit: float) -> None:
+    def pick(kind: str, level: int) -> list[host.Round]:
+        return [r for r in rounds if r.kind == kind and r.terminals == level]
+
+    _closed_rows(report, rounds)
     json_ms = median([percentile(r.latencies, 0.50) for r in pick("host", 1)]) * 1000
     iso_ms = median([percentile(r.latencies, 0.50) for r in pick("iso", 1)]) * 1000
     report.add(Row("host", "raw ISO 8583 authorization, per message (p50, 1 terminal)", iso_ms, "ms", json_ms,
@@ -194,10 +334,35 @@ def _host_rows(report: Report, rounds: list[host.Round], arqc: float, commit: fl
                    "JSON request"))
 
 
-def _open_loop_rows(report: Report, result: openloop.Result, bare: openloop.Result) -> None:
+def _pg_rows(report: Report, runs: list[PgRun], commit: float) -> None:
+    """Per worker count: the closed loop against a bare endpoint in as many workers; then 2 workers against 1; the
+    open loop; the durable commit alone."""
+    def throughput(run: PgRun, kind: str, level: int) -> float:
+        return median([r.throughput for r in run.rounds if r.kind == kind and r.terminals == level])
+
+    for run in runs:
+        plural = "worker" if run.workers == 1 else "workers"
+        _closed_rows(report, run.rounds, prefix=f"PostgreSQL, {run.workers} {plural}: ")
+    by_workers = {run.workers: run for run in runs}
+    if 1 in by_workers and 2 in by_workers:
+        for level in host.LEVELS:
+            two, one = throughput(by_workers[2], "host", level), throughput(by_workers[1], "host", level)
+            bare_two, bare_one = throughput(by_workers[2], "bare", level), throughput(by_workers[1], "bare", level)
+            plural = "terminal" if level == 1 else "terminals"
+            report.add(Row("host", f"PostgreSQL: 2 workers against 1, {level} {plural}", two, "/s", one, "one worker",
+                           f"≥ {WORKERS_RATIO} × 1 worker" if level > 1 else "", (two / one >= WORKERS_RATIO)
+                           if level > 1 else None, detail=f"bare 2w/1w {bare_two / bare_one:.2f}"))
+    for run in runs:
+        plural = "worker" if run.workers == 1 else "workers"
+        _open_loop_rows(report, run.open_result, run.bare_result, prefix=f"PostgreSQL, {run.workers} {plural}: ")
+    report.add(Row("host", "durable PostgreSQL commit alone (fsync on, one INSERT per transaction)", commit * 1e6,
+                   "µs"))
+
+
+def _open_loop_rows(report: Report, result: openloop.Result, bare: openloop.Result, prefix: str = "") -> None:
     """The answers per second against the rate the seeded schedule offered; the p99 against the bare endpoint's
     under the same schedule, judged by the issue's limit (and every answer approved)."""
-    what = (f"open loop, {result.terminals} terminals × {result.rate:g}/s Poisson "
+    what = (f"{prefix}open loop, {result.terminals} terminals × {result.rate:g}/s Poisson "
             f"({result.terminals * result.rate:g}/s)")
     report.add(Row("host", f"{what}: answers", result.achieved, "/s", result.offered, "offered",
                    detail=f"{len(result.latencies)} sales in {result.duration:g} s, {result.not_approved} not "

@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ class Terminal:
 
 @dataclass
 class Round:
-    kind: str  # "host", "bare", "iso"
+    kind: str  # "host", "bare", "iso"; or a side of `HostBench.sides` ("host-2w", "bare-2w", …)
     terminals: int
     requests: int
     seconds: float
@@ -202,11 +203,16 @@ def _iso_sender(url: str, terminal: Terminal, raw: bytes) -> Callable[[], str]:
 
 
 class HostBench:
-    def __init__(self, world: World, database: Path, host_url: str, bare_url: str, *, per_terminal: dict[int, int],
-                 repeat: int) -> None:
+    def __init__(self, world: World, database: Path | str, host_url: str, bare_url: str, *,
+                 per_terminal: dict[int, int], repeat: int, levels: tuple[int, ...] = LEVELS,
+                 iso: bool = True, sides: dict[str, str] | None = None) -> None:
         self.world = world
-        self.database = database
-        self.urls = {"host": host_url, "bare": bare_url}
+        self.database = database  # the instance's: a SQLite file or a PostgreSQL URL (for `reset_velocity`)
+        self.levels = levels
+        self.iso = iso  # the raw ISO 8583 side at 1 terminal
+        self.urls = {"host": host_url, "bare": bare_url, "iso": host_url}
+        self.sides = dict(sides or {})  # more sides, interleaved with the others: kind → URL ("bare…": a bare one)
+        self.urls.update(self.sides)
         self.per_terminal = per_terminal
         self.repeat = repeat
         entries = world.terminals()
@@ -224,25 +230,25 @@ class HostBench:
         return [[card for i, card in enumerate(self.cards) if i % level == t] for t in range(level)]
 
     def prepare(self) -> None:
-        """Sign every terminal on, then make all the cryptograms the rounds will send."""
-        for terminal in self.terminals:
-            sign_on(self.urls["host"], terminal)
+        """Sign every terminal on (all at once: a multi-process server's workers open their database pools now,
+        not in a timed round), then make all the cryptograms the rounds will send."""
+        with ThreadPoolExecutor(len(self.terminals)) as pool:
+            list(pool.map(lambda terminal: sign_on(self.urls["host"], terminal), self.terminals))
         plan: collections.Counter[str] = collections.Counter()
-        for level in LEVELS:
+        for level in self.levels:
             for owned in self._owned(level):
                 for i in range(self.per_terminal[level]):
-                    plan[owned[i % len(owned)]["pan"]] += self.repeat * (2 if level == 1 else 1)  # + ISO at 1
+                    plan[owned[i % len(owned)]["pan"]] += self.repeat * len(self._kinds(level, bare=False))
         self.pool.make(plan)
 
     def _senders(self, kind: str, level: int) -> list[list[Callable[[], str]]]:
         senders = []
         for terminal, owned in zip(self.terminals, self._owned(level), strict=False):
-            client = HostClient(self.urls["bare" if kind == "bare" else "host"], terminal.tid, terminal.key,
-                                timeout=30)
+            client = HostClient(self.urls[kind], terminal.tid, terminal.key, timeout=30)
             mine = []
             for i in range(self.per_terminal[level]):
                 card = owned[i % len(owned)]
-                if kind == "bare":  # the bare endpoint verifies nothing: any well-formed body does
+                if kind.startswith("bare"):  # the bare endpoint verifies nothing: any well-formed body does
                     body = financial(terminal, card, {"9F26": "00" * 8})
                     mine.append(_json_sender(client, body))
                     continue
@@ -254,15 +260,20 @@ class HostBench:
             senders.append(mine)
         return senders
 
+    def _kinds(self, level: int, *, bare: bool = True) -> list[str]:
+        kinds = ["bare", "host", "iso"] if level == 1 and self.iso else ["bare", "host"]
+        kinds += list(self.sides)
+        return [kind for kind in kinds if bare or not kind.startswith("bare")]
+
     def run(self) -> list[Round]:
         rounds: list[Round] = []
-        for level in LEVELS:
-            kinds = ["bare", "host", "iso"] if level == 1 else ["bare", "host"]
+        for level in self.levels:
+            kinds = self._kinds(level)
             for number in range(self.repeat):
                 order = kinds if number % 2 == 0 else kinds[::-1]  # interleaved: neither side always goes first
                 for kind in order:
                     senders = self._senders(kind, level)
-                    if kind != "bare":
+                    if not kind.startswith("bare"):
                         reset_velocity(self.database)
                     rounds.append(run_round(kind, senders))
         return rounds

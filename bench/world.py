@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime
 import secrets
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
+from acquirer_stub.store import db
 from emvcore.crypto.cryptogram import Algorithm
 from firmware.cards import qpboc_schema
 from firmware.cards.cardfile import application_entry, write_card
@@ -67,22 +67,24 @@ def _add_terminals(world: World, count: int) -> None:
     write_json_atomic(path, data)
 
 
-def make_instance(world: World, root: Path) -> Instance:
-    """An acquirer instance folder with `world` loaded (what `acquirer-stub init` does)."""
-    return init_instance(root, world)[0]
+def make_instance(world: World, root: Path, database: str = "") -> Instance:
+    """An acquirer instance folder with `world` loaded (what `acquirer-stub init --database …` does): its SQLite
+    file, or the (empty) PostgreSQL database at the `database` URL."""
+    return init_instance(root, world, database=database)[0]
 
 
 def terminals(world: World) -> list[dict[str, Any]]:
     return world.terminals()
 
 
-def reset_velocity(database: Path) -> None:
-    """The issuer approves a card 30 times a day: move earlier approvals to yesterday (between timed rounds)."""
+def reset_velocity(database: db.Target) -> None:
+    """The issuer approves a card 30 times a day: move earlier approvals to yesterday (between timed rounds). Either
+    backend: `database` is the instance's (`Instance.database`)."""
     yesterday = (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
-    connection = sqlite3.connect(database, timeout=30)
+    connection = db.connect(database)
     try:
-        connection.execute("UPDATE transactions SET created = ? || substr(created, 11) WHERE kind = 'authorization'",
-                            (yesterday,))
-        connection.commit()
+        with db.transaction(connection):
+            connection.execute("UPDATE transactions SET created = ? || substr(created, 11) "
+                               "WHERE kind = 'authorization'", (yesterday,))
     finally:
         connection.close()

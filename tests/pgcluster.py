@@ -1,5 +1,6 @@
 """A throw-away PostgreSQL cluster for the tests (issue #13 §2): Debian's server binaries, a folder of its own under
-/tmp, a Unix socket only, settings that trade durability for speed. Nothing here is for production.
+/tmp, a Unix socket only, settings that trade durability for speed (unless `durable=True`, as the benchmark asks).
+Nothing here is for production.
 
 initdb refuses to run as root, and the tests run as root in CI, so the server side (initdb, pg_ctl) runs as the
 `postgres` system user through runuser in a folder that user owns; pytest's own tmp folders (/tmp/pytest-of-root)
@@ -42,6 +43,9 @@ TEST_SETTINGS: dict[str, str] = {
     "unix_socket_permissions": "0700",
     "log_min_messages": "warning",
 }
+DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
+"""The settings `Cluster(durable=True)` leaves at PostgreSQL's defaults (on): a commit is on disk before it
+returns, as SQLite's synchronous=FULL (the benchmark's cluster)."""
 
 MISSING = ("PostgreSQL's server binaries (initdb, pg_ctl) are missing: install Debian's package `postgresql` "
            "(apt-get install postgresql, or run scripts/test, which installs it)")
@@ -77,8 +81,11 @@ class Cluster:
     """One PostgreSQL cluster in a fresh folder under /tmp: `start()`, then `url()`, `create_database()`,
     `drop_database()`, `psql()`; `stop()` kills it and removes the folder. Also a context manager."""
 
-    def __init__(self, *, timeout: float = 60.0) -> None:
+    def __init__(self, *, timeout: float = 60.0, durable: bool = False,
+                 settings: dict[str, str] | None = None) -> None:
         self.timeout = timeout
+        self.durable = durable
+        self.settings = dict(settings or {})
         self.bindir = find_bindir()
         self._as_server = os.geteuid() == 0
         self.root: Path | None = None
@@ -124,7 +131,8 @@ class Cluster:
         return result
 
     def start(self) -> Cluster:
-        """initdb (trust, no sync) and pg_ctl start -w; on failure the folder goes and the error carries the log."""
+        """initdb (trust, no sync) and pg_ctl start -w (durable: fsync and synchronous commits at their defaults);
+        on failure the folder goes and the error carries the log."""
         if self.root is not None:
             raise ClusterError(f"the cluster is already started in {self.root}")
         began = time.monotonic()
@@ -143,6 +151,10 @@ class Cluster:
             if result.returncode != 0:
                 raise ClusterError(f"initdb failed ({result.returncode}): {result.stderr.strip()}")
             settings = dict(TEST_SETTINGS, unix_socket_directories=str(self.socket_dir))
+            if self.durable:
+                for name in DURABILITY:
+                    del settings[name]
+            settings.update(self.settings)
             options = " ".join(f"-c {name}={shlex.quote(value)}" for name, value in settings.items())
             result = self._server([self._binary("pg_ctl"), "start", "-w", "-t", str(int(self.timeout)),
                                    "-D", str(self.datadir), "-l", str(self.logfile), "-o", options],

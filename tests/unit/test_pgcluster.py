@@ -43,6 +43,16 @@ def test_a_cluster_serves_two_databases_on_a_private_socket_and_leaves_nothing_b
     cluster.stop()  # idempotent
 
 
+def test_a_durable_cluster_keeps_postgresqls_durability_settings() -> None:
+    """The benchmark's cluster (`durable=True`): a commit is on disk before it returns, as SQLite's
+    synchronous=FULL; the test cluster trades that for speed."""
+    with Cluster(durable=True, settings={"shared_buffers": "64MB"}) as durable, Cluster() as fast:
+        for name in pgcluster.DURABILITY:
+            assert psql(durable, "postgres", f"SHOW {name}") == "on", name
+            assert psql(fast, "postgres", f"SHOW {name}") == "off", name
+        assert psql(durable, "postgres", "SHOW shared_buffers") == "64MB"
+
+
 def test_missing_binaries_name_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pgcluster.glob, "glob", lambda pattern: [])
     monkeypatch.setenv("PATH", "/nonexistent")
