@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def _serve_workers(root: Path, api_host: str, api_port: int, web_address: tuple[
                    workers: int) -> int:
     """The API in `workers` gunicorn processes (acquirer_stub.workers), the pages in their own process as ever."""
     from acquirer_stub.webprocess import WebProcess
-    from acquirer_stub.workers import ApiWorkers, bind
+    from acquirer_stub.workers import bind
 
     try:
         listener = bind(api_host, api_port)
@@ -89,25 +90,30 @@ def _serve_workers(root: Path, api_host: str, api_port: int, web_address: tuple[
         raise InstanceError(f"listen on {api_host}:{api_port}: {error.strerror or error}") from None
     api_url = f"http://{api_host}:{listener.getsockname()[1]}/"
     web = WebProcess(root, *web_address, api_url) if web_address else None
-    web_url = ""
+    arbiter: subprocess.Popen[bytes] | None = None
+    signal.signal(signal.SIGTERM, _stop)  # systemd's stop: the arbiter ends its workers, then the web process goes
     try:
         lines = [f"acquirer stub: terminal API on {api_url} ({workers} worker processes)"]
+        elsewhere = "this acquirer serves no pages (web listen is off)"
         if web is not None:
             web_url = f"http://{web_address[0]}:{web.start()}/"
             lines.append(_pages_line(web_url))
+            elsewhere = f"pages, logins and the token service are on {web_url}"
+        arbiter = subprocess.Popen([sys.executable, "-m", "acquirer_stub.workers", str(root),
+                                    str(listener.fileno()), str(workers), elsewhere], pass_fds=(listener.fileno(),))
         print("\n".join(lines), flush=True)
-
-        def elsewhere() -> str:
-            return f"pages, logins and the token service are on {web_url}" if web_url else "no pages here"
-
-        ApiWorkers(root, listener, workers, elsewhere).run()  # until SIGTERM or SIGINT (gunicorn's arbiter)
-    except SystemExit as end:
-        return int(end.code or 0)
+        return arbiter.wait()
     finally:
-        listener.close()
+        if arbiter is not None and arbiter.poll() is None:
+            arbiter.terminate()  # gunicorn's graceful stop
+            try:
+                arbiter.wait(30)
+            except subprocess.TimeoutExpired:
+                arbiter.kill()
+                arbiter.wait()
         if web is not None:
             web.stop()
-    return 0
+        listener.close()
 
 
 def _workers(text: str) -> int:

@@ -52,14 +52,14 @@ class ServedAcquirer:
 
 
 def serve_acquirer(instance_root: Path, port: int, *, web_port: int | None = None,
-                   log: IO[bytes] | None = None) -> ServedAcquirer:
+                   log: IO[bytes] | None = None, workers: int = 1) -> ServedAcquirer:
     """`acquirer-stub serve` on 127.0.0.1:port (and its web listener on web_port; None: no web listener) in a child
     process, once both answer /health; the caller stops it."""
     output = log if log is not None else subprocess.DEVNULL
     web_listen = f"127.0.0.1:{web_port}" if web_port is not None else ""
     process = subprocess.Popen(
         [sys.executable, "-m", "acquirer_stub.cli", "serve", "--instance", str(instance_root),
-         "--listen", f"127.0.0.1:{port}", "--web-listen", web_listen],
+         "--listen", f"127.0.0.1:{port}", "--web-listen", web_listen, "--workers", str(workers)],
         stdout=output, stderr=output,
     )
     deadline = time.monotonic() + 60

@@ -10,6 +10,7 @@ lock is the file's, PostgreSQL's locks are the rows'.
 from __future__ import annotations
 
 import datetime
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 import fleet
 import pytest
 from hostdb import rows
+from hostserver import free_port, serve_acquirer
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
@@ -148,7 +150,7 @@ def test_gunicorn_workers_share_the_load_and_decide_each_sale_once(
     try:
         assert host.process is not None
         deadline = time.monotonic() + 30  # gunicorn forks its workers one after another
-        while len(workers := _children(host.process.pid)) < 2:
+        while len(workers := _workers_of(host.process.pid)) < 2:
             assert time.monotonic() < deadline, workers
             time.sleep(0.05)
         assert len(workers) == 2, workers
@@ -164,6 +166,39 @@ def test_gunicorn_workers_share_the_load_and_decide_each_sale_once(
     finally:
         host.stop()
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)  # the workers ended with the arbiter
+
+
+def test_workers_and_their_web_process_stop_on_sigterm_without_a_traceback(instance: Instance,
+                                                                          tmp_path: Path) -> None:
+    """systemd's stop: the arbiter ends its workers, then the web process goes, and the command exits 0."""
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        served = serve_acquirer(instance.root, free_port(), web_port=free_port(), log=sink, workers=2)
+        deadline = time.monotonic() + 30
+        while len(workers := _workers_of(served.process.pid)) < 2:
+            assert time.monotonic() < deadline, workers
+            time.sleep(0.05)
+        everyone = [served.process.pid, served.web_pid(), *_children(served.process.pid), *workers]
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=30) == 0
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in everyone):
+        assert time.monotonic() < deadline, [pid for pid in everyone if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.05)
+    assert "Traceback" not in log.read_text()
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The gunicorn workers of `acquirer-stub serve --workers`: the children of its arbiter process."""
+    arbiters = [child for child in _children(pid) if b"acquirer_stub.workers" in _cmdline(child)]
+    return [worker for arbiter in arbiters for worker in _children(arbiter)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # it has just ended
+        return b""
 
 
 def _children(pid: int) -> list[int]:
