@@ -29,6 +29,7 @@ from hostproto.responses import (
     AuthorizationAnswer,
     MessageError,
     Refusal,
+    ReversalAnswer,
     SettlementAnswer,
     parse_advice_answer,
     parse_authorization_answer,
@@ -251,7 +252,7 @@ class HostLink:
         if parsed.stan != stan:
             # not the answer to this request: as good as none
             return self._no_answer(sale_id, stan, "06", "answer does not match the request")
-        self.journal.record_answer(sale_id, answer)
+        self.journal.record_answer(sale_id, parsed)
         crash_point("sale.answered")
         return HostAnswer.from_host(parsed, answer, sale_id)
 
@@ -334,11 +335,11 @@ class HostLink:
         parsed = read_answer(parse, answer, f"{item.kind} STAN {item.stan}")
         if parsed.rc != "00" or parsed.stan != item.stan:
             raise _Undelivered(f"{item.kind} STAN {item.stan}: host answered rc {parsed.rc}")
-        if item.kind == "reversal":
-            self.journal.reversal_done(item.entry_id, answer)
-        else:
-            self.journal.advice_done(item.entry_id, answer)
-            if isinstance(parsed, AdviceAnswer) and parsed.outcome == "exception":  # the card was not charged
+        if isinstance(parsed, ReversalAnswer):
+            self.journal.reversal_done(item.entry_id, parsed)
+        elif isinstance(parsed, AdviceAnswer):  # rc 00: not a Refusal
+            self.journal.advice_done(item.entry_id, parsed)
+            if parsed.outcome == "exception":  # acknowledged, but the card was not charged
                 log.warning("host: advice STAN %s taken as an exception (%s): the acquirer's operator resolves it",
                             item.stan, parsed.exception)
         log.info("host: %s acknowledged (%s), attempt %d", item.kind, summarize(answer), attempts)
@@ -370,7 +371,7 @@ class HostLink:
         answer = self.client.post(SETTLEMENTS, body)
         crash_point("settlement.sent")
         parsed = read_answer(parse_settlement_answer, answer, f"settlement STAN {ticket.stan}")
-        self.journal.record_settlement(ticket, answer)
+        self.journal.record_settlement(ticket, parsed)
         crash_point("settlement.recorded")
         host = parsed.host_totals if isinstance(parsed, SettlementAnswer) else None
         balanced = isinstance(parsed, SettlementAnswer) and parsed.balanced
