@@ -15,10 +15,10 @@ clearing:
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 
 from acquirer_stub.store import exceptions as store
 from acquirer_stub.store.exceptions import ExceptionItem
+from hostproto.responses import Figures  # the settlement answer shows them
 
 __all__ = ["MAX_NOTE", "RESOLUTIONS", "ExceptionItem", "Figures", "ResolveError", "batch_exceptions", "items",
            "open_item", "resolve"]
@@ -32,17 +32,6 @@ MAX_NOTE = 500  # characters
 
 class ResolveError(ValueError):
     """A resolution the queue refuses: the words are for the operator's screen."""
-
-
-@dataclass(frozen=True)
-class Figures:
-    """A count and an amount (fen), as a settlement shows them."""
-
-    count: int
-    amount: int
-
-    def as_dict(self) -> dict[str, int]:
-        return {"count": self.count, "amount": self.amount}
 
 
 def open_item(connection: sqlite3.Connection, transaction_id: int, transaction: dict[str, object]) -> int:

@@ -102,7 +102,7 @@ def response_mti(mti: str) -> str:
 
 
 class MessageError(ValueError):
-    """A request field that is missing or wrong; `field` is its dotted path (``totals.debit_amount``)."""
+    """A request (or answer) field that is missing or wrong; `field` is its dotted path (``totals.debit_amount``)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -217,6 +217,21 @@ class Array:
                 "description": self.description}
 
 
+@dataclass(frozen=True)
+class Boolean:
+    """A JSON true or false (an answer's `balanced`); 0 and 1 are not booleans."""
+
+    description: str
+
+    def validate(self, value: object, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise MessageError(path, "must be true or false")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean", "description": self.description}
+
+
 # Value lengths (bytes) of the DE55 tags we know, and which of them are BCD numbers.
 _ICC_LENGTHS: dict[int, tuple[int, int]] = {
     0x5A: (1, 10), 0x5F24: (3, 3), 0x5F2A: (2, 2), 0x5F34: (1, 1), 0x82: (2, 2), 0x84: (5, 16), 0x91: (8, 16),
@@ -304,22 +319,24 @@ class IccData:
         }
 
 
-Spec = Digits | Code | Text | Integer | IccData | Array
+Spec = Digits | Code | Text | Integer | Boolean | IccData | Array
 
 
 @dataclass(frozen=True)
 class Object:
     """A JSON object with known fields; unknown fields are refused so that a typo is not silently ignored.
-    Optional fields may be absent or null."""
+    Optional fields may be absent or null. An answer is `open`: its unknown fields are ignored, so that a host
+    which grows a field does not make every terminal in the field reverse its sales."""
 
     fields: dict[str, Spec | Object]
     description: str
     optional: frozenset[str] = field(default_factory=frozenset)
+    open: bool = False
 
     def validate(self, value: object, path: str = "") -> dict[str, Any]:
         if not isinstance(value, dict):
             raise MessageError(path or "body", "must be a JSON object")
-        for name in value:
+        for name in () if self.open else value:
             if name not in self.fields:
                 raise MessageError(_join(path, str(name)[:40]), "unknown field")
         result: dict[str, Any] = {}
@@ -343,7 +360,7 @@ class Object:
             "description": self.description,
             "properties": properties,
             "required": [name for name in self.fields if name not in self.optional],
-            "additionalProperties": False,
+            "additionalProperties": self.open,
         }
 
 

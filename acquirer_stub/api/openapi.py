@@ -1,36 +1,24 @@
-"""The OpenAPI 3.1 description of `/api/v1`, built from the same field specs that validate requests."""
+"""The OpenAPI 3.1 description of `/api/v1`, built from the same field specs that validate requests and answers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from acquirer_stub.limits import API_BODY_BYTES
-from hostproto import messages, signing
+from hostproto import messages, responses, signing
 
-_RC = {"type": "string", "pattern": "^[0-9A-Z]{2}$", "description": "Response code (DE39)."}
-_TEXT = {"type": "string", "description": "The response code in words (for a receipt or a log)."}
-_STAN = {"type": "string", "pattern": "^[0-9]{6}$", "description": "The request's STAN, echoed."}
-_FEN = {"type": "integer", "minimum": 0, "description": "Fen."}
-_NULLABLE_BATCH = {"type": ["integer", "null"], "description": "Batch number, or null when none is open."}
-
-
-def _mti(*values: str) -> dict[str, Any]:
-    return {"type": "string", "enum": list(values), "description": "Response message type."}
+# The answers' schemas come from the specs the terminal validates them with (`hostproto.responses`).
+_ANSWERS = {"SignOnResponse": "signon", "EchoResponse": "echo", "AuthorizationResponse": "authorization",
+            "DuplicateResponse": "refusal", "AdviceResponse": "advice", "ReversalResponse": "reversal",
+            "SettlementResponse": "settlement", "SettlementRefusal": "settlement_refusal",
+            "TransitClearingResponse": "transit_clearing", "TransitLoadResponse": "transit_load",
+            "TransitLoadConfirmationResponse": "transit_load_confirmation",
+            "TransitLoadRefusal": "transit_load_refusal"}
 
 
-def _object(description: str, properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {"type": "object", "description": description, "properties": properties,
-            "required": list(properties) if required is None else required}
+def _object(description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "description": description, "properties": properties, "required": required}
 
-
-_TOTALS = _object("Counts and amounts (fen) for a batch.", {
-    "debit_count": {"type": "integer"}, "debit_amount": {"type": "integer"},
-    "credit_count": {"type": "integer"}, "credit_amount": {"type": "integer"},
-})
-
-_FIGURES = _object("A count and an amount (fen) of the batch's sales.", {
-    "count": {"type": "integer"}, "amount": {"type": "integer"},
-})
 
 RESPONSES: dict[str, dict[str, Any]] = {
     "Error": _object(
@@ -47,91 +35,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
         },
         ["error"],
     ),
-    "SignOnResponse": _object("0810: the batch now open.", {
-        "mti": _mti("0810"), "rc": _RC, "text": _TEXT, "stan": _STAN,
-        "batch": {"type": "integer", "minimum": 1, "description": "The new batch number (CUP 60.2)."},
-        "host_time": {"type": "integer", "description": "Host unix time."},
-    }),
-    "EchoResponse": _object("0810: liveness and the host's view of the terminal.", {
-        "mti": _mti("0810"), "rc": _RC, "text": _TEXT, "stan": _STAN,
-        "signed_on": {"type": "boolean"}, "batch": _NULLABLE_BATCH,
-        "host_time": {"type": "integer", "description": "Host unix time."},
-    }),
-    "AuthorizationResponse": _object("0210/0110: the decision, stored before it was sent.", {
-        "mti": _mti("0210", "0110"), "rc": _RC, "text": _TEXT, "stan": _STAN,
-        "rrn": {"type": "string", "pattern": "^[0-9]{12}$", "description": "Retrieval reference number (DE37)."},
-        "auth_code": {"type": ["string", "null"], "pattern": "^[0-9A-Z]{6}$",
-                      "description": "Approval code (DE38) on approval, else null."},
-        "amount": _FEN, "charged": {**_FEN, "description": "What the account paid (after a bank promotion)."},
-        "discount": {**_FEN, "description": "The bank promotion's discount."},
-        "promotion": {"type": ["string", "null"], "description": "The promotion's title for the receipt."},
-        "batch": _NULLABLE_BATCH,
-        "icc": {"type": "object", "description": "Response DE55 when the issuer computed an ARPC.",
-                "properties": {"91": {"type": "string", "pattern": "^([0-9A-F]{2}){8,16}$",
-                                      "description": "Issuer authentication data: ARPC ‖ ARC."}}},
-    }, ["mti", "rc", "text", "stan", "rrn", "auth_code", "amount", "charged", "discount", "promotion", "batch"]),
-    "DuplicateResponse": _object("Different content under an idempotency key already used: rc 94, nothing changed.", {
-        "mti": {"type": "string"}, "rc": {"const": "94"}, "text": _TEXT, "stan": _STAN,
-    }),
-    "AdviceResponse": _object(
-        "0230: the advice is recorded and acknowledged (never declined: the goods are gone). `outcome` says whether "
-        "money moved: accepted (the TC verified, the card paid) or exception (no money moved; `exception` says why, "
-        "and an operator resolves it).", {
-            "mti": _mti("0230"), "rc": {"const": "00"}, "text": _TEXT, "stan": _STAN,
-            "rrn": {"type": "string", "pattern": "^[0-9]{12}$"}, "amount": _FEN, "charged": _FEN, "discount": _FEN,
-            "promotion": {"type": ["string", "null"]}, "batch": {"type": "integer"},
-            "outcome": {"type": "string", "enum": ["accepted", "exception"]},
-            "exception": {"type": "string", "description": "Why no money moved: TC_UNVERIFIED, NOT_A_TC, "
-                                                           "OVER_FLOOR_LIMIT, UNKNOWN_CARD, NO_ROUTE, ATC_REPLAY, "
-                                                           "TOKEN_SUSPENDED, CARD_LOST, …"},
-        }, ["mti", "rc", "text", "stan", "rrn", "amount", "charged", "discount", "promotion", "batch", "outcome"]),
-    "ReversalResponse": _object("0410/0430: always 00; `outcome` says what the host did.", {
-        "mti": _mti("0410", "0430"), "rc": {"const": "00"}, "text": _TEXT, "stan": _STAN,
-        "original_stan": {"type": "string", "pattern": "^[0-9]{6}$"},
-        "outcome": {"type": "string", "enum": ["reversed", "partial", "orphan", "already_reversed", "not_approved",
-                                               "settled", "exceeds_original", "exceeds_remaining"],
-                    "description": "reversed: all of the sale undone; partial: the amount (DE4) is less than the "
-                                   "sale's, that share of the charge was given back; orphan: original unknown, a "
-                                   "tombstone now declines it if it arrives late; settled: its batch was already "
-                                   "settled; exceeds_original / exceeds_remaining: more than the sale, or than what "
-                                   "still stands of it after partial reversals. Only reversed and partial move money."},
-    }),
-    "SettlementResponse": _object("0510: reconciliation result (rc 77 when the batch is not the open one).", {
-        "mti": _mti("0510"), "rc": _RC, "text": _TEXT, "stan": _STAN, "batch": _NULLABLE_BATCH,
-        "balanced": {"type": "boolean", "description": "true closes the batch: sign on again for a new one."},
-        "reconciliation": {"type": "string", "enum": ["1", "2"], "description": "1 balanced, 2 not balanced."},
-        "host_totals": _TOTALS,
-        "accepted": {**_FIGURES, "description": "The host's sales that moved money (cleared)."},
-        "exceptions": {**_FIGURES, "description": "Advices taken as exceptions: in host_totals (the terminal "
-                                                  "rightly counts them), not cleared."},
-    }, ["mti", "rc", "text", "stan", "batch"]),
-    "TransitClearingResponse": _object("The batch's fares, each cleared, a repeat or refused (in request order).", {
-        "rc": {"const": "00"}, "text": _TEXT,
-        "cleared": {"type": "integer", "description": "Fares cleared now."},
-        "repeat": {"type": "integer", "description": "Fares already cleared with the same content (a resend)."},
-        "refused": {"type": "integer", "description": "Fares refused; nothing of them was stored."},
-        "amount": {**_FEN, "description": "The sum of the fares cleared now."},
-        "results": {"type": "array", "items": _object("One fare's fate.", {
-            "status": {"type": "string", "enum": ["cleared", "repeat", "refused"]},
-            "reason": {"type": ["string", "null"], "description": "Why it was refused."}})},
-    }),
-    "TransitLoadResponse": _object(
-        "0210: 00 with MAC2 and the date-time to send in CREDIT FOR LOAD (stored before it was sent), or a "
-        "refusal that stored nothing: 88 MAC1 does not verify, 92 no load key for the city, 13 amount past the "
-        "purse limit, 63 a load at this serial was already credited; `reason` says which.", {
-            "mti": _mti("0210"), "rc": _RC, "text": _TEXT, "stan": _STAN,
-            "amount": {"type": "integer"}, "reason": {"type": "string"},
-            "mac2": {"type": "string", "pattern": "^[0-9A-F]{8}$", "description": "MAC2 for CREDIT FOR LOAD."},
-            "date_time": {"type": "string", "pattern": "^[0-9]{14}$", "description": "YYYYMMDDhhmmss, host time."},
-        }, ["mti", "rc", "text", "stan"]),
-    "TransitLoadConfirmationResponse": _object(
-        "0230: 00 when the TAC verifies (`outcome` completed, or already_completed); 88 a TAC that does not "
-        "verify, 12 no such load (nothing stored).", {
-            "mti": _mti("0230"), "rc": _RC, "text": _TEXT, "stan": _STAN,
-            "original_stan": {"type": "string", "pattern": "^[0-9]{6}$"},
-            "outcome": {"type": "string", "enum": ["completed", "already_completed"]},
-            "reason": {"type": "string"},
-        }, ["mti", "rc", "text", "stan"]),
+    **{name: responses.ANSWER_SPECS[kind].schema() for name, kind in _ANSWERS.items()},
 }
 
 _SIGNED = [{"terminalId": [], "timestamp": [], "nonce": [], "signature": []}]
@@ -211,7 +115,7 @@ def _iso8583_operation() -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    """The whole document; request schemas come from `hostproto.messages`, so it always matches validation."""
+    """The whole document; request and answer schemas come from `hostproto`, so it always matches validation."""
     requests = {_request_schema(name): spec.schema() for name, spec in messages.REQUEST_SPECS.items()}
     header = {"type": "apiKey", "in": "header"}
     return {
@@ -240,7 +144,7 @@ def document() -> dict[str, Any]:
                                    "an exception (outcome)."),
             "/settlements": _operation(
                 "Batch settlement (0500)", "settlement",
-                {"oneOf": [_ref("SettlementResponse"), _ref("DuplicateResponse")]},
+                {"oneOf": [_ref("SettlementResponse"), _ref("SettlementRefusal"), _ref("DuplicateResponse")]},
                 "Debit = sales (approved, not reversed authorizations and advices), credit = refunds/voids (none "
                 "yet); amounts are the sale amounts (DE4), not the promotion-discounted charge."),
             "/transit/fares": _operation(
@@ -250,13 +154,14 @@ def document() -> dict[str, Any]:
                 "cleared with the same content) or refused (`reason`); nothing of a refused fare is stored."),
             "/transit/loads": _operation(
                 "E-purse load (0200)", "transit_load",
-                {"oneOf": [_ref("TransitLoadResponse"), _ref("DuplicateResponse")]},
+                {"oneOf": [_ref("TransitLoadResponse"), _ref("TransitLoadRefusal"), _ref("DuplicateResponse")]},
                 "The host checks the card's MAC1 with the issuer's load key and answers MAC2. The card's online "
                 "serial settles earlier loads of the card: the same serial voids an unconfirmed one, a higher "
                 "serial counts it credited."),
             "/transit/load-confirmations": _operation(
                 "E-purse load confirmation (0220/0221)", "transit_load_confirmation",
-                {"oneOf": [_ref("TransitLoadConfirmationResponse"), _ref("DuplicateResponse")]},
+                {"oneOf": [_ref("TransitLoadConfirmationResponse"), _ref("TransitLoadRefusal"),
+                           _ref("DuplicateResponse")]},
                 "The TAC of CREDIT FOR LOAD, checked with the issuer's TAC key: the load is completed."),
             "/iso8583": _iso8583_operation(),
             "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [],

@@ -39,6 +39,18 @@ from hostproto.messages import (
     response_mti,
     response_text,
 )
+from hostproto.responses import (
+    AdviceAnswer,
+    AuthorizationAnswer,
+    EchoAnswer,
+    Figures,
+    Refusal,
+    ReversalAnswer,
+    SettlementAnswer,
+    SettlementRefusal,
+    SignOnAnswer,
+    dumps,
+)
 
 MAX_BATCH = 999_999
 
@@ -60,10 +72,6 @@ class Context:
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 2)
-
-
-def dumps(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
 def request_hash(body: dict[str, Any]) -> str:
@@ -111,7 +119,7 @@ def stored_answer(context: Context, stored: StoredAnswer | None, digest: str, mt
         return stored.response
     record_event(context, "duplicate", {"tid": context.caller.tid, "stan": stan, "mti": mti, "rc": "94",
                                         "text": response_text("94"), "latency_ms": context.latency_ms()})
-    return dumps({"mti": response_mti(mti), "rc": "94", "text": response_text("94"), "stan": stan})
+    return Refusal(response_mti(mti), "94", response_text("94"), stan).to_json()
 
 
 def _rrn(context: Context) -> tuple[int, str]:
@@ -130,21 +138,19 @@ def sign_on(context: Context, message: NetworkManagement) -> str:
         terminal = open_request(context)
         batch = terminal.batch % MAX_BATCH + 1
         terminals.sign_on(context.connection, context.caller.tid, batch)
-        response = {"mti": "0810", "rc": "00", "text": response_text("00"), "stan": message.stan, "batch": batch,
-                    "host_time": int(context.caller.received)}
+        response = SignOnAnswer("0810", "00", response_text("00"), message.stan, batch, int(context.caller.received))
         record_event(context, "signon", {"tid": context.caller.tid, "stan": message.stan, "mti": message.mti,
                                          "rc": "00", "batch": batch, "latency_ms": context.latency_ms()})
-    return dumps(response)
+    return response.to_json()
 
 
 def echo(context: Context, message: NetworkManagement) -> str:
     """0800 echo: liveness, and the host's view of the terminal (batch, clock) so it can resynchronise."""
     with transaction(context.connection, serial=False):
         terminal = open_request(context)
-    return dumps({"mti": "0810", "rc": "00", "text": response_text("00"), "stan": message.stan,
-                  "signed_on": bool(terminal.signed_on),
-                  "batch": terminal.batch if terminal.signed_on else None,
-                  "host_time": int(context.caller.received)})
+    return EchoAnswer("0810", "00", response_text("00"), message.stan, signed_on=bool(terminal.signed_on),
+                      batch=terminal.batch if terminal.signed_on else None,
+                      host_time=int(context.caller.received)).to_json()
 
 
 # --- authorizations and advices ----------------------------------------------------------------------------------
@@ -159,23 +165,24 @@ def _engine_request(context: Context, message: Financial, local_date: datetime.d
 
 
 def _record(context: Context, kind: str, message: Financial, local_date: datetime.date, digest: str,
-            decision: engine.Decision, *, state: str, rc: str, batch: int | None, response: dict[str, Any],
-            row_id: int, rrn: str, auth_code: str | None, summary: str | None = None) -> str:
+            decision: engine.Decision, *, state: str, rc: str, batch: int | None,
+            response: AuthorizationAnswer | AdviceAnswer, row_id: int, rrn: str, auth_code: str | None,
+            summary: str | None = None) -> str:
     """Store the row (with the id its RRN was made of) and its event; returns the response text."""
-    text = dumps(response)
+    text = response.to_json()
     pan_masked = decision.pan_masked or mask_pan(message.pan)
     latency = context.latency_ms()
     transactions.add(context.connection, {
         "id": row_id, "kind": kind, "mti": message.mti, "tid": message.tid, "stan": message.stan,
         "local_date": local_date.isoformat(), "request_hash": digest, "state": state, "rc": rc,
-        "reason": decision.reason, "amount": message.amount, "charged": response["charged"],
-        "discount": response["discount"], "promotion_id": decision.promotion_id, "currency": message.currency,
+        "reason": decision.reason, "amount": message.amount, "charged": response.charged,
+        "discount": response.discount, "promotion_id": decision.promotion_id, "currency": message.currency,
         "batch": batch, "issuer": decision.issuer, "account_id": decision.account_id, "token_id": decision.token_id,
         "pan_masked": pan_masked, "entry_mode": message.entry_mode, "atc": decision.atc,
         "ac_verified": int(decision.cryptogram_verified), "rrn": rrn, "auth_code": auth_code, "response": text,
         "icc_masked": mask_icc(message.icc), "latency_ms": latency, "created": context.now.isoformat()})
     record_event(context, kind, {"tid": message.tid, "stan": message.stan, "mti": message.mti, "pan": pan_masked,
-                                 "amount": message.amount, "charged": response["charged"], "rc": rc,
+                                 "amount": message.amount, "charged": response.charged, "rc": rc,
                                  "text": summary or response_text(rc), "reason": decision.reason,
                                  "issuer": decision.issuer, "entry_mode": message.entry_mode, "batch": batch,
                                  "rrn": rrn, "latency_ms": latency})
@@ -214,14 +221,13 @@ def _authorize(context: Context, message: Financial, digest: str, local_date: da
         approved = decision.rc == "00"
         row_id, rrn = _rrn(context)
         auth_code = f"{secrets.randbelow(10**6):06d}" if approved else None
-        response: dict[str, Any] = {
-            "mti": response_mti(message.mti), "rc": decision.rc, "text": response_text(decision.rc),
-            "stan": message.stan, "rrn": rrn, "auth_code": auth_code, "amount": message.amount,
-            "charged": decision.charged if approved else 0, "discount": decision.discount if approved else 0,
-            "promotion": decision.promotion_title if approved else None, "batch": batch,
-        }
-        if decision.issuer_authentication_data is not None:
-            response["icc"] = {"91": decision.issuer_authentication_data.hex().upper()}
+        arpc = decision.issuer_authentication_data
+        response = AuthorizationAnswer(
+            response_mti(message.mti), decision.rc, response_text(decision.rc), message.stan, rrn=rrn,
+            auth_code=auth_code, amount=message.amount, charged=decision.charged if approved else 0,
+            discount=decision.discount if approved else 0,
+            promotion=decision.promotion_title if approved else None, batch=batch,
+            icc=None if arpc is None else {"91": arpc.hex().upper()})
         text = _record(context, "authorization", message, local_date, digest, decision,
                        state="approved" if approved else "declined", rc=decision.rc, batch=batch,
                        response=response, row_id=row_id, rrn=rrn, auth_code=auth_code)
@@ -255,14 +261,11 @@ def advise(context: Context, message: Financial, digest: str) -> str:
                                                 floor_limit=floor_limit(connection, message.tid, message.icc))
         accepted = decision.approved
         row_id, rrn = _rrn(context)
-        response: dict[str, Any] = {
-            "mti": response_mti(message.mti), "rc": "00", "text": response_text("00"), "stan": message.stan,
-            "rrn": rrn, "amount": message.amount, "charged": decision.charged, "discount": decision.discount,
-            "promotion": decision.promotion_title, "batch": message.batch,
-            "outcome": "accepted" if accepted else "exception",
-        }
-        if not accepted:
-            response["exception"] = decision.reason
+        response = AdviceAnswer(
+            response_mti(message.mti), "00", response_text("00"), message.stan, rrn=rrn, amount=message.amount,
+            charged=decision.charged, discount=decision.discount, promotion=decision.promotion_title,
+            batch=message.batch, outcome="accepted" if accepted else "exception",
+            exception=None if accepted else decision.reason)
         text = _record(context, "advice", message, local_date, digest, decision,
                        state="accepted" if accepted else "exception", rc="00", batch=message.batch,
                        response=response, row_id=row_id, rrn=rrn, auth_code=None,
@@ -319,9 +322,8 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
             transactions.mark_reversed(connection, original.id, message.amount, refund,
                                        "approved" if standing else "reversed")
             outcome = "reversed" if message.amount == original.amount else "partial"
-        response = {"mti": response_mti(message.mti), "rc": "00", "text": response_text("00"), "stan": message.stan,
-                    "original_stan": message.original_stan, "outcome": outcome}
-        text = dumps(response)
+        text = ReversalAnswer(response_mti(message.mti), "00", response_text("00"), message.stan,
+                              message.original_stan, outcome).to_json()
         latency = context.latency_ms()
         transactions.add(connection, {
             "kind": "reversal", "mti": message.mti, "tid": message.tid, "stan": message.stan,
@@ -356,7 +358,7 @@ def batch_figures(connection: sqlite3.Connection, tid: str, batch: int) -> dict[
     """The host's totals split in two: accepted (money moved, cleared) and exceptions (queued, not cleared)."""
     host = host_totals(connection, tid, batch)
     exceptions = exception_queue.batch_exceptions(connection, tid, batch)
-    accepted = exception_queue.Figures(host.debit_count - exceptions.count, host.debit_amount - exceptions.amount)
+    accepted = Figures(host.debit_count - exceptions.count, host.debit_amount - exceptions.amount)
     return {"accepted": accepted.as_dict(), "exceptions": exceptions.as_dict()}
 
 
@@ -377,15 +379,15 @@ def settle(context: Context, message: Settlement, digest: str) -> str:
             record_event(context, "settlement", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
                                                  "batch": message.batch, "rc": "77", "text": response_text("77"),
                                                  "latency_ms": context.latency_ms()})
-            return dumps({"mti": "0510", "rc": "77", "text": response_text("77"), "stan": message.stan,
-                          "batch": terminal.batch if terminal.signed_on else None})
+            return SettlementRefusal("0510", "77", response_text("77"), message.stan,
+                                     terminal.batch if terminal.signed_on else None).to_json()
         host = host_totals(connection, message.tid, message.batch)
         figures = batch_figures(connection, message.tid, message.batch)
         balanced = host == message.totals
-        response = {"mti": "0510", "rc": "00", "text": response_text("00"), "stan": message.stan,
-                    "batch": message.batch, "balanced": balanced, "reconciliation": "1" if balanced else "2",
-                    "host_totals": host.as_dict(), **figures}
-        text = dumps(response)
+        text = SettlementAnswer("0510", "00", response_text("00"), message.stan, message.batch, balanced,
+                                reconciliation="1" if balanced else "2", host_totals=host,
+                                accepted=Figures(**figures["accepted"]),
+                                exceptions=Figures(**figures["exceptions"])).to_json()
         settlements.add(connection, {
             "tid": message.tid, "batch": message.batch, "terminal_totals": dumps(message.totals.as_dict()),
             "host_totals": dumps(host.as_dict()), "balanced": int(balanced), "created": context.now.isoformat(),

@@ -16,13 +16,14 @@ from __future__ import annotations
 import datetime
 import hmac
 
-from acquirer_stub.api.service import Context, dumps, open_request, record_event
+from acquirer_stub.api.service import Context, open_request, record_event
 from acquirer_stub.store import transit as store
 from acquirer_stub.store.db import transaction
 from emvcore import epurse
 from emvcore.crypto.transit import diversify_card_key, purchase_tac
 from emvcore.tags import mask_pan
 from hostproto.messages import TransitClearing, TransitFare, psam_id
+from hostproto.responses import ClearingAnswer, FareResult
 
 CLEARED, REPEAT, REFUSED = "cleared", "repeat", "refused"
 
@@ -68,15 +69,15 @@ def clear_fares(context: Context, message: TransitClearing) -> str:
         results = []
         for fare in message.fares:
             status, reason = _clear(context, fare)
-            results.append({"status": status, "reason": reason})
+            results.append(FareResult(status, reason))
             if status == REFUSED:
                 record_event(context, "transit_refused", {
                     "tid": message.tid, "city": fare.city_code, "card": mask_pan(fare.card_number),
                     "amount": fare.amount, "text": f"fare refused: {reason}"})
-        counts = {status: sum(1 for r in results if r["status"] == status) for status in (CLEARED, REPEAT, REFUSED)}
-        amount = sum(f.amount for f, r in zip(message.fares, results, strict=True) if r["status"] == CLEARED)
+        counts = {status: sum(1 for r in results if r.status == status) for status in (CLEARED, REPEAT, REFUSED)}
+        amount = sum(f.amount for f, r in zip(message.fares, results, strict=True) if r.status == CLEARED)
         record_event(context, "transit_clearing", {
             "tid": message.tid, "amount": amount, **counts, "latency_ms": context.latency_ms(),
             "text": f"transit clearing: {counts[CLEARED]} fare(s) cleared, {counts[REPEAT]} repeat(s), "
                     f"{counts[REFUSED]} refused"})
-    return dumps({"rc": "00", "text": "Transit fares received", **counts, "amount": amount, "results": results})
+    return ClearingAnswer("00", "Transit fares received", **counts, amount=amount, results=tuple(results)).to_json()

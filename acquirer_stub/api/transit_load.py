@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import hmac
 import sqlite3
-from typing import Any
 
-from acquirer_stub.api.service import Context, dumps, open_request, record_event, stored_answer
+from acquirer_stub.api.service import Context, open_request, record_event, stored_answer
 from acquirer_stub.store import answers, transit_loads
 from acquirer_stub.store.db import transaction
 from emvcore import epurse
 from emvcore.crypto import transit as transit_crypto
 from emvcore.tags import mask_pan
 from hostproto.messages import TransitLoad, TransitLoadConfirmation, resolve_mmdd, response_mti, response_text
+from hostproto.responses import LoadAnswer, LoadConfirmationAnswer, LoadRefusal
 
 __all__ = ["COUNTED", "confirm", "load"]
 
@@ -39,8 +39,7 @@ COUNTED = ("credited", "completed")  # the states whose money is on the card
 
 def _refuse(context: Context, message: TransitLoad | TransitLoadConfirmation, rc: str, why: str) -> str:
     """An answer that stores nothing: the same request may come again and gets the same refusal."""
-    return dumps({"mti": response_mti(message.mti), "rc": rc, "text": response_text(rc), "stan": message.stan,
-                  "reason": why})
+    return LoadRefusal(response_mti(message.mti), rc, response_text(rc), message.stan, why).to_json()
 
 
 def _session_key(context: Context, message: TransitLoad) -> bytes | None:
@@ -106,11 +105,8 @@ def load(context: Context, message: TransitLoad, digest: str) -> str:
         assert seslk is not None  # _check_load refused a city without a load key
         mac2 = transit_crypto.load_mac2(seslk, message.amount, epurse.TXN_EP_LOAD, message.terminal_id,
                                         bytes.fromhex(date_time))
-        response: dict[str, Any] = {
-            "mti": response_mti(message.mti), "rc": "00", "text": response_text("00"), "stan": message.stan,
-            "amount": message.amount, "mac2": mac2.hex().upper(), "date_time": date_time,
-        }
-        text = dumps(response)
+        text = LoadAnswer(response_mti(message.mti), "00", response_text("00"), message.stan, message.amount,
+                          mac2=mac2.hex().upper(), date_time=date_time).to_json()
         masked = mask_pan(message.card_number)
         transit_loads.add(connection, {
             "tid": message.tid, "stan": message.stan, "local_date": local_date.isoformat(), "request_hash": digest,
@@ -151,9 +147,8 @@ def confirm(context: Context, message: TransitLoadConfirmation, digest: str) -> 
         if outcome == "completed":
             # the TAC proves the credit, whatever the serial rule had guessed
             transit_loads.complete(connection, row.id, message.tac.hex().upper(), now)
-        response = {"mti": response_mti(message.mti), "rc": "00", "text": response_text("00"), "stan": message.stan,
-                    "original_stan": message.original_stan, "outcome": outcome}
-        text = dumps(response)
+        text = LoadConfirmationAnswer(response_mti(message.mti), "00", response_text("00"), message.stan,
+                                      message.original_stan, outcome).to_json()
         transit_loads.add_confirmation(connection, {
             "tid": message.tid, "stan": message.stan, "local_date": local_date.isoformat(), "request_hash": digest,
             "load_id": row.id, "response": text, "created": now})

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 
 from hostproto.messages import MAX_FARES_PER_UPLOAD
-from terminal.host.client import HostClient, HostError, HostRejected
+from hostproto.responses import parse_clearing_answer
+from terminal.host.client import HostClient, HostError, HostRejected, read_answer
 from terminal.journal.crashpoints import crash_point
 from terminal.journal.journal import TransitMemory
 
@@ -42,16 +43,13 @@ class ClearingResult:
 
 def _answers(batch: list[tuple[int, dict[str, object]]], answer: dict[str, object]) -> dict[int, str]:
     """Row id → "cleared" / "repeat" / "refused: why"; a malformed answer counts as no answer at all."""
-    results = answer.get("results")
-    if answer.get("rc") != "00" or not isinstance(results, list) or len(results) != len(batch):
-        raise HostError(f"transit clearing: unexpected answer (rc {answer.get('rc')})")
+    parsed = read_answer(parse_clearing_answer, answer, "transit clearing")
+    if parsed.rc != "00" or len(parsed.results) != len(batch):
+        raise HostError(f"transit clearing: unexpected answer (rc {parsed.rc})")
     answers = {}
-    for (row_id, _fare), result in zip(batch, results, strict=True):
-        status = result.get("status") if isinstance(result, dict) else None
-        if status not in _STATUSES:
-            raise HostError("transit clearing: an answer without a fare's status")
-        reason = "".join(c if c.isprintable() else " " for c in str(result.get("reason") or "no reason given"))[:200]
-        answers[row_id] = f"refused: {reason}" if status == "refused" else str(status)
+    for (row_id, _fare), result in zip(batch, parsed.results, strict=True):
+        reason = "".join(c if c.isprintable() else " " for c in result.reason or "no reason given")
+        answers[row_id] = f"refused: {reason}" if result.status == "refused" else result.status
     return answers
 
 

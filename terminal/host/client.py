@@ -25,12 +25,15 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from emvcore.tags import mask_pan
 from hostproto import signing
+from hostproto.responses import MessageError
 
-__all__ = ["HostClient", "HostError", "HostRejected", "HostTimeout", "HostUnavailable", "summarize"]
+__all__ = ["HostClient", "HostError", "HostRejected", "HostTimeout", "HostUnavailable", "read_answer", "summarize"]
+
+_Answer = TypeVar("_Answer")
 
 log = logging.getLogger("terminal.host")
 
@@ -86,6 +89,16 @@ def summarize(body: Mapping[str, Any]) -> str:
     if isinstance(pan, str):
         parts.append(f"pan={mask_pan(pan)}")
     return " ".join(parts)
+
+
+def read_answer(parse: Callable[[object], _Answer], answer: Mapping[str, Any], what: str) -> _Answer:
+    """`answer` read with a `hostproto.responses` parser; a malformed one is a garbled answer (`HostTimeout`:
+    the host may have acted on the request), its error naming the field, never a value."""
+    try:
+        return parse(answer)
+    except MessageError as error:
+        log.warning("host: malformed answer to %s (%s)", what, error)
+        raise HostTimeout(f"malformed answer to {what}: {error}") from None
 
 
 class HostClient:

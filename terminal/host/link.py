@@ -23,9 +23,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostproto.messages import Totals, psam_id, response_text
+from hostproto.messages import Totals, psam_id
+from hostproto.responses import (
+    AdviceAnswer,
+    AuthorizationAnswer,
+    MessageError,
+    Refusal,
+    ReversalAnswer,
+    SettlementAnswer,
+    parse_advice_answer,
+    parse_authorization_answer,
+    parse_echo_answer,
+    parse_reversal_answer,
+    parse_settlement_answer,
+    parse_signon_answer,
+)
 from terminal.host.clearing import ClearingResult, clear_fares
-from terminal.host.client import HostClient, HostError, HostRejected, HostUnavailable, summarize
+from terminal.host.client import HostClient, HostError, HostRejected, HostUnavailable, read_answer, summarize
 from terminal.journal.crashpoints import crash_point
 from terminal.journal.journal import EntryId, Journal, PendingItem, SaleId
 
@@ -68,17 +82,19 @@ class HostAnswer:
     sale_id: SaleId | None = None
 
     @classmethod
-    def from_host(cls, answer: Mapping[str, Any], sale_id: SaleId) -> HostAnswer:
-        rc = str(answer.get("rc"))
-        approved = rc == "00"
-        icc = answer.get("icc")
+    def from_host(cls, answer: AuthorizationAnswer | Refusal, raw: Mapping[str, Any], sale_id: SaleId) -> HostAnswer:
+        """The parsed answer (a 94 `Refusal` is a decline); `raw` is what the host sent, for the journal."""
+        if isinstance(answer, Refusal):
+            return cls(outcome=OUTCOME_DECLINED, rc=answer.rc, text=answer.text, approved=False, charged=0,
+                       discount=0, promotion=None, rrn=None, auth_code=None, issuer_authentication_data=None,
+                       raw=dict(raw), stan=answer.stan, sale_id=sale_id)
+        approved = answer.rc == "00"
         return cls(
-            outcome=OUTCOME_APPROVED if approved else OUTCOME_DECLINED, rc=rc,
-            text=str(answer.get("text") or response_text(rc)), approved=approved,
-            charged=int(answer.get("charged") or 0), discount=int(answer.get("discount") or 0),
-            promotion=answer.get("promotion"), rrn=answer.get("rrn"), auth_code=answer.get("auth_code"),
-            issuer_authentication_data=icc.get("91") if isinstance(icc, dict) else None, raw=dict(answer),
-            stan=str(answer.get("stan")), sale_id=sale_id,
+            outcome=OUTCOME_APPROVED if approved else OUTCOME_DECLINED, rc=answer.rc, text=answer.text,
+            approved=approved, charged=answer.charged, discount=answer.discount, promotion=answer.promotion,
+            rrn=answer.rrn, auth_code=answer.auth_code,
+            issuer_authentication_data=answer.issuer_authentication_data, raw=dict(raw), stan=answer.stan,
+            sale_id=sale_id,
         )
 
     @classmethod
@@ -161,9 +177,13 @@ class HostLink:
     def sign_on(self) -> int:
         """0800 sign-on: opens a new batch on the host; every sale carries it until the batch is settled."""
         answer = self.client.post(SIGNON, self._management())
-        if answer.get("rc") != "00" or not isinstance(answer.get("batch"), int):
-            raise HostRejected(200, f"sign-on refused: rc {answer.get('rc')}", answer)
-        batch = int(answer["batch"])
+        try:
+            signon = parse_signon_answer(answer)
+        except MessageError as error:  # a refusal has no batch
+            raise HostRejected(200, f"sign-on refused ({error})", answer) from None
+        if signon.rc != "00":
+            raise HostRejected(200, f"sign-on refused: rc {signon.rc}", answer)
+        batch = signon.batch
         self.journal.set_batch(batch)
         log.info("host: signed on, batch %06d", batch)
         return batch
@@ -171,10 +191,11 @@ class HostLink:
     def echo(self) -> dict[str, Any]:
         """0800 echo: liveness, and a chance to notice that the host no longer has us signed on."""
         answer = self.client.post(ECHO, self._management())
-        if answer.get("rc") == "00" and self.journal.batch is not None and (
-                not answer.get("signed_on") or answer.get("batch") != self.journal.batch):
+        echo = read_answer(parse_echo_answer, answer, "echo")
+        if echo.rc == "00" and self.journal.batch is not None and (
+                not echo.signed_on or echo.batch != self.journal.batch):
             log.warning("host: the host's batch is %s, ours %s: signing on before the next sale",
-                        answer.get("batch"), self.journal.batch)
+                        echo.batch, self.journal.batch)
             self.journal.sign_off()
         return answer
 
@@ -224,12 +245,16 @@ class HostLink:
                 outcome = OUTCOME_REJECTED if isinstance(error, HostRejected) else OUTCOME_UNAVAILABLE
                 return HostAnswer.without_answer(outcome, f"Host: {error}", stan=stan, sale_id=sale_id)
             return self._no_answer(sale_id, stan, "98", str(error))
-        if answer.get("stan") != stan or not isinstance(answer.get("rc"), str):
+        try:
+            parsed = parse_authorization_answer(answer)
+        except MessageError as error:  # garbled: as good as none
+            return self._no_answer(sale_id, stan, "06", f"malformed answer ({error})")
+        if parsed.stan != stan:
             # not the answer to this request: as good as none
             return self._no_answer(sale_id, stan, "06", "answer does not match the request")
-        self.journal.record_answer(sale_id, answer)
+        self.journal.record_answer(sale_id, parsed)
         crash_point("sale.answered")
-        return HostAnswer.from_host(answer, sale_id)
+        return HostAnswer.from_host(parsed, answer, sale_id)
 
     def _no_answer(self, sale_id: SaleId, stan: str, reason: str, why: str) -> HostAnswer:
         self.journal.queue_reversal(sale_id, reason)
@@ -306,15 +331,17 @@ class HostLink:
         path = REVERSALS if item.kind == "reversal" else ADVICES
         answer = self.client.post(path, body)
         crash_point(f"{item.kind}.sent")
-        if answer.get("rc") != "00" or answer.get("stan") != item.stan:
-            raise _Undelivered(f"{item.kind} STAN {item.stan}: host answered rc {answer.get('rc')}")
-        if item.kind == "reversal":
-            self.journal.reversal_done(item.entry_id, answer)
-        else:
-            self.journal.advice_done(item.entry_id, answer)
-            if answer.get("outcome") == "exception":  # acknowledged, but the card was not charged
+        parse = parse_reversal_answer if item.kind == "reversal" else parse_advice_answer
+        parsed = read_answer(parse, answer, f"{item.kind} STAN {item.stan}")
+        if parsed.rc != "00" or parsed.stan != item.stan:
+            raise _Undelivered(f"{item.kind} STAN {item.stan}: host answered rc {parsed.rc}")
+        if isinstance(parsed, ReversalAnswer):
+            self.journal.reversal_done(item.entry_id, parsed)
+        elif isinstance(parsed, AdviceAnswer):  # rc 00: not a Refusal
+            self.journal.advice_done(item.entry_id, parsed)
+            if parsed.outcome == "exception":  # acknowledged, but the card was not charged
                 log.warning("host: advice STAN %s taken as an exception (%s): the acquirer's operator resolves it",
-                            item.stan, answer.get("exception"))
+                            item.stan, parsed.exception)
         log.info("host: %s acknowledged (%s), attempt %d", item.kind, summarize(answer), attempts)
 
     def clear_fares(self) -> ClearingResult:
@@ -343,10 +370,11 @@ class HostLink:
                 "batch": batch, "totals": ticket.totals.as_dict()}
         answer = self.client.post(SETTLEMENTS, body)
         crash_point("settlement.sent")
-        self.journal.record_settlement(ticket, answer)
+        parsed = read_answer(parse_settlement_answer, answer, f"settlement STAN {ticket.stan}")
+        self.journal.record_settlement(ticket, parsed)
         crash_point("settlement.recorded")
-        balanced = answer.get("rc") == "00" and answer.get("balanced") is True
-        host = answer.get("host_totals")
+        host = parsed.host_totals if isinstance(parsed, SettlementAnswer) else None
+        balanced = isinstance(parsed, SettlementAnswer) and parsed.balanced
         new_batch = None
         if balanced:
             log.info("host: batch %06d balanced and closed", batch)
@@ -355,11 +383,11 @@ class HostLink:
             except HostError as error:
                 log.warning("host: batch closed, sign-on failed (%s): the next sale signs on", error)
         else:
-            log.warning("host: batch %06d not balanced (rc %s): ours %s, host's %s", batch, answer.get("rc"),
-                        ticket.totals.as_dict(), host)
+            log.warning("host: batch %06d not balanced (rc %s): ours %s, host's %s", batch, parsed.rc,
+                        ticket.totals.as_dict(), host.as_dict() if host else None)
         return SettlementResult(
-            batch=batch, rc=str(answer.get("rc")), balanced=balanced, terminal_totals=ticket.totals,
-            host_totals=Totals(**host) if isinstance(host, dict) else None, new_batch=new_batch, raw=answer,
+            batch=batch, rc=parsed.rc, balanced=balanced, terminal_totals=ticket.totals, host_totals=host,
+            new_batch=new_batch, raw=answer,
         )
 
     def status(self) -> LinkStatus:

@@ -11,11 +11,17 @@ a retransmission; those not acknowledged wait for the next `flush` (before and a
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from terminal.host.client import HostError
+from hostproto.responses import (
+    LoadAnswer,
+    LoadRefusal,
+    MessageError,
+    parse_load_answer,
+    parse_load_confirmation_answer,
+)
+from terminal.host.client import HostError, read_answer
 from terminal.host.link import HostLink
 from terminal.journal.journal import LoadToConfirm, TransitLoads
 from terminal.kernel.transit_load import LoadAuthorization
@@ -52,17 +58,18 @@ class LoadLink:
                     log.warning("host: load STAN %s: no answer (%s)", stan, error)
                     return LoadAuthorization(False, "No answer from the host")
                 log.warning("host: load STAN %s: answer lost (%s); asking again", stan, error)
-        rc, text = answer.get("rc"), str(answer.get("text") or "")
-        if answer.get("stan") != stan or not isinstance(rc, str):
+        try:
+            parsed = parse_load_answer(answer)
+        except MessageError as error:  # no usable MAC2: the card is not credited
+            log.warning("host: load STAN %s: malformed answer (%s)", stan, error)
+            return LoadAuthorization(False, "the host's answer is malformed")
+        if parsed.stan != stan:
             return LoadAuthorization(False, "the host's answer does not match the request")
-        if rc != "00":
-            log.info("host: load STAN %s refused: rc %s (%s)", stan, rc, answer.get("reason") or text)
-            return LoadAuthorization(False, f"{text} ({rc})")
-        mac2, date_time = answer.get("mac2"), answer.get("date_time")
-        if (not isinstance(mac2, str) or not re.fullmatch(r"[0-9A-Fa-f]{8}", mac2)
-                or not isinstance(date_time, str) or not re.fullmatch(r"[0-9]{14}", date_time)):
-            return LoadAuthorization(False, "the host's answer has no usable MAC2")
-        return LoadAuthorization(True, text, bytes.fromhex(mac2), bytes.fromhex(date_time),
+        if not isinstance(parsed, LoadAnswer):
+            why = parsed.reason if isinstance(parsed, LoadRefusal) else parsed.text
+            log.info("host: load STAN %s refused: rc %s (%s)", stan, parsed.rc, why)
+            return LoadAuthorization(False, f"{parsed.text} ({parsed.rc})")
+        return LoadAuthorization(True, parsed.text, bytes.fromhex(parsed.mac2), bytes.fromhex(parsed.date_time),
                                  {"stan": stan, "local_date": local_date})
 
     def flush(self) -> int:
@@ -88,11 +95,11 @@ class LoadLink:
                 "card_number": record["card_number"], "online_serial": int(record["online_serial"]),
                 "tac": str(record["tac"]).upper()}
         answer = self.link.client.post(LOAD_CONFIRMATIONS, body)
-        rc = answer.get("rc")
-        if answer.get("stan") == stan and rc == "00":
+        parsed = read_answer(parse_load_confirmation_answer, answer, f"load confirmation STAN {stan}")
+        if parsed.stan == stan and parsed.rc == "00":
             self.memory.confirmed(item.load_id, accepted=True)
-        elif rc in _REFUSED_FOR_GOOD:
-            log.error("host: load confirmation STAN %s refused for good: rc %s (%s)", stan, rc, answer.get("reason"))
+        elif isinstance(parsed, LoadRefusal) and parsed.rc in _REFUSED_FOR_GOOD:
+            log.error("host: load confirmation STAN %s refused for good: rc %s (%s)", stan, parsed.rc, parsed.reason)
             self.memory.confirmed(item.load_id, accepted=False)
         else:
-            raise HostError(f"confirmation STAN {stan}: rc {rc}")
+            raise HostError(f"confirmation STAN {stan}: rc {parsed.rc}")

@@ -48,6 +48,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from emvcore.tags import mask_pan
 from hostproto.messages import REVERSAL_REASONS, Totals
+from hostproto.responses import (
+    AdviceAnswer,
+    AuthorizationAnswer,
+    Refusal,
+    ReversalAnswer,
+    SettlementAnswer,
+    SettlementRefusal,
+)
 from terminal.journal.crashpoints import crash_point
 
 __all__ = [
@@ -511,19 +519,17 @@ class Journal:
             )
         return SaleId(int(cursor.lastrowid or 0))
 
-    def record_answer(self, sale_id: SaleId, answer: Mapping[str, Any]) -> None:
-        """ANSWERED: the host's decision (approved when rc 00). The answer holds no card data."""
+    def record_answer(self, sale_id: SaleId, answer: AuthorizationAnswer | Refusal) -> None:
+        """ANSWERED: the host's decision (approved when rc 00; a 94 is a decline). The answer holds no card data:
+        as parsed, it keeps only the fields `hostproto.responses` knows (of the ICC data, tag 91)."""
+        sale = answer if isinstance(answer, AuthorizationAnswer) else None
         with self._transaction():
             self._check(self._row(sale_id), "sale", State.INTENT)
-            icc = answer.get("icc")
-            kept = {k: v for k, v in answer.items() if k != "icc"}
-            if isinstance(icc, dict) and "91" in icc:
-                kept["icc"] = {"91": icc["91"]}
             self._db.execute(
                 "UPDATE entries SET state = ?, rc = ?, text = ?, rrn = ?, auth_code = ?, charged = ?, answer = ?,"
                 " updated = ? WHERE id = ?",
-                (State.ANSWERED, answer.get("rc"), answer.get("text"), answer.get("rrn"), answer.get("auth_code"),
-                 answer.get("charged"), _dumps(kept), self._stamp(), sale_id),
+                (State.ANSWERED, answer.rc, answer.text, sale.rrn if sale else None, sale.auth_code if sale else None,
+                 sale.charged if sale else None, _dumps(answer.as_dict()), self._stamp(), sale_id),
             )
 
     def mark_failed(self, sale_id: SaleId, why: str) -> None:
@@ -557,14 +563,14 @@ class Journal:
             (State.NEEDS_REVERSAL, reason, stan, local_date, self._next_queue_seq(), self._stamp(), row["id"]),
         )
 
-    def reversal_done(self, sale_id: SaleId, answer: Mapping[str, Any] | None = None) -> None:
+    def reversal_done(self, sale_id: SaleId, answer: ReversalAnswer | None = None) -> None:
         """REVERSED: the host acknowledged the reversal (rc 00); its `outcome` says what it undid."""
         with self._transaction():
             row = self._row(sale_id)
             if row["state"] == State.REVERSED:
                 return
             self._check(row, "sale", State.NEEDS_REVERSAL)
-            outcome = None if answer is None else answer.get("outcome")
+            outcome = None if answer is None else answer.outcome
             self._db.execute("UPDATE entries SET state = ?, reversal_outcome = ?, queue_seq = NULL, updated = ?"
                              " WHERE id = ?", (State.REVERSED, outcome, self._stamp(), sale_id))
 
@@ -584,9 +590,8 @@ class Journal:
             )
         return EntryId(int(cursor.lastrowid or 0))
 
-    def advice_done(self, advice_id: EntryId, answer: Mapping[str, Any] | None = None) -> None:
+    def advice_done(self, advice_id: EntryId, answer: AdviceAnswer) -> None:
         """ADVISED: the host holds the sale now, so the sealed card data is dropped for good."""
-        answer = answer or {}
         with self._transaction():
             row = self._row(advice_id)
             if row["state"] == State.ADVISED:
@@ -595,8 +600,8 @@ class Journal:
             self._db.execute(
                 "UPDATE entries SET state = ?, rc = ?, text = ?, rrn = ?, charged = ?, answer = ?,"
                 " sealed_request = NULL, queue_seq = NULL, updated = ? WHERE id = ?",
-                (State.ADVISED, answer.get("rc"), answer.get("text"), answer.get("rrn"), answer.get("charged"),
-                 _dumps(dict(answer)), self._stamp(), advice_id),
+                (State.ADVISED, answer.rc, answer.text, answer.rrn, answer.charged, _dumps(answer.as_dict()),
+                 self._stamp(), advice_id),
             )
 
     def note_attempt(self, entry_id: EntryId) -> int:
@@ -676,14 +681,15 @@ class Journal:
             )
             return SettlementTicket(batch, stan, local_date, totals, False)
 
-    def record_settlement(self, ticket: SettlementTicket, answer: Mapping[str, Any]) -> None:
+    def record_settlement(self, ticket: SettlementTicket,
+                          answer: SettlementAnswer | SettlementRefusal | Refusal) -> None:
         """The host's verdict; a balanced one closes the batch in the same commit (sign on again for a new one)."""
-        balanced = answer.get("rc") == "00" and answer.get("balanced") is True
+        balanced = isinstance(answer, SettlementAnswer) and answer.balanced
         with self._transaction():
             self._db.execute(
                 "UPDATE settlements SET state = 'ANSWERED', rc = ?, balanced = ?, answer = ?, updated = ?"
                 " WHERE batch = ? AND stan = ? AND local_date = ?",
-                (answer.get("rc"), int(balanced), _dumps(dict(answer)), self._stamp(), ticket.batch, ticket.stan,
+                (answer.rc, int(balanced), _dumps(answer.as_dict()), self._stamp(), ticket.batch, ticket.stan,
                  ticket.local_date),
             )
             if balanced and self.batch == ticket.batch:

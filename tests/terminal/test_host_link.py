@@ -28,6 +28,7 @@ from acquirer_stub.store import db
 from emvcore.tags import mask_pan
 from firmware.world.layout import World
 from hostproto.messages import Totals
+from hostproto.responses import AuthorizationAnswer, ReversalAnswer, parse_authorization_answer
 from terminal.host.client import HostClient, HostRejected, HostTimeout, HostUnavailable
 from terminal.host.link import HostLink
 from terminal.journal.journal import MAX_STAN, Journal, JournalError, SaleId, State
@@ -339,6 +340,28 @@ def test_a_5xx_is_treated_as_no_answer(rig: Rig) -> None:
     assert (entry.state, entry.reversal_reason) == (State.NEEDS_REVERSAL, "98")
 
 
+def test_a_malformed_answer_is_no_answer_and_the_sale_is_reversed(rig: Rig, monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The host is input too: an approval the terminal cannot read (no RRN) is as good as none, reversed 06."""
+    link = rig.link()
+    link.sign_on()
+    before = money(rig.instance)
+    post = link.client.post
+
+    def garbled(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = post(path, body)
+        return {k: v for k, v in answer.items() if k != "rrn"} if path == "/api/v1/authorizations" else answer
+
+    monkeypatch.setattr(link.client, "post", garbled)
+    with caplog.at_level(logging.WARNING, logger="terminal.host"):
+        answer = link.authorize(sale(rig.world, "cmb-debit", 12_34))
+    assert (answer.outcome, answer.approved) == ("no answer", False)
+    entry = link.journal.entry(answer.sale_id)
+    assert (entry.state, entry.reversal_reason, entry.reversal_outcome) == (State.REVERSED, "06", "reversed")
+    assert "malformed answer (rrn: required)" in caplog.text
+    assert spent(rig.instance, before) == {}
+
+
 def test_host_errors_that_stored_nothing(rig: Rig) -> None:
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
@@ -461,7 +484,7 @@ def _run_until_crash(rig: Rig, point: str) -> tuple[dict[str, Any], int]:
     if point == "sent":
         return body, 0  # approved on the host, the answer never journaled
     if point == "answered":
-        journal.record_answer(sale_id, answer)
+        journal.record_answer(sale_id, parse_authorization_answer(answer))
         return body, 25_00
     journal.mark_unknown(sale_id)
     if point == "needs_reversal":
@@ -657,16 +680,18 @@ def test_journal_transitions_are_checked(rig: Rig) -> None:
     journal = rig.journal()
     request = {"mti": "0200", "tid": rig.tid, "batch": 1, "pan": "6212345678901234", "entry_mode": "072"}
     sale_id = journal.begin_sale(journal.next_stan(), journal.today(), 1_00, request)
-    journal.record_answer(sale_id, {"rc": "00", "stan": "000001", "charged": 1_00})
+    approved = AuthorizationAnswer("0210", "00", "Approved", "000001", rrn="263400000001", auth_code="123456",
+                                   amount=1_00, charged=1_00, discount=0, promotion=None, batch=1)
+    journal.record_answer(sale_id, approved)
     with pytest.raises(JournalError):
-        journal.record_answer(sale_id, {"rc": "00"})
+        journal.record_answer(sale_id, approved)
     with pytest.raises(JournalError):
         journal.queue_reversal(sale_id, "99")
     journal.queue_reversal(sale_id, "96")
     journal.queue_reversal(sale_id, "96")  # idempotent
     (item,) = journal.pending()
     assert item.body["reason"] == "96" and item.body["original_stan"] == "000001" and "pan" not in item.body
-    journal.reversal_done(sale_id, {"rc": "00", "outcome": "reversed"})
+    journal.reversal_done(sale_id, ReversalAnswer("0410", "00", "Approved", "000002", "000001", "reversed"))
     journal.reversal_done(sale_id)  # idempotent
     assert journal.entry(sale_id).state is State.REVERSED and journal.pending() == []
     with pytest.raises(JournalError):
