@@ -362,6 +362,23 @@ def agreement(instance: Instance, journal_path: Path, tid: str) -> dict[str, int
     return dict(counts)
 
 
+def check_settled(instance: Instance, terminals: list[SimTerminal], settled: list[dict[str, Any]]) -> int:
+    """After `recover_and_settle`: every terminal agrees with the host sale by sale, every batch balanced with the
+    host's own totals, every sale completed or reversed. Returns what the approved sales charged, in fen."""
+    charged = 0
+    for terminal, outcome in zip(terminals, settled, strict=True):
+        agreement(instance, terminal.journal_path, terminal.tid)
+        result = outcome["result"]
+        assert (result.rc, result.balanced) == ("00", True), result.raw
+        assert result.terminal_totals == result.host_totals == outcome["totals"]
+        assert host_totals(instance, terminal.tid, outcome["batch"]) == outcome["totals"]
+        with Journal.open(terminal.journal_path) as journal:
+            entries = journal.entries()
+            assert all(e.state in ("ANSWERED", "REVERSED", "FAILED") for e in entries)
+            charged += sum(e.charged or 0 for e in entries if e.approved)
+    return charged
+
+
 def host_totals(instance: Instance, tid: str, batch: int) -> Totals:
     connection = db.connect(instance.database)
     try:

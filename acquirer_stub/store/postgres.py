@@ -189,11 +189,11 @@ def pool(url: str, size: int) -> psycopg_pool.ConnectionPool:
         return _pools[key]
 
 
-def close_pool(url: str) -> None:
-    """Close this process's pool for `url`, if it has one (a test's database is about to go)."""
+def close_pool(url: str, *, timeout: float = 5.0) -> None:
+    """Close this process's pool for `url`, if it has one, waiting `timeout` s for connections in use."""
     import os
 
     with _pools_guard:
         source = _pools.pop((os.getpid(), url), None)
     if source is not None:
-        source.close()
+        source.close(timeout=timeout)

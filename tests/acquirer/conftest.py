@@ -38,7 +38,7 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     try:
         yield url
     finally:
-        postgres.close_pool(url)
+        postgres.close_pool(url, timeout=0.2)  # a browser test's server may still hold one: it is going
         cluster.drop_database(name)
 
 

@@ -26,7 +26,6 @@ from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
 from firmware.world.layout import World
 from terminal.host.client import HostClient
-from terminal.journal.journal import Journal
 
 TODAY = f"{datetime.date.today():%m%d}"
 
@@ -237,14 +236,7 @@ def test_one_process_killed_under_load_the_other_goes_on_nothing_lost_or_doubled
         terminal.url = survivor.url
     settled = [terminal.recover_and_settle() for terminal in terminals]
 
-    charged = 0
-    for terminal, outcome in zip(terminals, settled, strict=True):
-        fleet.agreement(instance, terminal.journal_path, terminal.tid)
-        result = outcome["result"]
-        assert (result.rc, result.balanced) == ("00", True), result.raw
-        assert result.terminal_totals == result.host_totals == outcome["totals"]
-        with Journal.open(terminal.journal_path) as journal:
-            charged += sum(e.charged or 0 for e in journal.entries() if e.approved)
+    charged = fleet.check_settled(instance, terminals, settled)
     paid = fleet.money(instance)
     assert sum(paid[a] - paid_before[a] for a in paid) == charged  # to the cent
     survivors = [t for n, t in enumerate(terminals) if n % 2 == 0]

@@ -16,7 +16,6 @@ from pathlib import Path
 import fleet
 
 from firmware.world.layout import World
-from terminal.journal.journal import Journal
 
 TERMINALS, SALES = 6, 15
 
@@ -60,17 +59,7 @@ def test_host_killed_mid_load_then_restarted_every_sale_completed_or_reversed(wo
     tally = fleet.Tally()
     for terminal in terminals:
         tally.add(terminal.tally)
-    charged = 0
-    for terminal, outcome in zip(terminals, settled, strict=True):
-        fleet.agreement(instance, terminal.journal_path, terminal.tid)
-        result = outcome["result"]
-        assert (result.rc, result.balanced) == ("00", True), result.raw
-        assert result.terminal_totals == result.host_totals == outcome["totals"]
-        assert fleet.host_totals(instance, terminal.tid, outcome["batch"]) == outcome["totals"]
-        with Journal.open(terminal.journal_path) as journal:
-            entries_ = journal.entries()
-            assert all(e.state in ("ANSWERED", "REVERSED", "FAILED") for e in entries_)
-            charged += sum(e.charged or 0 for e in entries_ if e.approved)
+    charged = fleet.check_settled(instance, terminals, settled)
     paid_after = fleet.money(instance)
     assert sum(paid_after[a] - paid_before[a] for a in paid_before) == charged  # to the cent
     approved = fleet.host_rows(instance, "SELECT COUNT(*) AS n FROM transactions WHERE kind = 'authorization'"
