@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acquirer_stub.keys import KeyStore
+from acquirer_stub.store.db import is_postgres
 from acquirer_stub.vault import Vault
 from firmware.jsonfile import Fields, FileFormatError, read_json, write_json_atomic
 from firmware.privatefiles import private_dir, write_private
@@ -68,7 +69,7 @@ class Instance:
 
 def _database_url(config: Fields) -> str:
     url = config.str("database", default="")
-    if url and not url.startswith(("postgresql://", "postgres://")):
+    if url and not is_postgres(url):
         raise FileFormatError("database: must be a postgresql:// URL, or empty for the SQLite file")
     return url
 
@@ -85,7 +86,7 @@ def create_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN,
                     web_listen: str = DEFAULT_WEB_LISTEN, database: str = "") -> Instance:
     """The folder (0700) with the vault key and the config (0600, it may hold the database URL's password); a
     SQLite database comes private from db.connect."""
-    if database and not database.startswith(("postgresql://", "postgres://")):
+    if database and not is_postgres(database):
         raise InstanceError(f"--database {database.split(':', 1)[0]}:…: give a postgresql:// URL, or none for SQLite")
     address(listen, "listen")
     if web_listen:

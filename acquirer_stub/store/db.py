@@ -51,10 +51,12 @@ class Connection(sqlite3.Connection):
     write_lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
 
 
-def is_postgres(target: Target) -> bool:
-    from acquirer_stub.store.postgres import is_url
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-    return is_url(target)
+
+def is_postgres(target: Target) -> bool:
+    """Whether the target is a PostgreSQL URL (anything else is a SQLite file's path)."""
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
 
 
 def _write_lock(path: Path) -> threading.RLock:

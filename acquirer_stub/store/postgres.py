@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import decimal
 import functools
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -24,15 +25,9 @@ import psycopg.adapt
 import psycopg.errors
 import psycopg_pool
 
-SCHEMES = ("postgresql", "postgres")
-
 CONFLICTS: tuple[type[Exception], ...] = (
     psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 """What two processes deciding at once can run into; the loser's transaction rolls back and it may try again."""
-
-
-def is_url(target: object) -> bool:
-    return isinstance(target, str) and target.split(":", 1)[0] in SCHEMES
 
 
 def redacted(url: str) -> str:
@@ -178,8 +173,6 @@ _pools_guard = threading.Lock()
 
 def pool(url: str, size: int) -> psycopg_pool.ConnectionPool:
     """This process's pool for `url` (a forked worker makes its own: a connection is never shared by two)."""
-    import os
-
     key = (os.getpid(), url)
     with _pools_guard:
         if key not in _pools:
@@ -191,8 +184,6 @@ def pool(url: str, size: int) -> psycopg_pool.ConnectionPool:
 
 def close_pool(url: str, *, timeout: float = 5.0) -> None:
     """Close this process's pool for `url`, if it has one, waiting `timeout` s for connections in use."""
-    import os
-
     with _pools_guard:
         source = _pools.pop((os.getpid(), url), None)
     if source is not None:
