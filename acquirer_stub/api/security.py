@@ -64,9 +64,9 @@ def authenticate(connection: sqlite3.Connection) -> Caller:
         rc = "97" if error.reason == "unknown_terminal" else None
         host_time = int(now) if error.reason == "clock_skew" else None
         raise _refuse(401, error.reason, error.message, tid, rc=rc, host_time=host_time) from None
-    if nonces.used(connection, verified.tid, verified.nonce):
+    status, spent = terminals.admission(connection, verified.tid, verified.nonce)
+    if spent:
         raise _refuse(401, "replayed_nonce", "nonce already used", verified.tid)
-    status = terminals.status(connection, verified.tid)
     if status is None:
         raise _refuse(401, "unknown_terminal", "unknown terminal", verified.tid, rc="97")
     if status != "active":

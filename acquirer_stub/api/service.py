@@ -102,10 +102,9 @@ def open_request(context: Context) -> Terminal:
     Seen first: on PostgreSQL that update locks the terminal's row until the decision commits, so one terminal's
     requests are decided one after another whichever process takes them (the same STAN at two processes: the
     second finds the first's stored answer)."""
-    terminals.seen(context.connection, context.caller.tid, context.now.isoformat())
-    remember_nonce(context.connection, context.caller)
-    terminal = terminals.find(context.connection, context.caller.tid)
+    terminal = terminals.seen_and_find(context.connection, context.caller.tid, context.now.isoformat())
     assert terminal is not None  # the signature check found it
+    remember_nonce(context.connection, context.caller)
     return terminal
 
 
@@ -172,7 +171,7 @@ def _record(context: Context, kind: str, message: Financial, local_date: datetim
     text = response.to_json()
     pan_masked = decision.pan_masked or mask_pan(message.pan)
     latency = context.latency_ms()
-    transactions.add(context.connection, {
+    transactions.add_with_event(context.connection, {
         "id": row_id, "kind": kind, "mti": message.mti, "tid": message.tid, "stan": message.stan,
         "local_date": local_date.isoformat(), "request_hash": digest, "state": state, "rc": rc,
         "reason": decision.reason, "amount": message.amount, "charged": response.charged,
@@ -180,12 +179,11 @@ def _record(context: Context, kind: str, message: Financial, local_date: datetim
         "batch": batch, "issuer": decision.issuer, "account_id": decision.account_id, "token_id": decision.token_id,
         "pan_masked": pan_masked, "entry_mode": message.entry_mode, "atc": decision.atc,
         "ac_verified": int(decision.cryptogram_verified), "rrn": rrn, "auth_code": auth_code, "response": text,
-        "icc_masked": mask_icc(message.icc), "latency_ms": latency, "created": context.now.isoformat()})
-    record_event(context, kind, {"tid": message.tid, "stan": message.stan, "mti": message.mti, "pan": pan_masked,
-                                 "amount": message.amount, "charged": response.charged, "rc": rc,
-                                 "text": summary or response_text(rc), "reason": decision.reason,
-                                 "issuer": decision.issuer, "entry_mode": message.entry_mode, "batch": batch,
-                                 "rrn": rrn, "latency_ms": latency})
+        "icc_masked": mask_icc(message.icc), "latency_ms": latency, "created": context.now.isoformat()},
+        kind, {"tid": message.tid, "stan": message.stan, "mti": message.mti, "pan": pan_masked,
+               "amount": message.amount, "charged": response.charged, "rc": rc, "text": summary or response_text(rc),
+               "reason": decision.reason, "issuer": decision.issuer, "entry_mode": message.entry_mode, "batch": batch,
+               "rrn": rrn, "latency_ms": latency}, at=context.now)
     return text
 
 
@@ -201,9 +199,9 @@ def authorize(context: Context, message: Financial, digest: str) -> str:
 def _authorize(context: Context, message: Financial, digest: str, local_date: datetime.date) -> tuple[str, int]:
     with transaction(context.connection, serial=False):
         terminal = open_request(context)
-        stored = stored_answer(context, answers.find(context.connection, "transactions", message.tid, message.stan,
-                                                     local_date.isoformat(), kind="authorization"),
-                               digest, message.mti, message.stan)
+        found, orphaned = transactions.authorization_key(context.connection, message.tid, message.stan,
+                                                         local_date.isoformat())
+        stored = stored_answer(context, found, digest, message.mti, message.stan)
         if stored is not None:
             return stored, 0
         batch: int | None = message.batch
@@ -211,8 +209,7 @@ def _authorize(context: Context, message: Financial, digest: str, local_date: da
             reason = "BATCH_MISMATCH" if terminal.signed_on else "NOT_SIGNED_ON"
             decision = engine.Decision("77", reason, amount=message.amount)
             batch = terminal.batch if terminal.signed_on else None
-        elif transactions.orphan_reversal(context.connection, context.caller.tid, message.stan,
-                                          local_date.isoformat()):
+        elif orphaned:
             # the terminal already reversed this sale: approving it now would charge a sale nobody completed
             decision = engine.Decision("05", "ORPHAN_REVERSAL", amount=message.amount)
         else:

@@ -22,6 +22,7 @@ from acquirer_stub.issuer.promotions import Discount, best_discount
 from acquirer_stub.keys import KeyStore
 from acquirer_stub.store import cards, issuers, tokens, transactions
 from acquirer_stub.store.cards import Account
+from acquirer_stub.store.issuers import Issuer
 from acquirer_stub.store.tokens import PaymentToken
 from acquirer_stub.vault import Vault
 from emvcore.bcd import BcdError, decode_bcd, parse_date_n6
@@ -115,8 +116,10 @@ class _Case:
     issuer: str | None = None
     account: Account | None = None
     token: PaymentToken | None = None
+    routed: Issuer | None = None  # the issuer its BIN routed to, read with its switches
     key: SessionKey | None = None
     atc: int | None = None
+    atc_advances: bool = False  # verified and above the holder's last: to be stored, approved or declined
     delay_ms: int = 0
 
     def decision(self, rc: str, reason: str, offer: Discount | None = None, *, arpc: bool = True) -> Decision:
@@ -165,13 +168,16 @@ def authorize(
         _issuer_switches(connection, case)
         _check_account(case, now.date())
         _verify_arqc(keys, case)
-        _advance_atc(connection, case)
+        _check_atc_advances(case)
         offer = best_discount(connection, _issuer(case), now.date(), request.amount)
         charged = offer.charged(request.amount) if offer else request.amount
         _check_velocity(connection, case, charged, now.date())
-        _take_funds(connection, case, charged)
+        _check_funds(case, charged)
     except _Stop as stop:
+        if case.atc_advances:  # the cryptogram was genuine and new: the card reached that ATC, declined or not
+            _store_atc_if_higher(connection, case)
         return case.decision(stop.rc, stop.reason)
+    _take_funds(connection, case, charged)
     return case.decision("00", "APPROVED", offer)
 
 
@@ -292,7 +298,7 @@ def _route(connection: sqlite3.Connection, keys: KeyStore, vault: Vault, case: _
         routed = issuers.route(connection, request.pan)
         if routed is None:
             raise _Stop("92", "NO_ROUTE")
-        case.issuer = routed
+        case.issuer, case.routed = routed.code, routed
         case.account = cards.account_by_hash(connection, vault.pan_hash(request.pan))
         if case.account is None:
             raise _Stop("14", "UNKNOWN_CARD")
@@ -316,7 +322,9 @@ def _issuer_switches(connection: sqlite3.Connection, case: _Case) -> None:
     """Demo controls: a down issuer is answered by the switch (91, at once); a slow one delays its verdict.
 
     The delay is only noted: sleeping here would hold the database's write lock and stall every terminal."""
-    issuer = issuers.issuer(connection, _issuer(case))
+    issuer = case.routed
+    if issuer is None or issuer.code != _issuer(case):  # a token's, or a card whose BIN another issuer holds
+        issuer = issuers.issuer(connection, _issuer(case))
     if issuer is None:
         raise _Stop("92", "NO_ROUTE")
     if issuer.status == "down":
@@ -384,14 +392,15 @@ def _check_advice_atc(connection: sqlite3.Connection, case: _Case) -> None:
         raise _Stop("05", "ATC_REPLAY")
 
 
-def _advance_atc(connection: sqlite3.Connection, case: _Case) -> None:
-    """Forward-only ATC per token (or per card): an equal or lower one is a replayed or cloned cryptogram."""
+def _check_atc_advances(case: _Case) -> None:
+    """Forward-only ATC per token (or per card): an equal or lower one is a replayed or cloned cryptogram. A higher
+    one is stored whatever the verdict (`authorize`; with the charge when approved: one statement for a card)."""
     assert case.atc is not None
     holder = case.token if case.token is not None else case.account
     assert holder is not None
     if case.atc <= holder.last_atc:
         raise _Stop("05", "ATC_REPLAY")
-    _store_atc_if_higher(connection, case)
+    case.atc_advances = True
 
 
 def _check_velocity(connection: sqlite3.Connection, case: _Case, charged: int, today: datetime.date) -> None:
@@ -404,7 +413,7 @@ def _check_velocity(connection: sqlite3.Connection, case: _Case, charged: int, t
         raise _Stop("61", "VELOCITY_AMOUNT")
 
 
-def _take_funds(connection: sqlite3.Connection, case: _Case, charged: int) -> None:
+def _check_funds(case: _Case, charged: int) -> None:
     account = case.account
     assert account is not None
     if account.kind == "debit":
@@ -412,7 +421,18 @@ def _take_funds(connection: sqlite3.Connection, case: _Case, charged: int) -> No
             raise _Stop("51", "INSUFFICIENT_FUNDS")
     elif (account.credit_limit or 0) - account.credit_used < charged:
         raise _Stop("51", "CREDIT_LIMIT_EXCEEDED")
-    _debit(connection, account, charged)
+
+
+def _take_funds(connection: sqlite3.Connection, case: _Case, charged: int) -> None:
+    """The approval's effects: the charge, and the ATC `_check_atc_advances` let through (a card's in the same
+    statement; a token's is its own row)."""
+    account = _account(case)
+    if case.token is not None:
+        _store_atc_if_higher(connection, case)
+        _debit(connection, account, charged)
+    else:
+        assert case.atc is not None
+        cards.charge(connection, account.id, account.kind, charged, atc=case.atc)
 
 
 # -- helpers ------------------------------------------------------------------------------------------------

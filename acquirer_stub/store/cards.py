@@ -78,13 +78,17 @@ def account_by_hash(connection: sqlite3.Connection, pan_hash: str) -> Account | 
                      f"SELECT {columns(Account)} FROM accounts WHERE pan_hash = ?{for_update(connection)}", (pan_hash,))
 
 
-def charge(connection: sqlite3.Connection, account_id: int, kind: str, amount: int) -> None:
+def charge(connection: sqlite3.Connection, account_id: int, kind: str, amount: int, *,
+           atc: int | None = None) -> None:
     """Take `amount` (negative: give it back) from a debit card's balance or onto a credit card's line, in SQL
-    rather than from a row read earlier, so nothing else's change is overwritten."""
-    if kind == "debit":
-        connection.execute("UPDATE accounts SET balance = COALESCE(balance, 0) - ? WHERE id = ?", (amount, account_id))
+    rather than from a row read earlier, so nothing else's change is overwritten. With `atc`, the card's last
+    verified ATC moves forward to it in the same statement (as `raise_atc`)."""
+    money = "balance = COALESCE(balance, 0) - ?" if kind == "debit" else "credit_used = credit_used + ?"
+    if atc is None:
+        connection.execute(f"UPDATE accounts SET {money} WHERE id = ?", (amount, account_id))
     else:
-        connection.execute("UPDATE accounts SET credit_used = credit_used + ? WHERE id = ?", (amount, account_id))
+        connection.execute(f"UPDATE accounts SET {money}, last_atc = CASE WHEN last_atc < ? THEN ? ELSE last_atc END"
+                           " WHERE id = ?", (amount, atc, atc, account_id))
 
 
 def raise_atc(connection: sqlite3.Connection, account_id: int, atc: int) -> None:

@@ -30,6 +30,15 @@ def record(connection: sqlite3.Connection, kind: str, body: dict[str, Any], *,
     `at` is the decision's time (the API passes the request's); when None, now. Either way the host's local time
     with its offset, as the transactions' rows have it: the date is the business day, and the feed's times compare.
     """
+    connection.execute(INSERT, values(kind, body, at=at))
+
+
+INSERT = "INSERT INTO events (created, kind, body, tid, stan, transaction_id) VALUES (?, ?, ?, ?, ?, ?)"
+"""The statement `record` runs, with `values` as its parameters (for a repository that sends it with its own)."""
+
+
+def values(kind: str, body: dict[str, Any], *, at: datetime.datetime | None = None) -> tuple[object, ...]:
+    """`INSERT`'s parameters for the event `record` describes."""
     if at is None:
         at = datetime.datetime.now().astimezone().replace(microsecond=0)
     if at.tzinfo is None:
@@ -37,10 +46,8 @@ def record(connection: sqlite3.Connection, kind: str, body: dict[str, Any], *,
     reference = body.get("transaction_id")
     if not isinstance(reference, int) or isinstance(reference, bool):
         reference = None
-    connection.execute(
-        "INSERT INTO events (created, kind, body, tid, stan, transaction_id) VALUES (?, ?, ?, ?, ?, ?)",
-        (at.isoformat(), kind, json.dumps(body, ensure_ascii=False, separators=(",", ":")), _text(body.get("tid")),
-         _text(body.get("stan")), reference))
+    return (at.isoformat(), kind, json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+            _text(body.get("tid")), _text(body.get("stan")), reference)
 
 
 def _text(value: object) -> str | None:

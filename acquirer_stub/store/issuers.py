@@ -97,12 +97,11 @@ def issuer(connection: sqlite3.Connection, code: str) -> Issuer | None:
     return fetch_one(connection, Issuer, f"SELECT {columns(Issuer)} FROM issuers WHERE code = ?", (code,))
 
 
-def route(connection: sqlite3.Connection, pan: str) -> str | None:
-    """The issuer whose BIN is the longest prefix of the card number; None: no route."""
-    row = connection.execute(
-        "SELECT code FROM issuers WHERE substr(?, 1, length(bin)) = bin ORDER BY length(bin) DESC LIMIT 1",
-        (pan,)).fetchone()
-    return None if row is None else str(row["code"])
+def route(connection: sqlite3.Connection, pan: str) -> Issuer | None:
+    """The issuer whose BIN is the longest prefix of the card number, with its switches; None: no route."""
+    return fetch_one(connection, Issuer,
+        f"SELECT {columns(Issuer)} FROM issuers WHERE substr(?, 1, length(bin)) = bin ORDER BY length(bin) DESC"
+        " LIMIT 1", (pan,))
 
 
 def active_promotions(connection: sqlite3.Connection, issuer: str, day: str) -> list[Promotion]:

@@ -5,10 +5,14 @@ Reads hand out dataclasses so neither the API nor the dashboard holds a driver's
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from acquirer_stub.store import events
+from acquirer_stub.store.answers import StoredAnswer
 from acquirer_stub.store.rows import columns, fetch_all, fetch_one, insert, newest
 
 
@@ -139,6 +143,19 @@ def add(connection: sqlite3.Connection, values: Mapping[str, object]) -> int:
     return insert(connection, "transactions", values)
 
 
+def add_with_event(connection: sqlite3.Connection, values: Mapping[str, object], kind: str, body: dict[str, Any], *,
+                   at: datetime.datetime) -> None:
+    """`add` (the row names its id) and `events.record` of its event: one statement on PostgreSQL (a data-modifying
+    WITH, one round trip), two on SQLite."""
+    if connection.dialect != "postgresql":
+        add(connection, values)
+        events.record(connection, kind, body, at=at)
+        return
+    names, marks = ", ".join(values), ", ".join("?" for _ in values)
+    connection.execute(f"WITH added AS (INSERT INTO transactions ({names}) VALUES ({marks})) {events.INSERT}",
+                       (*values.values(), *events.values(kind, body, at=at)))
+
+
 def reserve_id(connection: sqlite3.Connection) -> int:
     """An id for the row about to be added (`add` with "id"), known before it so the RRN can be made of it.
 
@@ -158,11 +175,23 @@ def authorization(connection: sqlite3.Connection, tid: str, stan: str, local_dat
         " AND local_date = ?", (tid, stan, local_date))
 
 
-def orphan_reversal(connection: sqlite3.Connection, tid: str, stan: str, local_date: str) -> bool:
-    """Whether a reversal already came for this sale before the sale itself (its tombstone)."""
-    return connection.execute(
-        "SELECT 1 FROM transactions WHERE kind = 'reversal' AND tid = ? AND original_stan = ?"
-        " AND original_local_date = ? AND state = 'orphan'", (tid, stan, local_date)).fetchone() is not None
+def authorization_key(connection: sqlite3.Connection, tid: str, stan: str,
+                      local_date: str) -> tuple[StoredAnswer | None, bool]:
+    """What the key (TID, STAN, date) of a new authorization already has, in one statement: the answer stored under
+    it (`answers.find` of kind 'authorization'), and whether a reversal came for this sale before the sale itself
+    (its tombstone)."""
+    stored, orphaned = None, False
+    for row in connection.execute(
+            "SELECT 'answer' AS found, request_hash, response FROM transactions WHERE kind = 'authorization'"
+            " AND tid = ? AND stan = ? AND local_date = ?"
+            " UNION ALL SELECT 'orphan', NULL, NULL FROM transactions WHERE kind = 'reversal' AND tid = ?"
+            " AND original_stan = ? AND original_local_date = ? AND state = 'orphan'",
+            (tid, stan, local_date, tid, stan, local_date)):
+        if row["found"] == "answer":
+            stored = StoredAnswer(row["request_hash"], row["response"])
+        else:
+            orphaned = True
+    return stored, orphaned
 
 
 def mark_reversed(connection: sqlite3.Connection, transaction_id: int, amount: int, refund: int, state: str) -> None:
