@@ -376,7 +376,7 @@ def ecr_send() -> Response:
         return redirect(url_for("dashboard.ecr"))
     connection = get_db()
     with transaction(connection):
-        if terminal_store.status(connection, tid) is None:
+        if terminal_store.find(connection, tid) is None:
             abort(400)
         ecr_id = ecr_store.add(connection, tid, amount, _now_text())
         _event(connection, "ecr", {"ecr_id": ecr_id, "tid": tid, "state": "pending",
