@@ -50,6 +50,10 @@ class Connection(sqlite3.Connection):
     dialect = "sqlite"
     write_lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
 
+    def execute_ddl(self, statement: str) -> None:
+        """A migration statement: SQLite runs them as written (PostgreSQL's connection maps the types)."""
+        self.execute(statement)
+
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -162,10 +166,7 @@ def migrate(connection: Any) -> int:
                     if postgres:
                         continue  # data from before the PostgreSQL backend existed: a new database has none
                     statement = statement.removeprefix(SQLITE_ONLY)
-                if postgres:
-                    connection.execute_ddl(statement)
-                else:
-                    connection.execute(statement)
+                connection.execute_ddl(statement)
             if postgres:
                 connection.execute("UPDATE schema_version SET version = ?", (version + 1,))
             else:
@@ -195,21 +196,22 @@ def transaction(connection: Any, *, serial: bool = True) -> Iterator[Any]:
             yield connection
         except BaseException as error:
             connection.execute("ROLLBACK")
-            if postgres and _is_conflict(error):
-                raise Conflict(str(error).splitlines()[0]) from error
+            _raise_if_conflict(error, postgres)
             raise
         try:
             connection.execute("COMMIT")
         except Exception as error:  # PostgreSQL has rolled it back
-            if postgres and _is_conflict(error):
-                raise Conflict(str(error).splitlines()[0]) from error
+            _raise_if_conflict(error, postgres)
             raise
 
 
-def _is_conflict(error: BaseException) -> bool:
-    from acquirer_stub.store.postgres import CONFLICTS
+def _raise_if_conflict(error: BaseException, postgres: bool) -> None:
+    """A PostgreSQL race lost (see `CONFLICTS`) becomes `Conflict`, which `retrying` runs again."""
+    if postgres:
+        from acquirer_stub.store.postgres import CONFLICTS
 
-    return isinstance(error, CONFLICTS)
+        if isinstance(error, CONFLICTS):
+            raise Conflict(str(error).splitlines()[0]) from error
 
 
 def retrying(decide: Callable[[], T]) -> T:

@@ -129,7 +129,7 @@ class Connection:
         self.pool = pool
 
     def execute(self, statement: str, parameters: Sequence[object] = ()) -> psycopg.Cursor[Any]:
-        return self.raw.execute(sql(statement), tuple(parameters), prepare=None)
+        return self.raw.execute(sql(statement), tuple(parameters))
 
     @property
     def in_transaction(self) -> bool:
