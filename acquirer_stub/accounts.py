@@ -13,7 +13,6 @@ of the user's sessions, so a copied cookie or token stops working at once.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import secrets
 import sqlite3
@@ -154,15 +153,14 @@ def _report(
             })
 
 
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
+"""A hash made like every real one (werkzeug's default), so an unknown name costs the same: made when the module
+loads, not at the first unknown name (that login would cost two hashes, a timing tell)."""
+
+
 def _password_matches(user: User | None, password: str) -> bool:
-    stored = user.password_hash if user is not None else _dummy_hash()
+    stored = user.password_hash if user is not None else _DUMMY_HASH
     return check_password_hash(stored, password) and user is not None
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """A hash made like every real one (werkzeug's default), so an unknown name costs the same."""
-    return generate_password_hash(secrets.token_urlsafe(16))
 
 
 def _digest(session_id: str) -> str:

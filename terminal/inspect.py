@@ -99,8 +99,8 @@ def _host_checks(config: TerminalConfig, clock: Callable[[], float]) -> list[Che
         return [Check("host", False, f"{config.host.url}: {error}", host_hint(error, config))]
     finally:
         link.journal.close()
-    skew = abs(float(answer.get("host_time", started)) - started)
-    return [Check("host", answer.get("rc") == "00", f"{config.host.url} answered {answer.get('rc')}"),
+    skew = abs(answer.host_time - started)
+    return [Check("host", answer.rc == "00", f"{config.host.url} answered {answer.rc}"),
             Check("clock", skew < 60, f"{skew:.1f} s from the host's clock",
                   "" if skew < 60 else "set the clock (NTP): signed requests allow ±300 s")]
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tallies
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings
 from pgcluster import pg_cluster  # noqa: F401 - the session's PostgreSQL cluster, started when a test asks
 from robustness import secret_scan
+from robustness.fuzzing import long_mode
+from tallies import CRASH_POINTS_COVERED, FUZZ_INPUTS
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
@@ -20,6 +25,7 @@ from acquirer_stub.loader import init_instance
 from firmware.pn532.rig import SoftwareRig
 from firmware.world.build import create_world
 from firmware.world.layout import World
+from terminal.journal.crashpoints import CRASH_POINTS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,6 +64,19 @@ def world(world_template: World, tmp_path: Path) -> World:
 
 
 @pytest.fixture
+def demo_ports() -> Iterator[None]:
+    """The demo's fixed ports (8380-8382): one test at a time holds them, across pytest-xdist workers and
+    checkouts (a lock file per user in the temporary folder)."""
+    path = Path(tempfile.gettempdir()) / f"quickpass-demo-ports-{os.getuid()}.lock"
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture
 def database_url() -> str:
     """The acquirer's database: "" = the SQLite file in its instance folder (tests/acquirer run on PostgreSQL too)."""
     return ""
@@ -80,7 +99,7 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-# --- robustness (tests/robustness/README.md): hypothesis profiles and the end-of-session secret scan ----------------
+# --- robustness (tests/robustness/README.md): hypothesis profiles, the end-of-session secret scan and summary ------
 # "ci" is the default; `pytest tests/robustness --hypothesis-profile=long` is the overnight fuzzing run, with
 # POS_FUZZ_EXAMPLES examples per test (100 000 unless set; docs/robustness.md ran it in seeded chunks).
 settings.register_profile("ci", max_examples=100)
@@ -90,3 +109,27 @@ settings.load_profile("ci")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(secret_scan.SessionScan(config), "quickpass-secret-scan")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if secret_scan.is_xdist_worker(session.config):
+        session.config.workeroutput["tallies"] = tallies.export()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """pytest-xdist: a worker ended; its counts join the controller's."""
+    tallies.merge(getattr(node, "workeroutput", {}).get("tallies", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if CRASH_POINTS_COVERED:
+        terminalreporter.write_line(f"crash points covered: {len(CRASH_POINTS_COVERED)} of {len(CRASH_POINTS)}"
+                                    f" ({', '.join(sorted(CRASH_POINTS_COVERED))})")
+    if FUZZ_INPUTS:
+        profile = settings.get_current_profile_name()
+        terminalreporter.section(f"robustness: inputs tried (hypothesis profile {profile!r})")
+        for target, count in sorted(FUZZ_INPUTS.items()):
+            terminalreporter.line(f"{target:<44} {count:>9}")
+        total = f"{'total':<44} {sum(FUZZ_INPUTS.values()):>9}"
+        terminalreporter.line(total + ("  (long mode)" if long_mode() else ""))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
+import os
 import socket
 import subprocess
 import sys
@@ -21,12 +23,22 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from acquirer_stub.serving import Serving, create_server
 
+_WORKER_PORTS = 1000
+_next_port = itertools.count(20000 + _WORKER_PORTS * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0))
+
 
 def free_port() -> int:
-    """A port the kernel just handed out, for a server that needs its number before it starts."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A free port for a server that needs its number before it starts. Each pytest-xdist worker draws from its
+    own block below the kernel's ephemeral range (32768-60999): a port one worker probed and released is never
+    handed to another worker's server or bind(0) before the first one's server takes it."""
+    for port in _next_port:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or still in TIME_WAIT from an earlier test
+            return port
+    raise AssertionError("unreachable")
 
 
 @dataclasses.dataclass

@@ -65,7 +65,7 @@ def _demo_running() -> bool:
 
 
 @pytest.fixture
-def ports_free() -> Iterator[None]:
+def ports_free(demo_ports: None) -> Iterator[None]:
     if any(_listening(port) for port in (ACQUIRER_PORT, ECR_PORT, WEB_PORT)) or _demo_running():
         pytest.fail("ports 8380/8381/8382 are taken (a demo running?): stop it, then run the tests again")
     yield

@@ -94,8 +94,8 @@ def test_a_second_start_leaves_the_running_demos_links(tmp_path: Path) -> None:
     assert (demo / "demo.lock").exists() and not (demo / "world").exists()
 
 
-def test_a_taken_port_stops_the_start_before_the_world_is_built(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_taken_port_stops_the_start_before_the_world_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 demo_ports: None) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)

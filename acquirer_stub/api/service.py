@@ -8,7 +8,6 @@ canonical body) gets those stored bytes back; different content under the key ge
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import json
@@ -155,14 +154,6 @@ def echo(context: Context, message: NetworkManagement) -> str:
 # --- authorizations and advices ----------------------------------------------------------------------------------
 
 
-def _engine_request(context: Context, message: Financial, local_date: datetime.date) -> engine.AuthorizationRequest:
-    return engine.AuthorizationRequest(
-        tid=message.tid, stan=message.stan, pan=message.pan, psn=message.psn, expiry=message.expiry,
-        amount=message.amount, currency=message.currency, entry_mode=message.entry_mode, icc=dict(message.icc),
-        local_date=local_date,
-    )
-
-
 def _record(context: Context, kind: str, message: Financial, local_date: datetime.date, digest: str,
             decision: engine.Decision, *, state: str, rc: str, batch: int | None,
             response: AuthorizationAnswer | AdviceAnswer, row_id: int, rrn: str, auth_code: str | None,
@@ -213,8 +204,7 @@ def _authorize(context: Context, message: Financial, digest: str, local_date: da
             # the terminal already reversed this sale: approving it now would charge a sale nobody completed
             decision = engine.Decision("05", "ORPHAN_REVERSAL", amount=message.amount)
         else:
-            decision = engine.authorize(context.connection, context.keys, context.vault,
-                                        _engine_request(context, message, local_date), now=context.now)
+            decision = engine.authorize(context.connection, context.keys, context.vault, message, now=context.now)
         approved = decision.rc == "00"
         row_id, rrn = _rrn(context)
         auth_code = f"{secrets.randbelow(10**6):06d}" if approved else None
@@ -253,8 +243,8 @@ def advise(context: Context, message: Financial, digest: str) -> str:
                                digest, message.mti, message.stan)
         if stored is not None:
             return stored
-        decision = engine.record_offline_advice(connection, context.keys, context.vault,
-                                                _engine_request(context, message, local_date), now=context.now,
+        decision = engine.record_offline_advice(connection, context.keys, context.vault, message,
+                                                sale_date=local_date,
                                                 floor_limit=floor_limit(connection, message.tid, message.icc))
         accepted = decision.approved
         row_id, rrn = _rrn(context)
@@ -314,7 +304,7 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
         elif message.amount > original.amount - original.reversed_amount:
             outcome = "exceeds_remaining"  # an earlier partial reversal already gave part of it back
         else:
-            refund = engine.reverse(connection, dataclasses.asdict(original), message.amount)
+            refund = engine.reverse(connection, original, message.amount)
             standing = original.amount - original.reversed_amount - message.amount
             transactions.mark_reversed(connection, original.id, message.amount, refund,
                                        "approved" if standing else "reversed")

@@ -1,8 +1,9 @@
 """The issuer decision for one online authorization, inside the caller's database transaction.
 
-Contract used by the terminal API (and the ISO 8583 endpoint): the caller validates the message, opens
-the transaction, handles idempotency and stores the answer; `authorize` decides and applies the money
-and ATC effects of an approval in that same transaction.
+Contract used by the terminal API (and the ISO 8583 endpoint): the caller validates the message (hostproto's
+parsers: every field's format and the DE4 = 9F02, DE49 = 5F2A cross-checks), opens the transaction, handles
+idempotency and stores the answer; `authorize` takes that validated message as it is, decides, and applies the
+money and ATC effects of an approval in that same transaction.
 
 Stages run in the order of acquirer.md §8, each with its own response code, so a dashboard can tell a
 cloned card (88 / ATC_REPLAY) from a poor one (51). Nothing here logs or returns a full PAN.
@@ -13,8 +14,7 @@ from __future__ import annotations
 import datetime
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
 
 from acquirer_stub.issuer import cryptogram
 from acquirer_stub.issuer.cryptogram import IccError, SessionKey
@@ -24,16 +24,17 @@ from acquirer_stub.store import cards, issuers, tokens, transactions
 from acquirer_stub.store.cards import Account
 from acquirer_stub.store.issuers import Issuer
 from acquirer_stub.store.tokens import PaymentToken
+from acquirer_stub.store.transactions import Transaction
 from acquirer_stub.vault import Vault
-from emvcore.bcd import BcdError, decode_bcd, parse_date_n6
+from emvcore.bcd import BcdError, parse_date_n6
 from emvcore.crypto.cryptogram import Algorithm
 from emvcore.qpboc import Cryptogram
 from hostproto.limits import over_floor_limit
+from hostproto.messages import Financial
 
 __all__ = [
     "ACCOUNT_STATUS_CODES",
     "TOKEN_ENTRY_MODES",
-    "AuthorizationRequest",
     "Decision",
     "authorize",
     "record_offline_advice",
@@ -54,20 +55,6 @@ VELOCITY_DAILY_AMOUNT = 5_000_000  # fen per account per day before 61 (exceeds 
 """Token domain (acquirer.md §11): a device token only pays by contactless chip (qPBOC, PBOC, CUP-Mobile)."""
 
 TOKEN_PSN = 0  # the TSP personalises every token card with PSN 00
-
-
-@dataclass(frozen=True)
-class AuthorizationRequest:
-    tid: str
-    stan: str
-    pan: str  # DE2: the card's PAN, or the token (DPAN) for a phone wallet
-    psn: int | None  # DE23 / 5F34
-    expiry: str  # DE14 YYMM
-    amount: int  # DE4, fen
-    currency: str  # DE49, n3 ("156")
-    entry_mode: str  # DE22, n3 ("071", "072", "981", "962" …)
-    icc: dict[int, bytes] = field(default_factory=dict)  # DE55 as tag → value
-    local_date: datetime.date = field(default_factory=datetime.date.today)
 
 
 @dataclass(frozen=True)
@@ -93,12 +80,6 @@ class Decision:
         return self.rc == "00"
 
 
-class Columns(Protocol):
-    """A transaction as read by column name: a dict, or a row of the database driver."""
-
-    def __getitem__(self, name: str, /) -> Any: ...
-
-
 class _Stop(Exception):
     """A stage's verdict; carries the DE39 and the internal reason."""
 
@@ -111,7 +92,7 @@ class _Stop(Exception):
 class _Case:
     """What the stages have learnt so far, so a decline at any stage reports as much as is known."""
 
-    request: AuthorizationRequest
+    request: Financial
     pan_masked: str
     issuer: str | None = None
     account: Account | None = None
@@ -136,7 +117,7 @@ class _Case:
             account_id=self.account.id if self.account is not None else None,
             token_id=self.token.id if self.token is not None else None,
             pan_masked=self.pan_masked,
-            amount=self.request.amount if isinstance(self.request.amount, int) else 0,
+            amount=self.request.amount,
             charged=(offer.charged(self.request.amount) if offer else self.request.amount) if charged else 0,
             discount=offer.discount if offer and approved else 0,
             promotion_id=offer.promotion_id if offer and approved else None,
@@ -155,14 +136,14 @@ def authorize(
     connection: sqlite3.Connection,
     keys: KeyStore,
     vault: Vault,
-    request: AuthorizationRequest,
+    request: Financial,
     *,
     now: datetime.datetime,
 ) -> Decision:
     """Decide an online ARQC request; on approval the account is charged and the ATC moved, uncommitted."""
     case = _Case(request, vault.masked(request.pan))
     try:
-        _check_message(request, zero_amount_rc="13")
+        _check_icc(request)
         case.atc = cryptogram.icc_atc(request.icc)
         _route(connection, keys, vault, case)
         _issuer_switches(connection, case)
@@ -185,9 +166,9 @@ def record_offline_advice(
     connection: sqlite3.Connection,
     keys: KeyStore,
     vault: Vault,
-    request: AuthorizationRequest,
+    request: Financial,
     *,
-    now: datetime.datetime,
+    sale_date: datetime.date,
     floor_limit: int,
 ) -> Decision:
     """Post a sale the card approved offline only if the host can prove it: an active card and token on the
@@ -201,10 +182,10 @@ def record_offline_advice(
     """
     case = _Case(request, vault.masked(request.pan))
     try:
-        _check_message(request, zero_amount_rc="30")
+        _check_icc(request)
         case.atc = cryptogram.icc_atc(request.icc)
         _route(connection, keys, vault, case)
-        _check_account(case, request.local_date)
+        _check_account(case, sale_date)
         _verify_tc(keys, case)
         _check_advice_atc(connection, case)
         if over_floor_limit(request.amount, floor_limit):  # a genuine TC, but the terminal should have gone online
@@ -214,13 +195,12 @@ def record_offline_advice(
             _store_atc_if_higher(connection, case)
         return case.decision(stop.rc, stop.reason, arpc=False)
     _store_atc_if_higher(connection, case)
-    offer = best_discount(connection, _issuer(case), request.local_date, request.amount)
+    offer = best_discount(connection, _issuer(case), sale_date, request.amount)
     _debit(connection, _account(case), offer.charged(request.amount) if offer else request.amount)
     return case.decision("00", "OFFLINE_APPROVED", offer, arpc=False)
 
 
-def reverse(connection: sqlite3.Connection, transaction_row: Columns,
-            amount: int | None = None) -> int:
+def reverse(connection: sqlite3.Connection, original: Transaction, amount: int | None = None) -> int:
     """Give back what an approval charged for `amount` of its sale (None: all that still stands); call it with
     the row as read before marking it. Returns the fen given back to the account.
 
@@ -229,21 +209,17 @@ def reverse(connection: sqlite3.Connection, transaction_row: Columns,
     marked reversed, declined, or that charged nothing is left alone, so a repeated reversal (which the
     caller answers 00 again) never refunds twice.
     """
-    if _column(transaction_row, "kind") == "reversal" or _column(transaction_row, "rc") != "00":
+    if original.kind == "reversal" or original.rc != "00" or original.state.lower() == "reversed":
         return 0
-    if str(_column(transaction_row, "state") or "").lower() == "reversed":
+    if original.account_id is None or original.charged <= 0:
         return 0
-    account_id, charged = _column(transaction_row, "account_id"), _column(transaction_row, "charged") or 0
-    if account_id is None or charged <= 0:
-        return 0
-    refund = charged - (_column(transaction_row, "reversed_charged") or 0)
+    refund = original.charged - original.reversed_charged
     if amount is not None:
-        gross = _column(transaction_row, "amount") or 0
-        standing = gross - (_column(transaction_row, "reversed_amount") or 0)
+        gross, standing = original.amount, original.amount - original.reversed_amount
         if gross <= 0 or not 0 <= amount <= standing:
             raise ValueError("a reversal amount must be between 0 and what of the sale still stands")
-        refund -= charged * (standing - amount) // gross
-    account = cards.account(connection, account_id)
+        refund -= original.charged * (standing - amount) // gross
+    account = cards.account(connection, original.account_id)
     if account is None or refund <= 0:
         return 0
     _debit(connection, account, -refund)
@@ -253,33 +229,15 @@ def reverse(connection: sqlite3.Connection, transaction_row: Columns,
 # -- stages -------------------------------------------------------------------------------------------------
 
 
-def _check_message(request: AuthorizationRequest, *, zero_amount_rc: str) -> None:
-    """The message must be self-consistent before anything is looked up: DE4 = 9F02, DE49 = 5F2A, DE55 whole."""
-    if isinstance(request.amount, bool) or not isinstance(request.amount, int):
-        raise _Stop("30", "FORMAT_AMOUNT")
-    if request.amount <= 0:
-        raise _Stop(zero_amount_rc, "INVALID_AMOUNT")
-    if not (_digits(request.pan) and 12 <= len(request.pan) <= 19):
-        raise _Stop("30", "FORMAT_PAN")
-    if request.psn is not None and (isinstance(request.psn, bool) or not 0 <= request.psn <= 99):
-        raise _Stop("30", "FORMAT_PSN")
-    if _expiry_month(request.expiry) is None:
-        raise _Stop("30", "FORMAT_EXPIRY")
-    if not (_digits(request.currency) and len(request.currency) == 3):
-        raise _Stop("30", "FORMAT_CURRENCY")
-    if not (_digits(request.entry_mode) and len(request.entry_mode) == 3):
-        raise _Stop("30", "FORMAT_ENTRY_MODE")
+def _check_icc(request: Financial) -> None:
+    """DE55 this issuer can recompute (CVN 01), before any key is touched; the message's formats were checked by
+    its parser."""
     try:
         cryptogram.check_icc(request.icc)
         if 0x5F24 in request.icc:
             parse_date_n6(bytes(request.icc[0x5F24]))
-        currency = int(decode_bcd(bytes(request.icc[0x5F2A])))
-    except (IccError, BcdError, ValueError, TypeError):
+    except (IccError, BcdError, ValueError):
         raise _Stop("30", "FORMAT_ICC") from None
-    if cryptogram.icc_amount(request.icc) != request.amount:
-        raise _Stop("30", "AMOUNT_MISMATCH")
-    if currency != int(request.currency):
-        raise _Stop("30", "CURRENCY_MISMATCH")
 
 
 def _route(connection: sqlite3.Connection, keys: KeyStore, vault: Vault, case: _Case) -> None:
@@ -344,8 +302,8 @@ def _check_account(case: _Case, today: datetime.date) -> None:
         raise _Stop("54", "CARD_EXPIRED")
     if case.token is not None and _date_passed(case.token.expiry, today):
         raise _Stop("54", "TOKEN_EXPIRED")
-    month = _expiry_month(case.request.expiry)
-    if month is not None and month < (today.year, today.month):
+    expiry = case.request.expiry  # YYMM, its month checked by the parser: valid to the end of that month
+    if (2000 + int(expiry[:2]), int(expiry[2:])) < (today.year, today.month):
         raise _Stop("54", "EXPIRED")
     if 0x5F24 in case.request.icc and parse_date_n6(bytes(case.request.icc[0x5F24])) < today:
         raise _Stop("54", "EXPIRED")
@@ -487,25 +445,7 @@ def _issuer(case: _Case) -> str:
     return case.issuer
 
 
-def _digits(text: object) -> bool:
-    return isinstance(text, str) and text.isascii() and text.isdigit()
-
-
-def _expiry_month(yymm: str) -> tuple[int, int] | None:
-    """DE14 YYMM as (year, month); a card is valid to the end of that month."""
-    if not (_digits(yymm) and len(yymm) == 4 and 1 <= int(yymm[2:]) <= 12):
-        return None
-    return 2000 + int(yymm[:2]), int(yymm[2:])
-
-
 def _date_passed(iso_date: str | None, today: datetime.date) -> bool:
     if not iso_date:
         return False
     return datetime.date.fromisoformat(str(iso_date)[:10]) < today
-
-
-def _column(row: Columns, name: str) -> Any:
-    try:
-        return row[name]
-    except (KeyError, IndexError):
-        return None

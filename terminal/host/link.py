@@ -27,6 +27,7 @@ from hostproto.messages import Totals, psam_id
 from hostproto.responses import (
     AdviceAnswer,
     AuthorizationAnswer,
+    EchoAnswer,
     MessageError,
     Refusal,
     ReversalAnswer,
@@ -188,7 +189,7 @@ class HostLink:
         log.info("host: signed on, batch %06d", batch)
         return batch
 
-    def echo(self) -> dict[str, Any]:
+    def echo(self) -> EchoAnswer:
         """0800 echo: liveness, and a chance to notice that the host no longer has us signed on."""
         answer = self.client.post(ECHO, self._management())
         echo = read_answer(parse_echo_answer, answer, "echo")
@@ -197,7 +198,7 @@ class HostLink:
             log.warning("host: the host's batch is %s, ours %s: signing on before the next sale",
                         echo.batch, self.journal.batch)
             self.journal.sign_off()
-        return answer
+        return echo
 
     # --- authorizations ----------------------------------------------------------------------------------------
 

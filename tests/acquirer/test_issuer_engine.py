@@ -21,9 +21,10 @@ from pyemv import ac, kd, mac, tools
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.issuer import engine
-from acquirer_stub.issuer.engine import AuthorizationRequest, Decision
+from acquirer_stub.issuer.engine import Decision
 from acquirer_stub.keys import KeyStore
 from acquirer_stub.store import db
+from acquirer_stub.store.transactions import Transaction
 from acquirer_stub.vault import Vault
 from emvcore import tlv
 from emvcore.crypto.cryptogram import Algorithm, compute_arpc1, derive_icc_master_key, derive_session_key
@@ -31,6 +32,7 @@ from firmware.cards.cardfile import PlainCard
 from firmware.wallet.wallet import Wallet
 from firmware.world.layout import World
 from hostproto.limits import DEFAULT_FLOOR_LIMIT
+from hostproto.messages import ICC_MANDATORY, Financial, MessageError, parse_authorization
 
 DEBIT_AID = bytes.fromhex("A000000333010101")
 CREDIT_AID = bytes.fromhex("A000000333010102")
@@ -49,16 +51,16 @@ class Host:
     keys: KeyStore
     vault: Vault
 
-    def authorize(self, request: AuthorizationRequest, *, now: datetime.datetime = NOW) -> Decision:
+    def authorize(self, request: Financial, *, now: datetime.datetime = NOW) -> Decision:
         with db.transaction(self.connection):
             return engine.authorize(self.connection, self.keys, self.vault, request, now=now)
 
-    def advise(self, request: AuthorizationRequest, *, floor_limit: int = DEFAULT_FLOOR_LIMIT) -> Decision:
+    def advise(self, request: Financial, *, floor_limit: int = DEFAULT_FLOOR_LIMIT) -> Decision:
         with db.transaction(self.connection):
-            return engine.record_offline_advice(self.connection, self.keys, self.vault, request, now=NOW,
-                                                floor_limit=floor_limit)
+            return engine.record_offline_advice(self.connection, self.keys, self.vault, request,
+                                                sale_date=NOW.date(), floor_limit=floor_limit)
 
-    def reverse(self, row: dict[str, Any]) -> None:
+    def reverse(self, row: Transaction) -> None:
         with db.transaction(self.connection):
             engine.reverse(self.connection, row)
 
@@ -93,21 +95,30 @@ def _entry(world: World, issuer: str) -> dict[str, Any]:
     return next(c for c in world.cards() if c["issuer"] == issuer)
 
 
-def _request(values: dict[int, bytes], data: dict[int, bytes], amount: int, **changes: Any) -> AuthorizationRequest:
-    """What a terminal builds from a tap: DE2/DE14 from 57, DE23 from 5F34, DE55 = terminal + card data."""
+DE55_TAGS = frozenset(ICC_MANDATORY) | {0x5F24, 0x5F34, 0x84, 0x9F33, 0x9F35}
+"""What a terminal sends in DE55: the host's mandatory tags and the optional ones it reads."""
+
+
+_BODY = {"mti": "0200", "tid": "10000001", "stan": "000001", "local_date": f"{NOW:%m%d}", "batch": 1,
+         "currency": "156", "entry_mode": "072"}
+
+
+def _request(values: dict[int, bytes], data: dict[int, bytes], amount: int, **changes: Any) -> Financial:
+    """What a terminal sends for a tap (DE2/DE14 from 57, DE23 from 5F34, DE55 = terminal + card data), through
+    the host's own parser: the engine gets the validated message, as from the API."""
     pan, rest = data[0x57].hex().upper().split("D", 1)
-    icc = {tag: value for tag, value in {**values, **data}.items() if tag not in (0x57, 0x5A)}
+    icc = {tag: value for tag, value in {**values, **data}.items() if tag in DE55_TAGS}
     icc[0x9F27] = b"\x80"  # qPBOC: the terminal writes the ARQC indicator
-    fields: dict[str, Any] = {
-        "tid": "10000001", "stan": "000001", "pan": pan, "psn": int(data[0x5F34].hex()), "expiry": rest[:4],
-        "amount": amount, "currency": "156", "entry_mode": "072", "icc": icc,
+    body: dict[str, Any] = {
+        **_BODY, "pan": pan, "psn": data[0x5F34].hex(), "expiry": rest[:4], "amount": amount,
+        "icc": {f"{tag:X}": value.hex().upper() for tag, value in icc.items()},
     }
-    fields.update(changes)
-    return AuthorizationRequest(**fields)
+    body.update(changes)
+    return parse_authorization(body)
 
 
 def tap_card(world: World, issuer: str, amount: int = ONLINE_AMOUNT, *, ttq: bytes = reader.TTQ_CARD_READER,
-             un: bytes = b"\x12\x34\x56\x78") -> AuthorizationRequest:
+             un: bytes = b"\x12\x34\x56\x78") -> Financial:
     entry = _entry(world, issuer)
     card = PlainCard.load(world.path(Path(entry["file"])))
     values = reader.terminal_data(amount, ttq=ttq, un=un)
@@ -116,7 +127,7 @@ def tap_card(world: World, issuer: str, amount: int = ONLINE_AMOUNT, *, ttq: byt
     return _request(values, data, amount)
 
 
-def tap_phone(world: World, amount: int = 1234, **changes: Any) -> AuthorizationRequest:
+def tap_phone(world: World, amount: int = 1234, **changes: Any) -> Financial:
     """The demo phone after the fingerprint: PPSE, its first AID, GPO; the token PAN comes out in 57."""
     wallet = Wallet.load(world.demo_phone)
     assert wallet.authenticate(world.demo_fingers[0])
@@ -132,7 +143,7 @@ def tap_phone(world: World, amount: int = 1234, **changes: Any) -> Authorization
     return _request(values, data, amount, **changes)
 
 
-def _with_icc(request: AuthorizationRequest, **changes: bytes) -> AuthorizationRequest:
+def _with_icc(request: Financial, **changes: bytes) -> Financial:
     icc = dict(request.icc)
     for name, value in changes.items():
         icc[int(name.removeprefix("t"), 16)] = value
@@ -156,7 +167,7 @@ def _pyemv_session_key(imk: bytes, pan: str, psn: int, atc: bytes) -> bytes:
     return tools.encrypt_tdes_ecb(udk, bytes(6) + atc + bytes(6) + bytes(b ^ 0xFF for b in atc))
 
 
-def _pyemv_check(imk: bytes, psn: int, request: AuthorizationRequest, decision: Decision, arc: bytes = b"00") -> None:
+def _pyemv_check(imk: bytes, psn: int, request: Financial, decision: Decision, arc: bytes = b"00") -> None:
     """The card's ARQC and the host's tag 91, both recomputed with pyemv only."""
     icc = request.icc
     sk = _pyemv_session_key(imk, request.pan, psn, icc[0x9F36])
@@ -451,13 +462,17 @@ def test_an_unknown_bin_is_92_and_an_unknown_pan_of_a_known_bin_is_14(world: Wor
 
 
 def test_message_sanity(world: World, host: Host) -> None:
+    """Formats and cross-checks are the parser's (the API answers 400 naming the field; no engine sees them); the
+    engine refuses with 30 the DE55 that its keys cannot recompute."""
     request = tap_card(world, "czb-credit")
-    assert host.authorize(dataclasses.replace(request, amount=0)).rc == "13"
-    assert host.authorize(dataclasses.replace(request, amount=ONLINE_AMOUNT - 1)).reason == "AMOUNT_MISMATCH"
-    assert host.authorize(dataclasses.replace(request, currency="840")).reason == "CURRENCY_MISMATCH"
-    assert host.authorize(dataclasses.replace(request, expiry="3113")).rc == "30"
-    assert host.authorize(dataclasses.replace(request, entry_mode="7")).rc == "30"
-    assert host.authorize(dataclasses.replace(request, pan="62A0")).rc == "30"
+    body = {**_BODY, "pan": request.pan, "psn": f"{request.psn:02d}", "expiry": request.expiry,
+            "amount": request.amount, "icc": {f"{tag:X}": value.hex() for tag, value in request.icc.items()}}
+    assert parse_authorization(body) == request
+    for name, value in [("amount", 0), ("amount", ONLINE_AMOUNT - 1), ("currency", "840"), ("expiry", "3113"),
+                        ("entry_mode", "7"), ("pan", "62A0")]:
+        with pytest.raises(MessageError) as refused:
+            parse_authorization({**body, name: value})
+        assert refused.value.field == name, (name, value)
     for tag in (*AC_TAGS, 0x9F10, 0x9F26):
         icc = {t: v for t, v in request.icc.items() if t != tag}
         assert host.authorize(dataclasses.replace(request, icc=icc)).rc == "30", f"{tag:X}"
@@ -505,9 +520,12 @@ def test_other_issuers_get_no_discount(world: World, host: Host) -> None:
 # -- reversal -------------------------------------------------------------------------------------------------
 
 
-def _row(decision: Decision, state: str = "approved") -> dict[str, Any]:
-    return {"kind": "authorization", "rc": decision.rc, "state": state, "account_id": decision.account_id,
-            "charged": decision.charged}
+def _row(decision: Decision, state: str = "approved", **changes: Any) -> Transaction:
+    """The authorization row the decision was stored as (the fields a reversal reads; the rest empty)."""
+    empty = {field.name: None for field in dataclasses.fields(Transaction)}
+    return Transaction(**{**empty, "kind": "authorization", "rc": decision.rc, "state": state,
+                          "account_id": decision.account_id, "amount": decision.amount, "charged": decision.charged,
+                          "reversed_amount": 0, "reversed_charged": 0, **changes})
 
 
 @pytest.mark.parametrize("issuer", ["icbc-debit", "boc-credit"])
@@ -524,25 +542,21 @@ def test_reverse_gives_back_what_was_charged_once(world: World, host: Host, issu
     assert (again["balance"], again["credit_used"]) == (before["balance"], before["credit_used"])
 
 
-def test_reverse_of_a_decline_or_a_real_sqlite_row_is_safe(world: World, host: Host) -> None:
+def test_reverse_of_a_decline_gives_nothing_and_of_an_approval_what_it_charged(world: World, host: Host) -> None:
     entry = _entry(world, "egb-debit")
     host.sql("UPDATE accounts SET balance = 100 WHERE pan_hash = ?", host.vault.pan_hash(entry["pan"]))
     declined = host.authorize(tap_card(world, "egb-debit"))
+    assert declined.rc == "51"
     host.reverse(_row(declined))
     assert host.account(entry["pan"])["balance"] == 100
-    row = host.connection.execute(
-        "SELECT 'authorization' AS kind, '00' AS rc, 'approved' AS state, ? AS account_id, 40 AS charged",
-        (declined.account_id,),
-    ).fetchone()
-    with db.transaction(host.connection):
-        engine.reverse(host.connection, row)
+    host.reverse(_row(declined, rc="00", amount=50, charged=40))  # an approval of 50 that a promotion made 40
     assert host.account(entry["pan"])["balance"] == 140
 
 
 # -- offline advices ------------------------------------------------------------------------------------------
 
 
-def _offline_tap(world: World, issuer: str, amount: int = 3_000) -> AuthorizationRequest:
+def _offline_tap(world: World, issuer: str, amount: int = 3_000) -> Financial:
     request = tap_card(world, issuer, amount)
     assert request.icc[0x9F10][4] == 0x90  # the card approved it offline: a TC
     return _with_icc(request, t9F27=b"\x40")
@@ -616,11 +630,16 @@ def test_an_advice_for_an_arqc_or_an_unknown_card_moves_no_money(world: World, h
     assert host.account(request.pan)["credit_used"] == 0
 
 
-def test_an_advice_with_a_bad_format_is_30(world: World, host: Host) -> None:
+def test_an_advice_whose_cryptogram_data_this_issuer_cannot_recompute_is_30(world: World, host: Host) -> None:
+    """The formats (DE4 = 9F02 …) are the parser's; the engine refuses the DE55 its keys cannot check: 9F10 that
+    is not CVN 01. The account is not touched."""
+    entry = _entry(world, "pab-credit")
     request = _offline_tap(world, "pab-credit")
-    assert host.advise(dataclasses.replace(request, amount=0)).rc == "30"
-    assert host.advise(dataclasses.replace(request, amount=1)).reason == "AMOUNT_MISMATCH"
-    assert host.advise(dataclasses.replace(request, icc={})).rc == "30"
+    iad = bytearray(request.icc[0x9F10])
+    iad[2] ^= 0xFF  # the CVN byte
+    decision = host.advise(_with_icc(request, t9F10=bytes(iad)))
+    assert (decision.rc, decision.reason, decision.charged) == ("30", "FORMAT_ICC", 0)
+    assert host.account(entry["pan"])["credit_used"] == 0
 
 
 def _approved_today(host: Host, account_id: int, count: int, charged: int) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crashkit import COVERED, Terminal
+from crashkit import Terminal
 from werkzeug.serving import make_server
 
 from acquirer_stub.app import create_app
@@ -43,10 +43,3 @@ def terminal(world: World, tmp_path: Path, acquirer_url: str, rig: SoftwareRig) 
     path.write_text(text)
     return Terminal(path, journal, world)
 
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if COVERED:
-        from terminal.journal.crashpoints import CRASH_POINTS
-
-        terminalreporter.write_line(f"crash points covered: {len(COVERED)} of {len(CRASH_POINTS)}"
-                                    f" ({', '.join(sorted(COVERED))})")

@@ -12,8 +12,6 @@ from pathlib import Path
 from firmware.world.layout import World
 from terminal.journal.crashpoints import ENVIRONMENT
 
-COVERED: set[str] = set()  # crash points whose test passed, for the summary line
-
 
 @dataclass
 class Run:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import fleet
 import pytest
-from crashkit import COVERED, Terminal
+from crashkit import Terminal
+from tallies import CRASH_POINTS_COVERED
 
 from acquirer_stub.instance import Instance
 from firmware.pn532.rig import SoftwareRig
@@ -117,7 +118,7 @@ def test_sigkill_at_each_journal_state_then_restart_agrees_and_settles(
                                               ["approved" if standing else "reversed"])
         reversals = fleet.host_rows(instance, "SELECT state FROM transactions WHERE kind = 'reversal'")
         assert len(reversals) == (0 if standing else 1)  # a resent reversal is the same message, stored once
-    COVERED.add(point)
+    CRASH_POINTS_COVERED[point] += 1
 
 
 def test_every_crash_point_of_the_sale_and_settlement_is_covered() -> None:

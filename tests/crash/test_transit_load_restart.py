@@ -7,8 +7,9 @@ import json
 import signal
 from pathlib import Path
 
-from crashkit import COVERED, Terminal
+from crashkit import Terminal
 from hostdb import rows
+from tallies import CRASH_POINTS_COVERED
 
 from acquirer_stub.instance import Instance
 from firmware.pn532.rig import SoftwareRig
@@ -44,7 +45,7 @@ def test_load_killed_after_the_credit_is_proven_after_restart_never_credited_twi
     with Journal.open(terminal.journal) as journal:
         assert [(load["state"], load["tac"]) for load in journal.transit_loads().loads()] == [
             ("confirmed", result["tac"])]
-    COVERED.add("load.credited")
+    CRASH_POINTS_COVERED["load.credited"] += 1
 
 
 def test_load_killed_before_the_credit_is_credited_once_after_restart(
@@ -62,4 +63,4 @@ def test_load_killed_before_the_credit_is_credited_once_after_restart(
     assert (result["outcome"], result["recovered"]) == ("Approved", False)
     assert _balance(card) == before + AMOUNT
     assert _host_states(instance) == ["voided", "completed"]  # the unused MAC2 voided by the same serial
-    COVERED.add("load.credit_saved")
+    CRASH_POINTS_COVERED["load.credit_saved"] += 1

@@ -6,6 +6,7 @@ pytest reads options only from the conftest files it loads first.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     folder = Path(session.config.getoption("--hil-report"))
     if not folder.is_absolute():
         folder = Path(session.config.rootpath) / folder
+    if "PYTEST_XDIST_WORKER" in os.environ:  # a parallel run (./scripts/test): each worker reports its scenarios
+        folder /= os.environ["PYTEST_XDIST_WORKER"]
     written = COLLECTOR.write(folder, rig=session.config.getoption("--rig"))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:

@@ -1,16 +1,13 @@
 """Shared by the robustness tests: hypothesis budgets per profile, and the count of inputs tried per target.
 
-Every fuzz test calls :func:`tried` once per example with the name of what it attacks; the conftest prints the
-totals at the end of the session, so a run says how many hostile inputs each parser actually saw.
+Every fuzz test calls :func:`tried` once per example with the name of what it attacks; the top conftest prints
+the totals at the end of the session, so a run says how many hostile inputs each parser actually saw.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
 from hypothesis import HealthCheck, settings
-
-COUNTS: Counter[str] = Counter()
+from tallies import FUZZ_INPUTS
 
 _RELAXED = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
             HealthCheck.filter_too_much, HealthCheck.large_base_example]
@@ -30,4 +27,4 @@ def fuzz(ci_examples: int) -> settings:
 
 
 def tried(target: str, count: int = 1) -> None:
-    COUNTS[target] += count
+    FUZZ_INPUTS[target] += count

@@ -180,8 +180,14 @@ def scan_tree(base: Path, scanner: Scanner, worlds: list[Path] | None = None) ->
     return findings
 
 
+def is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 class SessionScan:
-    """The pytest plugin: collects report sections as tests run, scans basetemp and them at session end."""
+    """The pytest plugin: collects report sections as tests run, scans basetemp and them at session end.
+    Under pytest-xdist the controller scans: it receives every worker's reports, and the workers' temporary
+    folders are inside its basetemp."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -197,6 +203,8 @@ class SessionScan:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if is_xdist_worker(self.config):
+            return
         factory = getattr(self.config, "_tmp_path_factory", None)
         base = getattr(factory, "_basetemp", None) if factory is not None else None
         if base is None or not Path(base).is_dir():

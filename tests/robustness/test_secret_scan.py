@@ -108,9 +108,11 @@ def test_masked_pans_hashes_and_the_worlds_own_card_files_are_not_findings(world
     assert finding.where.endswith("terminal-journal.log") and finding.offset == 5
 
 
-def test_a_session_that_leaks_fails_and_names_the_file(scratch: Path) -> None:
+@pytest.mark.parametrize("processes", [["-p", "no:xdist"], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_session_that_leaks_fails_and_names_the_file(scratch: Path, processes: list[str]) -> None:
     """A whole pytest session in a subprocess whose only test writes a world card's PAN to a log file: the
-    session's exit status is 1 although the test passed, and the summary names the file."""
+    session's exit status is 1 although the test passed, and the summary names the file. Under pytest-xdist
+    (./scripts/test) the controller scans the workers' folders and their captured output."""
     project = scratch / "project"
     (project / "tests").mkdir(parents=True)
     (project / "tests" / "conftest.py").write_text(textwrap.dedent(f"""
@@ -132,7 +134,7 @@ def test_a_session_that_leaks_fails_and_names_the_file(scratch: Path) -> None:
             (tmp_path / "terminal.log").write_text("approved 6210010504343148\\n")
             print("stdout is scanned too: 6210010504343148")
     """))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests",
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *processes, "tests",
                              f"--basetemp={scratch / 'base'}"], cwd=project, capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 1, result.stdout + result.stderr

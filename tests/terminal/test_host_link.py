@@ -197,7 +197,7 @@ def test_sign_on_opens_a_batch_the_host_and_the_journal_agree_on(rig: Rig) -> No
     assert link.sign_on() == 1
     assert link.journal.batch == 1
     echo = link.echo()
-    assert (echo["rc"], echo["signed_on"], echo["batch"]) == ("00", True, 1)
+    assert (echo.rc, echo.signed_on, echo.batch) == ("00", True, 1)
     assert link.sign_on() == 2 and link.journal.batch == 2
     status = link.status()
     assert (status.batch, status.pending_reversals, status.pending_advices) == (2, 0, 0)
