@@ -8,12 +8,15 @@ canonical body) gets those stored bytes back; different content under the key ge
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import hashlib
 import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +98,14 @@ def record_event(context: Context, kind: str, body: dict[str, Any]) -> None:
     events.record(context.connection, kind, body, at=context.now)
 
 
+@contextlib.contextmanager
+def deciding(context: Context) -> Iterator[Context]:
+    """The decision's transaction, and the context to decide in: its connection is the transaction's (on SQLite
+    the group commit's, see `store.db.transaction`)."""
+    with transaction(context.connection, serial=False) as connection:
+        yield dataclasses.replace(context, connection=connection)
+
+
 def open_request(context: Context) -> Terminal:
     """Note that the terminal was seen and spend the nonce: every accepted request does both, in its transaction.
 
@@ -132,7 +143,7 @@ def _rrn(context: Context) -> tuple[int, str]:
 
 def sign_on(context: Context, message: NetworkManagement) -> str:
     """0800 sign-on: a new batch number, the terminal now signed on (CUP 60.3 001)."""
-    with transaction(context.connection, serial=False):
+    with deciding(context) as context:
         terminal = open_request(context)
         batch = terminal.batch % MAX_BATCH + 1
         terminals.sign_on(context.connection, context.caller.tid, batch)
@@ -144,7 +155,7 @@ def sign_on(context: Context, message: NetworkManagement) -> str:
 
 def echo(context: Context, message: NetworkManagement) -> str:
     """0800 echo: liveness, and the host's view of the terminal (batch, clock) so it can resynchronise."""
-    with transaction(context.connection, serial=False):
+    with deciding(context) as context:
         terminal = open_request(context)
     return EchoAnswer("0810", "00", response_text("00"), message.stan, signed_on=bool(terminal.signed_on),
                       batch=terminal.batch if terminal.signed_on else None,
@@ -188,7 +199,7 @@ def authorize(context: Context, message: Financial, digest: str) -> str:
 
 
 def _authorize(context: Context, message: Financial, digest: str, local_date: datetime.date) -> tuple[str, int]:
-    with transaction(context.connection, serial=False):
+    with deciding(context) as context:
         terminal = open_request(context)
         found, orphaned = transactions.authorization_key(context.connection, message.tid, message.stan,
                                                          local_date.isoformat())
@@ -235,8 +246,8 @@ def advise(context: Context, message: Financial, digest: str) -> str:
     are gone). Money moves only for an advice the engine accepts; any other is taken as an exception (`outcome`
     and `exception` in the answer): stored with its reason, queued for an operator, kept out of clearing."""
     local_date = resolve_mmdd(message.local_date, context.today)
-    connection = context.connection
-    with transaction(connection, serial=False):
+    with deciding(context) as context:
+        connection = context.connection
         open_request(context)
         stored = stored_answer(context, answers.find(connection, "transactions", message.tid, message.stan,
                                                      local_date.isoformat(), kind="advice"),
@@ -280,8 +291,8 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
     than what still stands (`exceeds_remaining`) moves no money."""
     local_date = resolve_mmdd(message.local_date, context.today)
     original_date = resolve_mmdd(message.original_local_date, context.today)
-    connection = context.connection
-    with transaction(connection, serial=False):
+    with deciding(context) as context:
+        connection = context.connection
         open_request(context)
         stored = stored_answer(context, answers.find(connection, "transactions", message.tid, message.stan,
                                                      local_date.isoformat(), kind="reversal"),
@@ -353,8 +364,8 @@ def settle(context: Context, message: Settlement, digest: str) -> str:
     """0500: compare the terminal's totals with the host's; balanced (1) closes the batch, not balanced (2)
     leaves it open for the terminal to find the difference (batch upload) and settle again."""
     local_date = resolve_mmdd(message.local_date, context.today)
-    connection = context.connection
-    with transaction(connection, serial=False):
+    with deciding(context) as context:
+        connection = context.connection
         terminal = open_request(context)
         stored = stored_answer(context, answers.find(connection, "settlements", message.tid, message.stan,
                                                      local_date.isoformat()),

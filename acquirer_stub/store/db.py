@@ -17,8 +17,10 @@ deciders that meet anyway get `Conflict` and run the request again (`retrying`).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +51,8 @@ class Connection(sqlite3.Connection):
 
     dialect = "sqlite"
     write_lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    path: Path | None = None  # the database file (None: not opened by `connect`)
+    group: _Group | None = None  # the group commit its decisions joined (kept alive by the connections using it)
 
     def execute_ddl(self, statement: str) -> None:
         """A migration statement: SQLite runs them as written (PostgreSQL's connection maps the types)."""
@@ -80,6 +84,7 @@ def connect(target: Target) -> Any:
     private_database(path)
     connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False, factory=Connection)
     connection.write_lock = _write_lock(path)
+    connection.path = path
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
@@ -185,9 +190,18 @@ def _statements(script: str) -> list[str]:
 
 @contextlib.contextmanager
 def transaction(connection: Any, *, serial: bool = True) -> Iterator[Any]:
-    """One transaction; rolled back if the block raises. `serial=False` (PostgreSQL only: SQLite is always
-    serial) for a decision that locks the rows it changes itself."""
+    """One transaction, rolled back if the block raises; the block works on the connection it yields.
+
+    `serial=False` is for the terminal API's decisions. PostgreSQL: the decision locks the rows it changes itself
+    (no advisory lock). SQLite: it joins this process's group commit for the file (`_Group`), and the yielded
+    connection is the group's, not `connection`."""
     postgres = connection.dialect == "postgresql"
+    if not postgres and not serial and connection.path is not None:
+        if connection.group is None:
+            connection.group = _group(connection.path)
+        with connection.group.decision() as grouped:
+            yield grouped
+        return
     with connection.write_lock:
         connection.execute("BEGIN" if postgres else "BEGIN IMMEDIATE")
         try:
@@ -203,6 +217,113 @@ def transaction(connection: Any, *, serial: bool = True) -> Iterator[Any]:
         except Exception as error:  # PostgreSQL has rolled it back
             _raise_if_conflict(error, postgres)
             raise
+
+
+class _Group:
+    """Group commit for one SQLite file in this process: several decisions per fsync.
+
+    Requests that decide at the same time take turns on one connection inside one transaction, each decision in
+    a savepoint (a decision that raises is rolled back alone). A decision that ends while others wait for their
+    turn leaves the COMMIT to them; the last of a batch (or the MAX_BATCH-th) commits for all, and every one of
+    them returns only after that COMMIT: no answer leaves before its decision is on disk, and a failed COMMIT
+    fails the whole batch. Decisions of one batch read each other's writes, as if each had committed in turn."""
+
+    MAX_BATCH = 32
+
+    def __init__(self, path: Path) -> None:
+        self.connection = connect(path)
+        self.turn = threading.Condition()
+        self.busy = False  # a decision or the COMMIT is using the connection
+        self.waiting = 0  # decisions waiting for their turn: they will join the open batch
+        self.open = False
+        self.batch = 0  # the open (or last) batch's number
+        self.size = 0  # decisions in the open batch
+        self.committed = 0  # the last batch that ended (committed, or failed: then in `failed`)
+        self.failed: dict[int, BaseException] = {}
+
+    @contextlib.contextmanager
+    def decision(self) -> Iterator[Any]:
+        mine = self._enter()
+        try:
+            yield self.connection
+            self.connection.execute("RELEASE decision")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.connection.execute("ROLLBACK TO decision")
+                self.connection.execute("RELEASE decision")
+            self._finish(mine)
+            raise
+        self._finish(mine)
+
+    def _enter(self) -> int:
+        with self.turn:
+            self.waiting += 1
+            self.turn.wait_for(lambda: not self.busy)
+            self.waiting -= 1
+            self.busy = True
+        try:
+            if not self.open:
+                self.connection.execute("BEGIN IMMEDIATE")
+                self.open, self.batch, self.size = True, self.batch + 1, 0
+        except BaseException:
+            self._end_batch(None, None)
+            raise
+        mine, self.size = self.batch, self.size + 1
+        try:
+            self.connection.execute("SAVEPOINT decision")
+        except BaseException:
+            self._finish(mine)
+            raise
+        return mine
+
+    def _finish(self, mine: int) -> None:
+        """Leave the COMMIT to a decision waiting for its turn, or make it; either way return once it is done."""
+        with self.turn:
+            if self.waiting and self.size < self.MAX_BATCH:
+                self.busy = False
+                self.turn.notify_all()
+                self.turn.wait_for(lambda: self.committed >= mine)
+                error = self.failed.get(mine)
+                if error is not None:
+                    raise error
+                return
+        error: BaseException | None = None
+        try:
+            self.connection.execute("COMMIT")
+        except BaseException as failed:
+            error = failed
+            with contextlib.suppress(sqlite3.Error):
+                self.connection.execute("ROLLBACK")
+        self._end_batch(mine, error)
+        if error is not None:
+            raise error
+
+    def _end_batch(self, batch: int | None, error: BaseException | None) -> None:
+        with self.turn:
+            if batch is not None:
+                self.open = False
+                self.committed = batch
+                if error is not None:
+                    self.failed[batch] = error
+                for old in [number for number in self.failed if number < batch - 1000]:
+                    del self.failed[old]
+            self.busy = False
+            self.turn.notify_all()
+
+
+_groups: weakref.WeakValueDictionary[tuple[int, str], _Group] = weakref.WeakValueDictionary()
+_groups_guard = threading.Lock()
+
+
+def _group(path: Path) -> _Group:
+    """This process's group for the file (a forked worker makes its own: a connection is not shared across fork).
+    It lives as long as a request connection holds it: a test's database, gone, takes its group with it."""
+    key = (os.getpid(), str(Path(path).resolve()))
+    with _groups_guard:
+        group = _groups.get(key)
+        if group is None:
+            group = _groups[key] = _Group(Path(path))
+        return group
 
 
 def _raise_if_conflict(error: BaseException, postgres: bool) -> None:
