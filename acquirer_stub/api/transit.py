@@ -16,9 +16,8 @@ from __future__ import annotations
 import datetime
 import hmac
 
-from acquirer_stub.api.service import Context, open_request, record_event
+from acquirer_stub.api.service import Context, deciding, open_request, record_event
 from acquirer_stub.store import transit as store
-from acquirer_stub.store.db import transaction
 from emvcore import epurse
 from emvcore.crypto.transit import diversify_card_key, purchase_tac
 from emvcore.tags import mask_pan
@@ -63,8 +62,10 @@ def _clear(context: Context, fare: TransitFare) -> tuple[str, str | None]:
 
 
 def clear_fares(context: Context, message: TransitClearing) -> str:
-    """Every fare of the batch decided in one transaction with its answer: all of it stands, or none."""
-    with transaction(context.connection):
+    """Every fare of the batch decided in one transaction with its answer: all of it stands, or none. A decision
+    like a sale's (the gate's row locked first; a fare cleared twice at once is the unique key's Conflict, and the
+    retry answers it as a repeat)."""
+    with deciding(context) as context:
         open_request(context)
         results = []
         for fare in message.fares:

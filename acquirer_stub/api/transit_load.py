@@ -23,9 +23,8 @@ from __future__ import annotations
 import hmac
 import sqlite3
 
-from acquirer_stub.api.service import Context, open_request, record_event, stored_answer
+from acquirer_stub.api.service import Context, deciding, open_request, record_event, stored_answer
 from acquirer_stub.store import answers, transit_loads
-from acquirer_stub.store.db import transaction
 from emvcore import epurse
 from emvcore.crypto import transit as transit_crypto
 from emvcore.tags import mask_pan
@@ -86,8 +85,8 @@ def _replayed(context: Context, table: str, message: TransitLoad | TransitLoadCo
 def load(context: Context, message: TransitLoad, digest: str) -> str:
     """A load request: MAC1 checked, earlier loads of the card settled by the serial rule, MAC2 answered."""
     local_date = resolve_mmdd(message.local_date, context.today)
-    connection = context.connection
-    with transaction(connection):
+    with deciding(context) as context:
+        connection = context.connection
         stored = _replayed(context, "transit_loads", message, local_date.isoformat(), digest)
         if stored is not None:
             return stored
@@ -96,6 +95,7 @@ def load(context: Context, message: TransitLoad, digest: str) -> str:
         if refused is not None:
             return _refuse(context, message, *refused)
         card_hash = context.vault.pan_hash(message.card_number)
+        transit_loads.lock_card(connection, card_hash)
         now = context.now.isoformat()
         quote = message.quote
         why = _settle_earlier(connection, card_hash, quote.online_serial, now)
@@ -124,11 +124,12 @@ def confirm(context: Context, message: TransitLoadConfirmation, digest: str) -> 
     """A load confirmation: the TAC checked against what was authorized; the load counted `completed`, once."""
     local_date = resolve_mmdd(message.local_date, context.today)
     original_date = resolve_mmdd(message.original_local_date, context.today)
-    connection = context.connection
-    with transaction(connection):
+    with deciding(context) as context:
+        connection = context.connection
         stored = _replayed(context, "transit_load_confirmations", message, local_date.isoformat(), digest)
         if stored is not None:
             return stored
+        transit_loads.lock_card(connection, context.vault.pan_hash(message.card_number))
         row = transit_loads.find(connection, message.tid, message.original_stan, original_date.isoformat())
         if (row is None or row.card_hash != context.vault.pan_hash(message.card_number)
                 or row.online_serial != message.online_serial):

@@ -4,12 +4,14 @@ SQLite: WAL with synchronous=FULL, so a commit is on disk before the answer leav
 write lock at BEGIN (IMMEDIATE): one writer at a time, across threads and processes. Threads of one process first
 queue on an in-process lock per database file: SQLite's own busy handler waits for a held write lock by sleeping
 in growing steps (up to 100 ms each), so under load a waiting thread slept on long after the lock was free (p99 of
-hundreds of ms at 10 terminals); a mutex hands it over at once.
+hundreds of ms at 10 terminals); a mutex hands it over at once. The terminal API's decisions (`serial=False`)
+group-commit instead: several per fsync, on one connection per file and process (`_Group`).
 
 PostgreSQL (`acquirer_stub.store.postgres`): several processes on one database. A `transaction()` is serial by
 default, as on SQLite (a transaction-scoped advisory lock, one for the whole database): pages, the token service,
 the loader, anything rare. The terminal API's decisions ask for `serial=False`: they lock only the rows they change
-(the terminal's row when it is seen, the account's before its money is read: `rows.for_update`), so decisions on
+(the terminal's row when it is seen, the account's before its money is read: `rows.for_update`; a transit card's
+name, which may have no row yet: `rows.lock_name`), so decisions on
 different terminals and accounts run in parallel, and the unique keys (TID, STAN, date) keep one sale one row. Two
 deciders that meet anyway get `Conflict` and run the request again (`retrying`).
 """

@@ -7,6 +7,7 @@ column a migration adds changes no page until a dataclass asks for it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -52,6 +53,15 @@ def for_update(connection: sqlite3.Connection) -> str:
     """The clause that locks the rows a SELECT reads until the transaction ends: PostgreSQL's decisions run side by
     side and lock what they change; SQLite's transactions are serial and have no such clause."""
     return " FOR UPDATE" if connection.dialect == "postgresql" else ""
+
+
+def lock_name(connection: sqlite3.Connection, scope: str, name: str) -> None:
+    """Lock a name until the transaction ends, e.g. a card that may have no row yet to lock (PostgreSQL: a
+    transaction-scoped advisory lock on a hash of it; SQLite's transactions are serial and need none)."""
+    if connection.dialect != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(f"{scope}\0{name}".encode()).digest()[:8], "big", signed=True)
+    connection.execute("SELECT pg_advisory_xact_lock(?)", (key,))
 
 
 def newest(connection: sqlite3.Connection, cls: type[T], table: str, limit: int) -> list[T]:

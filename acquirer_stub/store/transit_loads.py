@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import columns, fetch_one, insert
+from acquirer_stub.store.rows import columns, fetch_one, insert, lock_name
 from acquirer_stub.store.transit import Figures, per_city
 
 
@@ -42,6 +42,12 @@ def find(connection: sqlite3.Connection, tid: str, stan: str, local_date: str) -
     return fetch_one(connection, Load,
         f"SELECT {columns(Load)} FROM transit_loads WHERE tid = ? AND stan = ? AND local_date = ?",
         (tid, stan, local_date))
+
+
+def lock_card(connection: sqlite3.Connection, card_hash: str) -> None:
+    """Until the transaction ends, this card's loads and confirmations wait for each other (PostgreSQL: decisions
+    run side by side; one card's serial rule must be applied one load at a time, even the card's first)."""
+    lock_name(connection, "transit card", card_hash)
 
 
 def counted_from(connection: sqlite3.Connection, card_hash: str, serial: int) -> bool:

@@ -21,6 +21,7 @@ import fleet
 import pytest
 from hostdb import rows
 from hostserver import free_port, serve_acquirer
+from test_transit_clearing import gate_fares
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
@@ -136,6 +137,25 @@ def test_an_arqc_approved_by_one_process_is_refused_by_the_other(
     assert sorted(answer["rc"] for answer in answers) == ["00", "05"], answers
     reasons = rows(instance, "SELECT reason FROM transactions WHERE kind = 'authorization' ORDER BY id")
     assert [r["reason"] for r in reasons].count("ATC_REPLAY") == 2
+
+
+def test_one_fare_batch_at_two_processes_at_once_is_cleared_once(
+        grown: tuple[Instance, list[Any], list[Any]], world: World,
+        two_hosts: list[fleet.AcquirerProcess]) -> None:
+    """Transit clearing decides like a sale (the gate's row first, the fare's unique key): the batch sent to both
+    processes in one instant is cleared by one and answered as repeats by the other, each fare stored once."""
+    instance, entries, _ = grown
+    gate = Counter_(entries[2])
+    fares = gate_fares(world, gate.tid, [200, 300, 250, 400, 150, 500])
+    answers = _at_once([lambda host=host: gate.client(host).post("/api/v1/transit/fares",
+                                                                 {"tid": gate.tid, "fares": fares})
+                        for host in two_hosts])
+    assert all(isinstance(answer, dict) for answer in answers), answers
+    statuses = sorted(tuple(result["status"] for result in answer["results"]) for answer in answers)
+    assert statuses == [("cleared",) * len(fares), ("repeat",) * len(fares)], answers
+    assert sorted(answer["amount"] for answer in answers) == [0, sum(f["amount"] for f in fares)]
+    stored = rows(instance, "SELECT offline_serial, amount FROM transit_fares WHERE tid = ?", gate.tid)
+    assert sorted(r["amount"] for r in stored) == sorted(f["amount"] for f in fares)
 
 
 TERMINALS, SALES = 6, 12

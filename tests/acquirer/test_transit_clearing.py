@@ -43,7 +43,7 @@ def _psam(world: World, tid: str) -> Psam:
     return Psam(keys, psam_id(tid))
 
 
-def _fares(world: World, tid: str, amounts: list[int]) -> list[dict[str, Any]]:
+def gate_fares(world: World, tid: str, amounts: list[int]) -> list[dict[str, Any]]:
     """Real fares: the world's cards, in turn, debited by a PSAM with the gate's number (each TAC by its card)."""
     psam, cards = _psam(world, tid), world.transit_cards()
     for n, amount in enumerate(amounts):
@@ -70,7 +70,7 @@ def _statuses(answer: dict[str, Any]) -> list[str]:
 def test_fares_are_cleared_once_each_and_a_resent_batch_is_a_repeat(
     terminal: Terminal, world: World, connection: sqlite3.Connection
 ) -> None:
-    fares = _fares(world, terminal.tid, [200, 300, 250, 400, 150, 500, 350])
+    fares = gate_fares(world, terminal.tid, [200, 300, 250, 400, 150, 500, 350])
     first = _clear(terminal, fares[:4])
     assert (first["cleared"], first["repeat"], first["refused"], first["amount"]) == (4, 0, 0, 1150)
     again = _clear(terminal, fares)  # the first answer was lost: the batch goes again, with the fares after it
@@ -89,7 +89,7 @@ def test_fares_are_cleared_once_each_and_a_resent_batch_is_a_repeat(
 def test_an_altered_fare_is_refused_and_nothing_of_it_stored(
     terminal: Terminal, world: World, connection: sqlite3.Connection, change: dict[str, Any], reason: str
 ) -> None:
-    genuine, other = _fares(world, terminal.tid, [200, 300])
+    genuine, other = gate_fares(world, terminal.tid, [200, 300])
     answer = _clear(terminal, [{**genuine, **change}, other])
     assert answer["results"] == [{"status": "refused", "reason": reason}, {"status": "cleared", "reason": None}]
     assert [amount for _, _, amount in _stored(connection)] == [300]
@@ -99,7 +99,7 @@ def test_an_altered_fare_is_refused_and_nothing_of_it_stored(
 def test_a_fare_of_another_gates_psam_is_refused(terminal: Terminal, world: World,
                                                  connection: sqlite3.Connection) -> None:
     others = [t["tid"] for t in world.terminals() if t["tid"] != terminal.tid]
-    [foreign] = _fares(world, others[0], [200])  # genuine, TAC and all, but taken by another terminal's PSAM
+    [foreign] = gate_fares(world, others[0], [200])  # genuine, TAC and all, but taken by another terminal's PSAM
     answer = _clear(terminal, [foreign])
     assert answer["results"] == [{"status": "refused", "reason": "taken by another terminal's PSAM"}]
     assert _stored(connection) == []
@@ -108,13 +108,13 @@ def test_a_fare_of_another_gates_psam_is_refused(terminal: Terminal, world: Worl
 def test_a_purse_transaction_is_cleared_once_whatever_else_the_record_says(
     terminal: Terminal, world: World, connection: sqlite3.Connection
 ) -> None:
-    [first] = _fares(world, terminal.tid, [200])
+    [first] = gate_fares(world, terminal.tid, [200])
     assert _clear(terminal, [first])["cleared"] == 1
     path = world.path(Path(world.transit_cards()[0]["file"]))
     card = read_json(path)
     card["applications"][0]["state"]["offline_serial"] = first["offline_serial"]  # rolled back (a cloned purse)
     write_json_atomic(path, card)
-    [second] = _fares(world, terminal.tid, [250])
+    [second] = gate_fares(world, terminal.tid, [250])
     assert second["offline_serial"] == first["offline_serial"] and second["tac"] != first["tac"]
     answer = _clear(terminal, [second])
     assert answer["results"] == [{"status": "refused", "reason": "the card's purse transaction was already cleared"}]
@@ -136,7 +136,7 @@ def test_a_malformed_batch_gets_400_naming_the_field_and_stores_nothing(
 
 
 def test_a_batch_has_a_size_limit(terminal: Terminal, world: World, connection: sqlite3.Connection) -> None:
-    [one] = _fares(world, terminal.tid, [200])
+    [one] = gate_fares(world, terminal.tid, [200])
     answer = terminal.post("/transit/fares", {"tid": terminal.tid, "fares": [one] * (MAX_FARES_PER_UPLOAD + 1)})
     assert (answer.status_code, answer.json["field"]) == (400, "fares")
     assert _stored(connection) == []
@@ -145,7 +145,7 @@ def test_a_batch_has_a_size_limit(terminal: Terminal, world: World, connection: 
 
 
 def test_a_bad_field_inside_a_fare_is_named(terminal: Terminal, world: World) -> None:
-    [one] = _fares(world, terminal.tid, [200])
+    [one] = gate_fares(world, terminal.tid, [200])
     for name, value in (("tac", "0011aabb"), ("psam", "12"), ("date_time", "20261399000000"), ("amount", 0)):
         answer = terminal.post("/transit/fares", {"tid": terminal.tid, "fares": [one, {**one, name: value}]})
         assert (answer.status_code, answer.json["field"]) == (400, f"fares[1].{name}")
@@ -154,8 +154,8 @@ def test_a_bad_field_inside_a_fare_is_named(terminal: Terminal, world: World) ->
 def test_the_dashboard_shows_fares_per_city_and_gate_and_the_transit_settlement(
     terminal: Terminal, world: World, client: FlaskClient, connection: sqlite3.Connection
 ) -> None:
-    fares = _fares(world, terminal.tid, [200 + 10 * n for n in range(12)])  # every card once: 6 cities × 2
-    [altered] = _fares(world, terminal.tid, [300])
+    fares = gate_fares(world, terminal.tid, [200 + 10 * n for n in range(12)])  # every card once: 6 cities × 2
+    [altered] = gate_fares(world, terminal.tid, [300])
     _clear(terminal, [*fares, {**altered, "amount": 30}])
     post_login(client, *world_login(world, "operator"))
     day = datetime.date.fromisoformat(connection.execute("SELECT MIN(received) FROM transit_fares").fetchone()[0][:10])
