@@ -17,7 +17,6 @@ from hypothesis import settings
 from pgcluster import pg_cluster  # noqa: F401 - the session's PostgreSQL cluster, started when a test asks
 from robustness import secret_scan
 from robustness.fuzzing import long_mode
-from tallies import CRASH_POINTS_COVERED, FUZZ_INPUTS
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
@@ -123,13 +122,14 @@ def pytest_testnodedown(node: object, error: object) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if CRASH_POINTS_COVERED:
-        terminalreporter.write_line(f"crash points covered: {len(CRASH_POINTS_COVERED)} of {len(CRASH_POINTS)}"
-                                    f" ({', '.join(sorted(CRASH_POINTS_COVERED))})")
-    if FUZZ_INPUTS:
+    covered, inputs = tallies.CRASH_POINTS_COVERED, tallies.FUZZ_INPUTS
+    if covered:
+        terminalreporter.write_line(f"crash points covered: {len(covered)} of {len(CRASH_POINTS)}"
+                                    f" ({', '.join(sorted(covered))})")
+    if inputs:
         profile = settings.get_current_profile_name()
         terminalreporter.section(f"robustness: inputs tried (hypothesis profile {profile!r})")
-        for target, count in sorted(FUZZ_INPUTS.items()):
+        for target, count in sorted(inputs.items()):
             terminalreporter.line(f"{target:<44} {count:>9}")
-        total = f"{'total':<44} {sum(FUZZ_INPUTS.values()):>9}"
+        total = f"{'total':<44} {sum(inputs.values()):>9}"
         terminalreporter.line(total + ("  (long mode)" if long_mode() else ""))

@@ -129,9 +129,10 @@ def confirm(context: Context, message: TransitLoadConfirmation, digest: str) -> 
         stored = _replayed(context, "transit_load_confirmations", message, local_date.isoformat(), digest)
         if stored is not None:
             return stored
-        transit_loads.lock_card(connection, context.vault.pan_hash(message.card_number))
+        card_hash = context.vault.pan_hash(message.card_number)
+        transit_loads.lock_card(connection, card_hash)
         row = transit_loads.find(connection, message.tid, message.original_stan, original_date.isoformat())
-        if (row is None or row.card_hash != context.vault.pan_hash(message.card_number)
+        if (row is None or row.card_hash != card_hash
                 or row.online_serial != message.online_serial):
             return _refuse(context, message, "12", "no such load")
         tac_master = context.keys.transit_tac_keys.get(row.city_code)

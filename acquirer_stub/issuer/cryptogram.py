@@ -30,7 +30,6 @@ __all__ = [
     "check_icc",
     "cryptogram_type",
     "cvr",
-    "icc_amount",
     "icc_atc",
     "issuer_authentication_data",
     "session_key",
@@ -88,10 +87,6 @@ def cryptogram_type(icc: Mapping[int, bytes]) -> Cryptogram | None:
         return Cryptogram(Iad.decode(icc[0x9F10]).cvr[1])
     except ValueError:
         return None
-
-
-def icc_amount(icc: Mapping[int, bytes]) -> int:
-    return parse_amount_n12(icc[0x9F02])
 
 
 def icc_atc(icc: Mapping[int, bytes]) -> int:
