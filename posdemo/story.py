@@ -30,6 +30,7 @@ from typing import Any
 from emvcore.tags import mask_pan
 from firmware.wallet import binding
 from firmware.wallet.wallet import Wallet
+from hostproto.money import format_yuan
 from posdemo.stack import ECR_URL, ROOT, WEB_URL, Stack, get_json, post_json
 from terminal.kernel.params import DEBIT_AID
 
@@ -54,7 +55,7 @@ class StepResult:
 
 
 def yuan(fen: int | None) -> str:
-    return "-" if fen is None else f"¥{fen / 100:,.2f}"
+    return "-" if fen is None else format_yuan(fen)
 
 
 class WebSession:

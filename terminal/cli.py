@@ -12,7 +12,7 @@ from pathlib import Path
 
 from emvcore.epurse import PURSE_LIMIT
 from hostproto.messages import MAX_AMOUNT, Totals
-from hostproto.money import parse_yuan
+from hostproto.money import format_yuan, parse_yuan
 from terminal import inspect
 from terminal.assemble import host_link, terminal
 from terminal.capk import CapkError
@@ -25,7 +25,7 @@ from terminal.kernel.transit import TransitResult
 from terminal.reader.base import ReaderError
 from terminal.sale import SaleResult
 from terminal.service import ServiceError, TerminalService
-from terminal.ui.feedback import PRESENT_AGAIN, SEE_PHONE, format_amount
+from terminal.ui.feedback import PRESENT_AGAIN, SEE_PHONE
 
 DEFAULT_CONFIG = Path("var/demo-world/terminal.toml")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention for Ctrl-C
@@ -44,7 +44,7 @@ def parse_amount(text: str) -> int:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     if not 0 < fen <= MAX_AMOUNT:
-        raise argparse.ArgumentTypeError(f"{text!r}: give more than ¥0.00 and at most {format_amount(MAX_AMOUNT)}")
+        raise argparse.ArgumentTypeError(f"{text!r}: give more than ¥0.00 and at most {format_yuan(MAX_AMOUNT)}")
     return fen
 
 
@@ -74,7 +74,7 @@ def _pay(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config))
     with terminal(config) as parts:
         if not args.json:
-            _say(f"{parts.reader.identify()}; present the card or phone for {format_amount(args.amount)}")
+            _say(f"{parts.reader.identify()}; present the card or phone for {format_yuan(args.amount)}")
             parts.counter.observers.append(_merchant_lines)  # with --json, stdout holds one JSON object only
         sale = parts.counter.sale(args.amount, wait_seconds=args.wait)
     if args.json:
@@ -88,8 +88,8 @@ def _pay(args: argparse.Namespace) -> int:
 
 def totals_line(totals: Totals) -> str:
     """Counts and amounts of a batch, money as receipts show it."""
-    return (f"{totals.debit_count} sale(s) {format_amount(totals.debit_amount)}, "
-            f"{totals.credit_count} refund(s) {format_amount(totals.credit_amount)}")
+    return (f"{totals.debit_count} sale(s) {format_yuan(totals.debit_amount)}, "
+            f"{totals.credit_count} refund(s) {format_yuan(totals.credit_amount)}")
 
 
 def _settle(args: argparse.Namespace) -> int:
@@ -133,7 +133,7 @@ def _transit_summary(result: TransitResult, args: argparse.Namespace) -> int:
                "balance_after": result.balance_after, "tac": result.tac.hex().upper() if result.tac else None,
                "recovered": result.recovered, "city": result.city_code}
     print(json.dumps(summary) if args.json else f"{result.outcome}: {result.message}"
-          + (f" (balance {format_amount(result.balance_after)})" if result.balance_after is not None else ""))
+          + (f" (balance {format_yuan(result.balance_after)})" if result.balance_after is not None else ""))
     return 0 if result.outcome == Outcome.APPROVED else 1
 
 
@@ -150,7 +150,7 @@ def _load(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config))
     with terminal(config) as parts:
         if not args.json:
-            _say(f"{parts.reader.identify()}; present the transit card to top up {format_amount(args.amount)}")
+            _say(f"{parts.reader.identify()}; present the transit card to top up {format_yuan(args.amount)}")
             parts.counter.observers.append(_merchant_lines)
         result = parts.counter.load(args.amount, wait_seconds=args.wait)
     return _transit_summary(result, args)
@@ -160,7 +160,7 @@ def parse_load_amount(text: str) -> int:
     """A top-up in yuan (`parse_amount`), at most what a purse may hold."""
     fen = parse_amount(text)
     if fen > PURSE_LIMIT:
-        raise argparse.ArgumentTypeError(f"{text!r}: a transit card holds at most {format_amount(PURSE_LIMIT)}")
+        raise argparse.ArgumentTypeError(f"{text!r}: a transit card holds at most {format_yuan(PURSE_LIMIT)}")
     return fen
 
 
@@ -215,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
 def _ready_line(config: TerminalConfig, url: str | None) -> str:
     """What `run` says once it serves: where its endpoints are, and what it takes."""
     gate = config.transit.gate_fare
-    takes = (f"a gate: fare {format_amount(gate)} at every tap" if gate is not None else
+    takes = (f"a gate: fare {format_yuan(gate)} at every tap" if gate is not None else
              "sales from the local ECR and the virtual ECR" if url else
              'sales from the virtual ECR (local ECR off: [ecr] listen = "")')
     where = f"; ECR on {url}/sale, status on {url}/status, customer display on {url}/display" if url else ""

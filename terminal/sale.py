@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hostproto.messages import psam_id
+from hostproto.money import format_yuan
 from terminal.cardview import CardView, read_card
 from terminal.config import ConfigError
 from terminal.events import Event, Observer, Step, tell
@@ -27,7 +28,6 @@ from terminal.kernel.params import KernelParams
 from terminal.kernel.transit import Psam, TransitResult
 from terminal.kernel.transit_load import LoadAuthorization
 from terminal.reader.base import Reader, ReaderError, Target
-from terminal.ui.feedback import format_amount
 
 log = logging.getLogger(__name__)
 ENTRY_MODE_QPBOC_NO_PIN = "072"
@@ -72,9 +72,9 @@ class SaleResult:
 
     def receipt(self, merchant: str) -> list[str]:
         lines = [merchant, f"{self.label or ''} {self.aid or ''}".strip(), f"Card {self.pan_masked or '-'}",
-                 f"Amount {format_amount(self.amount)}"]
+                 f"Amount {format_yuan(self.amount)}"]
         if self.discount:
-            lines += [f"Bank promotion -{format_amount(self.discount)}", f"Charged {format_amount(self.charged)}"]
+            lines += [f"Bank promotion -{format_yuan(self.discount)}", f"Charged {format_yuan(self.charged)}"]
         lines.append(f"{self.outcome} {self.rc or ''}".strip())
         if self.approval_code:
             lines.append(f"Approval {self.approval_code}  RRN {self.rrn}")
@@ -258,7 +258,7 @@ class Counter:
     def _online(self, sale: SaleResult, answer: HostAnswer) -> SaleResult:
         sale.rc, sale.text = answer.rc, answer.text
         if answer.approved:
-            sale.outcome, sale.message = Outcome.APPROVED, f"Approved {format_amount(answer.charged)}"
+            sale.outcome, sale.message = Outcome.APPROVED, f"Approved {format_yuan(answer.charged)}"
             sale.charged, sale.discount, sale.promotion = answer.charged, answer.discount, answer.promotion
             sale.approval_code, sale.rrn = answer.auth_code, answer.rrn
             self.tell(Step.APPROVED, amount=answer.charged, discount=answer.discount)

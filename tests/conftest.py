@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from robustness.fuzzing import long_mode
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
+from acquirer_stub.store import db
 from firmware.pn532.rig import SoftwareRig
 from firmware.world.build import create_world
 from firmware.world.layout import World
@@ -85,6 +87,14 @@ def database_url() -> str:
 def instance(world: World, tmp_path: Path, database_url: str) -> Instance:
     """An acquirer instance folder with the private world copy loaded into its database."""
     return init_instance(tmp_path / "acquirer", world, database=database_url)[0]
+
+
+@pytest.fixture
+def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
+    """The test's own connection to the instance's database (either backend), to read what a request stored."""
+    connection = db.connect(instance.database)
+    yield connection
+    connection.close()
 
 
 @pytest.fixture

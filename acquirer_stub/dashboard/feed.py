@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from acquirer_stub.dashboard.charts import response_text
-from acquirer_stub.dashboard.present import load_json, scrub, when, yuan
+from acquirer_stub.dashboard.present import entry_mode, load_json, reason_text, scrub, when, yuan
 from acquirer_stub.store import db, ecr, events, transactions
 from acquirer_stub.store.ecr import EcrRequest
 from acquirer_stub.store.events import Event
@@ -65,10 +65,12 @@ def _transaction_for(connection: sqlite3.Connection, kind: str, body: dict[str, 
 def transaction_summary(row: Transaction) -> dict[str, Any]:
     """One feed line; the same fields the server-rendered rows show."""
     return {
-        "id": row.id, "kind": row.kind, "mti": row.mti, "tid": row.tid, "stan": row.stan,
-        "created": when(row.created), "pan_masked": scrub(row.pan_masked), "entry_mode": row.entry_mode or "",
-        "amount": yuan(row.amount), "charged": yuan(row.charged), "rc": row.rc,
-        "rc_text": response_text(row.rc), "reason": row.reason or "", "issuer": row.issuer or "",
+        "id": row.id, "kind": row.kind, "mti": row.mti, "tid": row.tid, "stan": row.stan, "rrn": row.rrn or "",
+        "auth_code": row.auth_code or "",
+        "created": when(row.created), "pan_masked": scrub(row.pan_masked), "entry_mode": entry_mode(row.entry_mode),
+        "amount": yuan(row.amount), "charged": yuan(row.charged),
+        "discount": yuan(row.discount) if row.discount else "",
+        "rc": row.rc, "rc_text": response_text(row.rc), "reason": reason_text(row.reason), "issuer": row.issuer or "",
         "latency_ms": None if row.latency_ms is None else round(float(row.latency_ms), 1),
         "atc": row.atc, "url": f"/dashboard/tx/{row.id}",
     }

@@ -14,33 +14,41 @@ from typing import Any
 
 from emvcore.bcd import BcdError, decode_bcd
 from emvcore.tags import mask_pan, mask_value, scrub_pans, tag_info
+from hostproto.money import format_yuan
 
 _HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
 _SECRET_KEYS = re.compile(r"(^|_)(pan|track2?|de35|de52|pin|pin_block|key|cvv|cvn|imk|tmk|mak|pik|tdk)($|_)", re.I)
 _ALLOWED_KEYS = re.compile(r"(masked|kcv|_hash)$", re.I)
-ENTRY_MODES = {"07": "qPBOC contactless chip", "98": "CUP standard-PBOC contactless", "96": "CUP-Mobile (SE in phone)",
-               "91": "contactless magnetic stripe", "05": "contact chip", "02": "magnetic stripe", "01": "keyed"}
+ENTRY_MODES = {"07": "Contactless chip (qPBOC)", "98": "Contactless chip (standard PBOC)",
+               "96": "Mobile (SE in phone)", "91": "Contactless magnetic stripe", "05": "Contact chip",
+               "02": "Magnetic stripe", "01": "Keyed"}
+"""DE22 positions 1–2, PAN entry mode; position 3 the terminal's PIN entry capability (1 has a PIN pad, 2 has none)."""
 
 
 def yuan(fen: int | None) -> str:
     """Integer fen to ¥ with two decimals; amounts are never floats on their way to the screen."""
-    if fen is None:
-        return ""
-    sign = "-" if fen < 0 else ""
-    return f"{sign}¥{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
+    return "" if fen is None else format_yuan(fen)
 
 
 def when(text: str | None) -> str:
-    """Stored ISO times to seconds in UTC: microseconds and offsets are noise on an operator's screen."""
+    """Stored ISO times to the second, in the zone they were stamped in, named: "2026-05-09 18:30:20 UTC+08:00".
+
+    The host stamps a sale in its local time (its date is the business day the search filters on), so that is
+    the time shown; a naive stored time is UTC, as `charts.parse_time` reads it."""
     if not text:
         return ""
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
         return text
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+    offset = moment.utcoffset()
+    if offset:
+        minutes = int(offset.total_seconds()) // 60
+        sign, minutes = ("-" if minutes < 0 else "+"), abs(minutes)
+        zone = f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    else:
+        zone = "UTC"
+    return f"{moment:%Y-%m-%d %H:%M:%S} {zone}"
 
 
 def scrub(text: Any) -> str:
@@ -50,9 +58,36 @@ def scrub(text: Any) -> str:
 
 
 def entry_mode(code: str | None) -> str:
+    """DE22 as words ("contactless chip (qPBOC), no PIN"), the code kept after them for whoever reads ISO 8583."""
     if not code:
         return ""
-    return f"{code} {ENTRY_MODES.get(code[:2], '')}".strip()
+    words = ENTRY_MODES.get(code[:2])
+    if words is None:
+        return scrub(code)
+    pin = {"1": ", PIN pad", "2": ", no PIN pad"}.get(code[2:3], "")
+    return f"{words}{pin} ({scrub(code)})"
+
+
+REASONS = {
+    "APPROVED": "Approved", "OFFLINE_APPROVED": "Approved offline by the card", "NO_ROUTE": "No issuer for this card",
+    "ARQC_MISMATCH": "Cryptogram (ARQC) does not verify", "ATC_REPLAY": "Cryptogram counter (ATC) used before",
+    "NOT_AN_ARQC": "Card did not ask to go online (no ARQC)", "NOT_A_TC": "Advice without an offline approval (TC)",
+    "TC_UNVERIFIED": "Offline approval (TC) does not verify", "FORMAT_ICC": "Chip data (DE55) unusable",
+    "WALLET_OFF": "Wallet turned off for a lost phone", "NO_ISSUER_KEY": "No issuer key for this card",
+    "VELOCITY_COUNT": "Too many sales today", "VELOCITY_AMOUNT": "Daily amount exceeded",
+    "ISSUER_DOWN": "Issuer unavailable", "FORCED_DECLINE": "Declined by the issuer switch (demo)",
+}
+"""Reasons that read better than their words; any other reason is shown as its words ("CARD_LOST" → "Card lost")."""
+
+
+def reason_text(reason: str | None) -> str:
+    """A stored reason (the engine's SCREAMING_CASE) in words for a person."""
+    if not reason:
+        return ""
+    if reason in REASONS:
+        return REASONS[reason]
+    words = scrub(reason).replace("_", " ").strip().lower()
+    return words[:1].upper() + words[1:]
 
 
 def mask_phone(phone: str | None) -> str:

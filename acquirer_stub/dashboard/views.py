@@ -16,7 +16,7 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask_login import current_user
 
 from acquirer_stub import exception_queue
-from acquirer_stub.dashboard import charts, clearing, feed, present, transit
+from acquirer_stub.dashboard import charts, clearing, export, feed, present, search, transit
 from acquirer_stub.ecr import handover
 from acquirer_stub.store import ecr as ecr_store
 from acquirer_stub.store import events, outbox, tokens, transactions
@@ -129,6 +129,35 @@ def feed_stream() -> Response:
     )
     return Response(body, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@bp.get("/transactions")
+def transaction_search() -> tuple[str, int]:
+    query = search.parse(request.args)
+    rows: list[dict[str, Any]] = []
+    total = 0
+    if not query.errors:
+        connection = get_db()
+        total = transactions.count(connection, query.search)
+        found = transactions.search(connection, query.search, limit=search.PAGE_SIZE,
+                                    offset=(query.page - 1) * search.PAGE_SIZE)
+        rows = [feed.transaction_summary(row) for row in found]
+    pages = max(1, -(-total // search.PAGE_SIZE))
+    return render_template("dashboard/transactions.html", query=query, rows=rows, total=total,
+                           pages=min(pages, search.MAX_PAGE), kinds=search.KINDS, csv_limit=search.CSV_LIMIT,
+                           page_size=search.PAGE_SIZE), 400 if query.errors else 200
+
+
+@bp.get("/transactions.csv")
+def transaction_export() -> Response:
+    """The whole result (up to CSV_LIMIT rows, newest first), not just the page shown."""
+    query = search.parse(request.args)
+    if query.errors:
+        return Response("\n".join(query.errors) + "\n", status=400, mimetype="text/plain")
+    rows = transactions.search(get_db(), query.search, limit=search.CSV_LIMIT)
+    name = f"transactions-{_now():%Y%m%d-%H%M%S}.csv"
+    return Response(export.lines(rows), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @bp.get("/tx/<int:transaction_id>")

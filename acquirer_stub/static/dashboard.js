@@ -35,6 +35,12 @@
     cell(row, tx.pan_masked, "pan");
     cell(row, tx.entry_mode);
     cell(row, tx.amount, "num");
+    const charged = cell(row, tx.charged, "num charged");
+    if (tx.discount) {
+      const discount = document.createElement("small");
+      discount.textContent = "(\u2212" + tx.discount + ")";
+      charged.append(" ", discount);
+    }
     cell(row, tx.rc + " " + tx.rc_text);
     cell(row, tx.reason);
     cell(row, tx.latency_ms, "num");

@@ -372,4 +372,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_by_transaction ON events (transaction_id);
     CREATE INDEX events_by_key ON events (tid, stan)
     """,
+    # 11: the dashboard's transaction search finds a sale by its RRN or approval code and pages by time
+    """
+    CREATE INDEX transactions_by_rrn ON transactions (rrn);
+    CREATE INDEX transactions_by_auth_code ON transactions (auth_code);
+    CREATE INDEX transactions_by_created ON transactions (created)
+    """,
 ]

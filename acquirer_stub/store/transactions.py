@@ -131,6 +131,56 @@ def reversals_and_advices(connection: sqlite3.Connection, limit: int) -> list[Re
         " FROM transactions r WHERE r.kind IN ('reversal', 'advice') ORDER BY r.id DESC LIMIT ?", (limit,))
 
 
+@dataclass(frozen=True)
+class Search:
+    """What an operator looks for; every field already checked (`acquirer_stub.dashboard.search`), None = any.
+
+    A card is found by what the row keeps of it: its masked number's first six (BIN) and last four digits."""
+
+    rrn: str | None = None
+    stan: str | None = None
+    auth_code: str | None = None
+    tid: str | None = None
+    rc: str | None = None
+    kind: str | None = None
+    bin: str | None = None
+    last4: str | None = None
+    first_day: datetime.date | None = None  # the host's local business days, as `created` is stamped
+    last_day: datetime.date | None = None
+
+    def where(self) -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        parameters: list[object] = []
+        for column in ("rrn", "stan", "auth_code", "tid", "rc", "kind"):
+            value = getattr(self, column)
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                parameters.append(value)
+        if self.bin is not None or self.last4 is not None:  # LIKE needs no escaping: both are digits only
+            clauses.append("pan_masked LIKE ?")
+            parameters.append(f"{self.bin or ''}%{self.last4 or ''}")
+        if self.first_day is not None:
+            clauses.append("created >= ?")
+            parameters.append(self.first_day.isoformat())
+        if self.last_day is not None:
+            clauses.append("created < ?")
+            parameters.append((self.last_day + datetime.timedelta(days=1)).isoformat())
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", parameters
+
+
+def search(connection: sqlite3.Connection, criteria: Search, *, limit: int, offset: int = 0) -> list[Transaction]:
+    """The rows that match, newest first."""
+    where, parameters = criteria.where()
+    return fetch_all(connection, Transaction,
+        f"SELECT {columns(Transaction)} FROM transactions{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+        (*parameters, limit, offset))
+
+
+def count(connection: sqlite3.Connection, criteria: Search) -> int:
+    where, parameters = criteria.where()
+    return int(connection.execute(f"SELECT COUNT(*) FROM transactions{where}", parameters).fetchone()[0])
+
+
 def authorizations_since(connection: sqlite3.Connection, since: str) -> list[AuthorizationOutcome]:
     """Authorizations created at or after `since` (compared as text: a prefilter, the caller applies the window)."""
     return fetch_all(connection, AuthorizationOutcome,

@@ -51,6 +51,7 @@ from typing import Any
 from emvcore import epurse
 from emvcore.tags import mask_pan
 from hostproto.messages import ECR_MAX_RUN_SECONDS, MAX_AMOUNT, psam_id
+from hostproto.money import format_yuan
 from terminal.assemble import Parts, host_link
 from terminal.config import TerminalConfig
 from terminal.events import Event, Step
@@ -61,7 +62,6 @@ from terminal.kernel.transit import TransitResult
 from terminal.sale import NO_CARD, SaleResult
 from terminal.service import notify
 from terminal.service.endpoint import REQUEST_SECONDS, EcrServer, base_url, open_server
-from terminal.ui.feedback import format_amount
 
 __all__ = ["SaleJob", "ServiceError", "TerminalService"]
 
@@ -137,7 +137,7 @@ def topup_sale(result: TransitResult) -> SaleResult:
     """A top-up as the register, the keypad and the status show a sale: `charged` is what was loaded, the card's
     new balance is in the message, the transit card number masked like a PAN."""
     approved = result.outcome == Outcome.APPROVED
-    balance = f" (balance {format_amount(result.balance_after)})" if approved and result.balance_after else ""
+    balance = f" (balance {format_yuan(result.balance_after)})" if approved and result.balance_after else ""
     return SaleResult(result.outcome, f"{result.message}{balance}", result.amount,
                       charged=result.amount if approved else 0,
                       pan_masked=mask_pan(result.card_number) if result.card_number else None,
@@ -415,9 +415,9 @@ class TerminalService:
             self._last_fare = last
             self._fares += 1
         log.info("fare: %s city=%s amount=%s balance_after=%s recovered=%s", result.outcome, result.city_code or "-",
-                 format_amount(result.amount),
-                 format_amount(result.balance_after) if result.balance_after is not None else "-", result.recovered)
-        notify.status(f"last fare: {result.outcome} {format_amount(result.amount)}")
+                 format_yuan(result.amount),
+                 format_yuan(result.balance_after) if result.balance_after is not None else "-", result.recovered)
+        notify.status(f"last fare: {result.outcome} {format_yuan(result.amount)}")
 
     def _observe(self, event: Event) -> None:
         """The pipeline's steps, as the status shows them."""
@@ -437,8 +437,8 @@ class TerminalService:
         # total: from the sale's start, the card wait included (a sale with no card has no kernel timings)
         log.info("sale %s%s: %s rc=%s card=%s amount=%s charged=%s stan=%s taps=%d card_in_field=%.2fs "
                  "total=%.2fs", job.source, f" #{job.ecr_id}" if job.ecr_id is not None else "", result.outcome,
-                 result.rc or "-", result.pan_masked or "-", format_amount(result.amount),
-                 format_amount(result.charged), job.stan or "-", result.taps,
+                 result.rc or "-", result.pan_masked or "-", format_yuan(result.amount),
+                 format_yuan(result.charged), job.stan or "-", result.taps,
                  result.timings.get("card_in_field", 0.0), seconds)
         last = {"source": job.source, "ecr_id": job.ecr_id, "finished": _now_text(), "stan": job.stan,
                 "outcome": result.outcome, "message": result.message, "rc": result.rc, "amount": result.amount,
@@ -451,7 +451,7 @@ class TerminalService:
             self._open_jobs -= 1
             if job.ecr_id is not None:
                 self._results.append((job.ecr_id, self._ecr_result(result, job.stan)))
-        notify.status(f"last sale: {result.outcome} {format_amount(result.amount)}")
+        notify.status(f"last sale: {result.outcome} {format_yuan(result.amount)}")
         job.done.set()
 
     @staticmethod
@@ -589,7 +589,7 @@ class TerminalService:
             with self._lock:
                 self._results.append((ecr_id, {"rc": RC_INVALID_AMOUNT, "text": "Invalid amount", "stan": None}))
             return True
-        log.info("ecr: sale #%d for %s from the virtual ECR", ecr_id, format_amount(amount))
+        log.info("ecr: sale #%d for %s from the virtual ECR", ecr_id, format_yuan(amount))
         if self._submit(SaleJob(amount, "ecr", ecr_id), exclusive=False) is None:  # stopping meanwhile
             with self._lock:
                 self._results.append((ecr_id, {"rc": RC_OFFLINE_DECLINED, "text": f"Cancelled: {STOPPING_REASON}",

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from hostproto.money import format_yuan
 from terminal import events
 from terminal.config import FeedbackPins, GpioConfig, Tones
 from terminal.ui.gpio import Gpio
@@ -50,11 +51,6 @@ class Shown:
     detail: str = ""  # what the state adds: the amount charged and the discount, a decline's reason
 
 
-def format_amount(fen: int) -> str:
-    """Fen → "¥1,234.56", the way a Chinese receipt shows yuan."""
-    sign = "-" if fen < 0 else ""
-    fen = abs(fen)
-    return f"{sign}¥{fen // 100:,}.{fen % 100:02d}"
 
 
 class Feedback:
@@ -183,7 +179,7 @@ class Feedback:
             self._amount = amount
             self._success_played = False
             self._set_lights({1})
-            self._show(PRESENT_CARD, f"{PRESENT_CARD} ({format_amount(amount)})")
+            self._show(PRESENT_CARD, f"{PRESENT_CARD} ({format_yuan(amount)})")
 
     def reading(self) -> None:
         """A card answered: light 2 now, light 3 one step later; light 4 waits for card_read()."""
@@ -212,7 +208,7 @@ class Feedback:
             self._set_lights(set(LIGHTS))
             if not self._success_played:
                 self._success_tone()
-            self._detail = format_amount(amount) + (f" ({format_amount(discount)} off)" if discount else "")
+            self._detail = format_yuan(amount) + (f" ({format_yuan(discount)} off)" if discount else "")
             self._show(f"Approved {self._detail}")
 
     def declined(self, reason: str = "") -> None:

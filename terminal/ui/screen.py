@@ -11,7 +11,8 @@ import collections
 import threading
 from typing import Any
 
-from terminal.ui.feedback import Shown, format_amount
+from hostproto.money import format_yuan
+from terminal.ui.feedback import Shown
 
 HEADLINES = {
     "off": ("", ""),
@@ -37,7 +38,7 @@ def view(shown: Shown) -> dict[str, Any]:
         "state": shown.state,
         "headline": headline,
         "detail": detail,
-        "amount": format_amount(shown.amount) if shown.amount is not None else "",
+        "amount": format_yuan(shown.amount) if shown.amount is not None else "",
         "lights": list(shown.lights),
         "mood": MOODS.get(shown.state, "neutral"),
         "message": shown.message,

@@ -7,7 +7,9 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from flask.testing import FlaskClient
 from pgcluster import Cluster
+from webform import post_login, world_login
 
 from acquirer_stub.store import db, postgres
 from firmware.world.layout import World
@@ -45,3 +47,12 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 def user_password(world: World, role: str) -> tuple[str, str]:
     user = next(u for u in world.users() if u["role"] == role)
     return user["username"], user["password"]
+
+
+@pytest.fixture
+def operator(client: FlaskClient, world: World) -> FlaskClient:
+    """The test client logged in as the world's operator through the form; `client.csrf` is a token for POSTs."""
+    token, answer = post_login(client, *world_login(world, "operator"))
+    assert answer.status_code == 302
+    client.csrf = token  # type: ignore[attr-defined]
+    return client

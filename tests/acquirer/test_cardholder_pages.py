@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 from flask.testing import FlaskClient
@@ -12,7 +11,6 @@ from webform import csrf_token, post_login, world_login
 from werkzeug.security import generate_password_hash
 
 from acquirer_stub.instance import Instance
-from acquirer_stub.store import db
 from firmware.wallet.wallet import Wallet
 from firmware.world.layout import World
 
@@ -20,13 +18,6 @@ from firmware.world.layout import World
 def _log_in(client: FlaskClient, username: str, password: str) -> None:
     _, answer = post_login(client, username, password)
     assert answer.status_code == 302 and answer.headers["Location"].endswith("/cardholder/")
-
-
-@pytest.fixture
-def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
-    connection = db.connect(instance.database)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

@@ -239,3 +239,110 @@ def test_a_feed_refused_as_busy_retries_and_resumes_where_it_stopped(app: Flask,
         expect(second.locator("#feed-status")).to_have_text("live", timeout=TIMEOUT_MS)  # a retry every 5 s
         expect(second.locator("#feed-rows tr", has_text="¥12.34")).to_be_visible(timeout=TIMEOUT_MS)
         second.close()
+
+
+# -- every page on a desktop and on a phone ------------------------------------------------------------------------
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+"""Kept after the run: var/screenshots/<width>x<height>/<page>.png, every page at both sizes."""
+SIZES = ((1280, 800), (390, 844))
+OPERATOR_PAGES = ("/dashboard/", "/dashboard/transactions", "/dashboard/terminals", "/dashboard/devices",
+                  "/dashboard/reversals", "/dashboard/exceptions", "/dashboard/settlements", "/dashboard/clearing",
+                  "/dashboard/transit", "/dashboard/issuers", "/dashboard/sms", "/dashboard/ecr")
+CARDHOLDER_PAGES = ("/cardholder/", "/cardholder/sms")
+
+
+def _log_in_as(page: Page, base: str, world: World, role: str) -> None:
+    user = next(u for u in world.users() if u["role"] == role)
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", user["username"])
+    page.fill("input[name=password]", user["password"])
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).not_to_have_text("Log in")
+
+
+def _fits(page: Page, size: tuple[int, int], name: str, html: Path) -> None:
+    """No sideways scrolling of the page itself (a wide table scrolls inside its own box); a screenshot kept, and
+    the page's HTML left under basetemp for the end-of-session secret scan."""
+    page_width = page.evaluate("document.documentElement.scrollWidth")
+    assert page_width <= size[0], f"{name} is {page_width} px wide at a {size[0]} px viewport"
+    folder = SCREENSHOTS / f"{size[0]}x{size[1]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    _screenshot(page, folder / f"{name}.png")
+    html.mkdir(exist_ok=True)
+    (html / f"{name}.html").write_text(page.content(), encoding="utf-8")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # layout, not storage
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_every_page_fits_the_screen(live: str, browser: Browser, world: World, width: int, height: int,
+                                    tmp_path: Path) -> None:
+    size, html = (width, height), tmp_path / "pages"
+    Terminal(live, world).sale("icbc-debit", 43_21)
+    with checked_page(browser, width, height) as page:
+        page.goto(f"{live}/login")
+        _fits(page, size, "login", html)
+        _log_in_as(page, live, world, "operator")
+        for path in OPERATOR_PAGES:
+            page.goto(live + path)
+            _fits(page, size, path.strip("/").replace("/", "-") or "dashboard", html)
+        page.goto(f"{live}/dashboard/")
+        page.locator("#feed-rows a", has_text="details").first.click()
+        expect(page.locator("table.icc")).to_be_visible()
+        _fits(page, size, "dashboard-tx", html)
+        page.goto(f"{live}/password")
+        _fits(page, size, "password", html)
+    with checked_page(browser, width, height) as page:
+        _log_in_as(page, live, world, "cardholder")
+        for path in CARDHOLDER_PAGES:
+            page.goto(live + path)
+            _fits(page, size, path.strip("/").replace("/", "-"), html)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_lost_phone_button_is_in_reach_on_a_phone(live: str, browser: Browser, world: World) -> None:
+    width, height = SIZES[1]
+    with checked_page(browser, width, height) as page:
+        _log_in_as(page, live, world, "cardholder")
+        button = page.get_by_role("button", name="I lost this phone: turn the wallet off")
+        expect(button).to_be_visible()
+        box = button.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+        assert box["y"] + box["height"] <= height, f"below the first screen: {box}"
+        assert box["height"] >= 44, f"too small for a thumb: {box}"  # Apple's and Google's minimum touch target
+        suspend = page.get_by_role("button", name="Suspend").first
+        suspend_box = suspend.bounding_box()
+        assert suspend_box is not None and suspend_box["x"] + suspend_box["width"] <= width, suspend_box
+        button.click()
+        expect(page.get_by_role("button", name="I found this phone: turn the wallet on")).to_be_visible()
+
+
+def test_search_by_rrn_and_last_four_and_export_what_is_shown(live: str, page: Page, world: World,
+                                                              tmp_path: Path) -> None:
+    terminal = Terminal(live, world)
+    first = terminal.sale("icbc-debit", 11_11)
+    second = terminal.sale("icbc-debit", 22_22)
+    assert first["rc"] == second["rc"] == "00" and first["rrn"] != second["rrn"]
+    _log_in(page, live, world)
+    page.click("nav >> text=Transactions")
+    page.fill("input[name=rrn]", second["rrn"])
+    page.click("button:has-text('Search')")
+    rows = page.locator("#results tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("td.rrn")).to_have_text(second["rrn"])
+    expect(rows.first).to_contain_text("¥22.22")
+
+    card = next(c for c in world.cards() if c["issuer"] == "icbc-debit")
+    page.fill("input[name=rrn]", "")
+    page.fill("input[name=card]", card["pan"][-4:])
+    page.click("button:has-text('Search')")
+    expect(rows).to_have_count(2)
+    shown = sorted(rows.evaluate_all("rows => rows.map(row => row.dataset.id)"))
+    with page.expect_download() as download:
+        page.click("#csv-export")
+    path = tmp_path / "export.csv"
+    download.value.save_as(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("id,received,terminal")
+    assert sorted(line.split(",", 1)[0] for line in lines[1:]) == shown
+    assert card["pan"] not in path.read_text(encoding="utf-8")

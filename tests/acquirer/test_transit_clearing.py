@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,6 @@ from flask.testing import FlaskClient
 from test_api import Terminal
 from webform import post_login, world_login
 
-from acquirer_stub.instance import Instance
-from acquirer_stub.store import db
 from firmware.cards.cardfile import PlainCard
 from firmware.jsonfile import read_json, write_json_atomic
 from firmware.world.layout import World
@@ -29,13 +26,6 @@ NOW = datetime.datetime.now().replace(microsecond=0)
 @pytest.fixture
 def terminal(client: FlaskClient, world: World) -> Terminal:
     return Terminal(client, world)
-
-
-@pytest.fixture
-def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
-    connection = db.connect(instance.database)
-    yield connection
-    connection.close()
 
 
 def _psam(world: World, tid: str) -> Psam:

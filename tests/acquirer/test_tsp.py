@@ -80,13 +80,6 @@ def _demo_device(world: World) -> str:
     return Wallet.load(world.demo_phone).wallet_id
 
 
-@pytest.fixture
-def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
-    connection = db.connect(instance.database)
-    yield connection
-    connection.close()
-
-
 def _add_cardholder(connection: sqlite3.Connection, username: str, password: str, phone: str) -> int:
     cursor = connection.execute(
         "INSERT INTO users (username, password_hash, role, phone) VALUES (?, ?, 'cardholder', ?) RETURNING id",

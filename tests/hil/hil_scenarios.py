@@ -23,8 +23,8 @@ from firmware.jsonfile import read_json
 from firmware.wallet.wallet import Wallet
 from firmware.world import layout
 from hostproto.messages import response_text
+from hostproto.money import format_yuan
 from terminal.host.client import HostClient
-from terminal.ui.feedback import format_amount
 
 DEBIT, CREDIT = "icbc-debit", "cmb-credit"
 ONLINE = 250_000  # ¥2,500.00: above the floor limit (¥2,000), so the card must send an ARQC
@@ -566,8 +566,8 @@ def all_issuers(bench: Bench) -> None:
             sale = pos.sale(ONLINE)
             assert (sale.outcome, sale.rc) == ("Approved", "00"), (entry["issuer"], sale.message)
             expected += READY + CARD_READ + approved(
-                f"Approved {format_amount(sale.charged)}"
-                + (f" ({format_amount(sale.discount)} off)" if sale.discount else ""))
+                f"Approved {format_yuan(sale.charged)}"
+                + (f" ({format_yuan(sale.discount)} off)" if sale.discount else ""))
         events = pos.ui_events()
     issuers = [r["issuer"] for r in bench.query("SELECT issuer FROM transactions ORDER BY id")]
     _fact(bench, issuers=len(set(issuers)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from hostserver import ServedAcquirer, free_port, serve_acquirer
 from webform import world_login
 
 from acquirer_stub.instance import Instance
-from acquirer_stub.store import db
 from firmware.world.layout import World
 
 
@@ -25,14 +23,6 @@ def served(instance: Instance, tmp_path: Path) -> Iterator[ServedAcquirer]:
             yield served
         finally:
             served.stop()
-
-
-@pytest.fixture
-def connection(instance: Instance) -> Iterator[sqlite3.Connection]:
-    """A second connection to the instance's database, to read what a request stored."""
-    connection = db.connect(instance.database)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from hostproto.money import format_yuan
 from terminal.config import FeedbackPins, GpioConfig, Tones
-from terminal.ui.feedback import Feedback, format_amount
+from terminal.ui.feedback import Feedback
 from terminal.ui.gpio import GpioError, RpiGpio, SimulatedGpio, open_gpio
 
 PINS = FeedbackPins(lights=(5, 6, 13, 19), buzzer=18)
@@ -157,7 +158,7 @@ def test_no_buzzer_no_tones_and_a_broken_display_does_not_stop_the_payment(caplo
 
 
 def test_amounts_read_as_on_a_chinese_receipt() -> None:
-    assert [format_amount(v) for v in (0, 5, 1234, 123456789)] == ["¥0.00", "¥0.05", "¥12.34", "¥1,234,567.89"]
+    assert [format_yuan(v) for v in (0, 5, 1234, 123456789)] == ["¥0.00", "¥0.05", "¥12.34", "¥1,234,567.89"]
 
 
 def test_from_config_takes_pins_tones_and_timings() -> None:
