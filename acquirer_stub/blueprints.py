@@ -22,9 +22,10 @@ def register(app: Flask) -> None:
     app.register_blueprint(dashboard_views.bp)
     app.register_blueprint(ecr.bp)
 
-    from acquirer_stub import api
+    from acquirer_stub import api, metrics
 
     api.init_app(app)
+    app.register_blueprint(metrics.bp)
 
     @app.get("/health")
     def health() -> object:

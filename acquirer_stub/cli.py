@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from acquirer_stub.instance import DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, InstanceError, address
+from acquirer_stub.instance import CONFIG, DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, InstanceError, address
 from acquirer_stub.loader import init_instance
 from acquirer_stub.store.db import shown
 from firmware.jsonfile import FileFormatError
@@ -29,6 +29,7 @@ def _init(args: argparse.Namespace) -> int:
           + ", ".join(f"{n} {what}" for what, n in counts.items()))
     for user in instance.world.users():
         print(f"  {user['role']:10} login: {user['username']} / {user['password']}  (test world)")
+    print(f"  /metrics: Authorization: Bearer <metrics_token of {root / CONFIG}>, or an operator's login")
     return 0
 
 

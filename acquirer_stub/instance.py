@@ -37,6 +37,8 @@ class Instance:
     https: bool = False  # served over HTTPS (behind a TLS proxy): session cookie Secure, HSTS
     web_listen: str = DEFAULT_WEB_LISTEN  # the pages' and token service's host:port; "" = not served
     database_url: str = ""  # postgresql://…; "" = the SQLite file in the folder
+    metrics_token: str = ""  # a scraper's bearer token for /metrics; "" = operators' sessions only
+    metrics_public: bool = False  # /metrics for anyone who reaches the web listener
 
     @property
     def database(self) -> Path | str:
@@ -53,7 +55,8 @@ class Instance:
             world = World.open(Path(config.str("world")))
             return cls(root, world, config.str("secret_key"), config.str("listen"),
                        config.int("no_pin_limit"), config.bool("https", default=False),
-                       config.str("web_listen", default=DEFAULT_WEB_LISTEN), _database_url(config))
+                       config.str("web_listen", default=DEFAULT_WEB_LISTEN), _database_url(config),
+                       config.str("metrics_token", default=""), config.bool("metrics_public", default=False))
         except FileFormatError as error:
             raise InstanceError(f"{root / CONFIG}: {error}") from None
 
@@ -104,6 +107,8 @@ def create_instance(root: Path, world: World, *, listen: str = DEFAULT_LISTEN,
         "no_pin_limit": 100_000,
         "https": False,
         "database": database,
+        "metrics_token": secrets.token_urlsafe(32),
+        "metrics_public": False,
     })
     return Instance.open(root)
 

@@ -33,7 +33,9 @@ Schema (defaults in brackets):
     [ecr]       listen ["127.0.0.1:8381"] ("" = off); secret (required while listen is on: at least 32 random
                 characters of A–Z a–z 0–9 - . _ ~ + / =, which a local register sends as
                 ``Authorization: Bearer …``; a test world writes a random one); keypad_pin (4 to 12
-                digits: turns on the merchant keypad page /keypad, which asks for it; absent = keypad off)
+                digits: turns on the merchant keypad page /keypad, which asks for it; absent = keypad off);
+                metrics_token (a Prometheus scraper's bearer token for GET /metrics, the same form as secret;
+                absent = /metrics refused); metrics_public [false] (true: /metrics without a token)
     [transit]   keys (the software PSAM's keys: a world's transit/psam.json); gate_fare (fen: with it,
                 `pos-terminal run` is a metro gate charging that fare at every tap, no register)
 
@@ -153,6 +155,8 @@ class EcrConfig:
     listen: tuple[str, int] | None = ("127.0.0.1", 8381)
     secret: str | None = field(default=None, repr=False)  # the local register's bearer token; None with listen off
     keypad_pin: str | None = field(default=None, repr=False)  # the merchant keypad page's PIN; None: keypad off
+    metrics_token: str | None = field(default=None, repr=False)  # a scraper's bearer token for /metrics
+    metrics_public: bool = False  # /metrics for anyone who reaches the port
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,7 @@ SECTIONS = {
     "gpio": ("backend", "lights", "buzzer", "success_hz", "success_ms", "alert_hz", "alert_ms", "alert_gap_ms",
              "reading_step_ms", "idle_blink_ms"),
     "journal": ("path",),
-    "ecr": ("listen", "secret", "keypad_pin"),
+    "ecr": ("listen", "secret", "keypad_pin", "metrics_token", "metrics_public"),
     "transit": ("keys", "gate_fare"),
     "receipt": ("printer", "baud"),
 }
@@ -282,6 +286,13 @@ class _Section:
             raise ConfigError(self.key(key), f"{value!r} is not a string", f"quote it: {key} = \"{value}\"")
         if pattern is not None and not re.fullmatch(pattern, value):
             raise ConfigError(self.key(key), f"{value!r} is not {what}", f"use e.g. {key} = {example}")
+        return value
+
+    def boolean(self, key: str, *, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(self.key(key), f"{value!r} is not true or false", f"write {key} = true or false,"
+                              " without quotes")
         return value
 
     def integer(self, key: str, *, default: int, minimum: int = 0, maximum: int = MAX_AMOUNT) -> int:
@@ -521,7 +532,9 @@ def _transit(section: _Section, folder: Path) -> TransitConfig:
 
 def _ecr(section: _Section) -> EcrConfig:
     listen = _listen(section)
-    return EcrConfig(listen, _ecr_secret(section, required=listen is not None), _keypad_pin(section))
+    return EcrConfig(listen, _ecr_secret(section, required=listen is not None), _keypad_pin(section),
+                     _ecr_secret(section, required=False, key="metrics_token"),
+                     section.boolean("metrics_public", default=False))
 
 
 def _keypad_pin(section: _Section) -> str | None:
@@ -534,22 +547,23 @@ def _keypad_pin(section: _Section) -> str | None:
     return value
 
 
-def _ecr_secret(section: _Section, *, required: bool) -> str | None:
-    """The local register's shared secret, checked without ever putting its value in a message."""
-    value = section.data.get("secret")
-    fix = (f'add secret = "…" to [ecr]: {ECR_SECRET_MIN} to {ECR_SECRET_MAX} random letters and digits (e.g. the '
-           'output of python3 -c "import secrets; print(secrets.token_urlsafe(32))"), which the register sends as '
+def _ecr_secret(section: _Section, *, required: bool, key: str = "secret") -> str | None:
+    """A bearer token of [ecr] (the local register's secret, the metrics scraper's token), checked without ever
+    putting its value in a message."""
+    value = section.data.get(key)
+    fix = (f'add {key} = "…" to [ecr]: {ECR_SECRET_MIN} to {ECR_SECRET_MAX} random letters and digits (e.g. the '
+           'output of python3 -c "import secrets; print(secrets.token_urlsafe(32))"), which the client sends as '
            "Authorization: Bearer …")
     if value is None:
         if required:
-            raise ConfigError("ecr.secret", "missing while the local ECR is on", fix + ', or set listen = "" to turn '
-                              "the local ECR off")
+            raise ConfigError(f"ecr.{key}", "missing while the local ECR is on", fix + ', or set listen = "" to '
+                              "turn the local ECR off")
         return None
     if not isinstance(value, str) or not _ECR_SECRET.fullmatch(value):
-        raise ConfigError("ecr.secret", "not a string of letters, digits and - . _ ~ + / =", fix)
+        raise ConfigError(f"ecr.{key}", "not a string of letters, digits and - . _ ~ + / =", fix)
     if not ECR_SECRET_MIN <= len(value) <= ECR_SECRET_MAX:
         size = "short" if len(value) < ECR_SECRET_MIN else "long"
-        raise ConfigError("ecr.secret", f"{len(value)} characters is too {size}", fix)
+        raise ConfigError(f"ecr.{key}", f"{len(value)} characters is too {size}", fix)
     return value
 
 

@@ -94,6 +94,19 @@ def mask_icc(icc: dict[int, bytes]) -> str:
     return dumps(kept)
 
 
+def mask_request(message: Financial | Reversal) -> str:
+    """The request as received, as it may be stored (the dashboard shows it beside the response): the card number
+    masked, the expiry date left out, DE55 as `mask_icc` keeps it."""
+    fields = {field.name: getattr(message, field.name) for field in dataclasses.fields(message)}
+    if "pan" in fields:
+        fields["pan"] = mask_pan(fields["pan"])
+    if "expiry" in fields:
+        fields["expiry"] = "****"
+    if "icc" in fields:
+        fields["icc"] = json.loads(mask_icc(fields["icc"]))
+    return dumps(fields)
+
+
 def record_event(context: Context, kind: str, body: dict[str, Any]) -> None:
     events.record(context.connection, kind, body, at=context.now)
 
@@ -181,7 +194,8 @@ def _record(context: Context, kind: str, message: Financial, local_date: datetim
         "batch": batch, "issuer": decision.issuer, "account_id": decision.account_id, "token_id": decision.token_id,
         "pan_masked": pan_masked, "entry_mode": message.entry_mode, "atc": decision.atc,
         "ac_verified": int(decision.cryptogram_verified), "rrn": rrn, "auth_code": auth_code, "response": text,
-        "icc_masked": mask_icc(message.icc), "latency_ms": latency, "created": context.now.isoformat()},
+        "icc_masked": mask_icc(message.icc), "request_masked": mask_request(message), "latency_ms": latency,
+        "created": context.now.isoformat()},
         kind, {"tid": message.tid, "stan": message.stan, "mti": message.mti, "pan": pan_masked,
                "amount": message.amount, "charged": response.charged, "rc": rc, "text": summary or response_text(rc),
                "reason": decision.reason, "issuer": decision.issuer, "entry_mode": message.entry_mode, "batch": batch,
@@ -332,7 +346,7 @@ def reverse(context: Context, message: Reversal, digest: str) -> str:
             "token_id": original.token_id if original else None,
             "pan_masked": original.pan_masked if original else None, "original_stan": message.original_stan,
             "original_local_date": original_date.isoformat(), "response": text, "latency_ms": latency,
-            "created": context.now.isoformat()})
+            "request_masked": mask_request(message), "created": context.now.isoformat()})
         record_event(context, "reversal", {"tid": message.tid, "stan": message.stan, "mti": message.mti,
                                            "original_stan": message.original_stan,
                                            "pan": original.pan_masked if original else None, "amount": message.amount,

@@ -6,6 +6,7 @@ the numbers are computed apart from the drawing so tests can check them without 
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import math
 import sqlite3
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 from markupsafe import Markup, escape
 
+from acquirer_stub.dashboard.present import reason_text
 from acquirer_stub.store import transactions
 from hostproto import messages
 
@@ -46,6 +48,12 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
+BIN_MINUTES = {15: 1, 60: 2, 240: 10, 1440: 60}
+"""Minutes per column for each window the page offers: 15 to 30 columns, readable at any volume."""
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 1000)
+"""Upper bounds of the latency distribution's bars (and one bar above the last)."""
+
+
 @dataclass
 class Overview:
     """What the overview page shows for a window of authorizations ending at `now`."""
@@ -56,8 +64,15 @@ class Overview:
     approved: int = 0
     latency: dict[int, float | None] = field(default_factory=dict)
     per_minute: list[tuple[datetime.datetime, int, int]] = field(default_factory=list)  # (minute, approved, declined)
+    bins: list[tuple[datetime.datetime, int, int]] = field(default_factory=list)  # (start, approved, declined)
+    reasons_per_bin: list[Counter[str]] = field(default_factory=list)  # declines by reason, in `bins`' order
+    latency_distribution: list[tuple[str, int]] = field(default_factory=list)  # (bucket label, authorizations)
     declines_by_code: list[tuple[str, int]] = field(default_factory=list)
     declines_by_bank: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def bin_minutes(self) -> int:
+        return BIN_MINUTES.get(self.minutes, max(1, self.minutes // 30))
 
     @property
     def declined(self) -> int:
@@ -80,8 +95,13 @@ class Overview:
     def tps_average(self) -> float:
         return self.total / (60 * self.minutes) if self.minutes else 0.0
 
-    def approval_rate_per_minute(self) -> list[tuple[datetime.datetime, float | None]]:
-        return [(minute, 100 * a / (a + d) if a + d else None) for minute, a, d in self.per_minute]
+
+def _latency_label(n: int) -> str:
+    if n == 0:
+        return f"≤ {LATENCY_BUCKETS_MS[0]} ms"
+    if n == len(LATENCY_BUCKETS_MS):
+        return f"> {LATENCY_BUCKETS_MS[-1]} ms"
+    return f"{LATENCY_BUCKETS_MS[n - 1]}–{LATENCY_BUCKETS_MS[n]} ms"
 
 
 def overview(connection: sqlite3.Connection, *, now: datetime.datetime, minutes: int = 60) -> Overview:
@@ -93,6 +113,7 @@ def overview(connection: sqlite3.Connection, *, now: datetime.datetime, minutes:
     rows = transactions.authorizations_since(connection, (start - datetime.timedelta(days=1)).strftime("%Y-%m-%d"))
     result = Overview(now=now, minutes=minutes)
     buckets = {start + datetime.timedelta(minutes=n): [0, 0] for n in range(minutes)}
+    reasons: dict[datetime.datetime, Counter[str]] = {}
     latencies: list[float] = []
     codes: Counter[str] = Counter()
     banks: Counter[str] = Counter()
@@ -103,14 +124,25 @@ def overview(connection: sqlite3.Connection, *, now: datetime.datetime, minutes:
         result.total += 1
         approved = row.rc == "00"
         result.approved += approved
-        buckets[created.replace(second=0, microsecond=0)][0 if approved else 1] += 1
+        minute = created.replace(second=0, microsecond=0)
+        buckets[minute][0 if approved else 1] += 1
         if row.latency_ms is not None:
             latencies.append(float(row.latency_ms))
         if not approved:
             codes[row.rc] += 1
-            banks[row.issuer_name or row.issuer or "(no route)"] += 1
+            banks[row.issuer_name or row.issuer or "(no issuer: unknown card)"] += 1
+            reasons.setdefault(minute, Counter())[reason_text(row.reason) or response_text(row.rc)] += 1
     result.latency = {p: percentile(latencies, p) for p in PERCENTILES}
     result.per_minute = [(minute, a, d) for minute, (a, d) in sorted(buckets.items())]
+    size = result.bin_minutes
+    for n in range(0, len(result.per_minute), size):
+        chunk = result.per_minute[n:n + size]
+        result.bins.append((chunk[0][0], sum(c[1] for c in chunk), sum(c[2] for c in chunk)))
+        result.reasons_per_bin.append(sum((reasons.get(c[0], Counter()) for c in chunk), Counter()))
+    spread = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+    for value in latencies:
+        spread[bisect.bisect_left(LATENCY_BUCKETS_MS, value)] += 1
+    result.latency_distribution = [(_latency_label(n), count) for n, count in enumerate(spread)] if latencies else []
     result.declines_by_code = sorted(codes.items(), key=lambda item: (-item[1], item[0]))
     result.declines_by_bank = sorted(banks.items(), key=lambda item: (-item[1], item[0]))
     return result
@@ -190,34 +222,51 @@ def column_chart(columns: Sequence[tuple[str, int, int]], *, title: str) -> Mark
     return Markup("".join(parts))
 
 
-def line_chart(
-    points: Sequence[tuple[str, float | None]], *, title: str, maximum: float = 100, unit: str = "%"
-) -> Markup:
-    """A polyline with gaps where a bucket had no data (no data is not 0 %)."""
-    height, base, left = 180, 150, 36
-    step = (_WIDTH - left) / max(1, len(points) - 1)
+SERIES = 6
+"""Colours of a stacked chart (CSS classes s0…s5); more reasons than that share the last one, "other"."""
+
+
+def stacked_chart(columns: Sequence[tuple[str, Counter[str]]], *, title: str) -> Markup:
+    """Columns stacked by series (e.g. declines by reason per time bin), with a legend of the series drawn."""
+    totals: Counter[str] = sum((counts for _, counts in columns), Counter())
+    names = [name for name, _ in totals.most_common()]
+    shown = names if len(names) <= SERIES else [*names[:SERIES - 1], "other"]
+    slot = {name: min(n, SERIES - 1) for n, name in enumerate(names)}
+    legend_rows = math.ceil(len(shown) / 2)
+    height, base, left = 180 + 16 * legend_rows, 150, 30
+    top = max((sum(counts.values()) for _, counts in columns), default=0) or 1
+    step = (_WIDTH - left) / max(1, len(columns))
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {_WIDTH} {height}" width="{_WIDTH}" height="{height}"'
         f' xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>',
         f'<text x="0" y="16" class="chart-title">{escape(title)}</text>',
-        f'<text x="{left - 4}" y="34" text-anchor="end" class="chart-value">{_number(maximum)}{escape(unit)}</text>',
-        f'<text x="{left - 4}" y="{base}" text-anchor="end" class="chart-value">0</text>',
         f'<line x1="{left}" y1="{base}" x2="{_WIDTH}" y2="{base}" class="axis"/>',
     ]
-    segment: list[str] = []
-    segments: list[list[str]] = []
-    for n, (label, value) in enumerate(points):
-        if value is None:
-            if segment:
-                segments.append(segment)
-            segment = []
-            continue
-        x, y = left + n * step, base - (base - 30) * value / maximum
-        segment.append(f"{x:.1f},{y:.1f}")
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" class="dot">'
-                     f"<title>{escape(label)}: {_number(value)}{escape(unit)}</title></circle>")
-    if segment:
-        segments.append(segment)
-    parts.extend(f'<polyline points="{" ".join(s)}" class="line"/>' for s in segments)
+    if not names:
+        parts.append('<text x="0" y="42" class="chart-empty">no declines in this window</text>')
+    else:
+        parts.append(f'<text x="{left - 4}" y="34" text-anchor="end" class="chart-value">{top}</text>')
+    scale = (base - 30) / top
+    for n, (label, counts) in enumerate(columns):
+        x, y = left + n * step, float(base)
+        width = max(1.0, step - 1)
+        by_slot: Counter[int] = Counter()
+        for name, count in counts.items():
+            by_slot[slot[name]] += count
+        for index in sorted(by_slot):
+            h = by_slot[index] * scale
+            y -= h
+            what = shown[index]
+            parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{h:.1f}" class="bar s{index}">'
+                         f"<title>{escape(label)}: {by_slot[index]} × {escape(what)}</title></rect>")
+    if columns:
+        parts.append(f'<text x="{left}" y="{base + 16}" class="chart-label">{escape(columns[0][0])}</text>'
+                     f'<text x="{_WIDTH}" y="{base + 16}" text-anchor="end" class="chart-label">'
+                     f"{escape(columns[-1][0])}</text>")
+    for n, name in enumerate(shown):
+        x, y = (n % 2) * (_WIDTH // 2), base + 34 + 16 * (n // 2)
+        parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" class="bar s{n}"/>'
+                     f'<text x="{x + 14}" y="{y}" class="chart-label">{escape(_short(name, 40))}'
+                     f" ({sum(totals[k] for k in names if min(slot[k], SERIES - 1) == n)})</text>")
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from emvcore import bitfields
 from emvcore.bcd import BcdError, decode_bcd
 from emvcore.tags import mask_pan, mask_value, scrub_pans, tag_info
 from hostproto.money import format_yuan
@@ -139,6 +140,7 @@ class IccItem:
     name: str
     value: str
     meaning: str
+    bits: tuple[str, ...] = ()  # a bit field in words (TVR, AIP, CVM results, TTQ, CTQ, the IAD's CVR)
 
 
 def _icc_pairs(document: Any) -> list[tuple[str, Any]]:
@@ -194,6 +196,8 @@ def icc_items(icc_masked: str | None) -> list[IccItem]:
             shown = mask_pan(text)
         else:
             shown = scrub(text)
-        meaning = _meaning(tag, raw) if raw is not None and info.secret is None else ""
-        items.append(IccItem(tag_text.upper(), info.name, shown, meaning))
+        readable = raw is not None and info.secret is None
+        meaning = _meaning(tag, raw) if readable else ""
+        bits = tuple(bitfields.describe(tag, raw)) if readable and raw is not None else ()
+        items.append(IccItem(tag_text.upper(), info.name, shown, meaning, bits))
     return items

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask_login import current_user
 
 from acquirer_stub import exception_queue
-from acquirer_stub.dashboard import charts, clearing, export, feed, present, search, transit
+from acquirer_stub.dashboard import charts, clearing, export, feed, overview, present, search, transit
 from acquirer_stub.ecr import handover
 from acquirer_stub.store import ecr as ecr_store
 from acquirer_stub.store import events, outbox, tokens, transactions
@@ -31,7 +31,6 @@ from hostproto.money import parse_yuan
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-WINDOWS = (15, 60, 240, 1440)
 FORCED_DECLINE_CODES = ("01", "03", "04", "05", "12", "13", "14", "41", "43", "46", "51", "54", "55", "57", "58",
                         "61", "62", "63", "65", "91", "92", "94", "96")
 MAX_ADDED_LATENCY_MS = 60_000  # above the terminal's timeout: enough to demonstrate timeouts and reversals
@@ -85,29 +84,24 @@ def _recent_transactions(connection: sqlite3.Connection, limit: int = 30) -> lis
 def index() -> str:
     connection = get_db()
     last_event = feed.latest_event_id(connection)  # read first: a row that lands meanwhile comes twice, never not
-    minutes = request.args.get("minutes", 60, type=int)
-    minutes = minutes if minutes in WINDOWS else 60
-    stats = charts.overview(connection, now=_now(), minutes=minutes)
-    step = max(1, minutes // 60)
-    columns = [(minute.strftime("%H:%M"), a, d) for minute, a, d in stats.per_minute]
-    if step > 1:  # long windows: one column per `step` minutes keeps the chart readable
-        columns = [(columns[n][0], sum(c[1] for c in columns[n:n + step]), sum(c[2] for c in columns[n:n + step]))
-                   for n in range(0, len(columns), step)]
-    svg = {
-        "volume": charts.column_chart(columns, title=f"Transactions per {'minute' if step == 1 else f'{step} min'}"),
-        "approval": charts.line_chart([(m.strftime("%H:%M"), v) for m, v in stats.approval_rate_per_minute()],
-                                      title="Approval rate per minute"),
-        "latency": charts.bar_chart([(f"p{p}", v) for p, v in stats.latency.items() if v is not None],
-                                    title="Latency percentiles", unit=" ms"),
-        "codes": charts.bar_chart([(f"{rc} {charts.response_text(rc)}", n) for rc, n in stats.declines_by_code],
-                                  title="Declines by response code"),
-        "banks": charts.bar_chart(stats.declines_by_bank, title="Declines by bank"),
-    }
+    minutes = overview.window(request.args.get("minutes", type=int))
+    shown = overview.figures(connection, now=_now(), minutes=minutes)
     activity = events.recent(connection, 15)
     return render_template(
-        "dashboard/index.html", stats=stats, svg=svg, windows=WINDOWS, rows=_recent_transactions(connection),
+        "dashboard/index.html", stats=shown.stats, kpis=shown.kpis, svg=shown.svg, windows=overview.WINDOWS,
+        rows=_recent_transactions(connection),
         activity=[feed.event_message(connection, row) for row in activity], last_event=last_event,
     )
+
+
+@bp.get("/overview.json")
+def overview_json() -> Response:
+    """The overview's figures and charts again, for the page to refresh itself without a reload."""
+    minutes = overview.window(request.args.get("minutes", type=int))
+    shown = overview.figures(get_db(), now=_now(), minutes=minutes)
+    return Response(json.dumps({"minutes": minutes, "kpis": shown.kpis,
+                                "charts": {name: str(svg) for name, svg in shown.svg.items()}}),
+                    mimetype="application/json", headers={"Cache-Control": "no-store"})
 
 
 @bp.get("/feed")
@@ -170,6 +164,8 @@ def transaction_detail(transaction_id: int) -> str:
     return render_template(
         "dashboard/transaction.html", tx=row, icc=present.icc_items(row.icc_masked),
         response=json.dumps(present.safe_json(present.load_json(row.response)), indent=2, ensure_ascii=False),
+        request=None if row.request_masked is None else json.dumps(
+            present.safe_json(present.load_json(row.request_masked)), indent=2, ensure_ascii=False),
         related=transactions.related(connection, row),
         timeline=[feed.event_message(connection, event) for event in timeline],
     )

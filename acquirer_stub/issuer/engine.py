@@ -248,8 +248,10 @@ def _route(connection: sqlite3.Connection, keys: KeyStore, vault: Vault, case: _
         if token is None:
             raise _Stop("14", "UNKNOWN_TOKEN")
         case.token = token
-        _check_token(connection, token, request.entry_mode)
         case.account = cards.account(connection, token.account_id)
+        if case.account is not None:  # a token declined below is still its card's issuer's (declines by bank)
+            case.issuer = case.account.issuer
+        _check_token(connection, token, request.entry_mode)
         if case.account is None:
             raise _Stop("14", "TOKEN_WITHOUT_ACCOUNT")
     else:

@@ -79,6 +79,41 @@
     while (list.children.length > MAX_ROWS) list.removeChild(list.lastChild);
   }
 
+  // The overview's figures and charts follow the feed: after a sale (at most one refresh a second) and every
+  // half minute, so the window slides. Figures go in with textContent; a chart is parsed as an SVG document
+  // (never as HTML) and its nodes imported.
+  const REFRESH_AFTER_MS = 1000;
+  const SLIDE_MS = 30000;
+  let refreshTimer = null;
+
+  function refreshOverview() {
+    refreshTimer = null;
+    const section = document.getElementById("overview");
+    if (!section) return;
+    fetch(section.dataset.overview, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then((answer) => answer.ok ? answer.json() : null)
+      .then((data) => {
+        if (!data) return;
+        Object.entries(data.kpis).forEach(([id, text]) => {
+          const element = document.getElementById(id);
+          if (element) element.textContent = text;
+        });
+        Object.entries(data.charts).forEach(([name, svg]) => {
+          const box = document.getElementById("chart-" + name);
+          const parsed = new DOMParser().parseFromString(svg, "image/svg+xml").documentElement;
+          if (box && parsed.nodeName === "svg") box.replaceChildren(document.importNode(parsed, true));
+        });
+        section.dataset.refreshed = String(Date.now());
+      })
+      .catch(() => {});  // the next sale or the next half minute tries again
+  }
+
+  function scheduleRefresh() {
+    if (refreshTimer === null && document.getElementById("overview")) {
+      refreshTimer = window.setTimeout(refreshOverview, REFRESH_AFTER_MS);
+    }
+  }
+
   const BUSY_RETRY_MS = 5000;  // the Retry-After of its 503 (acquirer_stub/serving.py); EventSource cannot read it
 
   // The browser reconnects by itself when a stream ends (with Last-Event-ID), but gives up when the server
@@ -108,7 +143,10 @@
     source.onmessage = function (event) {
       if (event.lastEventId) last = event.lastEventId;
       const message = JSON.parse(event.data);
-      if (feedRows && message.transaction) upsert(feedRows, message.transaction.id, () => transactionRow(message.transaction));
+      if (feedRows && message.transaction) {
+        upsert(feedRows, message.transaction.id, () => transactionRow(message.transaction));
+        scheduleRefresh();
+      }
       if (ecrRows && message.ecr) upsert(ecrRows, message.ecr.id, () => ecrRow(message.ecr));
       if (activity) activityItem(activity, message);
     };
@@ -121,5 +159,6 @@
     const table = document.querySelector("table[data-feed]");
     // After the last event the page was rendered with; on reconnects the browser sends Last-Event-ID itself.
     if (table && window.EventSource) connect(table, table.dataset.after || "");
+    if (document.getElementById("overview")) window.setInterval(refreshOverview, SLIDE_MS);
   });
 })();

@@ -378,4 +378,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX transactions_by_auth_code ON transactions (auth_code);
     CREATE INDEX transactions_by_created ON transactions (created)
     """,
+    # 12: the request as received, masked (acquirer_stub.api.service.mask_request), for the dashboard's detail page
+    """
+    ALTER TABLE transactions ADD COLUMN request_masked TEXT
+    """,
 ]

@@ -61,6 +61,7 @@ class TransactionDetail(Transaction):
     token_masked: str | None
     par: str | None
     promotion_title: str | None
+    request_masked: str | None  # the request as received, masked (None for rows stored before it was kept)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class AuthorizationOutcome:
     """What the overview counts of one authorization."""
 
     rc: str
+    reason: str | None
     latency_ms: float | None
     created: str
     issuer: str | None
@@ -110,7 +112,7 @@ def latest(connection: sqlite3.Connection, kind: str, tid: str, stan: str) -> Tr
 def detail(connection: sqlite3.Connection, transaction_id: int) -> TransactionDetail | None:
     return fetch_one(connection, TransactionDetail,
         f"SELECT {columns(Transaction, 't')}, i.name AS issuer_name, k.token_masked, k.par,"
-        " p.title AS promotion_title FROM transactions t LEFT JOIN issuers i ON i.code = t.issuer"
+        " p.title AS promotion_title, t.request_masked FROM transactions t LEFT JOIN issuers i ON i.code = t.issuer"
         " LEFT JOIN tokens k ON k.id = t.token_id LEFT JOIN promotions p ON p.id = t.promotion_id WHERE t.id = ?",
         (transaction_id,))
 
@@ -184,7 +186,7 @@ def count(connection: sqlite3.Connection, criteria: Search) -> int:
 def authorizations_since(connection: sqlite3.Connection, since: str) -> list[AuthorizationOutcome]:
     """Authorizations created at or after `since` (compared as text: a prefilter, the caller applies the window)."""
     return fetch_all(connection, AuthorizationOutcome,
-        "SELECT t.rc, t.latency_ms, t.created, t.issuer, i.name AS issuer_name FROM transactions t"
+        "SELECT t.rc, t.reason, t.latency_ms, t.created, t.issuer, i.name AS issuer_name FROM transactions t"
         " LEFT JOIN issuers i ON i.code = t.issuer WHERE t.kind = 'authorization' AND t.created >= ?", (since,))
 
 

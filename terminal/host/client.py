@@ -120,6 +120,7 @@ class HostClient:
         self._port = parsed.port
         self._prefix = parsed.path.rstrip("/")  # the host signs the full path it was addressed with
         self.clock_offset = 0.0  # host time − our time, learnt from a clock_skew refusal
+        self.last_contact: float | None = None  # when (our clock) the host last answered anything at all
 
     def __repr__(self) -> str:  # never the key
         return f"HostClient({self.url!r}, tid={self.tid!r}, timeout={self.timeout})"
@@ -187,6 +188,7 @@ class HostClient:
                 connection.request(method, full, body=raw or None, headers=headers)
                 answer = connection.getresponse()
                 status, data = answer.status, answer.read()
+                self.last_contact = self._clock()
             except TimeoutError:
                 log.warning("host: no answer within %.1f s to %s %s", self.timeout, path, summary)
                 raise HostTimeout(f"no answer within {self.timeout} s") from None

@@ -67,6 +67,9 @@ class Reader(Protocol):
         """End the tap: the card is deselected and forgotten."""
         ...
 
+    resets: int = 0
+    """Resets since the reader was made (the terminal's /metrics)."""
+
     def reset(self) -> None:
         """Bring a hung reader back (hardware reset line if wired, else reconnect) and re-initialise it."""
         ...

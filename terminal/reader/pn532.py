@@ -79,6 +79,7 @@ class Pn532Reader:
         self._baud = DEFAULT_BAUD  # the rate both sides use now
         self._target: int | None = None
         self._firmware = 0
+        self.resets = 0  # since this object was made: the service's /metrics
 
     # -- Reader --------------------------------------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class Pn532Reader:
 
     def reset(self) -> None:
         with self._lock:
+            self.resets += 1
             self._target = None
             if self.config.reset_pin is not None:
                 self._abort()

@@ -30,6 +30,10 @@ the PIN is ``[ecr] keypad_pin`` (no PIN configured: 403, the keypad is off), com
 Its "Top up transit card" sends ``POST /keypad/load`` the same way: a top-up of that amount (at most the purse's
 limit) on the transit card presented, answered like a sale (``charged`` is the amount loaded).
 
+``GET /metrics`` is the Prometheus text format (`terminal.service.metrics`), for ``Authorization: Bearer
+<[ecr] metrics_token>`` (a token of its own: the register's secret starts sales, a scraper's must not), or for
+anyone with ``metrics_public = true``; without either it is off (403).
+
 ``GET /status`` needs no secret: it holds no secret (no key, no PAN but the receipt's masked one), the Host and
 Origin checks keep web pages from reading it, and health checks can read it without holding the secret that
 starts sales.
@@ -58,6 +62,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from emvcore.epurse import PURSE_LIMIT
 from hostproto.messages import MAX_AMOUNT
 from terminal.config import ECR_SECRET_MIN
@@ -71,7 +77,7 @@ MAX_BODY_BYTES = 4096
 REQUEST_SECONDS = 10.0  # the whole request must arrive within this
 WRITE_SECONDS = 10.0  # the client must take the answer within this
 MAX_CONNECTIONS = 64  # served at once; a stalled one counts until REQUEST_SECONDS cut it off
-ROUTES = "GET /status, GET /display, GET /keypad, POST /sale, POST /keypad/sale, POST /keypad/load"
+ROUTES = "GET /status, GET /metrics, GET /display, GET /keypad, POST /sale, POST /keypad/sale, POST /keypad/load"
 PAGE_FILES = Path(__file__).with_name("pages")
 PAGE_TYPES = {"display.css": "text/css; charset=utf-8", "display.js": "text/javascript; charset=utf-8",
               "keypad.js": "text/javascript; charset=utf-8", "keypad.css": "text/css; charset=utf-8",
@@ -252,6 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path == "/status":
             self._answer(200, self.server.service.status())
+        elif path == "/metrics":
+            self._metrics()
         elif path in ("/display", "/keypad"):
             self._file(path[1:] + ".html", "text/html; charset=utf-8")
         elif path == "/display/events":
@@ -383,10 +391,26 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
+    def _metrics(self) -> None:
+        ecr = self.server.service.config.ecr
+        if not ecr.metrics_public:
+            if ecr.metrics_token is None:
+                self._answer(403, {"error": "metrics are off: set [ecr] metrics_token (a scraper's bearer token) or "
+                                            "metrics_public = true"})
+                return
+            if not self._bearer(ecr.metrics_token.encode()):
+                self._answer(401, {"error": "GET /metrics needs Authorization: Bearer <[ecr] metrics_token>"},
+                             {"WWW-Authenticate": 'Bearer realm="metrics"'})
+                return
+        self._send(200, self.server.service.metrics.render(), CONTENT_TYPE_LATEST, {"Cache-Control": "no-store"})
+
     def _authorized(self) -> bool:
+        return self._bearer(self.server.secret)
+
+    def _bearer(self, secret: bytes) -> bool:
         values = self.headers.get_all("Authorization") or []
         scheme, _, token = (values[0] if len(values) == 1 else "").strip().partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.server.secret)
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), secret)
 
     def _json_body(self) -> dict[str, Any] | str:
         """The request's JSON object, or what is wrong with it (never echoing it)."""

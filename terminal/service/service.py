@@ -62,6 +62,7 @@ from terminal.kernel.transit import TransitResult
 from terminal.sale import NO_CARD, SaleResult
 from terminal.service import notify
 from terminal.service.endpoint import REQUEST_SECONDS, EcrServer, base_url, open_server
+from terminal.service.metrics import ServiceMetrics
 
 __all__ = ["SaleJob", "ServiceError", "TerminalService"]
 
@@ -189,6 +190,7 @@ class TerminalService:
         self._last_status = 0.0
         self._idle_at: float | None = None
         self._closed = False
+        self.metrics = ServiceMetrics(self)
 
     # -- what the endpoint and the CLI use ----------------------------------------------------------------------
 
@@ -414,6 +416,7 @@ class TerminalService:
         with self._lock:
             self._last_fare = last
             self._fares += 1
+        self.metrics.tapped("fare", result.outcome, None)
         log.info("fare: %s city=%s amount=%s balance_after=%s recovered=%s", result.outcome, result.city_code or "-",
                  format_yuan(result.amount),
                  format_yuan(result.balance_after) if result.balance_after is not None else "-", result.recovered)
@@ -445,6 +448,8 @@ class TerminalService:
                 "charged": result.charged, "discount": result.discount, "pan_masked": result.pan_masked,
                 "label": result.label, "cryptogram": result.cryptogram, "receipt": job.receipt,
                 "seconds": round(seconds, 3)}
+        if result.taps:
+            self.metrics.tapped(job.kind, result.outcome, result.timings.get("card_in_field"))
         with self._lock:
             self._last_sale = last
             self._current = None
@@ -498,6 +503,11 @@ class TerminalService:
         except HostError as error:
             self._link_error = str(error)
         self._refresh_link()
+
+    def link_snapshot(self) -> dict[str, Any]:
+        """The host link as last seen by the worker (signed on, batch, backlog), safe to read from any thread."""
+        with self._lock:
+            return dict(self._link)
 
     def _refresh_link(self) -> None:
         self._last_status = self._clock()

@@ -161,6 +161,9 @@ def test_approval_end_to_end_with_a_real_arqc(terminal: Terminal, world: World, 
     assert row["pan_masked"].startswith(pan[:6]) and row["pan_masked"].endswith(pan[-4:]) and "*" in row["pan_masked"]
     event = json.loads(rows(instance, "SELECT body FROM events WHERE kind = 'authorization'")[0]["body"])
     assert event["pan"] == row["pan_masked"] and event["rc"] == "00" and event["latency_ms"] >= 0
+    received = json.loads(row["request_masked"])  # the request as received, for the dashboard: masked
+    assert (received["pan"], received["expiry"], received["stan"]) == (row["pan_masked"], "****", request["stan"])
+    assert received["icc"] == stored_icc and received["amount"] == 1234
     # no full PAN or track 2 anywhere in the database file
     raw = database_bytes(instance)
     assert pan.encode() not in raw and request["icc"]["57"].encode() not in raw

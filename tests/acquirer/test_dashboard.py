@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 import time
+from collections import Counter
 from typing import Any
 
 import psycopg
@@ -215,6 +216,28 @@ def test_the_drill_down_names_icc_tags_and_masks_card_data(operator: FlaskClient
     assert FULL_PAN not in html and track2 not in html and pan_hex not in html
     assert "621700*********4567" in html and "&lt;hidden&gt;" in html
     assert operator.get("/dashboard/tx/99999").status_code == 404
+    assert "Not kept for this message" in html  # a row from before requests were kept
+
+
+def test_the_drill_down_decodes_bit_fields_and_shows_the_request(operator: FlaskClient,
+                                                                connection: sqlite3.Connection) -> None:
+    icc = {"95": "8000088000", "82": "7C00", "9F34": "3F0000", "9F66": "26800080", "9F6C": "0080",
+           "9F10": "07010103A00000010A01000000000000000000"}
+    request = {"mti": "0200", "pan": FULL_PAN, "expiry": "3012", "amount": 1234, "icc": {"5A": FULL_PAN}}
+    transaction_id = add_transaction(connection, icc_masked=json.dumps(icc), request_masked=json.dumps(request))
+    html = operator.get(f"/dashboard/tx/{transaction_id}").get_data(as_text=True)
+    bits = {tag: re.findall(r"<li>([^<]*)</li>", block) for tag, block in
+            re.findall(r'<ul class="bits" data-tag="([0-9A-F]+)">(.*?)</ul>', html)}
+    assert bits["95"] == ["Offline data authentication was not performed", "PIN entry required, PIN pad present, "
+                          "but PIN was not entered", "Transaction exceeds floor limit"]
+    assert bits["82"][0] == "SDA supported" and "CDA supported" not in bits["82"]
+    assert bits["9F34"][0] == "Performed: No CVM performed"
+    assert "fDDA version 01 supported" in bits["9F66"] and bits["9F6C"] == ["Consumer device CVM performed"]
+    assert bits["9F10"][:2] == ["CVN 01, key index (DKI) 01, algorithm 3DES",
+                                "CVR 03A00000: first GENERATE AC ARQC, second not requested"]
+    shown = html.split('id="request">', 1)[1].split("</pre>", 1)[0]
+    assert "&#34;mti&#34;: &#34;0200&#34;" in shown or '"mti": "0200"' in shown
+    assert FULL_PAN not in html and "621700*********4567" in shown
 
 
 def test_icc_items_follow_emvcores_secrecy_classes() -> None:
@@ -343,6 +366,9 @@ def test_overview_numbers_from_inserted_transactions(connection: sqlite3.Connect
                             ("88", "icbc-debit", 2)):
         add_transaction(connection, rc=rc, issuer=issuer, latency_ms=100.0, state="declined",
                         created=minute - datetime.timedelta(minutes=ago))
+    with db.transaction(connection):
+        for rc, reason in (("51", "INSUFFICIENT_FUNDS"), ("91", "ISSUER_DOWN"), ("88", "ARQC_MISMATCH")):
+            connection.execute("UPDATE transactions SET reason = ? WHERE rc = ?", (reason, rc))
     add_transaction(connection, created=minute - datetime.timedelta(minutes=61))  # outside the window
     add_transaction(connection, kind="reversal", mti="0400", created=minute)  # not a sale
     stats = charts.overview(connection, now=NOW, minutes=60)
@@ -356,8 +382,14 @@ def test_overview_numbers_from_inserted_transactions(connection: sqlite3.Connect
     assert stats.declines_by_code == [("51", 2), ("88", 1), ("91", 1)]
     banks = dict(stats.declines_by_bank)
     assert sum(banks.values()) == 4 and len(banks) == 2
-    rates = [rate for _, rate in stats.approval_rate_per_minute()]
-    assert rates[-1] == 100.0 and rates[-2] == 0.0 and rates[0] is None
+    assert stats.bin_minutes == 2 and len(stats.bins) == 30  # 2-minute columns over the hour
+    assert [bin[1:] for bin in stats.bins[-2:]] == [(0, 3), (6, 1)]
+    assert sum(a + d for _, a, d in stats.bins) == 10
+    assert stats.reasons_per_bin[-1] == {"Insufficient funds": 1}
+    assert stats.reasons_per_bin[-2] == {"Insufficient funds": 1, "Issuer unavailable": 1,
+                                         "Cryptogram (ARQC) does not verify": 1}
+    assert dict(stats.latency_distribution) == {"≤ 5 ms": 5, "5–10 ms": 1, "10–25 ms": 0, "25–50 ms": 0,
+                                                "50–100 ms": 4, "100–250 ms": 0, "250–1000 ms": 0, "> 1000 ms": 0}
 
 
 def test_the_overview_page_draws_the_charts(operator: FlaskClient, connection: sqlite3.Connection) -> None:
@@ -367,12 +399,27 @@ def test_the_overview_page_draws_the_charts(operator: FlaskClient, connection: s
     html = operator.get("/dashboard/?minutes=15").get_data(as_text=True)
     assert html.count("<svg") == 5 and "<script" in html and "dashboard.js" in html
     assert "51 Insufficient funds" in html and "50.0 %" in html
-    assert "Latency percentiles" in html and "p99" in html
+    assert "Host processing time" in html and "10–25 ms" in html and "Declines by reason per minute" in html
+    figures = operator.get("/dashboard/overview.json?minutes=15").get_json()
+    assert figures["minutes"] == 15 and figures["kpis"]["kpi-approval"] == "50.0 %"
+    assert sorted(figures["charts"]) == ["banks", "codes", "latency", "reasons", "volume"]
+    assert all(svg.startswith("<svg") for svg in figures["charts"].values())
+    assert operator.get("/dashboard/overview.json?minutes=7").get_json()["minutes"] == 60  # not a window: the default
 
 
 def test_svg_labels_are_escaped() -> None:
     svg = str(charts.bar_chart([("<script>alert(1)</script>", 3)], title="t & t"))
     assert "<script>" not in svg and "&lt;script&gt;" in svg and "t &amp; t" in svg
+    stacked = str(charts.stacked_chart([("10:00", Counter({"<b>x</b>": 2}))], title="<i>"))
+    assert "<b>" not in stacked and "<i>" not in stacked and "&lt;b&gt;x&lt;/b&gt; (2)" in stacked
+
+
+def test_a_stacked_chart_keeps_five_reasons_and_groups_the_rest() -> None:
+    columns = [("10:00", Counter({f"reason {n}": n + 1 for n in range(8)}))]
+    svg = str(charts.stacked_chart(columns, title="Declines"))
+    legend = re.findall(r'class="chart-label">([^<]+)</text>', svg)[2:]  # after the axis' first and last label
+    assert legend == ["reason 7 (8)", "reason 6 (7)", "reason 5 (6)", "reason 4 (5)", "reason 3 (4)", "other (6)"]
+    assert svg.count('class="bar s') == 6 + 6  # six slices in the column, six legend keys
 
 
 # -- clearing --------------------------------------------------------------------------------------------------

@@ -149,9 +149,17 @@ def test_login_live_sale_and_lost_phone(live: str, page: Page, world: World, ins
     _log_in(page, live, world)
     expect(page.locator("#feed-status")).to_have_text("live")
     page.evaluate("window.__notReloaded = true")
+    expect(page.locator("#kpi-approval-detail")).to_have_text("0 approved / 0 declined")
+    expect(page.locator("#kpi-approval")).to_have_text("—")
+    expect(page.locator("#chart-volume rect.ok")).to_have_count(0)
 
     answer = Terminal(live, world).sale("icbc-debit", 43_21)
     assert answer["rc"] == "00"
+    # the headline figures and the charts follow the feed, without a reload
+    expect(page.locator("#kpi-approval-detail")).to_have_text("1 approved / 0 declined")
+    expect(page.locator("#kpi-approval")).to_have_text("100.0 %")
+    expect(page.locator("#chart-volume rect.ok")).to_have_count(1)
+    expect(page.locator("#chart-latency")).not_to_contain_text("no data in this window")
     row = page.locator("#feed-rows tr", has_text="¥43.21")
     expect(row).to_be_visible()  # arrived over SSE
     expect(row).to_contain_text("00 Approved")

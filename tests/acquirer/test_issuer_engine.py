@@ -360,6 +360,7 @@ def test_token_controls(world: World, host: Host, statement: str, rc: str, reaso
     decision = host.authorize(tap_phone(world))
     assert (decision.rc, decision.reason) == (rc, reason)
     assert host.account(funding_pan)["credit_used"] == before["credit_used"]
+    assert decision.issuer == world.tsp()["tokens"][0]["issuer"]  # declines by bank count it under its issuer
 
 
 @pytest.mark.parametrize(("entry_mode", "rc"), [("051", "57"), ("022", "57"), ("981", "00"), ("962", "00")])
