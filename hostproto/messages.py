@@ -12,6 +12,7 @@ amounts, ICC data (DE55) as an object of tag hex → value hex.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime
 import re
 from collections.abc import Callable
@@ -27,6 +28,7 @@ __all__ = [
     "REQUEST_SPECS",
     "RESPONSE_TEXT",
     "Financial",
+    "Health",
     "MessageError",
     "NetworkManagement",
     "Reversal",
@@ -465,11 +467,26 @@ def _financial(mtis: tuple[str, ...], what: str) -> Object:
     )
 
 
+MAX_BACKLOG = 100_000  # journal items a terminal may report still to send
+
+_HEALTH = Object(
+    {
+        "reader": Code(("ok", "fault"), "The contactless reader: ok, or fault (its last tap ended in a reader "
+                                        "error, not cleared by a tap since)."),
+        "reader_resets": Integer(0, 2**31 - 1, "Reader resets since the terminal service started."),
+        "pending_reversals": Integer(0, MAX_BACKLOG, "Reversals in the terminal's journal still to send."),
+        "pending_advices": Integer(0, MAX_BACKLOG, "Offline advices in the terminal's journal still to send."),
+        "uptime": Integer(0, 2**31 - 1, "Seconds since the terminal service started."),
+    },
+    "The terminal's own view of its health, shown on the acquirer's terminal page.",
+)
+
 REQUEST_SPECS: dict[str, Object] = {
     "signon": Object({"mti": Code(("0800",), "Network management."), "tid": _TID, "stan": _STAN,
                       "local_date": _DATE}, "Sign-on: opens a new batch."),
     "echo": Object({"mti": Code(("0800",), "Network management."), "tid": _TID, "stan": _STAN,
-                    "local_date": _DATE}, "Echo test (heartbeat)."),
+                    "local_date": _DATE, "health": _HEALTH}, "Echo test (heartbeat), with the terminal's health "
+                   "when the service sends it.", optional=frozenset({"health"})),
     "authorization": _financial(("0200", "0100"), "Online purchase (0200) or authorization (0100) with an ARQC."),
     "advice": _financial(("0220", "0221"), "Offline-approved purchase (TC) reported after the fact."),
     "reversal": Object(
@@ -545,11 +562,24 @@ REQUEST_SPECS: dict[str, Object] = {
 
 
 @dataclass(frozen=True)
+class Health:
+    reader: str
+    reader_resets: int
+    pending_reversals: int
+    pending_advices: int
+    uptime: int
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class NetworkManagement:
     mti: str
     tid: str
     stan: str
     local_date: str
+    health: Health | None = None  # an echo's, when the terminal service reports it
 
 
 @dataclass(frozen=True)
@@ -663,7 +693,9 @@ def parse_signon(body: object) -> NetworkManagement:
 
 
 def parse_echo(body: object) -> NetworkManagement:
-    return NetworkManagement(**REQUEST_SPECS["echo"].validate(body))
+    fields = REQUEST_SPECS["echo"].validate(body)
+    health = fields.pop("health")
+    return NetworkManagement(**fields, health=None if health is None else Health(**health))
 
 
 def _parse_financial(kind: str, body: object) -> Financial:

@@ -96,10 +96,11 @@ def mask_icc(icc: dict[int, bytes]) -> str:
 
 def mask_request(message: Financial | Reversal) -> str:
     """The request as received, as it may be stored (the dashboard shows it beside the response): the card number
-    masked, the expiry date left out, DE55 as `mask_icc` keeps it."""
-    fields = {field.name: getattr(message, field.name) for field in dataclasses.fields(message)}
-    if "pan" in fields:
-        fields["pan"] = mask_pan(fields["pan"])
+    masked (as `pan_masked`), the expiry date left out, DE55 as `mask_icc` keeps it."""
+    fields = {("pan_masked" if field.name == "pan" else field.name): getattr(message, field.name)
+              for field in dataclasses.fields(message)}
+    if "pan_masked" in fields:
+        fields["pan_masked"] = mask_pan(fields["pan_masked"])
     if "expiry" in fields:
         fields["expiry"] = "****"
     if "icc" in fields:
@@ -170,6 +171,9 @@ def echo(context: Context, message: NetworkManagement) -> str:
     """0800 echo: liveness, and the host's view of the terminal (batch, clock) so it can resynchronise."""
     with deciding(context) as context:
         terminal = open_request(context)
+        if message.health is not None:
+            terminals.record_health(context.connection, message.tid, dumps(message.health.as_dict()),
+                                    context.now.isoformat())
     return EchoAnswer("0810", "00", response_text("00"), message.stan, signed_on=bool(terminal.signed_on),
                       batch=terminal.batch if terminal.signed_on else None,
                       host_time=int(context.caller.received)).to_json()

@@ -125,6 +125,11 @@ def safe_json(value: Any) -> Any:
     return value
 
 
+def json_text(text: str | None) -> str | None:
+    """A stored JSON document as a person reads it: secrets hidden, card numbers masked, indented; None for none."""
+    return None if text is None else json.dumps(safe_json(load_json(text)), indent=2, ensure_ascii=False)
+
+
 def load_json(text: str | None) -> Any:
     if not text:
         return None

@@ -23,6 +23,7 @@ from acquirer_stub.store import events, outbox, tokens, transactions
 from acquirer_stub.store import issuers as issuer_store
 from acquirer_stub.store import settlements as settlement_store
 from acquirer_stub.store import terminals as terminal_store
+from acquirer_stub.store import transit as transit_store
 from acquirer_stub.store.db import get_db, transaction
 from acquirer_stub.store.events import record as _event
 from acquirer_stub.tsp import lifecycle
@@ -163,9 +164,7 @@ def transaction_detail(transaction_id: int) -> str:
     timeline = events.of_transaction(connection, row.id, row.tid, row.stan)
     return render_template(
         "dashboard/transaction.html", tx=row, icc=present.icc_items(row.icc_masked),
-        response=json.dumps(present.safe_json(present.load_json(row.response)), indent=2, ensure_ascii=False),
-        request=None if row.request_masked is None else json.dumps(
-            present.safe_json(present.load_json(row.request_masked)), indent=2, ensure_ascii=False),
+        response=present.json_text(row.response), request=present.json_text(row.request_masked),
         related=transactions.related(connection, row),
         timeline=[feed.event_message(connection, event) for event in timeline],
     )
@@ -178,6 +177,28 @@ def transaction_detail(transaction_id: int) -> str:
 def terminals() -> str:
     rows = terminal_store.activity(get_db(), _now().date(), handover.OPEN_STATES)
     return render_template("dashboard/terminals.html", terminals=rows)
+
+
+@bp.get("/terminals/<tid>")
+def terminal(tid: str) -> str:
+    """One terminal: what it last reported of its health, its open batch and its settled batches."""
+    connection = get_db()
+    found = terminal_store.find(connection, tid)
+    if found is None:
+        abort(404)
+    health = terminal_store.health(connection, tid)
+    reported = present.load_json(health.health) if health is not None else None
+    count, amount = transactions.batch_debits(connection, tid, found.batch)
+    open_rows = transactions.in_batch(connection, tid, found.batch, 200) if found.signed_on else []
+    today = datetime.datetime.now().astimezone().date()  # fares are stamped in the host's local time
+    fares = next((gate for gate in transit_store.figures_per_gate(connection, today) if gate.key == tid), None)
+    return render_template(
+        "dashboard/terminal.html", terminal=found, health=reported if isinstance(reported, dict) else None,
+        health_at=health.health_at if health is not None else None, batch_count=count, batch_amount=amount,
+        rows=[feed.transaction_summary(row) for row in open_rows],
+        batches=_batches(settlement_store.of_terminal(connection, tid, 20)), fares=fares, today=today,
+        exceptions=[item for item in exception_queue.items(connection, "open") if item.tid == tid],
+    )
 
 
 @bp.get("/devices")
@@ -236,15 +257,15 @@ def reversals() -> str:
                            advices=[r for r in rows if r.kind == "advice"])
 
 
+def _batches(rows: list[settlement_store.Settlement]) -> list[dict[str, Any]]:
+    return [{"row": row, "differences": clearing.batch_differences(present.load_json(row.terminal_totals),
+                                                                   present.load_json(row.host_totals)),
+             "figures": present.load_json(row.figures)} for row in rows]
+
+
 @bp.get("/settlements")
 def settlements() -> str:
-    batches = [
-        {"row": row, "differences": clearing.batch_differences(present.load_json(row.terminal_totals),
-                                                               present.load_json(row.host_totals)),
-         "figures": present.load_json(row.figures)}
-        for row in settlement_store.recent(get_db(), 100)
-    ]
-    return render_template("dashboard/settlements.html", batches=batches)
+    return render_template("dashboard/settlements.html", batches=_batches(settlement_store.recent(get_db(), 100)))
 
 
 @bp.get("/exceptions")

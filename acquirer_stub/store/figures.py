@@ -6,6 +6,7 @@ however many processes serve the API, and keeps them across a restart.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,14 +27,17 @@ def authorizations(connection: sqlite3.Connection) -> list[tuple[str, str, int]]
 
 
 def decision_latencies(connection: sqlite3.Connection, bounds_ms: Sequence[float]) -> Latencies:
-    """The authorizations' host processing times against the histogram's bounds, in one pass."""
-    counts = ", ".join(f"COALESCE(SUM(CASE WHEN latency_ms <= {float(bound)!r} THEN 1 ELSE 0 END), 0)"
-                       for bound in bounds_ms)
-    row = connection.execute(
-        f"SELECT {counts}, COUNT(*), COALESCE(SUM(latency_ms), 0) FROM transactions"
-        " WHERE kind = 'authorization' AND latency_ms IS NOT NULL").fetchone()
-    values = list(row)
-    return Latencies([int(v) for v in values[:len(bounds_ms)]], int(values[-2]), float(values[-1]))
+    """The authorizations' host processing times against the histogram's bounds: each row counted in its own bucket
+    (one CASE per row, the index covering it), the buckets then summed up to each bound."""
+    case = " ".join(f"WHEN latency_ms <= {float(bound)!r} THEN {n}" for n, bound in enumerate(bounds_ms))
+    per_bucket = [0] * (len(bounds_ms) + 1)
+    total = 0.0
+    for bucket, count, summed in connection.execute(
+            f"SELECT CASE {case} ELSE {len(bounds_ms)} END AS bucket, COUNT(*), SUM(latency_ms) FROM transactions"
+            " WHERE kind = 'authorization' AND latency_ms IS NOT NULL GROUP BY bucket"):
+        per_bucket[int(bucket)] = int(count)
+        total += float(summed)
+    return Latencies(list(itertools.accumulate(per_bucket[:-1])), sum(per_bucket), total)
 
 
 def open_batches(connection: sqlite3.Connection) -> int:

@@ -382,4 +382,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE transactions ADD COLUMN request_masked TEXT
     """,
+    # 13: the health a terminal service reports with its echo (hostproto.messages.Health, JSON) and when; /metrics
+    # counts authorizations by outcome from an index that covers the count, not from the table's wide rows
+    """
+    ALTER TABLE terminals ADD COLUMN health TEXT;
+    ALTER TABLE terminals ADD COLUMN health_at TEXT;
+    CREATE INDEX transactions_by_outcome ON transactions (kind, rc, issuer, latency_ms)
+    """,
 ]

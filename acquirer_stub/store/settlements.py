@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from acquirer_stub.store.rows import insert, newest
+from acquirer_stub.store.rows import columns, fetch_all, insert, newest
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,13 @@ class Settlement:
 def recent(connection: sqlite3.Connection, limit: int) -> list[Settlement]:
     """The newest first."""
     return newest(connection, Settlement, "settlements", limit)
+
+
+def of_terminal(connection: sqlite3.Connection, tid: str, limit: int) -> list[Settlement]:
+    """One terminal's batches, the newest first."""
+    return fetch_all(connection, Settlement,
+                     f"SELECT {columns(Settlement)} FROM settlements WHERE tid = ? ORDER BY id DESC LIMIT ?",
+                     (tid, limit))
 
 
 def add(connection: sqlite3.Connection, values: Mapping[str, object]) -> int:

@@ -35,6 +35,14 @@ class TerminalActivity(Terminal):
     ecr_open: int  # ECR sales not finished
 
 
+@dataclass(frozen=True)
+class TerminalHealth:
+    """What the terminal service last reported with its echo (`hostproto.messages.Health` as JSON), and when."""
+
+    health: str | None
+    health_at: str | None
+
+
 def all_terminals(connection: sqlite3.Connection) -> list[Terminal]:
     """By TID."""
     return fetch_all(connection, Terminal, f"SELECT {columns(Terminal)} FROM terminals ORDER BY tid")
@@ -62,6 +70,15 @@ def sign_on(connection: sqlite3.Connection, tid: str, batch: int) -> None:
 def sign_off(connection: sqlite3.Connection, tid: str) -> None:
     """A balanced settlement closed the batch: the next sale needs a sign-on (and a new batch) first."""
     connection.execute("UPDATE terminals SET signed_on = 0 WHERE tid = ?", (tid,))
+
+
+def record_health(connection: sqlite3.Connection, tid: str, health: str, at: str) -> None:
+    connection.execute("UPDATE terminals SET health = ?, health_at = ? WHERE tid = ?", (health, at, tid))
+
+
+def health(connection: sqlite3.Connection, tid: str) -> TerminalHealth | None:
+    return fetch_one(connection, TerminalHealth, f"SELECT {columns(TerminalHealth)} FROM terminals WHERE tid = ?",
+                     (tid,))
 
 
 def floor_limits(connection: sqlite3.Connection, tid: str) -> dict[str, int]:

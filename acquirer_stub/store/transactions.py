@@ -133,6 +133,13 @@ def reversals_and_advices(connection: sqlite3.Connection, limit: int) -> list[Re
         " FROM transactions r WHERE r.kind IN ('reversal', 'advice') ORDER BY r.id DESC LIMIT ?", (limit,))
 
 
+def in_batch(connection: sqlite3.Connection, tid: str, batch: int, limit: int) -> list[Transaction]:
+    """A terminal's messages in one batch, the newest first."""
+    return fetch_all(connection, Transaction,
+        f"SELECT {columns(Transaction)} FROM transactions WHERE tid = ? AND batch = ? ORDER BY id DESC LIMIT ?",
+        (tid, batch, limit))
+
+
 @dataclass(frozen=True)
 class Search:
     """What an operator looks for; every field already checked (`acquirer_stub.dashboard.search`), None = any.

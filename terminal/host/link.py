@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostproto.messages import Totals, psam_id
+from hostproto.messages import Health, Totals, psam_id
 from hostproto.responses import (
     AdviceAnswer,
     AuthorizationAnswer,
@@ -189,9 +189,13 @@ class HostLink:
         log.info("host: signed on, batch %06d", batch)
         return batch
 
-    def echo(self) -> EchoAnswer:
-        """0800 echo: liveness, and a chance to notice that the host no longer has us signed on."""
-        answer = self.client.post(ECHO, self._management())
+    def echo(self, health: Health | None = None) -> EchoAnswer:
+        """0800 echo: liveness, and a chance to notice that the host no longer has us signed on; the service adds
+        its health, which the acquirer's terminal page shows."""
+        body = self._management()
+        if health is not None:
+            body["health"] = health.as_dict()
+        answer = self.client.post(ECHO, body)
         echo = read_answer(parse_echo_answer, answer, "echo")
         if echo.rc == "00" and self.journal.batch is not None and (
                 not echo.signed_on or echo.batch != self.journal.batch):

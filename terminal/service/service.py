@@ -50,7 +50,7 @@ from typing import Any
 
 from emvcore import epurse
 from emvcore.tags import mask_pan
-from hostproto.messages import ECR_MAX_RUN_SECONDS, MAX_AMOUNT, psam_id
+from hostproto.messages import ECR_MAX_RUN_SECONDS, MAX_AMOUNT, MAX_BACKLOG, Health, psam_id
 from hostproto.money import format_yuan
 from terminal.assemble import Parts, host_link
 from terminal.config import TerminalConfig
@@ -59,7 +59,7 @@ from terminal.host.client import HostError, HostRejected
 from terminal.journal.journal import JournalError
 from terminal.kernel.outcome import Outcome
 from terminal.kernel.transit import TransitResult
-from terminal.sale import NO_CARD, SaleResult
+from terminal.sale import NO_CARD, READER_ERROR, SaleResult
 from terminal.service import notify
 from terminal.service.endpoint import REQUEST_SECONDS, EcrServer, base_url, open_server
 from terminal.service.metrics import ServiceMetrics
@@ -83,6 +83,7 @@ GATE_RESULT_SECONDS = 1.5  # the fare's outcome stays on the gate's display at l
 
 TICK_SECONDS = 0.25  # how soon the worker notices stop() and a due watchdog ping
 RESULT_SECONDS = 3.0  # the outcome stays on the lights and message line this long before idle
+HEALTH_SECONDS = 60.0  # the service's health goes to the host with an echo this often (and at start)
 ECR_NEXT = "/api/v1/ecr/next"
 ECR_ACCEPT = "/api/v1/ecr/{id}/accept"
 ECR_RESULT = "/api/v1/ecr/{id}/result"
@@ -190,6 +191,8 @@ class TerminalService:
         self._last_status = 0.0
         self._idle_at: float | None = None
         self._closed = False
+        self._last_health = -math.inf
+        self._reader_fault = False  # the last tap ended in a reader error (cleared by a tap that reads a card)
         self.metrics = ServiceMetrics(self)
 
     # -- what the endpoint and the CLI use ----------------------------------------------------------------------
@@ -416,7 +419,7 @@ class TerminalService:
         with self._lock:
             self._last_fare = last
             self._fares += 1
-        self.metrics.tapped("fare", result.outcome, None)
+        self._tapped("fare", result, None)
         log.info("fare: %s city=%s amount=%s balance_after=%s recovered=%s", result.outcome, result.city_code or "-",
                  format_yuan(result.amount),
                  format_yuan(result.balance_after) if result.balance_after is not None else "-", result.recovered)
@@ -448,8 +451,8 @@ class TerminalService:
                 "charged": result.charged, "discount": result.discount, "pan_masked": result.pan_masked,
                 "label": result.label, "cryptogram": result.cryptogram, "receipt": job.receipt,
                 "seconds": round(seconds, 3)}
-        if result.taps:
-            self.metrics.tapped(job.kind, result.outcome, result.timings.get("card_in_field"))
+        if result.taps or result.message == READER_ERROR:
+            self._tapped(job.kind, result, result.timings.get("card_in_field"))
         with self._lock:
             self._last_sale = last
             self._current = None
@@ -492,8 +495,9 @@ class TerminalService:
         self._last_flush = self._clock()
         host = self.parts.host
         try:
-            if check and host.journal.batch is not None:
-                host.echo()
+            if (check and host.journal.batch is not None) or self._clock() - self._last_health >= HEALTH_SECONDS:
+                host.echo(self._health())
+                self._last_health = self._clock()
             if host.journal.batch is None:
                 host.sign_on()
             result = host.flush()
@@ -508,6 +512,21 @@ class TerminalService:
         """The host link as last seen by the worker (signed on, batch, backlog), safe to read from any thread."""
         with self._lock:
             return dict(self._link)
+
+    def _health(self) -> Health:
+        """What the acquirer's terminal page shows of this terminal (worker thread: it reads the journal)."""
+        status = self.parts.host.status()
+        return Health("fault" if self._reader_fault else "ok", min(self.parts.reader.resets, 2**31 - 1),
+                      min(status.pending_reversals, MAX_BACKLOG), min(status.pending_advices, MAX_BACKLOG),
+                      min(int(self._clock() - self._started), 2**31 - 1))
+
+    def _tapped(self, kind: str, result: SaleResult | TransitResult, card_in_field: float | None) -> None:
+        """A transaction that reached the reader: the reader's health, and the metrics when a card came."""
+        if result.message == READER_ERROR:
+            self._reader_fault = True
+            return
+        self._reader_fault = False
+        self.metrics.tapped(kind, result.outcome, card_in_field)
 
     def _refresh_link(self) -> None:
         self._last_status = self._clock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import re
 import sqlite3
 import time
 from typing import Any
@@ -134,6 +135,34 @@ def test_signon_opens_a_new_batch_each_time_and_echo_reports_it(terminal: Termin
     assert [r["kind"] for r in rows(instance, "SELECT kind FROM events")] == ["signon", "signon"]
 
 
+HEALTH = {"reader": "fault", "reader_resets": 2, "pending_reversals": 1, "pending_advices": 3, "uptime": 3725}
+
+
+def test_an_echo_carries_the_terminals_health_to_its_page(terminal: Terminal, instance: Instance,
+                                                          operator: FlaskClient) -> None:
+    echo = {"mti": "0800", "tid": terminal.tid, "stan": terminal.next_stan(), "local_date": MMDD, "health": HEALTH}
+    assert terminal.post("/echo", echo).status_code == 200
+    (row,) = rows(instance, "SELECT health, health_at FROM terminals WHERE tid = ?", terminal.tid)
+    assert json.loads(row["health"]) == HEALTH and row["health_at"]
+    html = operator.get(f"/dashboard/terminals/{terminal.tid}").get_data(as_text=True)
+    health = html.split('id="terminal-health"', 1)[1].split("</table>", 1)[0]
+    assert "fault, 2 resets" in health and "1 h 2 min" in health
+    assert [int(n) for n in re.findall(r'<td class="num[^"]*">(\d+)</td>', health)] == [1, 3]
+    assert operator.get("/dashboard/terminals/QP999999").status_code == 404
+
+
+@pytest.mark.parametrize("health", [
+    {**HEALTH, "reader": "broken"}, {**HEALTH, "pending_reversals": -1}, {**HEALTH, "extra": 1},
+    {**HEALTH, "uptime": 2**31}, "ok",
+])
+def test_a_bad_health_report_is_refused_and_stores_nothing(terminal: Terminal, instance: Instance,
+                                                           health: object) -> None:
+    echo = {"mti": "0800", "tid": terminal.tid, "stan": terminal.next_stan(), "local_date": MMDD, "health": health}
+    answer = terminal.post("/echo", echo)
+    assert answer.status_code == 400 and answer.json["field"].startswith("health"), answer.json
+    assert rows(instance, "SELECT health FROM terminals WHERE tid = ?", terminal.tid)[0]["health"] is None
+
+
 # --- authorizations -----------------------------------------------------------------------------------------------
 
 
@@ -162,7 +191,9 @@ def test_approval_end_to_end_with_a_real_arqc(terminal: Terminal, world: World, 
     event = json.loads(rows(instance, "SELECT body FROM events WHERE kind = 'authorization'")[0]["body"])
     assert event["pan"] == row["pan_masked"] and event["rc"] == "00" and event["latency_ms"] >= 0
     received = json.loads(row["request_masked"])  # the request as received, for the dashboard: masked
-    assert (received["pan"], received["expiry"], received["stan"]) == (row["pan_masked"], "****", request["stan"])
+    assert (received["pan_masked"], received["expiry"], received["stan"]) == (row["pan_masked"], "****",
+                                                                               request["stan"])
+    assert "pan" not in received
     assert received["icc"] == stored_icc and received["amount"] == 1234
     # no full PAN or track 2 anywhere in the database file
     raw = database_bytes(instance)

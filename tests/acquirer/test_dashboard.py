@@ -27,7 +27,8 @@ from firmware.world.layout import World
 from hostproto import signing
 
 PAGES = ("/dashboard/", "/dashboard/transactions",
-         "/dashboard/terminals", "/dashboard/devices", "/dashboard/sms", "/dashboard/reversals",
+         "/dashboard/terminals", "/dashboard/terminals/QP000001", "/dashboard/devices", "/dashboard/sms",
+         "/dashboard/reversals",
          "/dashboard/settlements", "/dashboard/clearing", "/dashboard/transit", "/dashboard/issuers",
          "/dashboard/ecr", "/dashboard/tx/1", "/dashboard/exceptions")
 GUARDED = (*PAGES, "/dashboard/transactions.csv")  # every GET an operator may make and nobody else
@@ -541,7 +542,7 @@ def test_the_ecr_round_trip(app: Flask, operator: FlaskClient, world: World,
 def _open_ecr_sales(operator: FlaskClient) -> str:
     """The last cell of the demo terminal's row on /dashboard/terminals."""
     html = operator.get("/dashboard/terminals").get_data(as_text=True)
-    found = re.search(r"<td>QP000001</td>.*?<td class=\"num\">([0-9]+)</td></tr>", html, re.S)
+    found = re.search(r'QP000001</a></td>.*?<td class="num">([0-9]+)</td></tr>', html, re.S)
     assert found is not None
     return found.group(1)
 

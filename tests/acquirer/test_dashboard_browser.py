@@ -254,7 +254,8 @@ def test_a_feed_refused_as_busy_retries_and_resumes_where_it_stopped(app: Flask,
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 """Kept after the run: var/screenshots/<width>x<height>/<page>.png, every page at both sizes."""
 SIZES = ((1280, 800), (390, 844))
-OPERATOR_PAGES = ("/dashboard/", "/dashboard/transactions", "/dashboard/terminals", "/dashboard/devices",
+OPERATOR_PAGES = ("/dashboard/", "/dashboard/transactions", "/dashboard/terminals", "/dashboard/terminals/QP000001",
+                  "/dashboard/devices",
                   "/dashboard/reversals", "/dashboard/exceptions", "/dashboard/settlements", "/dashboard/clearing",
                   "/dashboard/transit", "/dashboard/issuers", "/dashboard/sms", "/dashboard/ecr")
 CARDHOLDER_PAGES = ("/cardholder/", "/cardholder/sms")

@@ -161,3 +161,6 @@ def test_the_dashboard_shows_fares_per_city_and_gate_and_the_transit_settlement(
     assert not any(f["card_number"] in page for f in fares)
     yesterday = client.get(f"/dashboard/transit?day={day - datetime.timedelta(days=1)}").get_data(as_text=True)
     assert "Transit settlement: ¥0.00" in yesterday
+    if day == datetime.datetime.now().astimezone().date():  # the gate's own page shows today's (not across midnight)
+        gate = client.get(f"/dashboard/terminals/{terminal.tid}").get_data(as_text=True)
+        assert f'<td id="gate-fares">12 · ¥{total / 100:,.2f} (' in gate

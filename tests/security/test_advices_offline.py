@@ -98,6 +98,8 @@ def test_a_forged_advice_for_a_fortune_moves_no_money_and_waits_for_an_operator(
                                                                            terminal.tid)
     opened = page.split('id="open-exceptions"', 1)[1].split("</table>", 1)[0]
     assert f'data-exception="{item["id"]}"' in opened
+    terminal_page = operator.get(f"/dashboard/terminals/{terminal.tid}").get_data(as_text=True)
+    assert f"1 · ¥{MAX_AMOUNT // 100:,}.{MAX_AMOUNT % 100:02d}</a>" in terminal_page.split('id="open-exceptions"')[1]
     for shown in (mask_pan(pan), "¥9,999,999,999.99", terminal.tid, "TC_UNVERIFIED"):
         assert shown in opened, shown
     settlements = operator.get("/dashboard/settlements").get_data(as_text=True)

@@ -366,4 +366,10 @@ def test_the_keypad_in_chromium_types_an_amount_asks_the_pin_and_shows_the_recei
         REPORT.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(REPORT / "800x480-keypad.png"))
         assert "2468" not in page.content()  # the PIN is never shown
+        for path in ("/keypad", "/display"):  # a merchant's phone: nothing wider than the screen
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.goto(running.base + path)
+            expect(page.locator("body")).to_be_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+            page.screenshot(path=str(REPORT / f"390x844-{path.strip('/')}.png"), full_page=True)
     assert running.service.status()["last_sale"]["amount"] == 12_34

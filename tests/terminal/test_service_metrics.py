@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -18,6 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_service import ISSUER, _http, _write_config
 from waits import until
 
+from acquirer_stub.instance import Instance
+from acquirer_stub.store import db
 from firmware.pn532.rig import SoftwareRig
 from firmware.world.layout import World
 from terminal.assemble import terminal
@@ -69,6 +72,21 @@ def service(rig: SoftwareRig, world: World, tmp_path: Path, host_server: HostSer
     finally:
         services[0].stop()
         worker.join(10)
+
+
+def test_the_service_reports_its_health_to_the_host(service: tuple[str, str], instance: Instance,
+                                                    world: World) -> None:
+    """At start (and every minute) the echo carries the service's health, which the terminal page shows."""
+    connection = db.connect(instance.database)
+    try:
+        row = connection.execute("SELECT health, health_at FROM terminals WHERE tid = ?",
+                                 (world.terminals()[0]["tid"],)).fetchone()
+    finally:
+        connection.close()
+    health = json.loads(row["health"])
+    assert (health["reader"], health["reader_resets"], health["pending_reversals"], health["pending_advices"]) == (
+        "ok", 0, 0, 0)
+    assert 0 <= health["uptime"] < 60 and row["health_at"]
 
 
 def test_metrics_need_their_own_token(service: tuple[str, str]) -> None:
