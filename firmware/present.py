@@ -13,7 +13,8 @@ from firmware.wallet.wallet import WALLET_FORMAT, Wallet
 
 class Presentable(Protocol):
     def uid_for_tap(self) -> bytes:
-        """The UID the reader sees at anticollision (a phone shows a new one on every tap)."""
+        """The UID the reader sees at anticollision, asked when a field powers the card (a phone draws a new random
+        one each time; it keeps it while it stays powered, `firmware.pn532.air.SoftwareCard`)."""
         ...
 
     def chip(self) -> Chip:

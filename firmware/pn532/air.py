@@ -58,8 +58,13 @@ class Picc(Protocol):
         """One ISO 14443-4 frame (RATS or a block) in, the answer out; None = nothing within `timeout`."""
         ...
 
+    def halt(self) -> None:
+        """The reader ended the tap (InRelease, or a new poll) but its field stays on: the card stays powered, so a
+        phone keeps the random UID it drew when the field powered it."""
+        ...
+
     def field_off(self) -> None:
-        """The reader's field is gone (or the card left it): the tap is over."""
+        """The reader's field is gone (or the card left it): the tap is over and the card unpowered."""
         ...
 
     @property
@@ -99,13 +104,15 @@ class SoftwareCard(Picc):
         return not self._removed
 
     def activate(self) -> TypeAIdentity | None:
-        """A new tap: a phone shows a new random UID, and nothing is selected on the chip."""
+        """A new tap: nothing is selected on the chip; a phone powered up by this field draws its random UID now,
+        and keeps it for every activation until the field goes off or it leaves (ISO 14443-3 random UID)."""
         with self._lock:
             if self._removed:
                 return None
             self._end_tap()
             chip = self.presentable.chip()
-            self.identity = TypeAIdentity.for_uid(self.presentable.uid_for_tap())
+            if self.identity is None:
+                self.identity = TypeAIdentity.for_uid(self.presentable.uid_for_tap())
             self._chip = chip
             self._engine = PiccEngine(chip.transceive, self.ats, on_deselect=chip.field_off)
             self.exchanges = 0
@@ -128,15 +135,21 @@ class SoftwareCard(Picc):
                     return None
             return self._engine.handle(frame)
 
-    def field_off(self) -> None:
+    def halt(self) -> None:
         with self._lock:
             self._end_tap()
 
+    def field_off(self) -> None:
+        with self._lock:
+            self._end_tap()
+            self.identity = None
+
     def remove(self) -> None:
-        """Taken away from the reader: silent from now on, the chip's tap state is gone."""
+        """Taken away from the reader: silent from now on, the chip's tap state and its power are gone."""
         with self._lock:
             self._removed = True
             self._end_tap()
+            self.identity = None
 
     def put_back(self) -> None:
         """Held to the reader again: it answers the next activation."""
@@ -197,6 +210,13 @@ class Field:
 
     def remove(self) -> None:
         self.place(None)
+
+    def power_off(self) -> None:
+        """The reader's RF field went off: the placed card loses power (it stays placed, for the next field)."""
+        with self._condition:
+            placed = self._placed
+        if placed is not None:
+            placed.field_off()
 
     def enter(self, picc: Picc) -> None:
         """An emulated target (a PN532 in target mode) comes into the field."""

@@ -140,7 +140,7 @@ class Pn532Chip:
             if self._current is not None:
                 self._current.aborted.set()
             self._target_mode.stop()
-            self._release_targets()
+            self._field_off()
             self._parser.reset()
             self.faults.clear()
             self._power_on_state()
@@ -368,7 +368,7 @@ class Pn532Chip:
         if not 1 <= len(params) <= 2:
             raise CommandError("PowerDown WakeUpEnable [GenerateIRQ]")
         self.power = "powerdown"
-        self._release_targets()
+        self._field_off()
         return b"\x00"
 
     def _rf_configuration(self, job: _Job, params: bytes) -> bytes:
@@ -382,7 +382,7 @@ class Pn532Chip:
         if item == 0x01:
             self.rf_on = bool(data[0] & 0x01)
             if not self.rf_on:
-                self._release_targets()  # field off: every card in it loses power
+                self._field_off()  # every card in it loses power
         elif item == 0x02:
             self.retry_timeout_code = data[2]
         elif item == 0x05:
@@ -485,8 +485,8 @@ class Pn532Chip:
         return bytes([OK | (MORE_INFORMATION if self._data_in_pending else 0)]) + chunk
 
     def _in_communicate_thru(self, job: _Job, params: bytes) -> bytes:
-        if not params:
-            raise CommandError("InCommunicateThru needs data")
+        if not params:  # nothing to send, so nothing comes back: a real chip answers with its timeout status
+            return bytes([TIMEOUT])
         injected = self.faults.take("status")
         if injected is not None:
             return bytes([int(injected)])
@@ -535,16 +535,22 @@ class Pn532Chip:
         return list(self.targets.values()) if tg == 0 else [t for n, t in self.targets.items() if n == tg]
 
     def _release(self, target: _Target) -> None:
+        """InRelease: DESELECT and forget the target; the field stays on, so the card stays powered."""
         if target.pcd is not None and not target.deselected:
             with contextlib.suppress(IsoDepTimeout, IsoDepProtocolError):
                 target.pcd.deselect()
-        target.picc.field_off()
+        target.picc.halt()
         self.targets.pop(target.number, None)
 
     def _release_targets(self) -> None:
         for target in list(self.targets.values()):
             self._release(target)
         self._data_in_pending = self._data_out_pending = b""
+
+    def _field_off(self) -> None:
+        """RF off (RFConfiguration, PowerDown, a reset): every target released and the card in the field unpowered."""
+        self._release_targets()
+        self.field.power_off()
 
 
 def _without_cascade_tags(uid: bytes) -> bytes:
@@ -675,6 +681,9 @@ class _TargetPicc:
             return self._engine.handle(frame)
         except _NoAnswer:
             return None
+
+    def halt(self) -> None:
+        self.release()
 
     def field_off(self) -> None:
         self.release()

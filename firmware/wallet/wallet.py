@@ -257,7 +257,7 @@ class Wallet:
     # -- what the terminal sees -------------------------------------------------------------------------
 
     def uid_for_tap(self) -> bytes:
-        """ISO 14443-3 random UID: 4 bytes starting 08, new on every activation."""
+        """ISO 14443-3 random UID: 4 bytes starting 08, drawn anew each time a field powers the phone."""
         return b"\x08" + secrets.token_bytes(3)
 
     def chip(self) -> Chip:

@@ -558,7 +558,8 @@ def test_settlement_balances_to_the_fen_and_closes_the_batch(terminal: Terminal,
 
     # the batch is closed: sales need a new sign-on, a late reversal of a settled sale moves no money
     assert terminal.post("/authorizations", financial(terminal, world, "icbc-debit", 1_00, batch)).json["rc"] == "77"
-    settled_sale = rows(instance, "SELECT stan FROM transactions WHERE kind = 'authorization' AND rc = '00'")[0]
+    settled_sale = rows(instance, "SELECT stan FROM transactions WHERE kind = 'authorization' AND state = 'approved'"
+                               " ORDER BY id")[0]  # the first sale (the ¥10.00): standing, not reversed
     late = terminal.post("/reversals", {**reversal(terminal, {"stan": settled_sale["stan"], "local_date": MMDD,
                                                               "amount": 1000})})
     assert late.json["outcome"] == "settled"

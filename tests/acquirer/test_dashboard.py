@@ -610,7 +610,7 @@ def test_the_ecr_protocol_refuses_what_it_must(app: Flask, operator: FlaskClient
     _post(operator, "/dashboard/ecr", tid=terminal.tid, amount="2.00")
     pending = connection.execute("SELECT MAX(id) FROM ecr_requests").fetchone()[0]
     assert terminal.result(pending, {"rc": "00", "text": "x", "stan": None}).status_code == 409  # not taken yet
-    for amount in ("0", "-1", "1.001", "abc", "1000000"):
+    for amount in ("0", "-1", "1.001", "abc", "1000000", "12,34", "1,2345"):  # "12,34" is not ¥1,234.00
         _post(operator, "/dashboard/ecr", tid=terminal.tid, amount=amount)
     assert _post(operator, "/dashboard/ecr", tid="NOPE0000", amount="1.00").status_code == 400
     assert connection.execute("SELECT COUNT(*) FROM ecr_requests").fetchone()[0] == 2

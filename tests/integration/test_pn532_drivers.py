@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from pn532_reader import qpboc_tap
 from pyemv import kd, mac, tools
 
 from firmware.emulate import emulate
+from firmware.pn532.air import SOFTWARE_CARD_ATS
 from firmware.pn532.rig import SoftwareRig
 from firmware.world.layout import World
 from hardware.pn532 import Pn532Error, in_data_exchange, open_pn532
@@ -57,7 +61,7 @@ def test_pn532pi_lists_the_phone_and_runs_a_qpboc_tap(rig: SoftwareRig, world: W
         assert pn532.inRelease()
         assert rig.fingerprint("right-thumb")
         found, second_uid = pn532.readPassiveTargetID(0, 1000, inlist=True)
-        assert found and second_uid != uid  # a phone shows a new UID on every tap
+        assert found and second_uid == uid  # it stayed in the field, powered: a phone keeps its random UID
         card, terminal, sw = qpboc_tap(interface, 1234)
         assert sw == 0x9000 and card[0x9F10][4] == 0xA0 and card[0x9F6C][1] & 0x80
         assert _token_arqc_ok(world, card, terminal)
@@ -111,6 +115,44 @@ def test_nfcpy_opens_the_chip_senses_the_card_and_speaks_iso_dep(
         frontend.close()
     assert rig.chips["pos"].baud == 115200  # nfcpy's close puts the chip back to 115200
     assert rig.chips["pos"].power == "powerdown"
+
+
+def test_nfcpy_senses_one_phone_with_its_ats_however_often_it_polls(
+    rig: SoftwareRig, world: World, tmp_path: Path
+) -> None:
+    """A phone keeps its random UID while the field stays on: polling again (InListPassiveTarget, through nfcpy's
+    chipset layer) finds the same target. (nfcpy's own `sense` turns the field off first, so each `sense` meets a
+    freshly powered phone, as with a real one.)"""
+    rig.present(world.demo_phone)
+    transport = nfc.clf.transport.TTY(os.path.realpath(tmp_path / "pos"))
+    frontend = nfc.ContactlessFrontend()
+    frontend.device = nfc.clf.pn532.init(transport)
+    try:
+        first = frontend.sense(nfc.clf.RemoteTarget("106A"))
+        assert first is not None and first.sel_res == b"\x20" and first.sdd_res[0] == 0x08  # a random UID
+        for _ in range(3):
+            assert bytes(frontend.exchange(bytearray.fromhex("E080"), 0.03)) == SOFTWARE_CARD_ATS  # RATS → ATS
+            frontend.exchange(bytearray.fromhex("C2"), 0.03)  # S(DESELECT), then poll again, field on
+            again = frontend.device.chipset.in_list_passive_target(1, 0, b"")
+            assert again is not None and bytes(again[4:]) == bytes(first.sdd_res)
+    finally:
+        frontend.close()
+
+
+def test_libnfc_nfc_list_lists_one_phone_with_its_ats(rig: SoftwareRig, world: World, tmp_path: Path) -> None:
+    """libnfc's own nfc-list (Debian libnfc-bin) polls, deselects and polls again until no new target answers:
+    one phone in the field is one target, listed with its ATS."""
+    if shutil.which("nfc-list") is None:
+        pytest.fail("nfc-list is missing: install Debian's libnfc-bin (./scripts/test does this when it is absent)")
+    rig.present(world.demo_phone)
+    env = {**os.environ, "LIBNFC_DEVICE": f"pn532_uart:{os.path.realpath(tmp_path / 'pos')}",
+           "LIBNFC_AUTO_SCAN": "false", "LIBNFC_INTRUSIVE_SCAN": "false", "LIBNFC_LOG_LEVEL": "1"}
+    listed = subprocess.run(["nfc-list", "-v"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert "1 ISO14443A passive target(s) found" in listed.stdout, listed.stdout
+    assert len(re.findall(r"UID \(NFCID[0-9]\): 08 ", listed.stdout)) == 1  # one target, a random UID
+    ats = "  ".join(f"{byte:02x}" for byte in SOFTWARE_CARD_ATS[1:])  # nfc-list prints the ATS without TL
+    assert f"ATS: {ats}" in listed.stdout, listed.stdout
 
 
 def test_two_pn532s_a_reader_and_a_card_emulator_both_driven_by_pn532pi(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from firmware.pn532.rig import SoftwareRig
+from firmware.wallet.wallet import Wallet
 from firmware.world.layout import World
 from terminal.config import ReaderConfig
 from terminal.kernel.errors import CardGone
@@ -104,18 +106,24 @@ def test_status_errors_split_into_card_gone_and_reader_faults(
     assert caught.value.status == 0x0E
 
 
-def test_a_phone_shows_a_new_uid_every_tap_and_is_still_selected_by_aid(
-    reader: Pn532Reader, rig: SoftwareRig, world: World
+def test_a_phone_keeps_its_uid_while_in_the_field_and_is_still_selected_by_aid(
+    reader: Pn532Reader, rig: SoftwareRig, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    drawn = itertools.count(1)  # the phone's random UIDs in a known order: the test counts draws, not random bytes
+    monkeypatch.setattr(Wallet, "uid_for_tap", lambda self: bytes([0x08, 0x00, 0x00, next(drawn)]))
     rig.present(world.demo_phone)
     uids = []
     for _ in range(3):
         target = reader.wait_for_card(1.0)
-        assert target is not None and target.uid[0] == 0x08
+        assert target is not None
         uids.append(target.uid)
         assert reader.transceive(PPSE)[-2:] == b"\x90\x00"
         reader.release()
-    assert len(set(uids)) == 3
+    assert uids == [bytes.fromhex("08000001")] * 3  # powered all along: one UID
+    rig.remove()
+    rig.present(world.demo_phone)  # taken away and back: powered again, a new UID
+    target = reader.wait_for_card(1.0)
+    assert target is not None and target.uid == bytes.fromhex("08000002")
 
 
 def test_a_chip_that_misses_an_ack_is_reopened_and_the_poll_goes_on(

@@ -69,6 +69,9 @@ class FakePicc:
     def exchange(self, frame: bytes, timeout: float) -> bytes | None:
         return None
 
+    def halt(self) -> None:
+        pass
+
     def field_off(self) -> None:
         self.field_offs += 1
 

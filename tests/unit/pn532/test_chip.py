@@ -149,6 +149,9 @@ class EchoPicc:
     def exchange(self, frame: bytes, timeout: float) -> bytes | None:
         return self.engine.handle(frame)
 
+    def halt(self) -> None:
+        self.engine.reset()
+
     def field_off(self) -> None:
         self.field_offs += 1
 
@@ -495,6 +498,44 @@ def test_in_data_exchange_chains_with_mi_both_ways(host: Host, field: Field) -> 
     assert picc.apdus == [apdu]  # the card saw the whole C-APDU, once
     ack, data = host.command(b"\x40\x01\x00\xb2\x01\x0c\x00")  # and the next exchange starts afresh
     assert ack and data == b"\x40" + EchoPicc.answer_to(b"\x00\xb2\x01\x0c\x00")[:262]
+
+
+def test_an_empty_in_communicate_thru_times_out_as_the_chip_does(host: Host, field: Field,
+                                                                  card: SoftwareCard) -> None:
+    """Drivers send one during discovery and expect the timeout status (01), not a syntax error frame."""
+    assert host.command(bytes.fromhex("42")) == (True, b"\x01")
+    list_card(host, field, card)
+    assert host.command(bytes.fromhex("42")) == (True, b"\x01")
+
+
+class CountingPhone:
+    """A phone's random UIDs, drawn in a known order (the test counts the draws instead of comparing random bytes)."""
+
+    def __init__(self, card_path: Path) -> None:
+        self.presentable = load_presentable(card_path)
+        self.drawn = 0
+
+    def uid_for_tap(self) -> bytes:
+        self.drawn += 1
+        return bytes([0x08, 0x00, 0x00, self.drawn])
+
+    def chip(self) -> object:
+        return self.presentable.chip()
+
+
+def test_a_phone_keeps_its_uid_while_the_field_stays_on(host: Host, field: Field, card_path: Path) -> None:
+    phone = CountingPhone(card_path)
+    field.place(SoftwareCard(phone))  # type: ignore[arg-type]
+    first = host.command(bytes.fromhex("4A0100"))[1]
+    assert host.command(bytes.fromhex("5200")) == (True, b"\x00")  # InRelease: the field stays on
+    again = host.command(bytes.fromhex("4A0100"))[1]
+    assert first == again and first is not None and first[6:10] == bytes.fromhex("08000001") and phone.drawn == 1
+    assert host.command(bytes.fromhex("320100")) == (True, b"")  # RFConfiguration: RF field off
+    after = host.command(bytes.fromhex("4A0100"))[1]
+    assert after is not None and after[6:10] == bytes.fromhex("08000002") and phone.drawn == 2
+    field.remove()
+    field.place(SoftwareCard(phone))  # type: ignore[arg-type]
+    assert host.command(bytes.fromhex("4A0100"))[1][6:10] == bytes.fromhex("08000003")  # type: ignore[index]
 
 
 def test_in_communicate_thru_carries_raw_iso_dep(host: Host, field: Field, card: SoftwareCard, card_path: Path) -> None:
