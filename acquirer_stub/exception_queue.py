@@ -41,9 +41,11 @@ def open_item(connection: sqlite3.Connection, transaction_id: int, transaction: 
     return store.add(connection, transaction_id, **{name: transaction[name] for name in fields})
 
 
-def items(connection: sqlite3.Connection, state: str, limit: int = 300) -> list[ExceptionItem]:
-    """Open items oldest first (the work queue); resolved ones newest first (the record)."""
-    return store.in_state(connection, state, newest_first=state != "open", limit=limit)
+def items(connection: sqlite3.Connection, state: str, limit: int = 300, *,
+          tid: str | None = None) -> list[ExceptionItem]:
+    """Open items oldest first (the work queue); resolved ones newest first (the record); of one terminal's when
+    `tid` is given."""
+    return store.in_state(connection, state, newest_first=state != "open", limit=limit, tid=tid)
 
 
 def resolve(connection: sqlite3.Connection, item_id: int, resolution: str, note: str, *, by: str,

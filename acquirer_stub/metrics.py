@@ -15,27 +15,20 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 from flask_login import current_user
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from acquirer_stub import process_metrics
+from acquirer_stub.process_metrics import PREFIX
 from acquirer_stub.store import db, figures
+from acquirer_stub.web import bearer_token
 
 bp = Blueprint("metrics", __name__)
 
-PREFIX = "quickpass_acquirer_"
 LATENCY_BOUNDS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-_PROCESS = CollectorRegistry(auto_describe=True)
-RATE_LIMIT_REFUSALS = Counter(f"{PREFIX}rate_limit_refusals", "Requests refused (429) because a rate limit was used"
-                              " up, by limit.", ["limit"], registry=_PROCESS)
-
-
-def refused(scope: str) -> None:
-    RATE_LIMIT_REFUSALS.labels(limit=scope).inc()
-
 
 class StoreCollector(Collector):
     """Reads the figures on each scrape, in one short read on its own connection."""
@@ -44,7 +37,7 @@ class StoreCollector(Collector):
         self.database = database
 
     def collect(self) -> Iterator[Metric]:
-        yield from _PROCESS.collect()
+        yield from process_metrics.REGISTRY.collect()
         connection = db.connect(self.database)  # type: ignore[arg-type]
         try:
             authorizations = figures.authorizations(connection)
@@ -83,9 +76,9 @@ def _allowed() -> bool:
     instance = current_app.config["INSTANCE"]
     if instance.metrics_public:
         return True
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and instance.metrics_token and hmac.compare_digest(
-            token.strip().encode(), instance.metrics_token.encode()):
+    token = bearer_token()
+    if token is not None and instance.metrics_token and hmac.compare_digest(token.encode(),
+                                                                            instance.metrics_token.encode()):
         return True
     return bool(current_user.is_authenticated and current_user.role == "operator")
 

@@ -20,7 +20,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from acquirer_stub import metrics
+from acquirer_stub import process_metrics
 from acquirer_stub.store import throttle as store
 
 MINUTE = 60
@@ -69,7 +69,7 @@ def check(connection: sqlite3.Connection, limit: Limit, key: str) -> None:
     window = store.find(connection, limit.scope, key)
     moment = now()
     if window is not None and window.resets > moment and window.count >= limit.count:
-        metrics.refused(limit.scope)
+        process_metrics.refused(limit.scope)
         raise Throttled(limit, key, max(1, math.ceil(window.resets - moment)))
 
 

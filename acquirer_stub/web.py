@@ -83,6 +83,12 @@ def role_required(role: str) -> Callable:
     return decorate
 
 
+def bearer_token() -> str | None:
+    """The token of the request's `Authorization: Bearer …` header; None without one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def client_address() -> str:
     """The peer's address as the server saw it (no X-Forwarded-For: nothing here runs behind a proxy)."""
     return request.remote_addr or "unknown"

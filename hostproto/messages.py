@@ -468,15 +468,16 @@ def _financial(mtis: tuple[str, ...], what: str) -> Object:
 
 
 MAX_BACKLOG = 100_000  # journal items a terminal may report still to send
+MAX_HEALTH_COUNT = 2**31 - 1  # reader resets, seconds of uptime: what a terminal reports, capped
 
 _HEALTH = Object(
     {
         "reader": Code(("ok", "fault"), "The contactless reader: ok, or fault (its last tap ended in a reader "
                                         "error, not cleared by a tap since)."),
-        "reader_resets": Integer(0, 2**31 - 1, "Reader resets since the terminal service started."),
+        "reader_resets": Integer(0, MAX_HEALTH_COUNT, "Reader resets since the terminal service started."),
         "pending_reversals": Integer(0, MAX_BACKLOG, "Reversals in the terminal's journal still to send."),
         "pending_advices": Integer(0, MAX_BACKLOG, "Offline advices in the terminal's journal still to send."),
-        "uptime": Integer(0, 2**31 - 1, "Seconds since the terminal service started."),
+        "uptime": Integer(0, MAX_HEALTH_COUNT, "Seconds since the terminal service started."),
     },
     "The terminal's own view of its health, shown on the acquirer's terminal page.",
 )

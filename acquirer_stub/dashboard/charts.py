@@ -232,6 +232,9 @@ def stacked_chart(columns: Sequence[tuple[str, Counter[str]]], *, title: str) ->
     names = [name for name, _ in totals.most_common()]
     shown = names if len(names) <= SERIES else [*names[:SERIES - 1], "other"]
     slot = {name: min(n, SERIES - 1) for n, name in enumerate(names)}
+    per_slot: Counter[int] = Counter()
+    for name, count in totals.items():
+        per_slot[slot[name]] += count
     legend_rows = math.ceil(len(shown) / 2)
     height, base, left = 180 + 16 * legend_rows, 150, 30
     top = max((sum(counts.values()) for _, counts in columns), default=0) or 1
@@ -267,6 +270,6 @@ def stacked_chart(columns: Sequence[tuple[str, Counter[str]]], *, title: str) ->
         x, y = (n % 2) * (_WIDTH // 2), base + 34 + 16 * (n // 2)
         parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" class="bar s{n}"/>'
                      f'<text x="{x + 14}" y="{y}" class="chart-label">{escape(_short(name, 40))}'
-                     f" ({sum(totals[k] for k in names if min(slot[k], SERIES - 1) == n)})</text>")
+                     f" ({per_slot[n]})</text>")
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -59,7 +59,8 @@ def scrub(text: Any) -> str:
 
 
 def entry_mode(code: str | None) -> str:
-    """DE22 as words ("contactless chip (qPBOC), no PIN"), the code kept after them for whoever reads ISO 8583."""
+    """DE22 as words, the code kept after them for whoever reads ISO 8583: "Contactless chip (qPBOC), no PIN pad
+    (072)"."""
     if not code:
         return ""
     words = ENTRY_MODES.get(code[:2])

@@ -183,21 +183,20 @@ def terminals() -> str:
 def terminal(tid: str) -> str:
     """One terminal: what it last reported of its health, its open batch and its settled batches."""
     connection = get_db()
-    found = terminal_store.find(connection, tid)
+    found = terminal_store.page(connection, tid)
     if found is None:
         abort(404)
-    health = terminal_store.health(connection, tid)
-    reported = present.load_json(health.health) if health is not None else None
+    reported = present.load_json(found.health)
     count, amount = transactions.batch_debits(connection, tid, found.batch)
     open_rows = transactions.in_batch(connection, tid, found.batch, 200) if found.signed_on else []
     today = datetime.datetime.now().astimezone().date()  # fares are stamped in the host's local time
-    fares = next((gate for gate in transit_store.figures_per_gate(connection, today) if gate.key == tid), None)
+    fares = transit_store.figures_per_gate(connection, today, tid=tid)
     return render_template(
         "dashboard/terminal.html", terminal=found, health=reported if isinstance(reported, dict) else None,
-        health_at=health.health_at if health is not None else None, batch_count=count, batch_amount=amount,
+        health_at=found.health_at, batch_count=count, batch_amount=amount,
         rows=[feed.transaction_summary(row) for row in open_rows],
-        batches=_batches(settlement_store.of_terminal(connection, tid, 20)), fares=fares, today=today,
-        exceptions=[item for item in exception_queue.items(connection, "open") if item.tid == tid],
+        batches=_batches(settlement_store.of_terminal(connection, tid, 20)), fares=fares[0] if fares else None,
+        today=today, exceptions=exception_queue.items(connection, "open", tid=tid),
     )
 
 

@@ -35,11 +35,14 @@ def add(connection: sqlite3.Connection, transaction_id: int, *, tid: str, batch:
         "issuer": issuer, "reason": reason, "created": created})
 
 
-def in_state(connection: sqlite3.Connection, state: str, *, newest_first: bool, limit: int) -> list[ExceptionItem]:
+def in_state(connection: sqlite3.Connection, state: str, *, newest_first: bool, limit: int,
+             tid: str | None = None) -> list[ExceptionItem]:
     order = "DESC" if newest_first else "ASC"
+    of_terminal = "" if tid is None else " AND tid = ?"
     return fetch_all(connection, ExceptionItem,
-        f"SELECT {columns(ExceptionItem)} FROM exception_items WHERE state = ? ORDER BY id {order} LIMIT ?",
-        (state, limit))
+        f"SELECT {columns(ExceptionItem)} FROM exception_items WHERE state = ?{of_terminal}"
+        f" ORDER BY id {order} LIMIT ?",
+        (state, *(() if tid is None else (tid,)), limit))
 
 
 def find(connection: sqlite3.Connection, item_id: int) -> ExceptionItem | None:

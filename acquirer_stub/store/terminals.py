@@ -36,8 +36,9 @@ class TerminalActivity(Terminal):
 
 
 @dataclass(frozen=True)
-class TerminalHealth:
-    """What the terminal service last reported with its echo (`hostproto.messages.Health` as JSON), and when."""
+class TerminalPage(Terminal):
+    """A terminal with what its service last reported with its echo (`hostproto.messages.Health` as JSON), and
+    when: the dashboard's page of one terminal."""
 
     health: str | None
     health_at: str | None
@@ -76,9 +77,9 @@ def record_health(connection: sqlite3.Connection, tid: str, health: str, at: str
     connection.execute("UPDATE terminals SET health = ?, health_at = ? WHERE tid = ?", (health, at, tid))
 
 
-def health(connection: sqlite3.Connection, tid: str) -> TerminalHealth | None:
-    return fetch_one(connection, TerminalHealth, f"SELECT {columns(TerminalHealth)} FROM terminals WHERE tid = ?",
-                     (tid,))
+def page(connection: sqlite3.Connection, tid: str) -> TerminalPage | None:
+    """None: no such terminal."""
+    return fetch_one(connection, TerminalPage, f"SELECT {columns(TerminalPage)} FROM terminals WHERE tid = ?", (tid,))
 
 
 def floor_limits(connection: sqlite3.Connection, tid: str) -> dict[str, int]:

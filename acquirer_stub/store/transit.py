@@ -71,11 +71,13 @@ def figures_per_city(connection: sqlite3.Connection, day: datetime.date) -> list
     return per_city(connection, "transit_fares", "received", day)
 
 
-def figures_per_gate(connection: sqlite3.Connection, day: datetime.date) -> list[Figures]:
+def figures_per_gate(connection: sqlite3.Connection, day: datetime.date, *, tid: str | None = None) -> list[Figures]:
+    """Every gate's fares of `day`, or only the gate `tid`'s (none: it cleared nothing that day)."""
+    one = "" if tid is None else " AND f.tid = ?"
     return [Figures(row["key"], f"{row['key']} ({row['name']})", row["n"], row["amount"]) for row in connection.execute(
         "SELECT f.tid AS key, COALESCE(t.name, f.tid) AS name, COUNT(*) AS n, SUM(f.amount) AS amount"
-        " FROM transit_fares f LEFT JOIN terminals t ON t.tid = f.tid WHERE substr(f.received, 1, 10) = ?"
-        " GROUP BY f.tid, t.name ORDER BY f.tid", (day.isoformat(),))]
+        f" FROM transit_fares f LEFT JOIN terminals t ON t.tid = f.tid WHERE substr(f.received, 1, 10) = ?{one}"
+        " GROUP BY f.tid, t.name ORDER BY f.tid", (day.isoformat(), *(() if tid is None else (tid,))))]
 
 
 def refused_count(connection: sqlite3.Connection, day: datetime.date) -> int:

@@ -16,7 +16,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from acquirer_stub import accounts, fields, throttle
 from acquirer_stub.store.db import get_db
 from acquirer_stub.tsp import binding
-from acquirer_stub.web import client_address, csrf
+from acquirer_stub.web import bearer_token, client_address, csrf
 
 bp = Blueprint("tsp", __name__, url_prefix="/tsp/v1")
 csrf.exempt(bp)
@@ -69,8 +69,8 @@ def _authenticate() -> Any:
     """Every path but the login needs `Authorization: Bearer <token>` of a cardholder."""
     if request.endpoint in PUBLIC:
         return None
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token()
+    if token is None:
         return _error(401, "log in first: POST /tsp/v1/sessions, then send Authorization: Bearer <token>")
     max_age = int(current_app.config.get("TSP_SESSION_SECONDS", DEFAULT_SESSION_SECONDS))
     try:

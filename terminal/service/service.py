@@ -50,7 +50,7 @@ from typing import Any
 
 from emvcore import epurse
 from emvcore.tags import mask_pan
-from hostproto.messages import ECR_MAX_RUN_SECONDS, MAX_AMOUNT, MAX_BACKLOG, Health, psam_id
+from hostproto.messages import ECR_MAX_RUN_SECONDS, MAX_AMOUNT, MAX_BACKLOG, MAX_HEALTH_COUNT, Health, psam_id
 from hostproto.money import format_yuan
 from terminal.assemble import Parts, host_link
 from terminal.config import TerminalConfig
@@ -516,9 +516,9 @@ class TerminalService:
     def _health(self) -> Health:
         """What the acquirer's terminal page shows of this terminal (worker thread: it reads the journal)."""
         status = self.parts.host.status()
-        return Health("fault" if self._reader_fault else "ok", min(self.parts.reader.resets, 2**31 - 1),
+        return Health("fault" if self._reader_fault else "ok", min(self.parts.reader.resets, MAX_HEALTH_COUNT),
                       min(status.pending_reversals, MAX_BACKLOG), min(status.pending_advices, MAX_BACKLOG),
-                      min(int(self._clock() - self._started), 2**31 - 1))
+                      min(int(self._clock() - self._started), MAX_HEALTH_COUNT))
 
     def _tapped(self, kind: str, result: SaleResult | TransitResult, card_in_field: float | None) -> None:
         """A transaction that reached the reader: the reader's health, and the metrics when a card came."""
