@@ -1,4 +1,4 @@
-"""pn532pi as it is, on any serial device, with its gaps filled (doc pn532.md §4).
+"""pn532pi as it is, on any serial device or on I2C and SPI, with its gaps filled (doc pn532.md §4).
 
 pn532pi's HSU class opens only /dev/serial0|1, cannot read or write extended frames (so APDUs over about
 252 bytes fail), leaves a late answer in the input buffer to poison every later command, and sends
@@ -7,6 +7,9 @@ InDataExchange to target 0 unless told to list the target. This adapter subclass
 """
 
 from __future__ import annotations
+
+import logging
+from typing import Any
 
 from pn532pi.interfaces.pn532hsu import PN532_WAKEUP, Pn532Hsu
 from pn532pi.interfaces.pn532Interface import (
@@ -17,6 +20,8 @@ from pn532pi.interfaces.pn532Interface import (
 )
 from pn532pi.nfc.pn532 import Pn532
 from serial import Serial, SerialException
+
+log = logging.getLogger("hardware.pn532")
 
 TFI_HOST, TFI_CHIP = 0xD4, 0xD5
 ACK = b"\x00\x00\xff\x00\xff\x00"
@@ -119,6 +124,41 @@ class SerialHsu(Pn532Hsu):
 
     def close(self) -> None:
         self._serial.close()
+
+
+def bus_interface(interface: str, *, i2c_bus: int = 1, spi_cs: int = 0, spi_speed_hz: int = 1_000_000) -> Any:
+    """pn532pi's own `Pn532I2c` or `Pn532Spi` (imported only here: they need quick2wire or spidev), with one gap
+    filled: a bus error in the middle of a command (an I2C "Remote I/O error", EREMOTEIO on a Pi 5, a node gone)
+    reads as a chip that did not answer, so the reader resets it, instead of an exception out of pn532pi."""
+    if interface == "i2c":
+        from pn532pi.interfaces.pn532i2c import Pn532I2c
+
+        chip: Any = type("BusI2c", (_BusErrorsAsSilence, Pn532I2c), {})(i2c_bus)
+        chip.device = f"I2C bus {i2c_bus}"
+    else:
+        from pn532pi.interfaces.pn532spi import Pn532Spi
+
+        chip = type("BusSpi", (_BusErrorsAsSilence, Pn532Spi), {})(spi_cs, spi_speed_hz)
+        chip.device = f"SPI0 CE{spi_cs}"
+    return chip
+
+
+class _BusErrorsAsSilence:
+    device: str
+
+    def writeCommand(self, header: bytearray, body: bytearray | None = None) -> int:
+        try:
+            return super().writeCommand(header, bytearray() if body is None else body)  # type: ignore[misc]
+        except OSError as error:
+            log.warning("PN532 on %s: %s", self.device, error)
+            return PN532_TIMEOUT
+
+    def readResponse(self, timeout: int = 1000) -> tuple[int, bytearray]:
+        try:
+            return super().readResponse(timeout)  # type: ignore[misc]
+        except OSError as error:
+            log.warning("PN532 on %s: %s", self.device, error)
+            return PN532_TIMEOUT, bytearray()
 
 
 def open_pn532(device: str, baudrate: int = 115200) -> tuple[Pn532, SerialHsu]:

@@ -112,6 +112,7 @@ class Pn532Chip:
         self._state_lock = threading.RLock()
         self._target_mode = _TargetMode(self)
         self.frames_rejected = 0
+        self.reset_listeners: list[Callable[[], None]] = []  # a bus target drops the frames not yet read
         self._power_on_state()
         self._worker = threading.Thread(target=self._work, name=f"pn532-{name}", daemon=True)
         self._worker.start()
@@ -144,6 +145,8 @@ class Pn532Chip:
             self._parser.reset()
             self.faults.clear()
             self._power_on_state()
+            for listener in self.reset_listeners:
+                listener()
 
     def close(self) -> None:
         self.reset()

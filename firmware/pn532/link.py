@@ -1,9 +1,10 @@
 """Link model: how long a real PN532 rig would take, as plain arithmetic (no sleeping, no clock).
 
 The same numbers pace the simulated link (the caller sleeps) and give benchmarks their physical lower
-bound, so every function states its formula. Two links are modelled:
+bound, so every function states its formula. The links modelled:
 
-* the host UART, 8N1 (10 bits per byte), at a SetSerialBaudRate speed;
+* the host UART, 8N1 (10 bits per byte), at a SetSerialBaudRate speed, or the host's I2C bus (9 clocks a byte)
+  or SPI bus (8 clocks a byte) at its clock;
 * the 13.56 MHz air interface, ISO/IEC 14443 type A at 106 kbit/s: one bit = 128 carrier cycles.
 
 It is a model. Frame delay times use the ISO/IEC 14443-3 minimums; waiting-time extensions,
@@ -89,6 +90,29 @@ def uart_exchange_seconds(command_payload: int, response_payload: int, baud: int
     _check_count("wakeup_bytes", wakeup_bytes)
     total = wakeup_bytes + pn532_frame_bytes(command_payload) + ACK_BYTES + pn532_frame_bytes(response_payload)
     return uart_seconds(total, baud)
+
+
+# --- the host buses: I2C and SPI ---------------------------------------------------------------------
+
+I2C_CLOCKS_PER_BYTE = 9  # 8 data bits + the ACK bit
+I2C_FRAMING_CLOCKS = 2  # START and STOP (a repeated START costs the same)
+SPI_CLOCKS_PER_BYTE = 8
+
+
+def i2c_seconds(nbytes: int, clock_hz: int) -> float:
+    """One I2C transaction of ``nbytes`` data bytes: ``((nbytes + 1 address byte) · 9 + 2) / clock``."""
+    _check_count("nbytes", nbytes)
+    if clock_hz <= 0:
+        raise ValueError(f"clock_hz must be positive, got {clock_hz}")
+    return ((nbytes + 1) * I2C_CLOCKS_PER_BYTE + I2C_FRAMING_CLOCKS) / clock_hz
+
+
+def spi_seconds(nbytes: int, clock_hz: int) -> float:
+    """One SPI transfer (chip select low for ``nbytes``): ``nbytes · 8 / clock``."""
+    _check_count("nbytes", nbytes)
+    if clock_hz <= 0:
+        raise ValueError(f"clock_hz must be positive, got {clock_hz}")
+    return nbytes * SPI_CLOCKS_PER_BYTE / clock_hz
 
 
 # --- the air interface (ISO/IEC 14443-3 type A, 106 kbit/s) ------------------------------------------

@@ -1,19 +1,23 @@
 """`pos-card pn532`: software PN532s on pseudo-terminals around one virtual RF field.
 
-Each --link is one chip on its own pty. They share the field, so one chip can read a card file placed in
-it, or another chip that a host put in target mode (TgInitAsTarget). A control socket lets tests and
+Each --link is one chip on its own pty; in-process users (the tests, the HIL rig) may put a chip on a simulated
+I2C or SPI device node instead (`buses`, see devices.py). They share the field, so one chip can read a card file
+placed in it, or another chip that a host put in target mode (TgInitAsTarget). A control socket lets tests and
 people tap, hold and remove cards, do the phone's fingerprint, inject faults and reset a chip.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from firmware.cards.card import Chip
 from firmware.cards.cardfile import PlainCard
+from firmware.pn532 import devices
 from firmware.pn532.air import Field, SoftwareCard
+from firmware.pn532.bus import I2C_DEFAULT_HZ, I2cTarget, SpiTarget
 from firmware.pn532.chip import Pn532Chip
 from firmware.pn532.faults import Faults
 from firmware.pn532.pty import PtyLink
@@ -43,36 +47,51 @@ class PresentedFile:
 
 
 class SoftwareRig:
-    def __init__(self, links: list[Path], *, link_model: bool = False) -> None:
-        if not links:
+    def __init__(self, links: list[Path], *, link_model: bool = False, buses: dict[str, str] | None = None,
+                 i2c_hz: int = I2C_DEFAULT_HZ) -> None:
+        """`links`: a chip on a pty at each path, named by the file name; `buses`: chip name → the simulated
+        device node it answers on (/dev/i2c-N at `i2c_hz`, or /dev/spidevB.C)."""
+        if not links and not buses:
             raise RigError("at least one --link is needed")
         self.field = Field()
         self.chips: dict[str, Pn532Chip] = {}
-        self._ptys: list[PtyLink] = []
+        self._ptys: dict[str, PtyLink] = {}
+        self._nodes: dict[str, str] = {}
         self._card: SoftwareCard | None = None
         self._tap_timer: threading.Timer | None = None
         self._lock = threading.RLock()
         try:
             for path in links:
-                self._add_chip(path, link_model)
+                self._add_chip(path.name, link_model, path=path)
+            for name, node in (buses or {}).items():
+                self._add_chip(name, link_model, node=node, i2c_hz=i2c_hz)
         except BaseException:
             self.close()
             raise
 
-    def _add_chip(self, path: Path, link_model: bool) -> None:
-        name = path.name
+    def _add_chip(self, name: str, link_model: bool, *, path: Path | None = None, node: str | None = None,
+                  i2c_hz: int = I2C_DEFAULT_HZ) -> None:
         if name in self.chips:
             raise RigError(f"two links named {name}")
-        pty: PtyLink | None = None
+        sink: list[Callable[[bytes], None]] = []
 
         def output(data: bytes) -> None:
-            if pty is not None:
-                pty.write(data)
+            if sink:
+                sink[0](data)
 
         chip = Pn532Chip(name, self.field, output, link=LinkModel(enabled=link_model), faults=Faults())
-        pty = PtyLink(path, chip.receive)
         self.chips[name] = chip
-        self._ptys.append(pty)
+        if path is not None:
+            pty = self._ptys[name] = PtyLink(path, chip.receive)
+            sink.append(pty.write)
+            return
+        assert node is not None
+        if not node.startswith(("/dev/i2c-", "/dev/spidev")):
+            raise RigError(f"{node}: a simulated bus is /dev/i2c-N or /dev/spidevB.C")
+        target = I2cTarget(chip, i2c_hz) if node.startswith("/dev/i2c-") else SpiTarget(chip)
+        sink.append(target.output)
+        devices.attach(node, target)
+        self._nodes[name] = node
 
     # -- the field ---------------------------------------------------------------------------------------------
 
@@ -154,8 +173,8 @@ class SoftwareRig:
                                                 "faults_armed": card.armed_fault},
             "chips": {
                 name: {
-                    "link": str(pty.link),
-                    "device": pty.device,
+                    "link": str(self._ptys[name].link) if name in self._ptys else self._nodes[name],
+                    "device": self._ptys[name].device if name in self._ptys else self._nodes[name],
                     "baud": chip.baud,
                     "power": chip.power,
                     "targets": sorted(chip.targets),
@@ -163,14 +182,16 @@ class SoftwareRig:
                     "frames_rejected": chip.frames_rejected,
                     "modelled_seconds": round(chip.link.modelled_seconds, 6),
                 }
-                for (name, chip), pty in zip(self.chips.items(), self._ptys, strict=True)
+                for name, chip in self.chips.items()
             },
         }
 
     def close(self) -> None:
         with self._lock:
             self._cancel_tap()
+        for node in self._nodes.values():
+            devices.detach(node)
         for chip in self.chips.values():
             chip.close()
-        for pty in self._ptys:
+        for pty in self._ptys.values():
             pty.close()

@@ -1,8 +1,8 @@
 """The link model at run time: account the modelled time of every hop and, when enabled, take it.
 
-`modelled_seconds` always adds up what a real rig would spend (UART bytes at the current baud rate, ISO
-14443 air time at 106 kbit/s, the card's processing time); with `enabled` the chip also sleeps that time,
-so that measured times are realistic. The formulas live in `link` (pure).
+`modelled_seconds` always adds up what a real rig would spend (UART bytes at the current baud rate or bus
+transfers at the bus clock, ISO 14443 air time at 106 kbit/s, the card's processing time); with `enabled` the
+chip also sleeps that time, so that measured times are realistic. The formulas live in `link` (pure).
 
 A sleep always lasts a little longer than asked (timer slack and wake-up latency, typically 50–100 µs on
 Linux), and a tap takes some twenty of them. That excess is carried over and taken off the next sleep, so the
@@ -25,6 +25,7 @@ class LinkModel:
         self.enabled = enabled
         self.card_timing = card_timing or link.CardTiming()
         self.baud = 115200
+        self.host_link = "uart"  # or "i2c", "spi": then the bus target accounts each transfer, the UART nothing
         self._lock = threading.Lock()
         self.modelled_seconds = 0.0
         self.hops: dict[str, float] = {"uart": 0.0, "air": 0.0, "card": 0.0}
@@ -42,7 +43,7 @@ class LinkModel:
     def _account(self, hop: str, seconds: float, *, already_spent: float = 0.0) -> None:
         with self._lock:
             self.modelled_seconds += seconds
-            self.hops[hop] += seconds
+            self.hops[hop] = self.hops.get(hop, 0.0) + seconds
         if self.enabled and seconds > already_spent:
             self._sleep(seconds - already_spent)
 
@@ -62,11 +63,18 @@ class LinkModel:
 
     def host_frame(self, payload_length: int) -> None:
         """A host → chip frame on the wire (the host's write returns before a real UART is done)."""
-        self._account("uart", link.uart_seconds(link.pn532_frame_bytes(payload_length), self.baud))
+        if self.host_link == "uart":
+            self._account("uart", link.uart_seconds(link.pn532_frame_bytes(payload_length), self.baud))
 
     def pace_uart(self, nbytes: int) -> None:
         """Chip → host bytes (ACK or response) on the wire."""
-        self._account("uart", link.uart_seconds(nbytes, self.baud))
+        if self.host_link == "uart":
+            self._account("uart", link.uart_seconds(nbytes, self.baud))
+
+    def bus_transfer(self, nbytes: int, clock_hz: int) -> None:
+        """One I2C transaction or SPI transfer, whichever `host_link` is; the host's call lasts that long."""
+        seconds = (link.i2c_seconds if self.host_link == "i2c" else link.spi_seconds)(nbytes, clock_hz)
+        self._account(self.host_link, seconds)
 
     def air_activation(self, uid_length: int) -> None:
         self._account("air", link.activation_seconds(uid_length, with_rats=False))

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from pn532pi.nfc.pn532 import Pn532
 
-from hardware.pn532 import Pn532Error, command, in_data_exchange, open_pn532
+from hardware.pn532 import Pn532Error, bus_interface, command, in_data_exchange, open_pn532
 from terminal.config import DEFAULT_BAUD, ReaderConfig, TerminalConfig
 from terminal.reader.base import CardRemoved, ReaderError, Target
 from terminal.ui.gpio import Gpio
@@ -207,7 +207,8 @@ class Pn532Reader:
             if config.interface == "hsu":
                 self._chip, self._interface = open_pn532(config.port, baud)
             else:
-                self._interface = _bus_interface(config)
+                self._interface = bus_interface(config.interface, i2c_bus=config.i2c_bus, spi_cs=config.spi_cs,
+                                                spi_speed_hz=config.spi_speed_hz)
                 self._chip = Pn532(self._interface)
                 self._chip.begin()
         except Pn532Error as error:
@@ -348,18 +349,3 @@ class Pn532Reader:
                     "switches (I2C) and dtparam=i2c_arm=on")
         return (f"no answer from a PN532 on {where}: check MOSI/MISO/SCLK and the chip select, the board's "
                 "interface switches (SPI) and dtparam=spi=on")
-
-
-def _bus_interface(config: ReaderConfig) -> Any:
-    """pn532pi's own I2C/SPI classes, imported only when configured: they open real buses."""
-    if config.interface == "i2c":
-        from pn532pi.interfaces.pn532i2c import Pn532I2c
-
-        interface: Any = Pn532I2c(config.i2c_bus)
-        interface.device = f"I2C bus {config.i2c_bus}"  # hardware.pn532.command names the device in errors
-    else:
-        from pn532pi.interfaces.pn532spi import Pn532Spi
-
-        interface = Pn532Spi(config.spi_cs, config.spi_speed_hz)
-        interface.device = f"SPI0 CE{config.spi_cs}"
-    return interface
