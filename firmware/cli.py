@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from emvcore import tags
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, describe_sw
@@ -17,10 +18,11 @@ from firmware.emulate import emulate
 from firmware.jsonfile import FileFormatError
 from firmware.pn532 import control
 from firmware.pn532.faults import KINDS
+from firmware.pn532.framelog import FrameLog
 from firmware.pn532.pty import LinkPathError
 from firmware.pn532.rig import RigError, SoftwareRig
 from firmware.present import load_presentable
-from firmware.privatefiles import private_umask
+from firmware.privatefiles import private_file, private_umask
 from firmware.wallet import binding
 from firmware.wallet.wallet import Wallet, WalletError
 from firmware.world import provisioning
@@ -158,12 +160,17 @@ def _fingerprint(args: argparse.Namespace) -> int:
 def _pn532(args: argparse.Namespace) -> int:
     links = [Path(link) for link in args.link]
     control_path = Path(args.control) if args.control else links[0].with_name(links[0].name + ".ctl")
+    trace = _open_trace(Path(args.trace)) if args.trace else None
     rig = SoftwareRig(links, link_model=args.link_model)
     try:
         server = control.ControlServer(control_path, rig)
     except control.ControlError:
         rig.close()
         raise
+    if trace is not None:
+        log = FrameLog(trace)
+        for name, chip in rig.chips.items():
+            chip.frame_observers.append(log.observer(name, "uart"))
     try:
         if args.present:
             rig.present(Path(args.present))
@@ -178,8 +185,17 @@ def _pn532(args: argparse.Namespace) -> int:
     finally:
         server.close()
         rig.close()
-    print("stopped")
+        if trace is not None:
+            trace.close()
+    print("stopped" + (f"; frames in {args.trace}" if trace is not None else ""))
     return 0
+
+
+def _open_trace(path: Path) -> TextIO:
+    try:
+        return private_file(path).open("w", encoding="utf-8")
+    except OSError as error:
+        raise SystemExit(f"pos-card pn532: cannot write the trace {path}: {error.strerror}") from None
 
 
 def _control_path(args: argparse.Namespace) -> Path:
@@ -254,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     pn532.add_argument("--control", metavar="SOCKET", help="control socket path (default: first link + .ctl)")
     pn532.add_argument("--link-model", action="store_true",
                        help="pace UART bytes at the chip's baud rate and add air and card time (benchmarks)")
+    pn532.add_argument("--trace", metavar="FILE",
+                       help="write every frame both ways with its time, one per line (APDU bytes never shown)")
     pn532.set_defaults(run=_pn532)
 
     def rig_parser(name: str, help_text: str) -> argparse.ArgumentParser:

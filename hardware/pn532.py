@@ -8,7 +8,9 @@ InDataExchange to target 0 unless told to list the target. This adapter subclass
 
 from __future__ import annotations
 
+import errno
 import logging
+import time
 from typing import Any
 
 from pn532pi.interfaces.pn532hsu import PN532_WAKEUP, Pn532Hsu
@@ -25,6 +27,10 @@ log = logging.getLogger("hardware.pn532")
 
 TFI_HOST, TFI_CHIP = 0xD4, 0xD5
 ACK = b"\x00\x00\xff\x00\xff\x00"
+NACK = b"\x00\x00\xff\xff\x00\x00"
+NORMAL_HEADER, EXTENDED_HEADER = 5, 8  # 00 00 FF LEN LCS | 00 00 FF FF FF LENM LENL LCS
+I2C_ADDRESS = 0x24
+SPI_DATA_READ = 0x03
 ACK_WAIT_MS = max(PN532_ACK_WAIT_TIME, 200)
 FRAME_OVERHEAD = 11  # preamble, start code, LEN/LCS (extended: 5), TFI, DCS, postamble
 IN_DATA_EXCHANGE = 0x40
@@ -127,24 +133,29 @@ class SerialHsu(Pn532Hsu):
 
 
 def bus_interface(interface: str, *, i2c_bus: int = 1, spi_cs: int = 0, spi_speed_hz: int = 1_000_000) -> Any:
-    """pn532pi's own `Pn532I2c` or `Pn532Spi` (imported only here: they need quick2wire or spidev), with one gap
-    filled: a bus error in the middle of a command (an I2C "Remote I/O error", EREMOTEIO on a Pi 5, a node gone)
-    reads as a chip that did not answer, so the reader resets it, instead of an exception out of pn532pi."""
+    """pn532pi's own `Pn532I2c` or `Pn532Spi` (imported only here: they need quick2wire or spidev) with two gaps
+    filled, as `SerialHsu` fills HSU's: a response in an extended frame (over 254 bytes: a phone's PPSE with a
+    full wallet comes chained in 262-byte parts) is read, not refused; and a bus error in the middle of a
+    command (an I2C "Remote I/O error", EREMOTEIO on a Pi 5, a node gone) reads as a chip that did not answer,
+    so the reader resets it, instead of an exception out of pn532pi."""
     if interface == "i2c":
         from pn532pi.interfaces.pn532i2c import Pn532I2c
 
-        chip: Any = type("BusI2c", (_BusErrorsAsSilence, Pn532I2c), {})(i2c_bus)
+        chip: Any = type("BusI2c", (_I2cFrames, Pn532I2c), {})(i2c_bus)
         chip.device = f"I2C bus {i2c_bus}"
     else:
         from pn532pi.interfaces.pn532spi import Pn532Spi
 
-        chip = type("BusSpi", (_BusErrorsAsSilence, Pn532Spi), {})(spi_cs, spi_speed_hz)
+        chip = type("BusSpi", (_SpiFrames, Pn532Spi), {})(spi_cs, spi_speed_hz)
         chip.device = f"SPI0 CE{spi_cs}"
     return chip
 
 
-class _BusErrorsAsSilence:
+class _BusFrames:
+    """What both buses share: normal and extended response frames, and bus errors as silence."""
+
     device: str
+    _command: int
 
     def writeCommand(self, header: bytearray, body: bytearray | None = None) -> int:
         try:
@@ -155,10 +166,83 @@ class _BusErrorsAsSilence:
 
     def readResponse(self, timeout: int = 1000) -> tuple[int, bytearray]:
         try:
-            return super().readResponse(timeout)  # type: ignore[misc]
+            waited = 0
+            while not self._bus_ready():
+                time.sleep(0.001)  # pn532pi's own polling step
+                waited += 1
+                if timeout and waited > timeout:
+                    return PN532_TIMEOUT, bytearray()
+            head = self._read_head(EXTENDED_HEADER)
+            if head[:3] != b"\x00\x00\xff":
+                return PN532_INVALID_FRAME, bytearray()
+            if head[3:5] == b"\xff\xff":
+                length, header = head[5] << 8 | head[6], EXTENDED_HEADER
+                if (head[5] + head[6] + head[7]) & 0xFF:
+                    return PN532_INVALID_FRAME, bytearray()
+            else:
+                length, header = head[3], NORMAL_HEADER
+                if (head[3] + head[4]) & 0xFF:
+                    return PN532_INVALID_FRAME, bytearray()
+            frame = self._read_rest(head, header + length + 2)
         except OSError as error:
             log.warning("PN532 on %s: %s", self.device, error)
             return PN532_TIMEOUT, bytearray()
+        body = frame[header : header + length + 1]  # TFI … DCS
+        if len(body) < 3 or body[0] != TFI_CHIP or body[1] != self._command + 1 or sum(body) & 0xFF:
+            return PN532_INVALID_FRAME, bytearray()
+        data = bytearray(body[2:length])
+        return len(data), data
+
+    def _bus_ready(self) -> bool:
+        raise NotImplementedError
+
+    def _read_head(self, count: int) -> bytes:
+        raise NotImplementedError
+
+    def _read_rest(self, head: bytes, total: int) -> bytes:
+        raise NotImplementedError
+
+
+class _I2cFrames(_BusFrames):
+    """Each read starts with the status byte; a read takes the frame, a NACK asks for it again (doc §11)."""
+
+    _wire: Any
+
+    def _read(self, count: int) -> bytes:
+        from quick2wire.i2c import reading
+
+        return bytes(self._wire.transaction(reading(I2C_ADDRESS, count))[0])
+
+    def _bus_ready(self) -> bool:
+        return bool(self._read(1)[0] & 1)
+
+    def _read_head(self, count: int) -> bytes:
+        return self._read(1 + count)[1:]
+
+    def _read_rest(self, head: bytes, total: int) -> bytes:
+        from quick2wire.i2c import writing
+
+        self._wire.transaction(writing(I2C_ADDRESS, NACK))
+        for _ in range(ACK_WAIT_MS):
+            answer = self._read(1 + total)
+            if answer[0] & 1:
+                return answer[1:]
+            time.sleep(0.001)
+        raise OSError(errno.ETIMEDOUT, "no answer to NACK")
+
+
+class _SpiFrames(_BusFrames):
+    """The chip keeps its place in a frame across data reads; later reads get the next byte under 03."""
+
+    def _bus_ready(self) -> bool:
+        return self._isReady()  # type: ignore[attr-defined]
+
+    def _read_head(self, count: int) -> bytes:
+        return bytes(self._xfer_bytes([SPI_DATA_READ] + [0] * count)[1:])  # type: ignore[attr-defined]
+
+    def _read_rest(self, head: bytes, total: int) -> bytes:
+        rest = self._xfer_bytes([SPI_DATA_READ] + [0] * (total - len(head) - 1))  # type: ignore[attr-defined]
+        return head + bytes(rest)
 
 
 def open_pn532(device: str, baudrate: int = 115200) -> tuple[Pn532, SerialHsu]:

@@ -26,6 +26,7 @@ from acquirer_stub.store import db
 from firmware.pn532.rig import SoftwareRig
 from firmware.world.build import create_world
 from firmware.world.layout import World
+from hardware.pn532 import Pn532Error, open_pn532
 from terminal.journal.crashpoints import CRASH_POINTS
 
 
@@ -37,6 +38,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="sim: two software PN532s in one virtual field (default); hw: two real PN532s")
     group.addoption("--reader-port", default=None, help="hw: the terminal's PN532 (e.g. /dev/ttyAMA0)")
     group.addoption("--card-port", default=None, help="hw: the card-emulating PN532 (e.g. /dev/ttyUSB0)")
+    group.addoption("--interface", default=None, metavar="hsu|i2c|spi[,…]",
+                    help="the reader PN532's host interface(s); the catalogue runs once per interface "
+                         "(default: hsu,i2c,spi on sim, hsu on hw)")
     group.addoption("--hil-report", default="var/hil-report", metavar="DIR",
                     help="where junit.xml and report.html go (default var/hil-report)")
 
@@ -118,6 +122,46 @@ settings.load_profile("ci")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(secret_scan.SessionScan(config), "quickpass-secret-scan")
+    problem = _hil_options_problem(config)
+    if problem:  # one line and exit status 4 (pytest's usage error), before anything is collected
+        raise pytest.UsageError(problem)
+
+
+def _hil_options_problem(config: pytest.Config) -> str | None:
+    """What stops a HIL run before it starts: an unknown interface, or on --rig=hw a port that is missing or
+    where no PN532 answers (instead of every scenario failing on it in turn)."""
+    given = config.getoption("--interface")
+    names = [name.strip() for name in (given or "hsu").split(",") if name.strip()]
+    unknown = sorted(set(names) - {"hsu", "i2c", "spi"})
+    if unknown or not names:
+        return f"--interface: {', '.join(unknown) or 'nothing'} is not one of hsu, i2c, spi"
+    if config.getoption("--rig") != "hw":
+        return None
+    card_port, reader_port = config.getoption("--card-port"), config.getoption("--reader-port")
+    ports = [("card", card_port, "--card-port", "the card-emulating PN532's USB–serial adapter, e.g. /dev/ttyUSB0")]
+    if "hsu" in names:
+        ports.insert(0, ("reader", reader_port, "--reader-port", "the terminal's PN532, e.g. /dev/ttyAMA0"))
+    for role, port, option, example in ports:
+        if not port:
+            return f"--rig=hw needs {option}: {example}"
+        problem = _no_pn532_on(port)
+        if problem:
+            return (f"--rig=hw: the {role} PN532 on {port}: {problem}; check the cable and the board's interface "
+                    f"switches (HSU), or give the right {option} (ls /dev/serial/by-id/)")
+    return None
+
+
+def _no_pn532_on(port: str) -> str | None:
+    if not os.path.exists(port):
+        return "no such device"
+    try:
+        chip, interface = open_pn532(port)
+    except Pn532Error as error:
+        return str(error).split(": ", 1)[-1]
+    try:
+        return None if chip.getFirmwareVersion() else "no PN532 answers GetFirmwareVersion"
+    finally:
+        interface.close()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

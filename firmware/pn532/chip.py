@@ -61,6 +61,10 @@ POLL_ATTEMPT_SECONDS = 0.005  # model: one WUPA + anticollision attempt when not
 TARGET_ANSWER_SECONDS = 2.0  # how long the air waits for an emulating host's TgSetData (the chip would send WTX)
 
 
+FrameObserver = Callable[[str, frames.Event, int], None]
+"""Told of every frame: direction ("in" from the host, "out" to it), the frame, the UART rate at the time."""
+
+
 class Aborted(Exception):
     """The host aborted the command with an ACK, or the chip was reset."""
 
@@ -113,6 +117,8 @@ class Pn532Chip:
         self._target_mode = _TargetMode(self)
         self.frames_rejected = 0
         self.reset_listeners: list[Callable[[], None]] = []  # a bus target drops the frames not yet read
+        self.frame_observers: list[FrameObserver] = []  # the frame log (pos-card pn532 --trace, the HIL report)
+        self._output_parser = frames.FrameParser()
         self._power_on_state()
         self._worker = threading.Thread(target=self._work, name=f"pn532-{name}", daemon=True)
         self._worker.start()
@@ -124,6 +130,8 @@ class Pn532Chip:
         if self.faults.silent:
             return
         for event in self._parser.feed(data):
+            for observer in self.frame_observers:
+                observer("in", event, self.baud)
             if isinstance(event, frames.Frame):
                 self._on_frame(event)
             elif isinstance(event, frames.Ack):
@@ -206,6 +214,10 @@ class Pn532Chip:
                 return  # silent means nothing at all, also an answer that was under way when it was armed
             data = self.faults.mangle_output(data)
             if data:
+                if self.frame_observers:
+                    for event in self._output_parser.feed(data):
+                        for observer in self.frame_observers:
+                            observer("out", event, self.baud)
                 self.link.pace_uart(len(data))
                 self._output(data)
 

@@ -314,6 +314,9 @@ class Feedback:
 
     def _success_tone(self) -> None:
         self._success_played = True
+        for timer in self._timers:  # an earlier alert's second beep must not sound after the success tone (a
+            timer.cancel()  # re-tap read faster than the alert's gap, as over SPI)
+        self._timers.clear()
         self._tone(self._tones.success_hz, self._tones.success_seconds)
 
     def _alert_tone(self) -> None:
@@ -328,7 +331,8 @@ class Feedback:
 
     def _second_beep(self) -> None:
         with self._lock:
-            self._tone(self._tones.alert_hz, self._tones.alert_seconds)
+            if threading.current_thread() in self._timers:  # not cancelled meanwhile (a success, close())
+                self._tone(self._tones.alert_hz, self._tones.alert_seconds)
 
     def _tone(self, hz: float, seconds: float) -> None:
         if self._pins.buzzer is None:

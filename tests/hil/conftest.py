@@ -1,7 +1,8 @@
 """Fixtures of the hardware-in-the-loop suite and its reports (JUnit XML and one self-contained HTML file).
 
-The options (--rig, --reader-port, --card-port, --hil-report) are declared in tests/conftest.py, because
-pytest reads options only from the conftest files it loads first.
+The options (--rig, --reader-port, --card-port, --interface, --hil-report) are declared in tests/conftest.py,
+because pytest reads options only from the conftest files it loads first; so is the check that stops a
+`--rig=hw` run at once when a port cannot be reached.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from hil_bench import Bench
 from hil_host import TappedHostServer
 from hil_report import COLLECTOR, ScenarioResult
-from hil_rig import HwRig, Rig, SimRig
+from hil_rig import HwRig, Rig, SimRig, interfaces
 from hil_trace import TAP, RecordingSerial, Trace
 
 import hardware.pn532
@@ -47,17 +48,21 @@ def trace(request: pytest.FixtureRequest) -> Trace:
     return Trace(request.node.callspec.id if hasattr(request.node, "callspec") else request.node.name)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The catalogue runs once per reader interface (--interface); other tests on the first one."""
+    if "interface" in metafunc.fixturenames:
+        chosen = interfaces(metafunc.config)
+        metafunc.parametrize("interface", chosen if metafunc.function.__name__ == "test_scenario" else chosen[:1])
+
+
 @pytest.fixture
-def rig(request: pytest.FixtureRequest, trace: Trace, tmp_path: Path) -> Iterator[Rig]:
+def rig(request: pytest.FixtureRequest, trace: Trace, tmp_path: Path, interface: str) -> Iterator[Rig]:
     config = request.config
     built: Rig
-    if config.getoption("--rig") == "hw":
-        reader_port, card_port = config.getoption("--reader-port"), config.getoption("--card-port")
-        if not reader_port or not card_port:
-            raise pytest.UsageError("--rig=hw needs --reader-port and --card-port")
-        built = HwRig(reader_port, card_port, trace)
+    if config.getoption("--rig") == "hw":  # the ports were checked at start (tests/conftest.py)
+        built = HwRig(config.getoption("--reader-port"), config.getoption("--card-port"), trace, interface)
     else:
-        built = SimRig(tmp_path, trace)
+        built = SimRig(tmp_path, trace, interface)
     yield built
     built.close()
 
@@ -68,7 +73,7 @@ def bench(world: World, instance: Instance, rig: Rig, trace: Trace, tmp_path: Pa
     """Everything a scenario needs, with its UART lines, host calls and APDUs going to `trace`."""
     monkeypatch.setattr(hardware.pn532, "Serial", RecordingSerial)  # the real port, observed
     card_port = rig.card.port
-    TAP.watch(trace, {rig.reader_port: "reader", card_port: "card"})
+    TAP.watch(trace, {rig.reader_port: "reader", card_port: "card"} if rig.reader_port else {card_port: "card"})
     app = create_app(instance.root, overrides={"TESTING": True})
     host = TappedHostServer(app, lambda line: trace.add("host", line))
     host.start()

@@ -2,9 +2,11 @@
 
 Two kinds, one interface:
 
-* `SimRig` (``--rig=sim``): two software PN532s on pseudo-terminals sharing one virtual field, link model
-  on (UART bytes paced at the chip's baud rate, ISO 14443 air time, card processing time). The reader
-  chip's RSTPDN is wired to the simulated GPIO pin the terminal pulses.
+* `SimRig` (``--rig=sim``): two software PN532s sharing one virtual field, link model on (UART bytes paced at
+  the chip's baud rate or bus transfers at the bus clock, ISO 14443 air time, card processing time). The card
+  emulator is on a pseudo-terminal; the reader on one too (HSU) or on a simulated I2C or SPI device node that
+  pn532pi's own classes open (firmware/pn532/devices.py). The reader chip's RSTPDN is wired to the simulated
+  GPIO pin the terminal pulses.
 * `HwRig` (``--rig=hw``): real ports. The terminal's PN532 on the Pi's UART, its RSTPDN on a GPIO, and a
   second PN532 (USB–serial) that emulates the card, antennas facing each other.
 
@@ -20,13 +22,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from hil_trace import Trace, describe_command
 
 from firmware.emulate import emulate
+from firmware.pn532 import devices
+from firmware.pn532.framelog import describe_frame
 from firmware.pn532.rig import SoftwareRig
-from terminal.ui.gpio import Gpio, RpiGpio, SimulatedGpio
+from terminal.ui.gpio import Gpio, GpioError, RpiGpio, SimulatedGpio
 
 RESET_PIN = 24  # BCM GPIO24 (header pin 18) → the reader PN532's RSTPDN (wiring guide in README.md)
 
@@ -34,6 +38,14 @@ UART_FAULTS = "uart-faults"
 """Corrupt a byte between the Pi and its PN532: a software chip can; a real UART needs extra hardware."""
 MODELLED_TIME = "modelled-time"
 """The link model's account of UART, air and card time: only a software chip keeps one."""
+RESET_LINE = "reset-line"
+"""The reader PN532's RSTPDN on a GPIO the rig drives: the software rig, or a Pi (RPi.GPIO / rpi-lgpio)."""
+CAPABILITIES = {
+    UART_FAULTS: "corrupt a byte between the terminal and its PN532 (a software PN532 can, a real link needs extra "
+                 "hardware)",
+    MODELLED_TIME: "account link, air and card time (only the link model keeps one)",
+    RESET_LINE: "pulse the reader PN532's RSTPDN (no GPIO here: not a Pi)",
+}
 
 Exchange = Callable[[bytes, bytes | None], None]
 
@@ -87,10 +99,25 @@ class CardSide:
         self.trace.add("rig", "card taken away")
 
 
+INTERFACES = ("hsu", "i2c", "spi")
+BUS_NODES = {"i2c": devices.i2c_node(1), "spi": devices.spi_node(0, 0)}  # the reader config's defaults
+
+
+def interfaces(config: Any) -> list[str]:
+    """--interface as a list (a pytest Config): every interface on the software rig unless narrowed, HSU on
+    hardware unless told."""
+    given = config.getoption("--interface")
+    if given is None:
+        return list(INTERFACES) if config.getoption("--rig") == "sim" else ["hsu"]
+    return [name.strip() for name in given.split(",") if name.strip()]
+
+
 class Rig(Protocol):
     kind: str
     gpio_epoch: float  # time.monotonic() when the GPIO's timeline started
-    reader_port: str
+    interface: str  # the reader PN532's host interface: hsu, i2c or spi
+    reader_port: str | None  # its serial port (hsu)
+    gpio_backend: str  # the terminal config's [gpio] backend: "sim" or "rpi"
     capabilities: frozenset[str]
     card: CardSide
 
@@ -117,11 +144,21 @@ class SimRig:
     """Two software PN532s, reader and card emulator, in one virtual field with the link model on."""
 
     kind = "sim"
-    capabilities = frozenset({UART_FAULTS, MODELLED_TIME})
+    capabilities = frozenset({UART_FAULTS, MODELLED_TIME, RESET_LINE})
+    gpio_backend = "sim"
 
-    def __init__(self, folder: Path, trace: Trace) -> None:
-        self.software = SoftwareRig([folder / "pos", folder / "card"], link_model=True)
-        self.reader_port = str(folder / "pos")
+    def __init__(self, folder: Path, trace: Trace, interface: str = "hsu") -> None:
+        self.interface = interface
+        if interface == "hsu":
+            self.software = SoftwareRig([folder / "pos", folder / "card"], link_model=True)
+            self.reader_port: str | None = str(folder / "pos")
+        else:  # the reader's frames are seen on the chip: no serial port to watch
+            self.software = SoftwareRig([folder / "card"], link_model=True, buses={"pos": BUS_NODES[interface]})
+            self.reader_port = None
+            self.reader_chip.frame_observers.append(
+                lambda direction, event, _baud: trace.add(
+                    "uart", f"reader {'→ chip' if direction == 'in' else '← chip'} {describe_frame(event)} "
+                            f"({interface.upper()})"))
         self.card = CardSide(str(folder / "card"), trace, poll_ms=50)
         self._trace = trace
         self._gpio: SimulatedGpio | None = None
@@ -170,21 +207,25 @@ class SimRig:
 
 
 class HwRig:
-    """Real PN532s: the reader on the Pi's UART with RSTPDN on RESET_PIN, the card emulator on `card_port`."""
+    """PN532s on real ports: the reader on the Pi's UART (or I2C, SPI) with RSTPDN on RESET_PIN, the card
+    emulator on `card_port`. Off a Pi (two USB–serial adapters on a laptop, or two software PN532s given as
+    serial paths) there is no GPIO: the lights and tones go to a simulated one and RESET_LINE is missing."""
 
     kind = "hw"
-    capabilities = frozenset()
 
-    def __init__(self, reader_port: str, card_port: str, trace: Trace) -> None:
+    def __init__(self, reader_port: str | None, card_port: str, trace: Trace, interface: str = "hsu") -> None:
+        self.interface = interface
         self.reader_port = reader_port
         self.card = CardSide(card_port, trace, poll_ms=100)
         self._trace = trace
-        self._gpio: RpiGpio | None = None
+        self._gpio: Gpio
+        try:
+            self._gpio, self.gpio_backend, self.capabilities = RpiGpio(), "rpi", frozenset({RESET_LINE})
+        except GpioError:
+            self._gpio, self.gpio_backend, self.capabilities = SimulatedGpio(), "sim", frozenset()
         self.gpio_epoch = time.monotonic()
 
     def gpio(self) -> Gpio:
-        if self._gpio is None:
-            self._gpio = RpiGpio()
         return self._gpio
 
     def hang_reader(self) -> None:
@@ -200,6 +241,5 @@ class HwRig:
 
     def close(self) -> None:
         self.card.remove()
-        if self._gpio is not None:
-            self._gpio.cleanup()
+        self._gpio.cleanup()
 

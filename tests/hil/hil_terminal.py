@@ -25,12 +25,13 @@ from terminal.ui.feedback import Feedback
 from terminal.ui.gpio import Gpio, SimulatedGpio
 
 
-def write_config(world_config: Path, target: Path, *, host_url: str, reader_port: str, journal: Path,
-                 host_timeout: float = 5.0, backend: str = "sim") -> Path:
-    """The world's terminal.toml for this rig: its reader port and RSTPDN pin, this host, no light animation
-    (reading step 0, steady idle light), so the light sequence a scenario asserts is exact."""
+def write_config(world_config: Path, target: Path, *, host_url: str, interface: str, reader_port: str | None,
+                 journal: Path, host_timeout: float = 5.0, backend: str = "sim", reset_line: bool = True) -> Path:
+    """The world's terminal.toml for this rig: its reader (port or bus) and RSTPDN pin, this host, no light
+    animation (reading step 0, steady idle light), so the light sequence a scenario asserts is exact."""
     text = world_config.read_text()
-    text = text.replace('port = "../pn532-pos"', f'port = "{reader_port}"\nreset_pin = {RESET_PIN}')
+    reader = f'port = "{reader_port}"' if interface == "hsu" else f'interface = "{interface}"'
+    text = text.replace('port = "../pn532-pos"', reader + (f"\nreset_pin = {RESET_PIN}" if reset_line else ""))
     text = text.replace("http://127.0.0.1:8380", host_url)
     text = text.replace("[host]\n", f"[host]\ntimeout = {host_timeout}\n")
     text = text.replace('"terminal-journal.sqlite3"', f'"{journal}"')

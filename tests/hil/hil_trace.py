@@ -1,9 +1,9 @@
 """One scenario's timeline: APDUs, lights and tones, UART frames, host calls and rig actions, all masked.
 
 Everything is masked as it is recorded, so no full PAN, track 2 or key can reach the report: APDU data
-goes through emvcore's tag dictionary (`emvcore.tags`), and UART frames are kept as their structure only
-(command, length, the non-secret bytes of control frames); a frame that carries an APDU shows its size,
-because the APDU lane already shows its masked content.
+goes through emvcore's tag dictionary (`emvcore.tags`), and PN532 frames are described as the software
+PN532's frame log describes them (firmware/pn532/framelog.py: a frame that carries an APDU shows its size,
+because the APDU lane already shows its masked content).
 """
 
 from __future__ import annotations
@@ -19,17 +19,10 @@ from emvcore import tlv
 from emvcore.apdu import describe_sw
 from emvcore.tags import dump, mask_pan
 from firmware.pn532 import frames
-from firmware.pn532.link import uart_seconds
+from firmware.pn532.framelog import describe_frame
 
 LANES = ("rig", "uart", "apdu", "ui", "gpio", "host", "note")
 
-# Commands whose frames carry APDU bytes (or the first ISO-DEP frame): shown by size only.
-_DATA_COMMANDS = {0x40, 0x41, 0x42, 0x43, 0x86, 0x87, 0x8C, 0x8D, 0x8E}
-PN532_COMMANDS = {
-    0x02: "GetFirmwareVersion", 0x10: "SetSerialBaudRate", 0x12: "SetParameters", 0x14: "SAMConfiguration",
-    0x32: "RFConfiguration", 0x40: "InDataExchange", 0x42: "InCommunicateThru", 0x4A: "InListPassiveTarget",
-    0x52: "InRelease", 0x86: "TgGetData", 0x8C: "TgInitAsTarget", 0x8E: "TgSetData",
-}
 INSTRUCTIONS = {
     0xA4: "SELECT", 0xA8: "GET PROCESSING OPTIONS", 0xB2: "READ RECORD", 0xCA: "GET DATA", 0x50: "INITIALIZE",
     0x54: "DEBIT", 0x5C: "GET BALANCE", 0x5A: "GET TRANSACTION PROVE", 0x84: "GET CHALLENGE",
@@ -117,28 +110,6 @@ class _Direction:
     def feed(self, data: bytes, trace: Trace, baud: int) -> None:
         for event in self.parser.feed(data):
             trace.add("uart", f"{self.role} {self.arrow} {describe_frame(event, baud)}")
-
-
-def describe_frame(event: frames.Event, baud: int = 115200) -> str:
-    if isinstance(event, frames.Ack):
-        return "ACK"
-    if isinstance(event, frames.Nack):
-        return "NACK"
-    if isinstance(event, frames.Rejected):
-        return f"REJECTED frame ({event.reason}, {len(event.raw)} B)"
-    if event.is_error:
-        return "error frame"
-    wire = frames.encode_frame(event.tfi, event.payload, extended=event.extended)
-    code = event.command
-    base = code - 1 if code is not None and event.tfi == frames.TFI_CHIP else code
-    name = PN532_COMMANDS.get(base or 0, f"cmd {base:02X}" if base is not None else "empty")
-    if code in _DATA_COMMANDS or base in _DATA_COMMANDS:
-        shown = f"{event.payload[:2].hex(' ').upper()} +{max(0, len(event.payload) - 2)} B data"
-    else:
-        shown = event.payload.hex(" ").upper()
-    reply = " reply" if event.tfi == frames.TFI_CHIP else ""
-    return (f"{event.tfi:02X} {name}{reply} [{shown}] {len(wire)} B, "
-            f"{uart_seconds(len(wire), baud) * 1000:.2f} ms modelled at {baud}")
 
 
 class UartTap:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pn532_reader import qpboc_tap
 
 from firmware.world.layout import World
 from hardware.pn532 import open_pn532
@@ -130,3 +132,38 @@ def test_a_second_rig_on_the_same_link_is_refused(running: tuple[subprocess.Pope
 def test_no_rig_listening_is_a_clear_error(tmp_path: Path) -> None:
     result = _card("status", control=tmp_path / "none.ctl")
     assert result.returncode == 1 and "no software PN532 is listening" in result.stderr
+
+
+def test_trace_writes_every_frame_both_ways_without_apdu_bytes(tmp_path: Path, world: World) -> None:
+    """`--trace FILE`: GetFirmwareVersion and its reply as bytes, the APDU frames by size only; the card's
+    number (in the GPO answer as track 2 and PAN) never, in any spelling."""
+    card = next(c for c in world.cards() if c["issuer"] == "icbc-debit")
+    trace = tmp_path / "frames.log"
+    process = _start("--link", str(tmp_path / "pos"), "--present", str(world.path(Path(card["file"]))),
+                     "--trace", str(trace))
+    try:
+        pn532, interface = open_pn532(str(tmp_path / "pos"))
+        try:
+            assert pn532.getFirmwareVersion() == 0x32010607 and pn532.SAMConfig()
+            assert pn532.readPassiveTargetID(0, 1000, inlist=True)[0]
+            data, _, sw = qpboc_tap(interface, 250000)
+            assert sw == 0x9000 and 0x57 in data  # track 2 crossed the link
+        finally:
+            interface.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=10)
+    assert f"frames in {trace}" in out
+    assert stat.S_IMODE(trace.stat().st_mode) == 0o600
+    lines = trace.read_text().splitlines()
+    assert lines[0].startswith("# seconds")
+    times = [float(line.split()[0]) for line in lines[1:]]
+    assert times == sorted(times) and len(times) >= 12
+    assert any("host→chip  D4 GetFirmwareVersion [02] 9 B" in line for line in lines)
+    assert any("chip→host  D5 GetFirmwareVersion reply [03 32 01 06 07]" in line for line in lines)
+    exchanges = [line for line in lines if "InDataExchange" in line]
+    assert len(exchanges) == 6 and all(" B data]" in line for line in exchanges)  # PPSE, SELECT, GPO, replies
+    assert sum("ACK" in line for line in lines) >= 6
+    pan = card["pan"]
+    text = trace.read_text().replace(" ", "").upper()
+    assert pan not in text and "2PAY" not in text and b"2PAY".hex().upper() not in text

@@ -110,6 +110,23 @@ def test_see_phone_and_try_again_alert_and_wait_for_the_card_again() -> None:
     assert feedback.lights == (True, False, False, False)
 
 
+def test_a_re_tap_read_within_the_alerts_gap_cuts_its_second_beep() -> None:
+    """Over SPI a re-tap is read in under the 400 ms between an alert's two beeps: the card-read success tone
+    must be the last sound, not the alert's second beep after it."""
+    gpio = SimulatedGpio()
+    feedback = _feedback(gpio)
+    feedback.ready(1234)
+    feedback.reading()
+    feedback.try_again()
+    feedback.reading()
+    feedback.card_read()
+    feedback.settle()
+    time.sleep(0.5)  # past the moment the second beep was due
+    tones = [value for _, _, event, value in feedback.timeline() if event == "tone"]
+    assert tones == [(750.0, 0.2), (1500.0, 0.5)]
+    assert [e[2] for e in gpio.events(18) if e[1] == "tone"] == [(750.0, 0.2), (1500.0, 0.5)]
+
+
 def test_lights_2_and_3_come_on_in_sequence_and_card_read_cuts_the_sequence_short() -> None:
     stepped = _feedback(SimulatedGpio(), reading_step=0.05)
     stepped.reading()
