@@ -90,6 +90,23 @@ def change_password(
     return session_id
 
 
+def reset_password(connection: sqlite3.Connection, username: str) -> str:
+    """A new random password for a forgotten one (`acquirer-stub password`: whoever can read the instance
+    folder may); every session of the user ends. The password is returned to be shown once, never stored."""
+    user = users.find_by_name(connection, username)
+    if user is None:
+        raise PasswordError(f"no user {username!r}")
+    new = secrets.token_urlsafe(12)
+    with transaction(connection):
+        users.set_password_hash(connection, user.id, generate_password_hash(new))
+        ended = end_all_sessions(connection, user.id)
+        events.record(connection, "security", {
+            "action": "password_reset", "user": username,
+            "text": f"password reset from the command line for {username}: {ended} session(s) ended",
+        })
+    return new
+
+
 def start_session(connection: sqlite3.Connection, user_id: int, kind: str, lifetime: float) -> str:
     """Inside the caller's transaction: a new session id (only its hash is stored)."""
     session_id = secrets.token_urlsafe(32)

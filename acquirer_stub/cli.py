@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from acquirer_stub.instance import CONFIG, DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, InstanceError, address
+from acquirer_stub.instance import CONFIG, DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, Instance, InstanceError, address
 from acquirer_stub.loader import init_instance
 from acquirer_stub.store.db import shown
 from firmware.jsonfile import FileFormatError
@@ -30,6 +30,22 @@ def _init(args: argparse.Namespace) -> int:
     for user in instance.world.users():
         print(f"  {user['role']:10} login: {user['username']} / {user['password']}  (test world)")
     print(f"  /metrics: Authorization: Bearer <metrics_token of {root / CONFIG}>, or an operator's login")
+    return 0
+
+
+def _password(args: argparse.Namespace) -> int:
+    from acquirer_stub.accounts import PasswordError, reset_password
+    from acquirer_stub.store import db
+
+    instance = Instance.open(Path(args.instance))
+    connection = db.connect(instance.database)
+    try:
+        new = reset_password(connection, args.username)
+    except PasswordError as error:
+        raise InstanceError(str(error)) from None
+    finally:
+        connection.close()
+    print(f"new password for {args.username}: {new}  (shown once; every session of {args.username} ended)")
     return 0
 
 
@@ -158,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve the terminal API in N processes (gunicorn; 1 = one process, the default); "
                             "on PostgreSQL they decide side by side")
     serve.set_defaults(run=_serve)
+    password = commands.add_parser("password", help="set a new random password for a user who forgot theirs")
+    password.add_argument("username", help="the login, e.g. the operator's (acquirer-stub init printed it)")
+    password.add_argument("--instance", default=str(DEFAULT_INSTANCE), help=f"instance folder ({DEFAULT_INSTANCE})")
+    password.set_defaults(run=_password)
     return parser
 
 

@@ -4,9 +4,11 @@
 #   sudo systemd/install-pi.sh [--world DIR] [--with-acquirer] [--with-display] [--no-start]
 #
 # From a checkout: a system user `quickpass` (groups dialout and gpio), the venv /opt/quickpass/.venv with
-# `pip install .[pi]` (`.[pi,acquirer]` with --with-acquirer), the test world in /var/lib/quickpass/world (a
-# copy of DIR, or a new one), /etc/quickpass/terminal.toml from systemd/terminal.toml.in when it does not exist
-# yet (never overwritten), the units in /etc/systemd/system, enabled; then `pos-terminal doctor` and a start.
+# `pip install .[pi]` (RPi.GPIO; `.[pi5]`, rpi-lgpio, on a Pi 5; `,acquirer` added with --with-acquirer), the
+# test world in /var/lib/quickpass/world (a copy of DIR, or a new one), /etc/quickpass/terminal.toml from
+# systemd/terminal.toml.in when it does not exist yet (never overwritten; the reader on /dev/serial0, on a Pi 5
+# /dev/ttyAMA0), the units in /etc/systemd/system, enabled; then `pos-terminal doctor`, and a start only if
+# doctor passed.
 # --with-display: the customer display, Chromium in kiosk mode on the terminal's /display page, as a user unit
 # of the desktop session (/etc/systemd/user/pos-display.service, enabled for every user: `systemctl --global`).
 # Running it again is safe: it upgrades the venv and the units and keeps the configuration, world and journal.
@@ -56,6 +58,37 @@ if [ -n "$world" ] && [ ! -f "$world/WORLD.json" ]; then
   exit 1
 fi
 
+# The model decides the GPIO driver and the header UART: RPi.GPIO cannot drive a Pi 5 (rpi-lgpio, the same
+# module over /dev/gpiochip*, can), and on a Pi 5 /dev/serial0 is the debug connector, not GPIO14/15.
+model=""
+if [ -r "$root/proc/device-tree/model" ]; then
+  model="$(tr -d '\0' < "$root/proc/device-tree/model")"
+fi
+case "$model" in
+  "Raspberry Pi 5"*|"Raspberry Pi Compute Module 5"*) pi=1; gpio_extra=pi5; reader_port=/dev/ttyAMA0 ;;
+  "Raspberry Pi"*) pi=1; gpio_extra=pi; reader_port=/dev/serial0 ;;
+  *) pi=0; gpio_extra=pi; reader_port=/dev/serial0 ;;
+esac
+if [ "$pi" -eq 1 ]; then
+  say "$model: GPIO driver $([ "$gpio_extra" = pi5 ] && echo rpi-lgpio || echo RPi.GPIO), reader on $reader_port"
+else
+  say "not a Raspberry Pi (${model:-no /proc/device-tree/model}): no GPIO driver; pos-terminal doctor will say so"
+fi
+
+# What pip needs before anything is changed: the venv module (Debian's python3-venv), and on 64-bit Raspberry
+# Pi OS a compiler and Python's headers, because RPi.GPIO is published as source only (piwheels builds it for
+# 32-bit images only).
+if [ ! -x "$root$venv/bin/python" ] && ! python3 -c 'import ensurepip' 2>/dev/null; then
+  echo "install-pi.sh: python3 cannot make a venv: sudo apt install python3-venv" >&2
+  exit 1
+fi
+headers='import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))'
+if [ "$pi" -eq 1 ] && [ "$gpio_extra" = pi ] && [ "$(uname -m)" = aarch64 ] \
+    && { ! command -v gcc >/dev/null || ! python3 -c "$headers"; }; then
+  echo "install-pi.sh: RPi.GPIO is built from source on 64-bit Raspberry Pi OS: sudo apt install gcc python3-dev" >&2
+  exit 1
+fi
+
 say "user $user in groups dialout, gpio"
 for group in dialout gpio; do
   getent group "$group" >/dev/null || groupadd --system "$group"
@@ -68,11 +101,14 @@ else
 fi
 
 say "venv $venv"
-extras=pi
-if [ "$acquirer" -eq 1 ]; then extras=pi,acquirer; fi
+extras=$gpio_extra
+if [ "$acquirer" -eq 1 ]; then extras=$gpio_extra,acquirer; fi
 if [ ! -x "$root$venv/bin/python" ]; then
   mkdir -p "$root$opt"
   python3 -m venv "$root$venv"
+fi
+if [ "$gpio_extra" = pi5 ]; then  # both provide the module RPi.GPIO: a Pi 4's card moved to a Pi 5 has the wrong one
+  "$root$venv/bin/pip" uninstall --quiet --yes RPi.GPIO 2>/dev/null || true
 fi
 "$root$venv/bin/pip" install --quiet --upgrade "${src}[${extras}]"
 install -d -m 0755 "$root$opt/docs"
@@ -98,13 +134,13 @@ if [ -e "$root$etc/terminal.toml" ]; then
   say "kept the existing $etc/terminal.toml"
 else
   "$root$venv/bin/python" - "$src/systemd/terminal.toml.in" "$root$state/world/terminal.toml" \
-    "$root$etc/terminal.toml.new" "$state" <<'PY'
+    "$root$etc/terminal.toml.new" "$state" "$reader_port" <<'PY'
 import secrets
 import string
 import sys
 import tomllib
 
-template, world_config, target, state = sys.argv[1:]
+template, world_config, target, state, reader_port = sys.argv[1:]
 with open(world_config, "rb") as stream:
     data = tomllib.load(stream)
 limits = data.get("limits", {})  # the world's offline floor limits: the acquirer holds the same figures
@@ -115,7 +151,7 @@ aids = "".join(f"\n[aids.{aid}]\n" + "".join(f"{key} = {value}\n" for key, value
                for aid, figures in data.get("aids", {}).items())  # the AIDs accepted, each with its limits
 text = string.Template(open(template).read()).substitute(
     **data["terminal"], host_key=data["host"]["key"], world=f"{state}/world", state=state, floor_limits=floor,
-    aids=aids, ecr_secret=secrets.token_urlsafe(32))
+    aids=aids, ecr_secret=secrets.token_urlsafe(32), reader_port=reader_port)
 with open(target, "w") as stream:
     stream.write(text)
 PY
@@ -153,12 +189,13 @@ say "pos-terminal doctor (the service is stopped meanwhile: the reader has one o
 systemctl stop pos-terminal.service
 doctor=0
 runuser -u "$user" -- "$root$venv/bin/pos-terminal" --config "$root$etc/terminal.toml" doctor || doctor=$?
+if [ "$doctor" -ne 0 ]; then
+  say "pos-terminal doctor failed (above), so the service was NOT started; fix what it says (docs:"
+  say "$opt/docs/raspberry-pi.md), then: sudo systemctl start pos-terminal"
+  exit 1
+fi
 if [ "$start" -eq 1 ]; then
   systemctl start pos-terminal.service
   say "started: systemctl status pos-terminal; journalctl -u pos-terminal -f"
-fi
-if [ "$doctor" -ne 0 ]; then
-  say "doctor found problems (above); fix them, then: sudo systemctl restart pos-terminal"
-  exit 1
 fi
 say "done"

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
+import pytest
 from deployhelp import SYSTEMD, need
 
 from firmware.world.layout import World
@@ -31,10 +33,11 @@ STUBS = {
     "useradd": STUB + 'for a; do last=$a; done; echo "passwd $last" >> "$STUBS/db"\n',
     "usermod": STUB, "chown": STUB, "systemctl": STUB,
     "runuser": STUB + 'shift 3; exec "$@"\n',  # runuser -u USER -- COMMAND…
-    "python3": STUB + 'mkdir -p "$3/bin"; for tool in pip pos-card acquirer-stub pos-terminal; do '
+    "python3": STUB + 'case "$1" in -c) exit 0 ;; esac\n'  # the script's checks (python3 -c …) pass
+               'mkdir -p "$3/bin"; for tool in pip pos-card acquirer-stub pos-terminal; do '
                'cp "$STUBS/venv-$tool" "$3/bin/$tool"; done; ln -s "$REAL_PYTHON" "$3/bin/python"\n',
     "venv-pip": STUB,
-    "venv-pos-terminal": STUB,
+    "venv-pos-terminal": STUB + '[ -z "$DOCTOR_FAILS" ] || { echo "reader: no answer from a PN532" >&2; exit 1; }\n',
     "venv-pos-card": STUB + 'cp -a "$TEST_WORLD" "$2"\n',
     "venv-acquirer-stub": STUB + 'mkdir -p "$5" && echo "{}" > "$5/config.json"\n',
 }
@@ -48,9 +51,9 @@ def _stubs(folder: Path) -> None:
         path.chmod(0o755)
 
 
-def _install(stubs: Path, root: Path, world: World, *args: str) -> subprocess.CompletedProcess[str]:
+def _install(stubs: Path, root: Path, world: World, *args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "STUBS": str(stubs), "QUICKPASS_ROOT": str(root),
-           "REAL_PYTHON": sys.executable, "TEST_WORLD": str(world.root)}
+           "REAL_PYTHON": sys.executable, "TEST_WORLD": str(world.root), **env_extra}
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -137,3 +140,46 @@ def test_with_display_the_kiosk_unit_is_installed_for_the_desktop_session(tmp_pa
     unit = root / "etc/systemd/user/pos-display.service"
     assert unit.read_text() == (SYSTEMD / "pos-display.service").read_text()
     assert "systemctl --global enable pos-display.service" in (stubs / "calls").read_text().splitlines()
+
+
+def _model(root: Path, model: str) -> None:
+    """What /proc/device-tree/model holds on a Pi: the model name and a NUL."""
+    path = root / "proc/device-tree/model"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(model.encode() + b"\x00")
+
+
+@pytest.mark.parametrize(("model", "extra", "port"), [
+    ("Raspberry Pi 5 Model B Rev 1.0", "pi5", "/dev/ttyAMA0"),
+    ("Raspberry Pi 4 Model B Rev 1.5", "pi", "/dev/serial0"),
+])
+def test_the_pi_model_picks_the_gpio_driver_and_the_header_uart(tmp_path: Path, world: World, model: str,
+                                                                   extra: str, port: str) -> None:
+    stubs, root = tmp_path / "stubs", tmp_path / "root"
+    _stubs(stubs)
+    _model(root, model)
+    done = _install(stubs, root, world, "--with-acquirer")
+    assert done.returncode == 0, done.stderr
+    assert f"== {model}: GPIO driver {'rpi-lgpio' if extra == 'pi5' else 'RPi.GPIO'}, reader on {port}" in done.stderr
+    calls = (stubs / "calls").read_text().splitlines()
+    assert f"pip install --quiet --upgrade {SYSTEMD.parent}[{extra},acquirer]" in calls
+    # a Pi 5 must not keep RPi.GPIO from an earlier install (both are the module RPi.GPIO)
+    assert ("pip uninstall --quiet --yes RPi.GPIO" in calls) == (extra == "pi5")
+    assert f'port = "{port}"' in (root / "etc/quickpass/terminal.toml").read_text()
+
+
+def test_the_pi5_extra_is_rpi_lgpio_and_the_pi_extra_rpi_gpio() -> None:
+    extras = tomllib.loads((SYSTEMD.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["pi5"][0].startswith("rpi-lgpio") and extras["pi"][0].startswith("RPi.GPIO")
+
+
+def test_a_failing_doctor_leaves_the_service_stopped(tmp_path: Path, world: World) -> None:
+    stubs, root = tmp_path / "stubs", tmp_path / "root"
+    _stubs(stubs)
+    done = _install(stubs, root, world, DOCTOR_FAILS="1")
+    assert done.returncode == 1
+    assert "reader: no answer from a PN532" in done.stderr  # what doctor said, shown
+    assert "the service was NOT started" in done.stderr and "sudo systemctl start pos-terminal" in done.stderr
+    calls = (stubs / "calls").read_text().splitlines()
+    assert "systemctl stop pos-terminal.service" in calls
+    assert not [c for c in calls if c.startswith("systemctl start") or c.startswith("systemctl restart pos-t")]
