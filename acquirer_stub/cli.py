@@ -12,9 +12,9 @@ from pathlib import Path
 from acquirer_stub.instance import CONFIG, DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, Instance, InstanceError, address
 from acquirer_stub.loader import init_instance
 from acquirer_stub.store.db import shown
+from firmware.issuing.layout import World
 from firmware.jsonfile import FileFormatError
 from firmware.privatefiles import private_umask
-from firmware.world.layout import World
 
 DEFAULT_INSTANCE = Path("var/acquirer")
 

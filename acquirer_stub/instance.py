@@ -12,9 +12,9 @@ from pathlib import Path
 from acquirer_stub.keys import KeyStore
 from acquirer_stub.store.db import is_postgres
 from acquirer_stub.vault import Vault
+from firmware.issuing.layout import World
 from firmware.jsonfile import Fields, FileFormatError, read_json, write_json_atomic
 from firmware.privatefiles import private_dir, write_private
-from firmware.world.layout import World
 
 CONFIG = "config.json"
 VAULT_KEY = "vault.key"

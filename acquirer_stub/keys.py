@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 
 @dataclass(frozen=True)

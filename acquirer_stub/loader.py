@@ -14,8 +14,8 @@ from acquirer_stub.instance import DEFAULT_LISTEN, DEFAULT_WEB_LISTEN, Instance,
 from acquirer_stub.store import cards, db, issuers, terminals, tokens, transit, users
 from acquirer_stub.store.db import transaction
 from acquirer_stub.vault import Vault
+from firmware.issuing.layout import ACQUIRER_TERMINALS, World
 from firmware.jsonfile import FileFormatError
-from firmware.world.layout import ACQUIRER_TERMINALS, World
 from hostproto.messages import MAX_AMOUNT
 
 DEMO_PROMOTION_PERCENT, DEMO_PROMOTION_CAP = 10, 2_000  # the seed's bank promotion: 10 % off, up to ¥20

@@ -35,7 +35,7 @@ from bench import card, footprint, host, openloop
 from bench.report import Report, Row, machine, median, percentile
 from bench.serve import Server
 from bench.world import build_world, make_instance, reset_velocity
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRA_CARDS = 40  # 32 world cards + 40: more than 50 terminals, so no two share a card

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from bench.report import Report, Row, machine, percentile
 from bench.world import make_instance
-from firmware.world.build import create_world
-from firmware.world.layout import World
+from firmware.issuing.build import create_world
+from firmware.issuing.layout import World
 from terminal.host.client import HostClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.world import reset_velocity
-from firmware.cards.cardfile import PlainCard
-from firmware.cards.qpboc import QPbocApplication
-from firmware.pn532.rig import SoftwareRig
-from firmware.pn532.timing import LinkModel
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.cards.qpboc import QPbocApplication
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
+from firmware.simulator.timing import LinkModel
 from terminal.assemble import terminal
 from terminal.config import load_config
 from terminal.kernel.transit import Psam, fare

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.pn532.rig import SoftwareRig
+from firmware.simulator.rig import SoftwareRig
 from terminal.config import load_config
 
 _BARE = "import os, sys; print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0], flush=True)"

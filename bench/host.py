@@ -32,8 +32,8 @@ from bench.world import reset_velocity
 from emvcore import tlv
 from emvcore.bcd import encode_cn
 from emvcore.crypto.cryptogram import Algorithm
-from firmware.cards.cardfile import PlainCard
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.issuing.layout import World
 from hostproto import signing
 from terminal.host.client import HostClient, HostError, HostRejected
 

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 
 from pn532_reader import qpboc_tap
 
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.build import create_world
+from firmware.issuing.build import create_world
+from firmware.simulator.rig import SoftwareRig
 from hardware.pn532 import command, open_pn532
 
 

@@ -17,14 +17,14 @@ from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
 from acquirer_stub.store import db
 from emvcore.crypto.cryptogram import Algorithm
-from firmware.cards import qpboc_schema
-from firmware.cards.cardfile import application_entry, write_card
-from firmware.cards.qpboc import QPbocState
+from firmware.apps.cards import qpboc_schema
+from firmware.apps.cards.cardfile import application_entry, write_card
+from firmware.apps.cards.qpboc import QPbocState
+from firmware.issuing import layout
+from firmware.issuing.build import create_world
+from firmware.issuing.layout import World
+from firmware.issuing.personalize import IssuerKeys, new_pan, qpboc_card
 from firmware.jsonfile import read_json, write_json_atomic
-from firmware.world import layout
-from firmware.world.build import create_world
-from firmware.world.layout import World
-from firmware.world.personalize import IssuerKeys, new_pan, qpboc_card
 
 
 def build_world(root: Path, *, extra_cards: int, terminals: int) -> World:

@@ -1,1 +1,2 @@
-"""The card side: QuickPass card applications, the phone wallet, the test PKI and the software PN532."""
+"""The card side in three rooms: `apps` (the card applications and the phone wallet), `issuing` (the test world:
+PKI, personalization, token provisioning) and `simulator` (the software PN532 and the rig); `cli` is `pos-card`."""

@@ -14,19 +14,18 @@ from typing import TextIO
 
 from emvcore import tags
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, describe_sw
-from firmware.emulate import emulate
+from firmware.apps.present import load_presentable
+from firmware.apps.wallet.wallet import Wallet, WalletError
+from firmware.issuing import binding, provisioning
+from firmware.issuing.build import WorldExistsError, create_world
 from firmware.jsonfile import FileFormatError
-from firmware.pn532 import control
-from firmware.pn532.faults import KINDS
-from firmware.pn532.framelog import FrameLog
-from firmware.pn532.pty import LinkPathError
-from firmware.pn532.rig import RigError, SoftwareRig
-from firmware.present import load_presentable
 from firmware.privatefiles import private_file, private_umask
-from firmware.wallet import binding
-from firmware.wallet.wallet import Wallet, WalletError
-from firmware.world import provisioning
-from firmware.world.build import WorldExistsError, create_world
+from firmware.simulator import control
+from firmware.simulator.emulate import emulate
+from firmware.simulator.faults import KINDS
+from firmware.simulator.framelog import FrameLog
+from firmware.simulator.pty import LinkPathError
+from firmware.simulator.rig import RigError, SoftwareRig
 from hardware.pn532 import Pn532Error
 
 

@@ -22,11 +22,11 @@ from emvcore.crypto.cryptogram import Algorithm, ac_input, compute_ac, derive_ic
 from emvcore.crypto.transit import diversify_card_key
 from emvcore.dol import build_dol_data
 from emvcore.qpboc import Iad
-from firmware.cards.card import Chip
+from firmware.apps.cards.card import Chip
+from firmware.apps.wallet.wallet import Wallet
 from firmware.cli import format_exchange
-from firmware.wallet.wallet import Wallet
-from firmware.world.build import create_world
-from firmware.world.layout import World
+from firmware.issuing.build import create_world
+from firmware.issuing.layout import World
 
 DEFAULT_WORLD = Path("var/demo-world")
 READER_TTQ = bytes.fromhex("26004080")  # qPBOC, online PIN + signature, CDCVM supported, fDDA v01

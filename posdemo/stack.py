@@ -27,11 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from firmware.pn532.control import ControlServer
-from firmware.pn532.rig import SoftwareRig
+from firmware.issuing.build import create_world
+from firmware.issuing.layout import GATE_CONFIG, World
 from firmware.privatefiles import private_dir, private_file
-from firmware.world.build import create_world
-from firmware.world.layout import GATE_CONFIG, World
+from firmware.simulator.control import ControlServer
+from firmware.simulator.rig import SoftwareRig
 from terminal.config import load_config
 from terminal.host.client import HostClient, HostError
 from terminal.host.link import ECHO

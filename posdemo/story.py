@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from emvcore.tags import mask_pan
-from firmware.wallet import binding
-from firmware.wallet.wallet import Wallet
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing import binding
 from hostproto.money import format_yuan
 from posdemo.stack import ECR_URL, ROOT, WEB_URL, Stack, get_json, post_json
 from terminal.kernel.params import DEBIT_AID

@@ -23,9 +23,9 @@ from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
 from acquirer_stub.store import db
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.build import create_world
-from firmware.world.layout import World
+from firmware.issuing.build import create_world
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from hardware.pn532 import Pn532Error, open_pn532
 from terminal.journal.crashpoints import CRASH_POINTS
 

@@ -3,8 +3,8 @@
 A simulated terminal is the real thing minus the reader: the real `HostLink` and `Journal` (its own SQLite file)
 over real signed HTTP to the acquirer stub served by waitress (`acquirer-stub serve`, a subprocess here). What
 the reader and kernel would hand the link is made ahead: real ARQCs from real qPBOC card applications
-(`firmware.cards.qpboc`), personalised from the test world's issuer keys, one card per (terminal, slot) so that each
-card's ATCs reach the host in order (the host refuses an ATC at or below the last one: 05 ATC_REPLAY) and stay
+(`firmware.apps.cards.qpboc`), personalised from the test world's issuer keys, one card per (terminal, slot) so
+that each card's ATCs reach the host in order (the host refuses an ATC at or below the last one: 05 ATC_REPLAY) and stay
 under the issuer's 30 approvals per card and day (65).
 
 Checks the fleet tests share are here too: `agreement()` compares the host's rows with every journal, sale by sale.
@@ -37,10 +37,10 @@ from acquirer_stub.loader import init_instance
 from acquirer_stub.store import db
 from emvcore.bcd import encode_cn
 from emvcore.crypto.cryptogram import Algorithm
-from firmware.cards.card import Chip
-from firmware.cards.qpboc import QPbocApplication, QPbocState
-from firmware.world.layout import World
-from firmware.world.personalize import IssuerKeys, new_pan, qpboc_card
+from firmware.apps.cards.card import Chip
+from firmware.apps.cards.qpboc import QPbocApplication, QPbocState
+from firmware.issuing.layout import World
+from firmware.issuing.personalize import IssuerKeys, new_pan, qpboc_card
 from hostproto.messages import Totals
 from terminal.host.client import HostClient, HostError
 from terminal.host.link import HostLink

@@ -11,9 +11,9 @@ from emvcore import tlv
 from emvcore.apdu import CommandApdu, ResponseApdu
 from emvcore.bcd import encode_cn
 from emvcore.dol import build_dol_data
-from firmware.cards.card import Chip
-from firmware.cards.cardfile import PlainCard
-from firmware.world.layout import World
+from firmware.apps.cards.card import Chip
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.issuing.layout import World
 
 PPSE = CommandApdu(0x00, 0xA4, 0x04, 0x00, b"2PAY.SYS.DDF01", le=256)
 TTQ_CARD_READER = bytes.fromhex("26000080")  # qPBOC, online PIN, signature, fDDA v01

@@ -14,7 +14,7 @@ from hostserver import HostServer
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from posdemo import stack as stack_module
 from posdemo.stack import DemoError, Stack, is_our_acquirer, is_our_web
 from terminal.config import load_config

@@ -7,7 +7,7 @@ import re
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 
 def world_login(world: World, role: str) -> tuple[str, str]:

@@ -30,14 +30,13 @@ from acquirer_stub.store.events import record as record_event
 from acquirer_stub.store.users import User
 from acquirer_stub.tsp import lifecycle
 from acquirer_stub.vault import Vault
-from firmware.cards import qpboc_schema
-from firmware.wallet.wallet import CARD_ID_PATTERN, MAX_PAYMENT_CARDS
-from firmware.world.personalize import luhn_valid, new_pan, new_par, token_card
+from firmware.issuing.personalize import luhn_valid, new_pan, new_par, token_card
+from firmware.issuing.tokens import CARD_ID_PATTERN, MAX_PAYMENT_CARDS, DeliveredToken, encode
 
 CODE_SECONDS = 300
 CODE_ATTEMPTS = 3
 MAX_TOKENS_PER_DEVICE = MAX_PAYMENT_CARDS
-DEVICE_ID_PATTERN = r"[0-9a-f]{16}"  # the wallet id (firmware/wallet)
+DEVICE_ID_PATTERN = r"[0-9a-f]{16}"  # the wallet id (firmware/apps/wallet)
 MISMATCH = "card details do not match"
 MAX_DEVICE_NAME = 64
 MAX_NAME_ON_CARD = 64
@@ -258,18 +257,8 @@ def _issue_token(
         "device_id": device_id, "card_masked": account.pan_masked, "par": par,
         "text": f"token {vault.masked(token_pan)} for card {account.pan_masked} delivered to device {device_id}",
     })
-    keys_out = qpboc_schema.keys_to_dict(token_keys)
-    return {
-        "token_id": token_id,
-        "card_id": card_id,
-        "token_pan": token_pan,
-        "expiry": expiry.isoformat(),
-        "par": par,
-        "kind": account.kind,
-        "card_label": card_label(account.issuer, account.kind, pan),
-        "profile": qpboc_schema.profile_to_dict(profile),
-        "keys": {"icc_master_key": keys_out["icc_master_key"]},
-    }
+    return encode(DeliveredToken(token_id, card_id, card_label(account.issuer, account.kind, pan), account.kind,
+                                 profile, token_keys.icc_master_key))
 
 
 SENT_CAPS = (throttle.SMS_CODES_PER_CARD, throttle.SMS_CODES_PER_DEVICE, throttle.SMS_CODES_PER_USER)

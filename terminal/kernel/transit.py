@@ -251,7 +251,7 @@ def _bcd_date(raw: bytes) -> date | None:
 
 
 def _read_public_file(answer: ResponseApdu) -> tuple[str, str, date, date]:
-    """Card number, city code and validity from 9F0C in the FCI (layout in firmware/cards/transit.py)."""
+    """Card number, city code and validity from 9F0C in the FCI (layout in firmware/apps/cards/transit.py)."""
     try:
         fci = tlv.parse_one(answer.data)
         public = tlv.find(answer.data, 0x9F0C) if fci.tag == 0x6F else None

@@ -12,7 +12,7 @@ from pgcluster import Cluster
 from webform import post_login, world_login
 
 from acquirer_stub.store import db, postgres
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 BACKENDS = ("sqlite", "postgresql")
 

@@ -22,7 +22,7 @@ from acquirer_stub.api import service
 from acquirer_stub.instance import Instance
 from acquirer_stub.issuer import engine
 from acquirer_stub.store import db
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from hostproto import messages, signing
 
 DEBIT_AID = bytes.fromhex("A000000333010101")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_api import MMDD, Terminal, counts, financial, reversal, settlement
 
 from acquirer_stub.instance import Instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from hostproto import messages, signing
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

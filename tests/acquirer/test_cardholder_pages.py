@@ -11,8 +11,8 @@ from webform import csrf_token, post_login, world_login
 from werkzeug.security import generate_password_hash
 
 from acquirer_stub.instance import Instance
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing.layout import World
 
 
 def _log_in(client: FlaskClient, username: str, password: str) -> None:

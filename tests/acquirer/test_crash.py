@@ -20,7 +20,7 @@ from test_api import MMDD, financial
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from hostproto import signing
 
 ISSUERS = ("icbc-debit", "ccb-debit", "cmb-credit", "abc-credit")

@@ -23,7 +23,7 @@ from acquirer_stub.ecr import handover
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from emvcore.bcd import encode_cn
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from hostproto import signing
 
 PAGES = ("/dashboard/", "/dashboard/transactions",

@@ -30,8 +30,8 @@ from acquirer_stub.instance import Instance
 from acquirer_stub.serving import Serving
 from acquirer_stub.store import db
 from emvcore.bcd import encode_cn
-from firmware.cards.cardfile import PlainCard
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.issuing.layout import World
 from hostproto import signing
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,7 @@ from pgcluster import Cluster
 
 from acquirer_stub.cli import main
 from acquirer_stub.instance import Instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 
 def _init(world: World, root: Path, *extra: str) -> list[str]:

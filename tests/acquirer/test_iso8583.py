@@ -21,7 +21,7 @@ from werkzeug.test import TestResponse
 from acquirer_stub.instance import Instance
 from acquirer_stub.iso8583 import mapping, spec
 from emvcore import tlv
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from hostproto import messages, signing
 
 PATH = "/api/v1/iso8583"

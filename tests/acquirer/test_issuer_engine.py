@@ -28,9 +28,9 @@ from acquirer_stub.store.transactions import Transaction
 from acquirer_stub.vault import Vault
 from emvcore import tlv
 from emvcore.crypto.cryptogram import Algorithm, compute_arpc1, derive_icc_master_key, derive_session_key
-from firmware.cards.cardfile import PlainCard
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing.layout import World
 from hostproto.limits import DEFAULT_FLOOR_LIMIT
 from hostproto.messages import ICC_MANDATORY, Financial, MessageError, parse_authorization
 

@@ -16,7 +16,7 @@ from webform import post_login, world_login
 from acquirer_stub import throttle
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import CONFIG, Instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

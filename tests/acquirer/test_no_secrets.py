@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from test_api import Terminal, financial
 
 from acquirer_stub.instance import Instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 
 def _secrets(world: World) -> list[str]:

@@ -25,7 +25,7 @@ from test_transit_clearing import gate_fares
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from terminal.host.client import HostClient
 
 TODAY = f"{datetime.date.today():%m%d}"

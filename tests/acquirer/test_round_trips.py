@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from test_api import Terminal, financial
 
 from acquirer_stub.store import db, postgres
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 MAX_STATEMENTS = {"sqlite": 17, "postgresql": 13}
 """BEGIN and COMMIT included: the signature's checks, the decision, its row and its event (20 on both before issue

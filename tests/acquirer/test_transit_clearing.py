@@ -14,9 +14,9 @@ from flask.testing import FlaskClient
 from test_api import Terminal
 from webform import post_login, world_login
 
-from firmware.cards.cardfile import PlainCard
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.issuing.layout import World
 from firmware.jsonfile import read_json, write_json_atomic
-from firmware.world.layout import World
 from hostproto.messages import MAX_FARES_PER_UPLOAD, psam_id
 from terminal.kernel.transit import Psam, fare
 

@@ -15,8 +15,8 @@ from webform import post_login, world_login
 from acquirer_stub.instance import Instance
 from emvcore import epurse
 from emvcore.apdu import ResponseApdu
-from firmware.cards.cardfile import PlainCard
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.issuing.layout import World
 
 MMDD = f"{datetime.date.today():%m%d}"
 TABLES = ("transit_loads", "transit_load_confirmations")

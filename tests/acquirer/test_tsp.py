@@ -20,11 +20,11 @@ from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from acquirer_stub.tsp import binding, lifecycle
 from emvcore.tags import mask_pan
+from firmware.apps.wallet.wallet import MAX_PAYMENT_CARDS, Wallet
 from firmware.cli import main
-from firmware.wallet import binding as wallet_binding
-from firmware.wallet.wallet import MAX_PAYMENT_CARDS, Wallet
-from firmware.world.layout import World
-from firmware.world.personalize import luhn_valid, new_pan, new_par, token_card
+from firmware.issuing import binding as wallet_binding
+from firmware.issuing.layout import World
+from firmware.issuing.personalize import luhn_valid, new_pan, new_par, token_card
 
 DEMO_ISSUER = "boc-credit"  # the demo phone's one token is on this card
 

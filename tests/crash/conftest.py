@@ -14,8 +14,8 @@ from werkzeug.serving import make_server
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 
 
 @pytest.fixture

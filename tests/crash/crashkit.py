@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from terminal.journal.crashpoints import ENVIRONMENT
 
 

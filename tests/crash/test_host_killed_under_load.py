@@ -15,7 +15,7 @@ from pathlib import Path
 
 import fleet
 
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 TERMINALS, SALES = 6, 15
 

@@ -22,7 +22,7 @@ from crashkit import Terminal
 from tallies import CRASH_POINTS_COVERED
 
 from acquirer_stub.instance import Instance
-from firmware.pn532.rig import SoftwareRig
+from firmware.simulator.rig import SoftwareRig
 from terminal.journal.crashpoints import CRASH_POINTS
 from terminal.journal.journal import Journal, State
 

@@ -12,7 +12,7 @@ from hostdb import rows
 from tallies import CRASH_POINTS_COVERED
 
 from acquirer_stub.instance import Instance
-from firmware.pn532.rig import SoftwareRig
+from firmware.simulator.rig import SoftwareRig
 from terminal.journal.journal import Journal
 
 AMOUNT = 1_000

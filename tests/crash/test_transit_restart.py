@@ -20,9 +20,9 @@ from tallies import CRASH_POINTS_COVERED
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from emvcore.apdu import CommandApdu
-from firmware.cards.cardfile import PlainCard
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal.journal.journal import SCHEMA_VERSION, Journal
 from terminal.kernel.errors import CardGone
 from terminal.kernel.outcome import Outcome

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from deployhelp import SYSTEMD, need
 
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from terminal.config import load_config
 
 SCRIPT = SYSTEMD / "install-pi.sh"

@@ -25,8 +25,8 @@ from deployhelp import SYSTEMD, VENV_BIN
 from hostserver import free_port
 from servicemanager import Event, ServiceManager, Unit, parse_timespan, should_restart
 
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 
 ISSUER = "icbc-debit"
 AMOUNT = 210000  # above the floor limit: goes online, so the acquirer assigns the batch and the STAN is used

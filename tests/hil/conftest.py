@@ -22,8 +22,8 @@ from hil_trace import TAP, RecordingSerial, Trace
 import hardware.pn532
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
-from firmware.world.layout import World
-from firmware.world.provisioning import add_card_to_wallet
+from firmware.issuing.layout import World
+from firmware.issuing.provisioning import add_card_to_wallet
 
 EXTRA_PHONE_CARDS = ("icbc-debit", "ccb-debit", "abc-credit", "cmb-credit", "pab-credit", "citic-credit",
                      "spdb-credit")

@@ -20,11 +20,11 @@ from hostdb import execute
 from hostdb import rows as query
 
 from acquirer_stub.instance import Instance
-from firmware.cards.cardfile import PlainCard
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing import layout
+from firmware.issuing.layout import World
 from firmware.jsonfile import read_json, write_json_atomic
-from firmware.wallet.wallet import Wallet
-from firmware.world import layout
-from firmware.world.layout import World
 
 SUCCESS_HZ, ALERT_HZ = 1500.0, 750.0
 

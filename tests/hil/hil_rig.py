@@ -5,12 +5,12 @@ Two kinds, one interface:
 * `SimRig` (``--rig=sim``): two software PN532s sharing one virtual field, link model on (UART bytes paced at
   the chip's baud rate or bus transfers at the bus clock, ISO 14443 air time, card processing time). The card
   emulator is on a pseudo-terminal; the reader on one too (HSU) or on a simulated I2C or SPI device node that
-  pn532pi's own classes open (firmware/pn532/devices.py). The reader chip's RSTPDN is wired to the simulated
+  pn532pi's own classes open (firmware/simulator/devices.py). The reader chip's RSTPDN is wired to the simulated
   GPIO pin the terminal pulses.
 * `HwRig` (``--rig=hw``): real ports. The terminal's PN532 on the Pi's UART, its RSTPDN on a GPIO, and a
   second PN532 (USB–serial) that emulates the card, antennas facing each other.
 
-On both, the card side is `firmware.emulate.emulate` (pos-card emulate) driving the card PN532 through
+On both, the card side is `firmware.simulator.emulate.emulate` (pos-card emulate) driving the card PN532 through
 pn532pi in a thread of this process, so presenting, pulling away and the phone's fingerprint work the
 same way. What only the software rig can do is a named capability; a scenario that needs one the
 hardware lacks is skipped on `hw` with the reason, and never on `sim`.
@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 from hil_trace import Trace, describe_command
 
-from firmware.emulate import emulate
-from firmware.pn532 import devices
-from firmware.pn532.framelog import describe_frame
-from firmware.pn532.rig import SoftwareRig
+from firmware.simulator import devices
+from firmware.simulator.emulate import emulate
+from firmware.simulator.framelog import describe_frame
+from firmware.simulator.rig import SoftwareRig
 from terminal.ui.gpio import Gpio, GpioError, RpiGpio, SimulatedGpio
 
 RESET_PIN = 24  # BCM GPIO24 (header pin 18) → the reader PN532's RSTPDN (wiring guide in README.md)

@@ -19,9 +19,9 @@ from hil_rig import RESET_LINE, UART_FAULTS
 
 from acquirer_stub.store import db
 from acquirer_stub.tsp import lifecycle
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing import layout
 from firmware.jsonfile import read_json
-from firmware.wallet.wallet import Wallet
-from firmware.world import layout
 from hostproto.messages import response_text
 from hostproto.money import format_yuan
 from terminal.host.client import HostClient

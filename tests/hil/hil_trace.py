@@ -2,7 +2,7 @@
 
 Everything is masked as it is recorded, so no full PAN, track 2 or key can reach the report: APDU data
 goes through emvcore's tag dictionary (`emvcore.tags`), and PN532 frames are described as the software
-PN532's frame log describes them (firmware/pn532/framelog.py: a frame that carries an APDU shows its size,
+PN532's frame log describes them (firmware/simulator/framelog.py: a frame that carries an APDU shows its size,
 because the APDU lane already shows its masked content).
 """
 
@@ -18,8 +18,8 @@ from serial import Serial
 from emvcore import tlv
 from emvcore.apdu import describe_sw
 from emvcore.tags import dump, mask_pan
-from firmware.pn532 import frames
-from firmware.pn532.framelog import describe_frame
+from firmware.simulator import frames
+from firmware.simulator.framelog import describe_frame
 
 LANES = ("rig", "uart", "apdu", "ui", "gpio", "host", "note")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pn532_reader import qpboc_tap
 
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from hardware.pn532 import open_pn532
 
 POS_CARD = [sys.executable, "-m", "firmware.cli"]

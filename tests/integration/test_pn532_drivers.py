@@ -19,10 +19,10 @@ import pytest
 from pn532_reader import qpboc_tap
 from pyemv import kd, mac, tools
 
-from firmware.emulate import emulate
-from firmware.pn532.air import SOFTWARE_CARD_ATS
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.air import SOFTWARE_CARD_ATS
+from firmware.simulator.emulate import emulate
+from firmware.simulator.rig import SoftwareRig
 from hardware.pn532 import Pn532Error, in_data_exchange, open_pn532
 
 PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")

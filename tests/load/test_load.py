@@ -23,7 +23,7 @@ from pathlib import Path
 
 import fleet
 
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from terminal.journal.journal import Journal
 
 LONG = os.environ.get("POS_LONG") == "1"

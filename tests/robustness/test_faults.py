@@ -25,10 +25,10 @@ from werkzeug.serving import make_server
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
-from firmware.cards.cardfile import PlainCard
-from firmware.pn532.rig import SoftwareRig
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal import sale as sale_module
 from terminal.config import GpioConfig, ReaderConfig
 from terminal.host.client import HostClient
@@ -198,7 +198,7 @@ def test_a_torn_or_garbled_tap_at_the_counter_sends_nothing_and_the_next_tap_pay
 def test_corrupted_or_dropped_uart_bytes_are_a_torn_tap_and_the_reader_recovers(
     world: World, tmp_path: Path, fault: str, value: object
 ) -> None:
-    """A byte of the chip's InDataExchange answer flipped or lost on the UART (firmware/pn532/faults.py): the reader
+    """A byte of the chip's InDataExchange answer flipped or lost on the UART (firmware/simulator/faults.py): the reader
     gets no valid frame, resets the chip and reports the tap as torn (CardRemoved, the kernel's CardGone), never
     returns damaged data; the card is found and read again right after."""
     from terminal.reader.base import CardRemoved

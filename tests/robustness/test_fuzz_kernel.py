@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from test_fuzz_parsers import mutations
 
 from emvcore import tlv
-from firmware.cards.cardfile import PlainCard
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing.layout import World
 from terminal.kernel import KernelParams, Outcome, Psam, fare, run
 
 TODAY = datetime.date.today()

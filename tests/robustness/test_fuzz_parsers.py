@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from emvcore import dol, tlv
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu
-from firmware.cards.cardfile import PlainCard
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing.layout import World
 
 # a real GPO format-2 answer and a real PPSE FCI shape (values from the world's cards, fixed here)
 GPO_77 = bytes.fromhex(

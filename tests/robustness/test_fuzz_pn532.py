@@ -23,10 +23,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_fuzz_parsers import mutations
 
-from firmware.pn532 import frames
-from firmware.pn532.air import Field
-from firmware.pn532.chip import Pn532Chip
-from firmware.pn532.faults import Faults
+from firmware.simulator import frames
+from firmware.simulator.air import Field
+from firmware.simulator.chip import Pn532Chip
+from firmware.simulator.faults import Faults
 from hardware import pn532 as adapter
 
 GET_FIRMWARE_VERSION = frames.encode_frame(frames.TFI_HOST, b"\x02")
@@ -92,7 +92,7 @@ HOST_FRAMES = st.one_of(
 def test_hostile_host_bytes_never_break_the_software_chip(memory_host: MemoryHost, stream: list[bytes], split: int,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     tried("pn532 chip: hostile host frames")
-    caplog.set_level(logging.ERROR, logger="firmware.pn532.chip")
+    caplog.set_level(logging.ERROR, logger="firmware.simulator.chip")
     caplog.clear()
     data = b"".join(stream)
     for start in range(0, len(data), split):  # any split, as a UART delivers it

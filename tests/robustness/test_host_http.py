@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from hostproto import signing
 
 PATHS = ["/api/v1/signon", "/api/v1/echo", "/api/v1/authorizations", "/api/v1/reversals", "/api/v1/advices",

@@ -20,7 +20,7 @@ from secret_scan import Scanner, pan_like_runs, scan_tree, world_bins, world_sec
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 ROOT = Path(__file__).resolve().parents[2]
 

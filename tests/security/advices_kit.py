@@ -27,7 +27,7 @@ from acquirer_stub.instance import Instance
 from acquirer_stub.iso8583 import spec
 from acquirer_stub.store import db
 from emvcore import tlv
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from hostproto import signing
 
 MMDD = f"{datetime.date.today():%m%d}"

@@ -11,7 +11,7 @@ from hostserver import ServedAcquirer, free_port, serve_acquirer
 from webform import world_login
 
 from acquirer_stub.instance import Instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any
 from hostserver import free_port
 from waits import until
 
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from posdemo.story import WebSession, csrf_token
 from terminal.assemble import terminal
 from terminal.config import load_config

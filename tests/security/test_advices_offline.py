@@ -30,8 +30,8 @@ from hostdb import database_bytes, execute, rows
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
 from emvcore.tags import mask_pan
+from firmware.issuing.layout import ACQUIRER_TERMINALS, World
 from firmware.jsonfile import FileFormatError
-from firmware.world.layout import ACQUIRER_TERMINALS, World
 from hostproto.messages import MAX_AMOUNT
 from terminal.host.client import HostClient
 from terminal.host.link import HostLink
@@ -252,7 +252,7 @@ def test_an_advice_over_the_floor_limit_of_its_aid_is_an_exception(
 
 def test_the_world_declares_the_floor_limit_once_for_both_ends(world: World, instance: Instance) -> None:
     """The acquirer's figures (loaded at init) are the ones the world wrote into the terminal's TOML."""
-    from firmware.world.layout import GATE_CONFIG
+    from firmware.issuing.layout import GATE_CONFIG
     from terminal.config import load_config
 
     configs = {load_config(world.path(name)).terminal.id: load_config(world.path(name))

@@ -15,7 +15,7 @@ from advices_kit import ISO_HEADER, MMDD, Books, SignedTerminal, account, live_a
 from hostdb import rows
 
 from acquirer_stub.instance import Instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from hostproto.messages import MAX_AMOUNT
 
 

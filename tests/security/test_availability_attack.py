@@ -14,7 +14,7 @@ import urllib.request
 from hostserver import ServedAcquirer
 from siege import Probe, Siege, log_in
 
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from terminal.host.client import HostClient
 
 FEEDS = 50

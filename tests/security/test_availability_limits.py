@@ -28,7 +28,7 @@ from acquirer_stub import limits
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.serving import Admission, Serving
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from terminal.host.client import HostClient
 
 HOST = "127.0.0.1"

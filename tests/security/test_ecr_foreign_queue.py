@@ -20,7 +20,7 @@ from hostserver import HostServer
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from terminal.host.client import HostClient, HostRejected
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from ecr_rig import ServiceThread, assert_a_sale_starts, assert_no_sale, local_ecr
 
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 
 SALE = json.dumps({"amount": 100}).encode()
 

@@ -24,8 +24,8 @@ from waits import until
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from posdemo.story import WebSession
 
 AMOUNT, YUAN = 210_000, "2100.00"  # above the floor limit: online, one authorization on the host per run

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from ecr_rig import ServiceThread, assert_no_sale, local_ecr
 
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 
 STALLED = 20
 BOUND = 30.0  # seconds a stalled connection may stay open before the test calls it held for ever

@@ -27,8 +27,8 @@ from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
 from acquirer_stub.loader import init_instance
 from acquirer_stub.store import db
-from firmware.world.build import create_world
-from firmware.world.layout import World
+from firmware.issuing.build import create_world
+from firmware.issuing.layout import World
 from posdemo.stack import Stack
 from terminal.config import load_config
 from terminal.host.client import HostClient

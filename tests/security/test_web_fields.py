@@ -16,7 +16,7 @@ from webform import csrf_token, post_login, world_login
 
 from acquirer_stub import accounts
 from acquirer_stub.tsp import binding
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 NEW_PHONE = "00000000000000b3"
 THIRTY_DIGITS = "9" * 30

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from webform import post_login, world_login
 from werkzeug.test import TestResponse
 
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 INLINE = [
     re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I),  # a script element without src

@@ -17,8 +17,8 @@ from webform import csrf_token, post_login, world_login
 
 from acquirer_stub.store import db
 from acquirer_stub.store.schema import MIGRATIONS
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing.layout import World
 
 
 def _logged_in(app: Flask, world: World, role: str) -> tuple[FlaskClient, str]:

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from webform import post_login, world_login
 
 from acquirer_stub import throttle
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 ACCOUNT = throttle.LOGIN_FAILURES_PER_ACCOUNT
 ADDRESS = throttle.LOGIN_FAILURES_PER_ADDRESS

@@ -16,9 +16,9 @@ from flask.testing import FlaskClient
 from webform import post_login, world_login
 
 from acquirer_stub import throttle
-from firmware.wallet import binding as wallet_binding
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing import binding as wallet_binding
+from firmware.issuing.layout import World
 
 ATTACK_ROUNDS = 200  # bindings the attacker tries to start; the old code let every one of them guess 3 times
 SECOND_PHONE = "00000000000000a2"

@@ -15,7 +15,7 @@ from webform import csrf_token, post_login, world_login
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import CONFIG, Instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 NEW_PASSWORD = "a-new-password-for-the-test"
 

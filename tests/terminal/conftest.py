@@ -11,7 +11,7 @@ from hostserver import HostServer
 
 from acquirer_stub.app import create_app
 from acquirer_stub.instance import Instance
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 
 @pytest.fixture

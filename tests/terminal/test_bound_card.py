@@ -13,9 +13,9 @@ from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from emvcore.tags import mask_pan
 from firmware import cli as pos_card
-from firmware.pn532.rig import SoftwareRig
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal import cli as pos_terminal
 from terminal.kernel.params import DEBIT_AID
 

@@ -1,5 +1,5 @@
 """The terminal over I2C and SPI: pn532pi's own `Pn532I2c` and `Pn532Spi`, unmodified, on simulated device nodes
-(firmware/pn532/devices.py) in front of the software PN532. A sale with See phone and the fingerprint, a plain
+(firmware/simulator/devices.py) in front of the software PN532. A sale with See phone and the fingerprint, a plain
 card read offline (fDDA records), a metro fare, and a hung chip recovered, on each bus."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from waits import until
 
-from firmware.cards.cardfile import PlainCard
-from firmware.pn532.devices import i2c_node, spi_node
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.issuing.layout import World
+from firmware.simulator.devices import i2c_node, spi_node
+from firmware.simulator.rig import SoftwareRig
 from terminal import cli
 from terminal.config import ReaderConfig
 from terminal.reader.base import ReaderError

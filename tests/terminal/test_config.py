@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from emvcore.qpboc import CREDIT_AID, DEBIT_AID, QUASI_CREDIT_AID
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from terminal.config import ConfigError, FeedbackPins, Limits, ReaderConfig, Tones, load_config
 from terminal.kernel.params import AidLimits
 

@@ -20,8 +20,8 @@ from hostserver import free_port
 from playwright.sync_api import Page, expect
 from waits import until
 
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal.assemble import terminal
 from terminal.config import ConfigError, FeedbackPins, Tones, load_config
 from terminal.events import Event, Step

@@ -20,9 +20,9 @@ from waits import until
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
+from firmware.issuing.layout import World
 from firmware.jsonfile import read_json
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.simulator.rig import SoftwareRig
 from hostproto.messages import psam_id
 from terminal import cli
 from terminal.assemble import terminal

@@ -26,7 +26,7 @@ from acquirer_stub.api import service
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
 from emvcore.tags import mask_pan
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 from hostproto.messages import Totals
 from hostproto.responses import AuthorizationAnswer, ReversalAnswer, parse_authorization_answer
 from terminal.host.client import HostClient, HostRejected, HostTimeout, HostUnavailable

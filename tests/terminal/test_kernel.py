@@ -20,13 +20,13 @@ from emvcore.crypto import oda
 from emvcore.crypto.cryptogram import Algorithm
 from emvcore.crypto.transit import diversify_card_key, purchase_tac
 from emvcore.qpboc import CREDIT_AID, DEBIT_AID
-from firmware.cards import qpboc_schema
-from firmware.cards.card import Chip
-from firmware.cards.cardfile import PlainCard
-from firmware.cards.qpboc import QPbocApplication, static_data_to_authenticate
+from firmware.apps.cards import qpboc_schema
+from firmware.apps.cards.card import Chip
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.cards.qpboc import QPbocApplication, static_data_to_authenticate
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing.layout import World
 from firmware.jsonfile import Fields
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
 from hostproto.messages import ICC_MANDATORY, IccData
 from terminal.kernel import CardGone, KernelParams, KernelResult, Message, Outcome, Psam, fare, run
 from terminal.kernel.params import AidLimits

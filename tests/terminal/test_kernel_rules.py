@@ -13,9 +13,9 @@ import pytest
 
 from emvcore import tlv
 from emvcore.qpboc import CREDIT_AID, DEBIT_AID, QUASI_CREDIT_AID
-from firmware.cards.cardfile import PlainCard
-from firmware.world import layout
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.issuing import layout
+from firmware.issuing.layout import World
 from terminal.kernel import KernelParams, KernelResult, Message, Outcome, run
 from terminal.kernel.dates import application_dates, month_end
 from terminal.kernel.entry import PPSE_NAME, kernel_for

@@ -9,8 +9,8 @@ from hostdb import rows
 from hostserver import HostServer
 
 from acquirer_stub.instance import Instance
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal.assemble import terminal
 from terminal.config import load_config
 from terminal.events import Event, Step

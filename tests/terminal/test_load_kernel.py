@@ -13,8 +13,8 @@ import pytest
 from emvcore import epurse
 from emvcore.crypto import transit as tc
 from emvcore.crypto.transit import diversify_card_key
-from firmware.cards.cardfile import PlainCard
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.issuing.layout import World
 from terminal.journal.journal import Journal, TransitLoads
 from terminal.kernel.errors import CardGone
 from terminal.kernel.outcome import Message, Outcome

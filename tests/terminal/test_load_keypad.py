@@ -10,9 +10,9 @@ from playwright.sync_api import expect
 from test_display import STEP_SECONDS, _post, _service
 
 from emvcore.epurse import PURSE_LIMIT
+from firmware.issuing.layout import World
 from firmware.jsonfile import read_json
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.simulator.rig import SoftwareRig
 
 PIN = "482916"
 

@@ -16,8 +16,8 @@ from hostserver import HostServer
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal import cli
 from terminal.assemble import terminal
 from terminal.config import load_config

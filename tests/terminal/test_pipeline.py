@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from waits import until
 
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal import cli
 from terminal.assemble import terminal
 from terminal.config import ConfigError, load_config

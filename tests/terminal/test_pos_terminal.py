@@ -16,8 +16,8 @@ import pytest
 from hostserver import HostServer
 
 from acquirer_stub.dashboard import views
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from hostproto import money
 from terminal import cli
 from terminal.reader.pn532 import Pn532Reader

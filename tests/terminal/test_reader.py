@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware.pn532.rig import SoftwareRig
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal.config import ReaderConfig
 from terminal.kernel.errors import CardGone
 from terminal.reader.base import CardRemoved, ReaderError, Target

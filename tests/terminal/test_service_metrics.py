@@ -21,8 +21,8 @@ from waits import until
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal.assemble import terminal
 from terminal.config import ConfigError, load_config
 from terminal.service import TerminalService

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from acquirer_stub.instance import Instance
 from acquirer_stub.store import db
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.issuing.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal import cli
 
 ISSUER = "icbc-debit"

@@ -15,9 +15,9 @@ import pytest
 from hostdb import rows
 
 from acquirer_stub.instance import Instance
+from firmware.issuing.layout import World
 from firmware.jsonfile import read_json
-from firmware.pn532.rig import SoftwareRig
-from firmware.world.layout import World
+from firmware.simulator.rig import SoftwareRig
 from terminal import cli
 from terminal.assemble import Parts, terminal
 from terminal.config import load_config

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from reader import TTQ_CARD_READER, tap, terminal_data
 
-from firmware.cards.cardfile import PlainCard
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.present import load_presentable
+from firmware.issuing.layout import World
 from firmware.jsonfile import FileFormatError
-from firmware.present import load_presentable
-from firmware.world.layout import World
 
 
 def _card_path(world: World, issuer: str = "icbc-debit") -> Path:

@@ -18,9 +18,9 @@ from reader import terminal_data
 
 from emvcore import tlv
 from emvcore.dol import build_dol_data
+from firmware.apps.wallet.wallet import Wallet
 from firmware.cli import main
-from firmware.wallet.wallet import Wallet
-from firmware.world.layout import World
+from firmware.issuing.layout import World
 
 BIN = Path(sys.executable).parent
 PPSE_HEX = "00A404000E325041592E5359532E444446303100"

@@ -15,8 +15,8 @@ from reader import TTQ_CARD_READER, read_records, select, send, tap, terminal_da
 from emvcore import tlv
 from emvcore.apdu import CommandApdu
 from emvcore.crypto import oda
-from firmware.cards.cardfile import PlainCard
-from firmware.world.layout import World
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.issuing.layout import World
 
 DEBIT_AID = bytes.fromhex("A000000333010101")
 CREDIT_AID = bytes.fromhex("A000000333010102")

@@ -14,7 +14,7 @@ import pytest
 from emvcore import epurse
 from emvcore.apdu import CommandApdu, ResponseApdu
 from emvcore.crypto import transit as tc
-from firmware.cards.transit import TransitKeys, TransitProfile, TransitPurse, TransitState
+from firmware.apps.cards.transit import TransitKeys, TransitProfile, TransitPurse, TransitState
 from firmware.jsonfile import Fields
 
 LOAD_KEY = bytes.fromhex("11223344556677888877665544332211")  # the doc's load key

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from emvcore import tlv
 from emvcore.apdu import CommandApdu, ResponseApdu
 from emvcore.crypto import transit as tc
-from firmware.cards.transit import (
+from firmware.apps.cards.transit import (
     AID,
     LABEL,
     LOG_SIZE,

@@ -22,13 +22,13 @@ from emvcore import tlv
 from emvcore.apdu import CommandApdu, ResponseApdu
 from emvcore.crypto import transit as transit_crypto
 from emvcore.crypto.transit import diversify_card_key
-from firmware.cards.card import Chip
+from firmware.apps.cards.card import Chip
+from firmware.apps.wallet import secure_element
+from firmware.apps.wallet.wallet import Wallet, WalletError, device_key_path
+from firmware.issuing.layout import World
+from firmware.issuing.personalize import new_pan, new_par, token_card
+from firmware.issuing.provisioning import add_card_to_wallet
 from firmware.jsonfile import FileFormatError
-from firmware.wallet import secure_element
-from firmware.wallet.wallet import Wallet, WalletError, device_key_path
-from firmware.world.layout import World
-from firmware.world.personalize import new_pan, new_par, token_card
-from firmware.world.provisioning import add_card_to_wallet
 
 DEBIT_AID = bytes.fromhex("A000000333010101")
 CREDIT_AID = bytes.fromhex("A000000333010102")

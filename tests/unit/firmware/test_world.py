@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from emvcore.crypto import oda
-from firmware.cards.cardfile import PlainCard
-from firmware.cards.transit import TransitPurse
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.cards.transit import TransitPurse
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing import build, layout
+from firmware.issuing.layout import World
+from firmware.issuing.personalize import luhn_valid
 from firmware.jsonfile import TEST_ONLY, read_json
-from firmware.wallet.wallet import Wallet
-from firmware.world import build, layout
-from firmware.world.layout import World
-from firmware.world.personalize import luhn_valid
 
 
 def test_twenty_credit_and_twelve_debit_issuers_with_distinct_bins(world_template: World) -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from emvcore import tlv
 from emvcore.apdu import CommandApdu
-from firmware.pn532.air import SOFTWARE_CARD_ATS, Field, SoftwareCard, TypeAIdentity
-from firmware.pn532.isodep import IsoDepTimeout, PcdEngine, parse_ats
-from firmware.present import load_presentable
-from firmware.world.layout import World
+from firmware.apps.present import load_presentable
+from firmware.issuing.layout import World
+from firmware.simulator.air import SOFTWARE_CARD_ATS, Field, SoftwareCard, TypeAIdentity
+from firmware.simulator.isodep import IsoDepTimeout, PcdEngine, parse_ats
 
 PPSE = CommandApdu(0x00, 0xA4, 0x04, 0x00, b"2PAY.SYS.DDF01", le=256).encode()
 SMALL_FSC_ATS = bytes.fromhex("0200")  # T0 00: FSCI 0 → FSC 16, defaults otherwise

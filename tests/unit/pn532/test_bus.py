@@ -1,5 +1,5 @@
-"""The software PN532 on I2C and SPI (firmware/pn532/bus.py) and the simulated device nodes in front of it
-(firmware/pn532/devices.py): the bus framing by hand, byte for byte, then quick2wire's and spidev's own calls.
+"""The software PN532 on I2C and SPI (firmware/simulator/bus.py) and the simulated device nodes in front of it
+(firmware/simulator/devices.py): the bus framing by hand, byte for byte, then quick2wire's and spidev's own calls.
 pn532pi's classes and the whole terminal over each bus are in tests/terminal/test_buses.py."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 from quick2wire.i2c import I2CMaster, reading, writing
 from waits import until
 
-from firmware.pn532 import devices
-from firmware.pn532.air import Field
-from firmware.pn532.bus import (
+from firmware.simulator import devices
+from firmware.simulator.air import Field
+from firmware.simulator.bus import (
     I2C_ADDRESS,
     SPI_DATA_READ,
     SPI_DATA_WRITE,
@@ -23,10 +23,10 @@ from firmware.pn532.bus import (
     SpiTarget,
     reverse_bits,
 )
-from firmware.pn532.chip import Pn532Chip
-from firmware.pn532.frames import ACK, NACK, TFI_HOST, encode_frame
-from firmware.pn532.link import i2c_seconds, spi_seconds
-from firmware.pn532.timing import LinkModel
+from firmware.simulator.chip import Pn532Chip
+from firmware.simulator.frames import ACK, NACK, TFI_HOST, encode_frame
+from firmware.simulator.link import i2c_seconds, spi_seconds
+from firmware.simulator.timing import LinkModel
 
 GET_FIRMWARE_VERSION = encode_frame(TFI_HOST, b"\x02")
 FIRMWARE_VERSION_RESPONSE = bytes.fromhex("0000FF06FAD50332010607E800")

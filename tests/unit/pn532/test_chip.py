@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from emvcore.apdu import CommandApdu
-from firmware.pn532.air import SOFTWARE_CARD_ATS, Field, SoftwareCard, TypeAIdentity
-from firmware.pn532.chip import Pn532Chip
-from firmware.pn532.faults import KINDS, Faults
-from firmware.pn532.frames import (
+from firmware.apps.present import load_presentable
+from firmware.issuing.layout import World
+from firmware.simulator.air import SOFTWARE_CARD_ATS, Field, SoftwareCard, TypeAIdentity
+from firmware.simulator.chip import Pn532Chip
+from firmware.simulator.faults import KINDS, Faults
+from firmware.simulator.frames import (
     ACK,
     ERROR_FRAME,
     NACK,
@@ -33,11 +35,9 @@ from firmware.pn532.frames import (
     Rejected,
     encode_frame,
 )
-from firmware.pn532.isodep import PN532_ATS, PiccEngine
-from firmware.pn532.link import pn532_frame_bytes, uart_seconds
-from firmware.pn532.timing import LinkModel
-from firmware.present import load_presentable
-from firmware.world.layout import World
+from firmware.simulator.isodep import PN532_ATS, PiccEngine
+from firmware.simulator.link import pn532_frame_bytes, uart_seconds
+from firmware.simulator.timing import LinkModel
 
 PN532PI_WAKEUP = bytes.fromhex("55000055")
 DOTNET_WAKEUP = bytes.fromhex("5555") + bytes(25)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.pn532.frames import (
+from firmware.simulator.frames import (
     ACK,
     ERROR_FRAME,
     MAX_PAYLOAD,

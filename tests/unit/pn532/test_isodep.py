@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.pn532.isodep import (
+from firmware.simulator.isodep import (
     PN532_ATS,
     Ats,
     IsoDepProtocolError,

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emvcore import tlv
-from firmware.pn532.frames import MAX_PAYLOAD, TFI_CHIP, encode_frame
-from firmware.pn532.link import (
+from firmware.simulator.frames import MAX_PAYLOAD, TFI_CHIP, encode_frame
+from firmware.simulator.link import (
     AIR_BIT_SECONDS,
     BAUD_RATES,
     FDT_PCD_SECONDS,
@@ -26,7 +26,7 @@ from firmware.pn532.link import (
     uart_exchange_seconds,
     uart_seconds,
 )
-from firmware.pn532.timing import MAX_CARRIED_OVERSHOOT, LinkModel
+from firmware.simulator.timing import MAX_CARRIED_OVERSHOOT, LinkModel
 
 FC = 13.56e6
 BIT = 128 / FC

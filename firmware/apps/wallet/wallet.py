@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.cards import qpboc_schema
-from firmware.cards.card import Chip
-from firmware.cards.qpboc import QPbocApplication, QPbocKeys, QPbocProfile, QPbocState
-from firmware.cards.transit import TransitKeys, TransitProfile, TransitPurse, TransitState
+from firmware.apps.cards import qpboc_schema
+from firmware.apps.cards.card import Chip
+from firmware.apps.cards.qpboc import QPbocApplication, QPbocKeys, QPbocProfile, QPbocState
+from firmware.apps.cards.transit import TransitKeys, TransitProfile, TransitPurse, TransitState
+from firmware.apps.wallet import secure_element
+from firmware.apps.wallet.fingerprint import DEFAULT_WINDOW_SECONDS, FingerprintGate, finger_digest
 from firmware.jsonfile import TEST_ONLY, Fields, FileFormatError, read_json, write_json_atomic
 from firmware.privatefiles import write_private
-from firmware.wallet import secure_element
-from firmware.wallet.fingerprint import DEFAULT_WINDOW_SECONDS, FingerprintGate, finger_digest
 
 WALLET_FORMAT = "quickpass-wallet"
 WALLET_VERSION = 1

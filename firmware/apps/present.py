@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from firmware.cards.card import Chip
-from firmware.cards.cardfile import CARD_FORMAT, PlainCard
+from firmware.apps.cards.card import Chip
+from firmware.apps.cards.cardfile import CARD_FORMAT, PlainCard
+from firmware.apps.wallet.wallet import WALLET_FORMAT, Wallet
 from firmware.jsonfile import FileFormatError, read_json
-from firmware.wallet.wallet import WALLET_FORMAT, Wallet
 
 
 class Presentable(Protocol):
     def uid_for_tap(self) -> bytes:
         """The UID the reader sees at anticollision, asked when a field powers the card (a phone draws a new random
-        one each time; it keeps it while it stays powered, `firmware.pn532.air.SoftwareCard`)."""
+        one each time; it keeps it while it stays powered, `firmware.simulator.air.SoftwareCard`)."""
         ...
 
     def chip(self) -> Chip:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 
-from firmware.pn532 import link
+from firmware.simulator import link
 
 MAX_CARRIED_OVERSHOOT = 0.0005  # seconds per sleep: timer slack, not a stall
 

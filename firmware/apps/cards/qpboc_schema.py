@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from emvcore.crypto.cryptogram import ALGORITHM_NAMES, Algorithm
-from firmware.cards.qpboc import OdaData, OfflineRules, QPbocKeys, QPbocProfile, QPbocState
+from firmware.apps.cards.qpboc import OdaData, OfflineRules, QPbocKeys, QPbocProfile, QPbocState
 from firmware.jsonfile import Fields, FileFormatError
 
 

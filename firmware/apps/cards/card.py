@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from emvcore import tlv
 from emvcore.apdu import ApduError, CommandApdu, ResponseApdu, StatusWord
-from firmware.cards.base import CardApplication
+from firmware.apps.cards.base import CardApplication
 
 PPSE_NAME = b"2PAY.SYS.DDF01"
 SELECT_FIRST, SELECT_NEXT = 0x00, 0x02

@@ -13,17 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from firmware.cards.card import Chip
-from firmware.cards.cardfile import PlainCard
-from firmware.pn532 import devices
-from firmware.pn532.air import Field, SoftwareCard
-from firmware.pn532.bus import I2C_DEFAULT_HZ, I2cTarget, SpiTarget
-from firmware.pn532.chip import Pn532Chip
-from firmware.pn532.faults import Faults
-from firmware.pn532.pty import PtyLink
-from firmware.pn532.timing import LinkModel
-from firmware.present import load_presentable
-from firmware.wallet.wallet import Wallet
+from firmware.apps.cards.card import Chip
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.present import load_presentable
+from firmware.apps.wallet.wallet import Wallet
+from firmware.simulator import devices
+from firmware.simulator.air import Field, SoftwareCard
+from firmware.simulator.bus import I2C_DEFAULT_HZ, I2cTarget, SpiTarget
+from firmware.simulator.chip import Pn532Chip
+from firmware.simulator.faults import Faults
+from firmware.simulator.pty import PtyLink
+from firmware.simulator.timing import LinkModel
 
 
 class RigError(Exception):

@@ -28,7 +28,7 @@ import types
 from fcntl import ioctl as real_ioctl
 from typing import Any
 
-from firmware.pn532.bus import I2cTarget, SpiTarget
+from firmware.simulator.bus import I2cTarget, SpiTarget
 
 I2C_RDWR = 0x0707
 I2C_M_RD = 0x0001
@@ -204,6 +204,6 @@ class SpiDev:
 
 
 def _spidev_module() -> types.ModuleType:
-    module = types.ModuleType("spidev", "spidev for simulated nodes (firmware.pn532.devices), real ones passed on")
+    module = types.ModuleType("spidev", "spidev for simulated nodes (firmware.simulator.devices), real ones passed on")
     module.SpiDev = SpiDev  # type: ignore[attr-defined]
     return module

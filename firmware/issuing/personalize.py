@@ -15,14 +15,14 @@ from emvcore.crypto import oda
 from emvcore.crypto.cryptogram import Algorithm, derive_icc_master_key
 from emvcore.crypto.transit import diversify_card_key
 from emvcore.qpboc import AID_KINDS, AID_LABELS
-from firmware.cards.qpboc import (
+from firmware.apps.cards.qpboc import (
     OdaData,
     OfflineRules,
     QPbocKeys,
     QPbocProfile,
     static_data_to_authenticate,
 )
-from firmware.cards.transit import TransitKeys, TransitProfile
+from firmware.apps.cards.transit import TransitKeys, TransitProfile
 
 CA_INDEX = 0xF1  # a private test index: no production UnionPay key has it
 CA_BITS, ISSUER_BITS, ICC_BITS = 1408, 1152, 1024

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from firmware.pn532 import frames
+from firmware.simulator import frames
 
 KINDS = {
     "late_ack": float,

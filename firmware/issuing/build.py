@@ -17,16 +17,14 @@ from typing import Any
 
 from emvcore.crypto import oda
 from emvcore.qpboc import AID_KINDS, RID
-from firmware.cards import qpboc_schema
-from firmware.cards.cardfile import application_entry, write_card
-from firmware.cards.qpboc import QPbocState
-from firmware.cards.transit import TransitState
-from firmware.jsonfile import TEST_ONLY, write_json_atomic
-from firmware.privatefiles import private_dir, write_private
-from firmware.wallet.wallet import Wallet
-from firmware.world import layout
-from firmware.world.banks import BANKS, TRANSIT_CITIES
-from firmware.world.personalize import (
+from firmware.apps.cards import qpboc_schema
+from firmware.apps.cards.cardfile import application_entry, write_card
+from firmware.apps.cards.qpboc import QPbocState
+from firmware.apps.cards.transit import TransitState
+from firmware.apps.wallet.wallet import Wallet
+from firmware.issuing import layout
+from firmware.issuing.banks import BANKS, TRANSIT_CITIES
+from firmware.issuing.personalize import (
     CA_BITS,
     CA_INDEX,
     RSA_EXPONENT,
@@ -39,6 +37,8 @@ from firmware.world.personalize import (
     token_card,
     transit_card,
 )
+from firmware.jsonfile import TEST_ONLY, write_json_atomic
+from firmware.privatefiles import private_dir, write_private
 from hostproto.limits import DEFAULT_FLOOR_LIMIT
 
 DEMO_FINGERS = ["right-thumb", "right-index"]

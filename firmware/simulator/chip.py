@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from firmware.pn532 import frames
-from firmware.pn532.air import Field, Picc, TypeAIdentity
-from firmware.pn532.faults import Faults
-from firmware.pn532.isodep import IsoDepProtocolError, IsoDepTimeout, PcdEngine, PiccEngine, fsc_from_fsci
-from firmware.pn532.link import BAUD_RATES
-from firmware.pn532.timing import LinkModel
+from firmware.simulator import frames
+from firmware.simulator.air import Field, Picc, TypeAIdentity
+from firmware.simulator.faults import Faults
+from firmware.simulator.isodep import IsoDepProtocolError, IsoDepTimeout, PcdEngine, PiccEngine, fsc_from_fsci
+from firmware.simulator.link import BAUD_RATES
+from firmware.simulator.timing import LinkModel
 
 log = logging.getLogger(__name__)
 

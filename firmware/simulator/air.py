@@ -11,9 +11,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from firmware.cards.card import Chip
-from firmware.pn532.isodep import PiccEngine
-from firmware.present import Presentable
+from firmware.apps.cards.card import Chip
+from firmware.apps.present import Presentable
+from firmware.simulator.isodep import PiccEngine
 
 # The ATS of a software card (not a PN532) in the field. Decoded: TL 05; T0 78 = FSCI 8 (FSC 256),
 # TA1 TB1 TC1 present; TA1 80 = 106 kbit/s only, same divisor both ways; TB1 70 = FWI 7 (FWT ≈ 38.7 ms),

@@ -15,10 +15,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from firmware.cards import qpboc_schema
-from firmware.cards.qpboc import QPbocKeys, QPbocProfile
-from firmware.jsonfile import Fields, FileFormatError
-from firmware.wallet.wallet import MAX_PAYMENT_CARDS, Wallet, WalletCard, WalletError
+from firmware.apps.cards.qpboc import QPbocKeys, QPbocProfile
+from firmware.apps.wallet.wallet import MAX_PAYMENT_CARDS, Wallet, WalletCard, WalletError
+from firmware.issuing import tokens
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -91,20 +90,12 @@ def code_from_sms(messages: list[dict[str, Any]], binding_id: int) -> str:
     raise BindingError(f"no SMS with the code for binding {binding_id} in the inbox")
 
 
-def delivered_card(payload: dict[str, Any]) -> tuple[str, QPbocProfile, QPbocKeys]:
+def delivered_card(payload: Any) -> tuple[str, QPbocProfile, QPbocKeys]:
     """The token as the secure element stores it, checked so a malformed delivery never reaches the wallet."""
     try:
-        fields = Fields(payload, "token")
-        profile = qpboc_schema.profile_from_dict(fields.obj("profile"))
-        keys = qpboc_schema.keys_from_dict(fields.obj("keys"))
-        label = fields.str("card_label")
-        token_pan = fields.digits("token_pan", length=(13, 19))
-        par = fields.str("par", pattern=r"[0-9A-Z]{29}")
-    except FileFormatError as error:
+        return tokens.decode(payload)
+    except tokens.TokenPayloadError as error:
         raise BindingError(f"the token service delivered a malformed token: {error}") from None
-    if profile.pan != token_pan or profile.par != par or profile.expiry.isoformat() != payload.get("expiry"):
-        raise BindingError("the token service delivered a token whose profile does not match it")
-    return label, profile, keys
 
 
 def bind_card(

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from firmware.pn532.rig import RigError, SoftwareRig
+from firmware.simulator.rig import RigError, SoftwareRig
 
 MAX_REQUEST = 64 * 1024
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from firmware.cards import qpboc_schema
-from firmware.cards.card import Chip
-from firmware.cards.qpboc import QPbocApplication
-from firmware.cards.transit import TransitKeys, TransitProfile, TransitPurse, TransitState
+from firmware.apps.cards import qpboc_schema
+from firmware.apps.cards.card import Chip
+from firmware.apps.cards.qpboc import QPbocApplication
+from firmware.apps.cards.transit import TransitKeys, TransitProfile, TransitPurse, TransitState
 from firmware.jsonfile import TEST_ONLY, Fields, FileFormatError, read_json, write_json_atomic
 
 CARD_FORMAT = "quickpass-card"

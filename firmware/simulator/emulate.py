@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from firmware.pn532.rig import PresentedFile
+from firmware.simulator.rig import PresentedFile
 from hardware.pn532 import Pn532Error, SerialHsu, command, open_pn532
 
 SET_PARAMETERS_PICC = bytes([0x12, 0x34])  # automatic RATS/ATR_RES, the chip is the ISO 14443-4 PICC

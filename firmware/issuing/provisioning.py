@@ -10,12 +10,12 @@ import datetime
 from pathlib import Path
 
 from emvcore.qpboc import aid_kind
-from firmware.cards.cardfile import PlainCard
-from firmware.cards.qpboc import QPbocApplication
+from firmware.apps.cards.cardfile import PlainCard
+from firmware.apps.cards.qpboc import QPbocApplication
+from firmware.apps.wallet.wallet import MAX_PAYMENT_CARDS, Wallet, WalletCard, WalletError
+from firmware.issuing import layout
+from firmware.issuing.personalize import new_pan, new_par, token_card
 from firmware.jsonfile import FileFormatError, write_json_atomic
-from firmware.wallet.wallet import MAX_PAYMENT_CARDS, Wallet, WalletCard, WalletError
-from firmware.world import layout
-from firmware.world.personalize import new_pan, new_par, token_card
 
 
 class ProvisioningError(Exception):

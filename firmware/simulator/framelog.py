@@ -13,9 +13,9 @@ import threading
 import time
 from typing import TextIO
 
-from firmware.pn532 import frames
-from firmware.pn532.chip import FrameObserver
-from firmware.pn532.link import uart_seconds
+from firmware.simulator import frames
+from firmware.simulator.chip import FrameObserver
+from firmware.simulator.link import uart_seconds
 
 PN532_COMMANDS = {
     0x00: "Diagnose", 0x02: "GetFirmwareVersion", 0x04: "GetGeneralStatus", 0x06: "ReadRegister",

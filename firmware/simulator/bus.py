@@ -24,8 +24,8 @@ import os
 import threading
 from collections import deque
 
-from firmware.pn532 import frames
-from firmware.pn532.chip import Pn532Chip
+from firmware.simulator import frames
+from firmware.simulator.chip import Pn532Chip
 
 I2C_ADDRESS = 0x24  # 7-bit (0x48 to write, 0x49 to read as 8-bit addresses)
 I2C_DEFAULT_HZ = 100_000  # the Pi's i2c_arm default; dtparam=i2c_arm_baudrate=400000 for fast mode

@@ -1,0 +1,1 @@
+"""The phone wallet: up to eight tokenized cards and transit cards behind a fingerprint, and its binding client."""

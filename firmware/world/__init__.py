@@ -1,1 +1,0 @@
-"""firmware/world"""
