@@ -4,6 +4,7 @@ one-line stop when a port cannot be reached."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+ALONE = {name: value for name, value in os.environ.items() if not name.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+"""The inner run's environment: not a worker of this one (its reports would go to a worker's folder)."""
 
 
 def test_hw_rig_without_ports_stops_at_once_with_one_line(tmp_path: Path) -> None:
@@ -21,7 +24,7 @@ def test_hw_rig_without_ports_stops_at_once_with_one_line(tmp_path: Path) -> Non
                           (["--rig=hw", "--reader-port", str(tmp_path / "none"), "--card-port", "/dev/null"],
                            f"the reader PN532 on {tmp_path / 'none'}: no such device")):
         run = subprocess.run([*PYTEST, "tests/hil", *options], cwd=REPOSITORY, capture_output=True, text=True,
-                             timeout=120)
+                             timeout=120, env=ALONE)
         lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
         assert run.returncode == 4 and len(lines) == 1, (run.returncode, lines)
         assert lines[0].startswith("ERROR: ") and says in lines[0] and "--reader-port" in lines[0]
@@ -40,7 +43,7 @@ def test_hw_rig_against_two_software_pn532s_on_serial_paths(tmp_path: Path, scen
             [*PYTEST, "tests/hil/test_hil_scenarios.py", "--rig=hw", "--reader-port", str(tmp_path / "pos"),
              "--card-port", str(tmp_path / "card"), "--hil-report", str(tmp_path / "report"),
              "--basetemp", str(tmp_path / "inner"), "-k", scenarios, "-rs"],
-            cwd=REPOSITORY, capture_output=True, text=True, timeout=600)
+            cwd=REPOSITORY, capture_output=True, text=True, timeout=600, env=ALONE)
     finally:
         emulator.terminate()
         emulator.communicate(timeout=10)
