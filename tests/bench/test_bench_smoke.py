@@ -43,3 +43,18 @@ def test_the_quick_benchmark_prints_a_complete_table() -> None:
     assert sum(row[6] != "—" for row in rows) >= 14  # every target of the issue is judged
     assert any(line.startswith("responses by rc, host: ") for line in lines)
     assert re.search(r"^runtime: [0-9.]+ s$", run.stdout, re.MULTILINE)
+
+
+def test_the_link_model_benchmark_covers_the_uart_and_both_buses() -> None:
+    run = subprocess.run([sys.executable, "bench/pn532_link_model.py", "--repeat", "1"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in run.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| exchange")]
+    links = {row[1] for row in rows}
+    assert links == {"UART 115200", "UART 921600", "I2C 100 kHz", "I2C 400 kHz", "SPI 1 MHz"}
+    assert len(rows) == 2 * len(links)
+    for row in rows:
+        measured, modelled, ratio = (float(cell) for cell in row[2:])
+        assert measured > 0 and modelled > 0
+        assert abs(ratio - measured / modelled) <= 0.05 * ratio + 0.01  # the printed ms are rounded
