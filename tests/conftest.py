@@ -41,6 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--interface", default=None, metavar="hsu|i2c|spi[,…]",
                     help="the reader PN532's host interface(s); the catalogue runs once per interface "
                          "(default: hsu,i2c,spi on sim, hsu on hw)")
+    group.addoption("--i2c-hz", type=int, default=100_000, metavar="HZ",
+                    help="sim: the I2C bus clock in the link model (100000, the Pi's default, or 400000)")
     group.addoption("--hil-report", default="var/hil-report", metavar="DIR",
                     help="where junit.xml and report.html go (default var/hil-report)")
 
@@ -135,6 +137,8 @@ def _hil_options_problem(config: pytest.Config) -> str | None:
     unknown = sorted(set(names) - {"hsu", "i2c", "spi"})
     if unknown or not names:
         return f"--interface: {', '.join(unknown) or 'nothing'} is not one of hsu, i2c, spi"
+    if not 10_000 <= config.getoption("--i2c-hz") <= 400_000:
+        return "--i2c-hz: the PN532's I2C runs at 10 kHz to 400 kHz (the Pi's default is 100000)"
     if config.getoption("--rig") != "hw":
         return None
     card_port, reader_port = config.getoption("--card-port"), config.getoption("--reader-port")

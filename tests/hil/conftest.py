@@ -62,7 +62,7 @@ def rig(request: pytest.FixtureRequest, trace: Trace, tmp_path: Path, interface:
     if config.getoption("--rig") == "hw":  # the ports were checked at start (tests/conftest.py)
         built = HwRig(config.getoption("--reader-port"), config.getoption("--card-port"), trace, interface)
     else:
-        built = SimRig(tmp_path, trace, interface)
+        built = SimRig(tmp_path, trace, interface, config.getoption("--i2c-hz"))
     yield built
     built.close()
 

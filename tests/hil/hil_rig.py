@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from hil_trace import Trace, describe_command
 
 from firmware.simulator import devices
+from firmware.simulator.bus import I2C_DEFAULT_HZ
 from firmware.simulator.emulate import emulate
 from firmware.simulator.framelog import describe_frame
 from firmware.simulator.rig import SoftwareRig
@@ -147,13 +148,14 @@ class SimRig:
     capabilities = frozenset({UART_FAULTS, MODELLED_TIME, RESET_LINE})
     gpio_backend = "sim"
 
-    def __init__(self, folder: Path, trace: Trace, interface: str = "hsu") -> None:
+    def __init__(self, folder: Path, trace: Trace, interface: str = "hsu", i2c_hz: int = I2C_DEFAULT_HZ) -> None:
         self.interface = interface
         if interface == "hsu":
             self.software = SoftwareRig([folder / "pos", folder / "card"], link_model=True)
             self.reader_port: str | None = str(folder / "pos")
         else:  # the reader's frames are seen on the chip: no serial port to watch
-            self.software = SoftwareRig([folder / "card"], link_model=True, buses={"pos": BUS_NODES[interface]})
+            self.software = SoftwareRig([folder / "card"], link_model=True, buses={"pos": BUS_NODES[interface]},
+                                        i2c_hz=i2c_hz)
             self.reader_port = None
             self.reader_chip.frame_observers.append(
                 lambda direction, event, _baud: trace.add(
