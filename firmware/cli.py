@@ -20,7 +20,7 @@ from firmware.issuing import binding, provisioning
 from firmware.issuing.build import WorldExistsError, create_world
 from firmware.jsonfile import FileFormatError
 from firmware.privatefiles import private_file, private_umask
-from firmware.simulator import control
+from firmware.simulator import control, vpcd
 from firmware.simulator.emulate import emulate
 from firmware.simulator.faults import KINDS
 from firmware.simulator.framelog import FrameLog
@@ -175,18 +175,44 @@ def _pn532(args: argparse.Namespace) -> int:
             rig.present(Path(args.present))
         for name, chip_status in rig.status()["chips"].items():
             print(f"software PN532 {name}: {chip_status['link']} -> {chip_status['device']}")
-        print(f"control socket: {control_path}  (export POS_CARD_CONTROL={control_path})")
-        print("ready; Ctrl-C stops", flush=True)
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        stop.wait()
+        _ready_until_stopped(control_path)
     finally:
         server.close()
         rig.close()
         if trace is not None:
             trace.close()
     print("stopped" + (f"; frames in {args.trace}" if trace is not None else ""))
+    return 0
+
+
+def _ready_until_stopped(control_path: Path) -> None:
+    """The control socket named, the ready line (scripts wait for it), then serve until SIGINT or SIGTERM."""
+    print(f"control socket: {control_path}  (export POS_CARD_CONTROL={control_path})")
+    print("ready; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+
+def _vpcd(args: argparse.Namespace) -> int:
+    endpoint = vpcd.parse_endpoint(args.vpcd)
+    control_path = Path(args.control) if args.control else Path(args.present).with_name("vpcd.ctl")
+    slot = vpcd.VirtualSlot(endpoint)
+    try:
+        slot.check_reachable()
+        server = control.ControlServer(control_path, slot)
+    except (vpcd.VpcdError, control.ControlError):
+        slot.close()
+        raise
+    try:
+        slot.present(Path(args.present))
+        print(f"{Path(args.present).name} in the virtual PC/SC reader (vpcd at {endpoint}); pcsc_scan lists it")
+        _ready_until_stopped(control_path)
+    finally:
+        server.close()
+        slot.close()
+    print("stopped")
     return 0
 
 
@@ -272,6 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
     pn532.add_argument("--trace", metavar="FILE",
                        help="write every frame both ways with its time, one per line (APDU bytes never shown)")
     pn532.set_defaults(run=_pn532)
+
+    virtual = commands.add_parser("vpcd", help="a card or phone in vsmartcard's virtual PC/SC reader (pcscd)",
+                                  description="Put an emulated card or phone in the slot of vsmartcard's virtual "
+                                              "reader, so any PC/SC application reaches it through pcscd.")
+    virtual.add_argument("--present", required=True, metavar="FILE", help="card or wallet file in the slot")
+    virtual.add_argument("--vpcd", default=f"127.0.0.1:{vpcd.VPCD_PORT}", metavar="HOST:PORT",
+                         help=f"vpcd's slot (Debian's vsmartcard-vpcd listens on {vpcd.VPCD_PORT})")
+    virtual.add_argument("--control", metavar="SOCKET", help="control socket path (default: vpcd.ctl beside FILE)")
+    virtual.set_defaults(run=_vpcd)
 
     def rig_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
@@ -374,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         with private_umask():  # worlds, cards, wallets, the control socket: the user's alone
             return args.run(args)
     except (FileFormatError, WalletError, WorldExistsError, provisioning.ProvisioningError, control.ControlError,
-            RigError, LinkPathError, Pn532Error, binding.BindingError) as error:
+            RigError, LinkPathError, Pn532Error, binding.BindingError, vpcd.VpcdError) as error:
         print(f"pos-card: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # e.g. `world` given a file, a folder without write permission: one line, no traceback

@@ -18,7 +18,8 @@ from terminal.host.link import HostLink
 from terminal.journal.journal import Journal
 from terminal.kernel.params import KernelParams
 from terminal.kernel.transit import Psam
-from terminal.reader.pn532 import Pn532Reader
+from terminal.reader.base import Reader
+from terminal.reader.choose import make_reader
 from terminal.sale import Counter
 from terminal.ui.feedback import Feedback
 from terminal.ui.gpio import open_gpio
@@ -71,7 +72,7 @@ def observers(config: TerminalConfig, feedback: Feedback) -> list[Observer]:
 @dataclass
 class Parts:
     counter: Counter
-    reader: Pn532Reader
+    reader: Reader
     host: HostLink
     feedback: Feedback
     screen: Screen  # the customer display's model, in step with the feedback
@@ -83,7 +84,7 @@ def terminal(config: TerminalConfig) -> Iterator[Parts]:
     feedback = Feedback.from_config(config.gpio, gpio, log=log)
     screen = Screen()
     feedback.watch(screen.show)
-    reader = Pn532Reader(config, gpio)
+    reader = make_reader(config, gpio)
     host = host_link(config)
     try:  # whatever fails from here (a key file, the reader), the journal, the reader and the GPIO are released
         counter = Counter(reader, kernel_params(config), host, observers=observers(config, feedback),

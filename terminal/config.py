@@ -11,10 +11,11 @@ Schema (defaults in brackets):
                 country, currency (4 digits, ISO 3166 / ISO 4217 numeric as 9F1A / 5F2A: "0156")
     [host]      url (http:// or https://), key (hex, ≥ 16 bytes: request signing), timeout [10.0] s
     [capk]      file (the world's scheme/capk.json)
-    [reader]    interface ["hsu"] | "i2c" | "spi"; port ["/dev/ttyAMA0"] (HSU); baud [115200] (a
-                SetSerialBaudRate rate 9600 … 921600, switched after init); reset_pin [none] (BCM, RSTPDN);
-                i2c_bus [1] (0 | 1); spi_cs [0] (0 = CE0/GPIO8, 1 = CE1/GPIO7; pn532pi uses SPI bus 0);
-                spi_speed_hz [1000000] (≤ 5 MHz); apdu_timeout [2.0] s
+    [reader]    type ["pn532"] | "pcsc" (a USB contactless reader through pcscd: name [the first reader] is part
+                of the reader's name, e.g. "ACR122U"); for a PN532: interface ["hsu"] | "i2c" | "spi"; port
+                ["/dev/ttyAMA0"] (HSU); baud [115200] (a SetSerialBaudRate rate 9600 … 921600, switched after
+                init); reset_pin [none] (BCM, RSTPDN); i2c_bus [1] (0 | 1); spi_cs [0] (0 = CE0/GPIO8, 1 =
+                CE1/GPIO7; pn532pi uses SPI bus 0); spi_speed_hz [1000000] (≤ 5 MHz); apdu_timeout [2.0] s
     [limits]    amounts in fen (DF20 / DF19 / DF21): contactless_limit [2000000] (¥20,000.00; at or above it
                 contactless is refused), floor_limit [200000] (¥2,000.00; above it the card must go online),
                 cvm_limit [100000] (¥1,000.00; at or above it a CVM is required); these apply to every AID
@@ -102,6 +103,8 @@ class CapkConfig:
 
 @dataclass(frozen=True)
 class ReaderConfig:
+    type: str = "pn532"  # or "pcsc"
+    pcsc_reader: str = ""  # part of the PC/SC reader's name; "" = the first pcscd lists
     interface: str = "hsu"
     port: str = "/dev/ttyAMA0"
     baud: int = DEFAULT_BAUD
@@ -190,7 +193,8 @@ SECTIONS = {
     "terminal": ("id", "merchant_id", "country", "currency"),
     "host": ("url", "key", "timeout"),
     "capk": ("file",),
-    "reader": ("interface", "port", "baud", "reset_pin", "i2c_bus", "spi_cs", "spi_speed_hz", "apdu_timeout"),
+    "reader": ("type", "name", "interface", "port", "baud", "reset_pin", "i2c_bus", "spi_cs", "spi_speed_hz",
+               "apdu_timeout"),
     "limits": ("contactless_limit", "floor_limit", "aid_floor_limits", "cvm_limit"),
     "aids": (),  # keys are AIDs, checked by _aids
     "gpio": ("backend", "lights", "buzzer", "success_hz", "success_ms", "alert_hz", "alert_ms", "alert_gap_ms",
@@ -358,6 +362,11 @@ def _host(section: _Section) -> HostConfig:
 
 
 def _reader(section: _Section, folder: Path) -> ReaderConfig:
+    kind = section.choice("type", ("pn532", "pcsc"), "pn532")
+    name = section.text("name", default="", pattern=r"[\x20-\x7e]{0,100}", what="printable text up to 100 characters",
+                        example='"ACR122U"')
+    if name and kind != "pcsc":
+        raise ConfigError(section.key("name"), "a reader name is for PC/SC readers", 'set type = "pcsc" or remove name')
     interface = section.choice("interface", ("hsu", "i2c", "spi"), "hsu")
     port = section.text("port", default=ReaderConfig.port, example='"/dev/ttyAMA0"')
     if not port:
@@ -373,6 +382,8 @@ def _reader(section: _Section, folder: Path) -> ReaderConfig:
                           'remove baud or set interface = "hsu"')
     reset = section.data.get("reset_pin")
     return ReaderConfig(
+        type=kind,
+        pcsc_reader=name,
         interface=interface,
         port=port,
         baud=int(baud),

@@ -11,7 +11,7 @@ from terminal.assemble import host_link, kernel_params
 from terminal.config import TerminalConfig
 from terminal.host.client import HostError, HostRejected
 from terminal.reader.base import Reader
-from terminal.reader.pn532 import Pn532Reader
+from terminal.reader.choose import make_reader
 from terminal.ui.gpio import open_gpio
 
 
@@ -34,7 +34,7 @@ def doctor(config: TerminalConfig, reader: Reader | None = None, *,
             try:
                 checks.append(Check("reader", True, opened.identify()))
             except Exception as error:  # any failure is a finding to report
-                checks.append(Check("reader", False, str(error), READER_HINT))
+                checks.append(Check("reader", False, str(error), reader_hint(config)))
     try:
         capks = kernel_params(config).capks
         checks.append(Check("capk", bool(capks), f"{len(capks)} CA keys from {config.capk.file}",
@@ -45,7 +45,10 @@ def doctor(config: TerminalConfig, reader: Reader | None = None, *,
     return checks
 
 
-READER_HINT = "check the wiring, the HSU switches and [reader] port"
+def reader_hint(config: TerminalConfig) -> str:
+    if config.reader.type == "pcsc":
+        return "check that pcscd runs and the reader is plugged in (pcsc_scan -r lists what pcscd sees)"
+    return "check the wiring, the HSU switches and [reader] port"
 
 
 @contextlib.contextmanager
@@ -65,10 +68,10 @@ def _configured_reader(config: TerminalConfig, reader: Reader | None, checks: li
         checks.append(_gpio_check(config))
     own = None
     try:
-        own = Pn532Reader(config, gpio)
+        own = make_reader(config, gpio)
         own.open()
     except Exception as error:
-        checks.append(Check("reader", False, str(error), READER_HINT))
+        checks.append(Check("reader", False, str(error), reader_hint(config)))
         yield None
     else:
         yield own

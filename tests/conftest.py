@@ -15,6 +15,7 @@ import tallies
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings
+from pcscd import Pcscd, running_pcscd
 from pgcluster import pg_cluster  # noqa: F401 - the session's PostgreSQL cluster, started when a test asks
 from robustness import secret_scan
 from robustness.fuzzing import long_mode
@@ -26,6 +27,7 @@ from acquirer_stub.store import db
 from firmware.issuing.build import create_world
 from firmware.issuing.layout import World
 from firmware.simulator.rig import SoftwareRig
+from firmware.simulator.vpcd import Endpoint, VirtualSlot
 from hardware.pn532 import Pn532Error, open_pn532
 from terminal.journal.crashpoints import CRASH_POINTS
 
@@ -60,6 +62,21 @@ def rig(tmp_path: Path) -> Iterator[SoftwareRig]:
     rig = SoftwareRig([tmp_path / "pos"])
     yield rig
     rig.close()
+
+
+@pytest.fixture
+def pcscd(tmp_path: Path) -> Iterator[Pcscd]:
+    """This test's own pcscd with vsmartcard's virtual reader (tests/pcscd.py)."""
+    with running_pcscd(tmp_path / "pcscd") as running:
+        yield running
+
+
+@pytest.fixture
+def vpcd_slot(pcscd: Pcscd) -> Iterator[VirtualSlot]:
+    """The card side of that reader's first slot, empty until a test presents a card or phone."""
+    slot = VirtualSlot(Endpoint("127.0.0.1", pcscd.port))
+    yield slot
+    slot.close()
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import socket
 import socketserver
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from firmware.simulator.rig import RigError, SoftwareRig
+from firmware.simulator.rig import RigError
 
 MAX_REQUEST = 64 * 1024
 
@@ -25,7 +25,19 @@ class ControlError(Exception):
     """The request is malformed, or the rig refused it."""
 
 
-def handle(rig: SoftwareRig, request: Any) -> dict[str, Any]:
+class Controlled(Protocol):
+    """What the socket drives: the software PN532's rig, or a virtual PC/SC reader's slot (vpcd.VirtualSlot)."""
+
+    def present(self, path: Path, *, seconds: float | None = None) -> Any: ...
+    def remove(self) -> None: ...
+    def fingerprint(self, finger: str, path: Path | None = None) -> bool: ...
+    def remove_card_after(self, exchanges: int, *, tear: bool = False) -> None: ...
+    def chip(self, name: str | None) -> Any: ...
+    def reset(self, name: str | None = None) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+
+
+def handle(rig: Controlled, request: Any) -> dict[str, Any]:
     """Carry out one request; every failure is a ControlError with a message for a person."""
     if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
         raise ControlError('a request is a JSON object with "cmd"')
@@ -79,7 +91,7 @@ def handle(rig: SoftwareRig, request: Any) -> dict[str, Any]:
 
 
 class ControlServer:
-    def __init__(self, path: Path, rig: SoftwareRig) -> None:
+    def __init__(self, path: Path, rig: Controlled) -> None:
         if path.exists() or path.is_symlink():
             if _alive(path):
                 raise ControlError(f"{path} is the control socket of a running rig")
@@ -125,7 +137,7 @@ def request(path: Path, payload: dict[str, Any], timeout: float = 10.0) -> dict[
                     break
                 data += chunk
     except (FileNotFoundError, ConnectionRefusedError):
-        raise ControlError(f"no software PN532 is listening on {path} (start one with pos-card pn532)") from None
+        raise ControlError(f"nothing is listening on {path} (start pos-card pn532 or pos-card vpcd)") from None
     except OSError as error:
         raise ControlError(f"control socket {path}: {error}") from None
     answer = json.loads(data)

@@ -1,4 +1,4 @@
-"""The contactless reader layer: the `Reader` interface and its PN532 backend."""
+"""The contactless reader layer: the `Reader` interface, its PN532 and PC/SC backends (`choose.make_reader`)."""
 
 from terminal.reader.base import CardRemoved, Reader, ReaderError, Target
 

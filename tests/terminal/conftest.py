@@ -37,3 +37,4 @@ def config(world: World, tmp_path: Path, host_server: HostServer) -> Path:
     path = world.path(Path("terminal.toml"))
     path.write_text(text)
     return path
+

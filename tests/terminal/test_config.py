@@ -143,6 +143,9 @@ BAD = [
     ("[reader]\nreset_pin = 40", "reader.reset_pin", "BCM number 2 to 27"),
     ("[reader]\nreset_pin = 5", "reader.reset_pin", "a pin of their own"),
     ("[reader]\napdu_timeout = 0", "reader.apdu_timeout", "use 0.1 to 30.0"),
+    ("[reader]\ntype = \"acr122\"", "reader.type", '"pn532" | "pcsc"'),
+    ("[reader]\nname = \"ACR122U\"", "reader.name", 'set type = "pcsc"'),
+    ("[reader]\ntype = \"pcsc\"\nname = \"ACR\\u0007\"", "reader.name", "printable text"),
     ("[limits]\ncvm_limit = -1", "limits.cvm_limit", "use 0 to 999999999999"),
     ("[limits]\nfloor_limit = \"100\"", "limits.floor_limit", "without quotes"),
     ("[limits]\ncontactless_limit = true", "limits.contactless_limit", "without quotes"),
@@ -203,6 +206,12 @@ def test_a_bad_value_names_its_key_and_the_fix(tmp_path: Path, change: str, key:
     assert fix in message
     assert str(path) in message  # which file, for a terminal started with several
     assert SECRET[:20] not in message  # never the local register's secret, even a wrong one
+
+
+def test_a_pcsc_reader_by_name(tmp_path: Path) -> None:
+    loaded = load_config(_write(tmp_path, BASE.format(key=KEY) + '[reader]\ntype = "pcsc"\nname = "ACR122U"\n'))
+    assert (loaded.reader.type, loaded.reader.pcsc_reader) == ("pcsc", "ACR122U")
+    assert load_config(_write(tmp_path, BASE.format(key=KEY))).reader.type == "pn532"
 
 
 def test_the_baud_message_reads_as_documented(tmp_path: Path) -> None:

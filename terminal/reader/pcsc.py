@@ -1,0 +1,187 @@
+"""The reader on PC/SC (pcscd) through pyscard: a USB contactless reader (ACS ACR122U, ACR1252U, Identiv …) or
+vsmartcard's virtual one with the emulated cards in it (`pos-card vpcd`). Doc pcsc.md.
+
+A card in the reader's slot is a card in the field. The reader reports an ISO 14443-4 card with a synthetic ATR
+(`3B 8k 80 01` + its historical bytes, PC/SC Part 3) and answers GET DATA (FF CA) with the UID itself; nothing
+else of the air (ATQA, SAK, the ATS) reaches an application, so the target is described from the ATR: ISO-DEP or
+not, its UID, no ATS. Each tap is one
+exclusive connection; `release` powers the card off, as a reader that drops its field, so the next
+`wait_for_card` meets it afresh (a phone that wants its fingerprint is read again).
+
+pyscard is imported only here and only when this backend is configured (`pip install .[pcsc]`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from emvcore import pcsc
+from terminal.config import ReaderConfig, TerminalConfig
+from terminal.reader.base import ISO_DEP_SAK, CardRemoved, ReaderError, Target
+
+log = logging.getLogger("terminal.reader")
+
+INSTALL_HINT = "pip install .[pcsc] (Debian: sudo apt install pcscd swig libpcsclite-dev)"
+
+
+class PcscReader:
+    """`Reader` on one PC/SC reader. Takes the whole TerminalConfig or its [reader] section."""
+
+    def __init__(self, config: ReaderConfig | TerminalConfig) -> None:
+        self.config = config.reader if isinstance(config, TerminalConfig) else config
+        try:
+            from smartcard import scard
+        except ImportError as error:
+            raise ReaderError(f"[reader] type = \"pcsc\" needs pyscard ({error}): {INSTALL_HINT}") from None
+        self._scard: Any = scard
+        self._lock = threading.RLock()
+        self._context: Any = None
+        self.name = ""  # the reader's name as pcscd gives it
+        self._card: Any = None
+        self._protocol = 0
+        self.resets = 0
+
+    # -- Reader --------------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        with self._lock:
+            if self._context is not None:
+                return
+            scard = self._scard
+            result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if result != scard.SCARD_S_SUCCESS:
+                raise ReaderError(self._problem(result, "cannot reach pcscd"))
+            self._context = context
+            try:
+                self.name = self._choose_reader()
+            except ReaderError:
+                self._release_context()
+                raise
+            log.info("reader: %s", self.identify())
+
+    def identify(self) -> str:
+        return f"PC/SC reader {self.name} (pcscd)"
+
+    def wait_for_card(self, timeout: float) -> Target | None:
+        with self._lock:
+            self._require_open()
+            self._disconnect(self._scard.SCARD_LEAVE_CARD)
+            scard = self._scard
+            deadline = time.monotonic() + max(0.0, timeout)
+            known = scard.SCARD_STATE_UNAWARE
+            while True:
+                wait_ms = max(0, round((deadline - time.monotonic()) * 1000))
+                result, states = scard.SCardGetStatusChange(self._context, wait_ms, [(self.name, known)])
+                if result == scard.SCARD_E_TIMEOUT:
+                    return None
+                if result != scard.SCARD_S_SUCCESS:
+                    raise ReaderError(self._problem(result, f"watching {self.name}"))
+                _, event, _ = states[0]
+                if event & scard.SCARD_STATE_PRESENT and not event & scard.SCARD_STATE_MUTE:
+                    target = self._connect()
+                    if target is not None:
+                        return target
+                known = event & ~scard.SCARD_STATE_CHANGED
+                if time.monotonic() >= deadline:
+                    return None
+
+    def transceive(self, apdu: bytes) -> bytes:
+        with self._lock:
+            self._require_open()
+            if self._card is None:
+                raise CardRemoved("no card is activated (none found yet, or the last one left)")
+            scard = self._scard
+            result, response = scard.SCardTransmit(self._card, self._protocol, list(apdu))
+            if result == scard.SCARD_S_SUCCESS:
+                return bytes(response)
+            self._disconnect(scard.SCARD_LEAVE_CARD)
+            if result in self._gone():
+                raise CardRemoved(f"card removed: {scard.SCardGetErrorMessage(result).strip()}")
+            raise ReaderError(self._problem(result, f"sending an APDU through {self.name}"))
+
+    def release(self) -> None:
+        with self._lock:
+            self._disconnect(self._scard.SCARD_UNPOWER_CARD)
+
+    def reset(self) -> None:
+        """pcscd or the reader went away and back: a new context, the reader looked up again."""
+        with self._lock:
+            self.resets += 1
+            self._disconnect(self._scard.SCARD_LEAVE_CARD)
+            self._release_context()
+            self.open()
+
+    def close(self) -> None:
+        with self._lock:
+            self._disconnect(self._scard.SCARD_UNPOWER_CARD)
+            self._release_context()
+
+    # -- inside -----------------------------------------------------------------------------------------------
+
+    def _choose_reader(self) -> str:
+        scard = self._scard
+        result, names = scard.SCardListReaders(self._context, [])
+        if result == scard.SCARD_E_NO_READERS_AVAILABLE or (result == scard.SCARD_S_SUCCESS and not names):
+            raise ReaderError("pcscd sees no reader: plug the USB reader in (pcsc_scan -r lists what pcscd sees)")
+        if result != scard.SCARD_S_SUCCESS:
+            raise ReaderError(self._problem(result, "listing the readers"))
+        wanted = self.config.pcsc_reader
+        chosen = [name for name in names if wanted.lower() in name.lower()] if wanted else list(names)
+        if not chosen:
+            raise ReaderError(f"no PC/SC reader named like {wanted!r}; pcscd sees: {', '.join(names)} "
+                              "(set [reader] name to part of one)")
+        return str(chosen[0])
+
+    def _connect(self) -> Target | None:
+        """An exclusive connection to the card in the slot; None when it left meanwhile."""
+        scard = self._scard
+        result, card, protocol = scard.SCardConnect(self._context, self.name, scard.SCARD_SHARE_EXCLUSIVE,
+                                                    scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
+        if result in self._gone():
+            return None
+        if result == scard.SCARD_E_SHARING_VIOLATION:
+            raise ReaderError(f"another program holds the card in {self.name} (pcsc_scan, a browser's smart-card "
+                              "support …): close it")
+        if result != scard.SCARD_S_SUCCESS:
+            raise ReaderError(self._problem(result, f"connecting to the card in {self.name}"))
+        self._card, self._protocol = card, protocol
+        result, _, _, _, atr = scard.SCardStatus(card)
+        atr = bytes(atr) if result == scard.SCARD_S_SUCCESS else b""
+        uid = b""
+        result, answer = scard.SCardTransmit(card, protocol, list(pcsc.GET_UID))
+        if result == scard.SCARD_S_SUCCESS and bytes(answer[-2:]) == pcsc.SW_OK:
+            uid = bytes(answer[:-2])
+        iso_dep = pcsc.is_contactless_iso_dep(atr)
+        log.debug("reader: card in %s, ATR %s, UID %s (not an identity)", self.name, atr.hex(), uid.hex())
+        return Target(uid=uid, sens_res=b"", sel_res=ISO_DEP_SAK if iso_dep else 0, ats=b"")
+
+    def _disconnect(self, disposition: int) -> None:
+        card, self._card = self._card, None
+        if card is not None:
+            self._scard.SCardDisconnect(card, disposition)
+
+    def _release_context(self) -> None:
+        context, self._context = self._context, None
+        if context is not None:
+            self._scard.SCardReleaseContext(context)
+
+    def _gone(self) -> tuple[int, ...]:
+        scard = self._scard
+        return (scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_RESET_CARD,
+                scard.SCARD_W_UNPOWERED_CARD, scard.SCARD_W_UNRESPONSIVE_CARD)
+
+    def _problem(self, result: int, doing: str) -> str:
+        scard = self._scard
+        text = scard.SCardGetErrorMessage(result).strip().rstrip(".")
+        if result in (scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED):
+            return f"{doing}: {text}: is pcscd running? sudo systemctl start pcscd (Debian: sudo apt install pcscd)"
+        if result in (scard.SCARD_E_READER_UNAVAILABLE, scard.SCARD_E_UNKNOWN_READER):
+            return f"{doing}: {text}: the reader was unplugged? (pcsc_scan -r lists what pcscd sees)"
+        return f"{doing}: {text} (0x{result & 0xFFFFFFFF:08X})"
+
+    def _require_open(self) -> None:
+        if self._context is None:
+            raise ReaderError("the reader is not open (call open() first)")

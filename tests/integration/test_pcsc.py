@@ -1,0 +1,87 @@
+"""The emulated cards in a real pcscd (issue #16 §2): `pos-card vpcd` puts a card or the phone in the slot of
+vsmartcard's virtual reader; pcsc_scan (Debian pcsc-tools) and pyscard, programs that know nothing of this project,
+see it with its ATR and trade APDUs with it; taking it out and putting it back is seen as such."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from pcscd import Pcscd
+from smartcard import scard
+from smartcard.System import readers
+from waits import until
+
+from emvcore import tlv
+from firmware.issuing.layout import World
+from firmware.simulator.vpcd import VirtualSlot
+
+CONTACTLESS_ATR = bytes.fromhex("3B80800101")  # PC/SC Part 3 for an ISO 14443-4 card without historical bytes
+PPSE = list(bytes.fromhex("00A404000E325041592E5359532E444446303100"))
+
+
+def _state(reader: str) -> int:
+    """The slot's state bits as pcscd reports them now."""
+    result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    assert result == scard.SCARD_S_SUCCESS
+    try:
+        result, states = scard.SCardGetStatusChange(context, 0, [(reader, scard.SCARD_STATE_UNAWARE)])
+        assert result == scard.SCARD_S_SUCCESS
+        return states[0][1]
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+def _present(reader: str) -> bool:
+    return bool(_state(reader) & scard.SCARD_STATE_PRESENT)
+
+
+def test_pcsc_scan_lists_the_emulated_card_with_its_atr(pcscd: Pcscd, vpcd_slot: VirtualSlot, world: World) -> None:
+    vpcd_slot.present(world.path(Path(world.cards()[0]["file"])))
+    until(lambda: _present(pcscd.slot), 10, "the card in the slot")
+    scan = subprocess.run(["pcsc_scan", "-c", "-t", "1"], capture_output=True, text=True, timeout=30)
+    lines = scan.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if pcscd.slot in line)
+    block = "\n".join(lines[at : at + 4])
+    assert "Card inserted" in block and "ATR: 3B 80 80 01 01" in block, scan.stdout
+
+
+def test_pyscard_reads_the_phone_and_the_reader_answers_get_data_itself(pcscd: Pcscd, vpcd_slot: VirtualSlot,
+                                                                         world: World) -> None:
+    vpcd_slot.present(world.demo_phone)
+    until(lambda: _present(pcscd.slot), 10, "the phone in the slot")
+    reader = next(r for r in readers() if str(r) == pcscd.slot)
+    connection = reader.createConnection()
+    connection.connect()
+    try:
+        assert bytes(connection.getATR()) == CONTACTLESS_ATR
+        uid, sw1, sw2 = connection.transmit([0xFF, 0xCA, 0x00, 0x00, 0x00])
+        assert (sw1, sw2) == (0x90, 0x00) and len(uid) == 4 and uid[0] == 0x08  # a phone's random UID (RID 08)
+        data, sw1, sw2 = connection.transmit(PPSE)
+        assert (sw1, sw2) == (0x90, 0x00)
+        aids = [obj.value for _, obj in tlv.walk(bytes(data)) if obj.tag == 0x4F]
+        assert bytes.fromhex("A000000333010102") in aids  # the Bank of China credit token (UnionPay credit)
+        assert bytes.fromhex("A000000632010105") in aids  # and the transit card (T-Union)
+    finally:
+        connection.release()  # its context too, before this test's pcscd stops
+    assert vpcd_slot.status()["apdus"] == 1  # GET DATA never reached the card: the reader answered it
+
+
+def test_taking_the_card_out_and_putting_it_back(pcscd: Pcscd, vpcd_slot: VirtualSlot, world: World) -> None:
+    card = world.path(Path(world.cards()[0]["file"]))
+    vpcd_slot.present(card)
+    until(lambda: _present(pcscd.slot), 10, "the card in the slot")
+    vpcd_slot.remove()
+    until(lambda: _state(pcscd.slot) & scard.SCARD_STATE_EMPTY, 10, "the slot empty")
+    vpcd_slot.present(card, seconds=30)
+    until(lambda: _present(pcscd.slot), 10, "the card back")
+    assert vpcd_slot.status()["slot"] == {"card": card.name, "connected": True, "vpcd": f"127.0.0.1:{pcscd.port}"}
+
+
+def test_pos_card_vpcd_without_a_vpcd_is_one_line(world: World) -> None:
+    run = subprocess.run([sys.executable, "-m", "firmware.cli", "vpcd", "--present", str(world.demo_phone),
+                          "--vpcd", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.startswith("pos-card: no vpcd on 127.0.0.1:1 (Connection refused): is pcscd running")
+    assert len(run.stderr.splitlines()) == 1
