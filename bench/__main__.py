@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark of issue #7 in one run, one Markdown table on stdout.
 
-    ./scripts/bench [--quick] [--no-postgres] [--card-repeat N] [--host-repeat N] [--footprint-repeat N]
+    ./scripts/bench [--quick] [--no-postgres] [--no-pcsc] [--card-repeat N] [--host-repeat N] [--footprint-repeat N]
                     [--open-loop-seconds S]
 
 Set-up (a fresh test world, the acquirer instance, the cryptograms) is not timed. The world's files live in
@@ -36,6 +36,7 @@ from bench.report import Report, Row, machine, median, percentile
 from bench.serve import Server
 from bench.world import build_world, make_instance, reset_velocity
 from firmware.issuing.layout import World
+from terminal.reader.base import ReaderError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRA_CARDS = 40  # 32 world cards + 40: more than 50 terminals, so no two share a card
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts: checks the machinery, not the machine")
     parser.add_argument("--no-postgres", action="store_true", help="leave out the PostgreSQL rows")
+    parser.add_argument("--no-pcsc", action="store_true", help="leave out the PC/SC rows (they need pcscd, as root)")
     parser.add_argument("--card-repeat", type=int, help="rounds of taps per type and baud rate (default 9)")
     parser.add_argument("--host-repeat", type=int, help="rounds per concurrency level and side (default 3)")
     parser.add_argument("--footprint-repeat", type=int, help="service starts (default 3)")
@@ -97,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
                 starts, bare_starts = _footprint(world, bench, footprint_repeat)
             finally:
                 bench.close()
+            if args.no_pcsc:
+                report.notes.append("PC/SC rows left out (--no-pcsc)")
+            else:
+                print("card-in-field through pcscd …", file=sys.stderr, flush=True)
+                samples += _pcsc(report, world, disk, host_server.url, instance.database, card_repeat)
             print("host throughput …", file=sys.stderr, flush=True)
             host_bench = host.HostBench(world, instance.database, host_server.url, bare_server.url,
                                         per_terminal=per_terminal, repeat=host_repeat)
@@ -174,6 +181,24 @@ def _api_threads() -> int:
     from acquirer_stub.serving import Serving
 
     return Serving().api_threads
+
+
+def _pcsc(report: Report, world: World, disk: Path, host_url: str, database: Path, repeat: int) -> list[card.Sample]:
+    """The card-in-field taps again through a pcscd of our own and vsmartcard's virtual reader; [] and a note when
+    pcscd or vpcd is not installed, cannot start, or pyscard is missing."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import pcscd
+
+    try:
+        with pcscd.running_pcscd(disk / "pcscd") as running:
+            bench = card.PcscCardBench(world, disk, host_url, database, running.port, pcscd.READER)
+            try:
+                return bench.run(repeat)
+            finally:
+                bench.close()
+    except (RuntimeError, OSError, ImportError, ReaderError) as error:
+        report.notes.append(f"PC/SC rows skipped: {str(error).splitlines()[0]}")
+        return []
 
 
 def _postgres(report: Report, world: World, disk: Path, *, per_terminal: dict[int, int], repeat: int,
@@ -288,6 +313,15 @@ def _card_rows(report: Report, samples: list[card.Sample]) -> None:
     online = median([s.tap.measured for s in groups[("online", fastest)]]) * 1000
     report.add(Row("card-in-field", f"online tap at {fastest} baud, link model on", online, "ms", ONLINE_LIMIT_MS,
                    "limit", f"≤ {ONLINE_LIMIT_MS:.0f} ms", online <= ONLINE_LIMIT_MS))
+    if any(sample.baud == card.PCSC_BAUD for sample in samples):  # the same taps through pcscd, beside the PN532's
+        report.notes.append("PC/SC rows: vsmartcard's virtual reader has no air and no USB, so they are the cost of "
+                            "pyscard, pcscd and vpcd for the same APDUs; a USB reader adds its air and CCID time")
+        slowest = card.BAUDS[0]
+        for kind in card.TYPES:
+            pcsc = median([s.tap.measured for s in groups[(kind, card.PCSC_BAUD)]]) * 1000
+            pn532 = median([s.tap.measured for s in groups[(kind, slowest)]]) * 1000
+            report.add(Row("card-in-field", f"{card.LABELS[kind]}, PC/SC (pcscd + vsmartcard's vpcd)", pcsc, "ms",
+                           pn532, f"PN532 {slowest} baud"))
     for baud in card.BAUDS:
         group = groups[("online", baud)]
         outcome = median([s.outcome_seconds or 0.0 for s in group]) * 1000

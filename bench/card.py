@@ -8,6 +8,10 @@ A tap is timed from the InListPassiveTarget that finds the card to the answer of
 "card read": after it the card may go). Over exactly that span the chip's link model adds up its modelled
 seconds: the physical lower bound of the same bytes, frames and card commands. The ratio is measured / bound.
 The reader is raised to 921600 baud by the terminal's own [reader] baud setting (SetSerialBaudRate at start).
+
+`PcscCardBench` times the same transactions on the same cards through PC/SC: `PcscReader` → pyscard → a pcscd of its
+own → vsmartcard's virtual reader → the same emulated card (`pos-card vpcd`'s slot). There is no link model on that
+path (no air, no UART), so its rows compare with the PN532's measured times instead of a bound.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from firmware.apps.cards.qpboc import QPbocApplication
 from firmware.issuing.layout import World
 from firmware.simulator.rig import SoftwareRig
 from firmware.simulator.timing import LinkModel
+from firmware.simulator.vpcd import Endpoint, VirtualSlot
 from terminal.assemble import terminal
 from terminal.config import load_config
 from terminal.kernel.transit import Psam, fare
@@ -33,6 +38,7 @@ from terminal.reader.base import Target
 from terminal.sale import Counter
 
 BAUDS = (115200, 921600)
+PCSC_BAUD = 0  # the samples of PcscCardBench
 TYPES = ("online", "offline", "see-phone", "transit")
 LABELS = {
     "online": "online tap (phone, CDCVM, ARQC)",
@@ -62,9 +68,9 @@ class Sample:
 
 
 class TimedReader:
-    """The terminal's reader, with the span of each tap and the chip's link-model account over it."""
+    """The terminal's reader, with the span of each tap and the chip's link-model account over it (none on PC/SC)."""
 
-    def __init__(self, inner: Any, link: LinkModel) -> None:
+    def __init__(self, inner: Any, link: LinkModel | None) -> None:
         self.inner = inner
         self.link = link
         self.taps: list[Tap] = []
@@ -89,7 +95,8 @@ class TimedReader:
 
     def wait_for_card(self, timeout: float) -> Target | None:
         started = time.perf_counter()
-        self.link.reset_account()
+        if self.link is not None:
+            self.link.reset_account()
         target = self.inner.wait_for_card(timeout)
         if target is not None:
             self._start, self._end = started, None
@@ -100,7 +107,8 @@ class TimedReader:
     def transceive(self, apdu: bytes) -> bytes:
         answer: bytes = self.inner.transceive(apdu)
         self._end = time.perf_counter()
-        self._modelled, self._hops = self.link.modelled_seconds, dict(self.link.hops)
+        if self.link is not None:
+            self._modelled, self._hops = self.link.modelled_seconds, dict(self.link.hops)
         return answer
 
     def release(self) -> None:
@@ -129,8 +137,7 @@ class CardBench:
         self.world = world
         self.folder = folder
         self.database = database
-        self.rig = SoftwareRig([folder / "pos"], link_model=True)
-        self.chip = self.rig.chips["pos"]
+        self.rig = self._card_side()
         self.configs = {baud: write_config(world, folder, host_url, folder / "pos", baud) for baud in BAUDS}
         cities = json.loads(world.path(Path("transit/keys.json")).read_text())["cities"]
         tid = load_config(self.configs[BAUDS[0]]).terminal.id
@@ -139,6 +146,12 @@ class CardBench:
         card = next(c for c in world.cards() if c["issuer"] == OFFLINE_CARD)
         self.offline_card = world.path(Path(card["file"]))
         self.finger = world.demo_fingers[0]
+
+    def _card_side(self) -> Any:
+        """What holds the cards to the reader (`present`, `fingerprint`): a software PN532's field here."""
+        rig = SoftwareRig([self.folder / "pos"], link_model=True)
+        self.chip = rig.chips["pos"]
+        return rig
 
     def close(self) -> None:
         self.rig.close()
@@ -157,7 +170,7 @@ class CardBench:
         return samples
 
     def _one(self, parts: Any, kind: str, baud: int) -> Sample:
-        reader = TimedReader(parts.reader, self.chip.link)
+        reader = TimedReader(parts.reader, self._link())
         counter = Counter(reader, parts.counter.params, parts.host, observers=parts.counter.observers)
         phone = self.world.demo_phone
         if kind == "transit":
@@ -189,6 +202,63 @@ class CardBench:
             _expect(kind, sale.oda.startswith("fdda") and sale.oda.endswith("-ok"), f"ODA {sale.oda}")
         assert reader.tap_started is not None
         return Sample(kind, baud, reader.taps[-1], ended - reader.tap_started)
+
+
+    def _link(self) -> LinkModel | None:
+        return self.chip.link
+
+
+class PcscCardBench(CardBench):
+    """The same taps through pcscd and vpcd; `baud` in its samples is PCSC_BAUD, a label, not a rate."""
+
+    def __init__(self, world: World, folder: Path, host_url: str, database: Path, vpcd_port: int,
+                 reader_name: str) -> None:
+        self.vpcd_port = vpcd_port
+        super().__init__(world, folder, host_url, database)
+        config = self.configs[BAUDS[0]]
+        text = config.read_text()
+        start, end = text.index("[reader]\n"), text.index("\n[", text.index("[reader]\n") + 1)
+        pcsc = config.with_name("terminal-pcsc.toml")
+        pcsc.write_text(text[:start] + f'[reader]\ntype = "pcsc"\nname = "{reader_name}"\n' + text[end:])
+        self.configs = {PCSC_BAUD: pcsc}
+
+    def run(self, repeat: int) -> list[Sample]:
+        samples: list[Sample] = []
+        for _ in range(repeat):
+            reset_velocity(self.database)
+            with terminal(load_config(self.configs[PCSC_BAUD])) as parts:
+                for kind in TYPES:
+                    samples.append(self._one(parts, kind, PCSC_BAUD))
+        return samples
+
+    def _card_side(self) -> Any:
+        return _SlotInPlace(VirtualSlot(Endpoint("127.0.0.1", self.vpcd_port)))
+
+    def _link(self) -> LinkModel | None:
+        return None
+
+
+class _SlotInPlace:
+    """vpcd's slot, where `present` returns once pcscd has the card (it powers it on): the PN532's field has the
+    card at once, and a tap is timed from the moment the reader can find it on both."""
+
+    def __init__(self, slot: VirtualSlot) -> None:
+        self.slot = slot
+
+    def present(self, path: Path) -> None:
+        taps = self.slot.taps
+        self.slot.present(path)
+        deadline = time.monotonic() + 10
+        while self.slot.taps == taps:
+            if time.monotonic() > deadline:
+                raise RuntimeError("pcscd did not take the card in vpcd's slot within 10 s")
+            time.sleep(0.01)
+
+    def fingerprint(self, finger: str, path: Path) -> bool:
+        return self.slot.fingerprint(finger, path)
+
+    def close(self) -> None:
+        self.slot.close()
 
 
 def _reset_offline_counters(path: Path) -> None:

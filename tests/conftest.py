@@ -36,8 +36,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """The hardware-in-the-loop rig's options (tests/hil/README.md); here because pytest reads options only
     from the conftest files it loads first."""
     group = parser.getgroup("hil", "hardware-in-the-loop rig (tests/hil)")
-    group.addoption("--rig", choices=("sim", "hw"), default="sim",
-                    help="sim: two software PN532s in one virtual field (default); hw: two real PN532s")
+    group.addoption("--rig", choices=("sim", "hw", "pcsc"), default="sim",
+                    help="sim: two software PN532s in one virtual field (default); hw: two real PN532s; pcsc: the "
+                         "terminal's PC/SC backend through a pcscd of its own and vsmartcard's virtual reader")
     group.addoption("--reader-port", default=None, help="hw: the terminal's PN532 (e.g. /dev/ttyAMA0)")
     group.addoption("--card-port", default=None, help="hw: the card-emulating PN532 (e.g. /dev/ttyUSB0)")
     group.addoption("--interface", default=None, metavar="hsu|i2c|spi[,…]",

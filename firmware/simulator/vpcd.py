@@ -12,8 +12,10 @@ out instead (`DEVICENAME 127.0.0.1:PORT`), but Debian's vsmartcard 3.3 then abor
 FD_SETSIZE on fd_set") unless a card listens on its second slot's port as well: not used here.
 
 Here the bridge also plays the contactless reader around the card: it makes the ATR a PC/SC reader makes for an
-ISO 14443-4 card (emvcore.pcsc) and answers GET DATA (FF CA) for the UID itself. Every power-on is a new tap: the
-file is read afresh (a fingerprint given meanwhile counts) and a phone draws a new random UID.
+ISO 14443-4 card (emvcore.pcsc) and answers GET DATA (FF CA) for the UID itself. Every power-on is a new tap: a
+phone draws a new random UID, and the file is read afresh at the tap's first command (a fingerprint given meanwhile
+counts, as pcscd powers a card on as soon as it is put in). A card taken out
+stays out for OUT_SECONDS before it can be back, so pcscd sees it leave.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import contextlib
 import logging
 import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,10 @@ log = logging.getLogger(__name__)
 VPCD_PORT = 0x8C7B  # 35963: vsmartcard's default
 POWER_OFF, POWER_ON, RESET, GET_ATR = 0x00, 0x01, 0x02, 0x04
 MAX_MESSAGE = 0xFFFF
+Observer = Callable[[bytes, bytes | None], None]
 RECONNECT_SECONDS = 0.5
+OUT_SECONDS = 1.0  # a card taken out stays out this long: pcscd asks vpcd for the card every 0.4 s, and a card back
+# before it asked again would look as if it never left (still powered; APDUs with no power-on before them)
 SW_NO_CARD_POWER = bytes.fromhex("6F00")  # an APDU before power-on: no precise diagnosis
 
 
@@ -76,6 +83,10 @@ class VirtualSlot:
         self._card: PresentedFile | None = None
         self._tap_timer: threading.Timer | None = None
         self._connection: socket.socket | None = None
+        self._out_since = 0.0  # time.monotonic() when the last card left the slot
+        self._pull_at: int | None = None
+        self._tear = False
+        self._observe: Observer | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self.taps = 0  # power-ons since the start: one per tap
@@ -85,8 +96,14 @@ class VirtualSlot:
 
     # -- what the control socket asks --------------------------------------------------------------------
 
-    def present(self, path: Path, *, seconds: float | None = None) -> _Inserted:
-        """Put a card or phone in the slot; with `seconds`, take it out again after that time."""
+    def present(self, path: Path, *, seconds: float | None = None, remove_after: int | None = None,
+                tear: bool = False, observe: Observer | None = None) -> _Inserted:
+        """Put a card or phone in the slot; with `seconds`, take it out again after that time. As with the
+        software PN532's card emulation (emulate.py): `remove_after` N pulls the card away at the Nth C-APDU of
+        its first tap, unanswered (with `tear` it ran it first), and puts it straight back; `observe(c, r)` sees
+        every exchange (r None: pulled away)."""
+        if remove_after is not None and remove_after < 1:
+            raise RigError(f"remove_after counts APDUs from 1, not {remove_after}")
         try:
             card = PresentedFile(path)
         except (ValueError, OSError) as error:
@@ -95,6 +112,7 @@ class VirtualSlot:
             self._cancel_tap()
             self._drop_connection()
             self._card = card
+            self._pull_at, self._tear, self._observe = remove_after, tear, observe
             if seconds is not None:
                 self._tap_timer = threading.Timer(seconds, self.remove)
                 self._tap_timer.daemon = True
@@ -158,6 +176,10 @@ class VirtualSlot:
                 self._wake.wait(0.2)
                 self._wake.clear()
                 continue
+            out = self._out_since + OUT_SECONDS - time.monotonic()
+            if out > 0:
+                self._stop.wait(out)
+                continue
             connection = self._meet()
             if connection is None:
                 continue
@@ -174,6 +196,7 @@ class VirtualSlot:
                 with self._lock:
                     if self._connection is connection:
                         self._connection = None
+                    self._out_since = time.monotonic()
                 with contextlib.suppress(OSError):
                     connection.close()
 
@@ -181,6 +204,7 @@ class VirtualSlot:
         try:
             connection = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=2)
             connection.settimeout(None)
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return connection
         except OSError as error:
             log.info("vpcd %s: %s", self.endpoint, error)
@@ -189,26 +213,42 @@ class VirtualSlot:
 
     def _session(self, connection: socket.socket, card: PresentedFile) -> None:
         chip: Chip | None = None
+        powered = False
         uid = b""
+        exchanged = 0  # C-APDUs of this tap
         while True:
             message = _receive(connection)
             if message is None:
                 return
             if len(message) == 1:
-                if message[0] in (POWER_ON, RESET):
-                    chip, uid = card.chip(), card.uid_for_tap()
+                if message[0] in (POWER_ON, RESET):  # a new tap; the card file is read at its first command
+                    chip, powered, uid, exchanged = None, True, card.uid_for_tap(), 0
                     with self._lock:
                         self.taps += 1
                 elif message[0] == POWER_OFF:
-                    chip = None
+                    chip, powered = None, False
                 elif message[0] == GET_ATR:
                     _send(connection, pcsc.contactless_atr(pcsc.ats_historical_bytes(SOFTWARE_CARD_ATS)))
                 continue
             answer = pcsc.reader_answer(message, uid, SOFTWARE_CARD_ATS)
             if answer is None:
-                answer = chip.transceive(message) if chip is not None else SW_NO_CARD_POWER
+                if powered and chip is None:  # pcscd powers a card on when it is put in, maybe long before the
+                    chip = card.chip()  # tap: a phone unlocked meanwhile is unlocked for it
+                exchanged += 1
                 with self._lock:
                     self.apdus += 1
+                    pulled, tear, observe = exchanged == self._pull_at, self._tear, self._observe
+                    if pulled:
+                        self._pull_at = None  # only the first tap is cut short
+                if pulled:
+                    if tear and chip is not None:
+                        chip.transceive(message)  # the card did the work; its answer never leaves
+                    if observe is not None:
+                        observe(message, None)
+                    return  # the connection closes: the card left; the serve loop puts it back after OUT_SECONDS
+                answer = chip.transceive(message) if chip is not None else SW_NO_CARD_POWER
+                if observe is not None:
+                    observe(message, answer)
             _send(connection, answer)
 
     def _drop_connection(self) -> None:
@@ -234,6 +274,9 @@ def _receive(connection: socket.socket) -> bytes | None:
 def _exactly(connection: socket.socket, count: int) -> bytes | None:
     data = b""
     while len(data) < count:
+        # vpcd writes a message's length and its bytes in two sends: ACK at once, or its Nagle waits for our delayed
+        # ACK (40 ms on Linux) before the second half leaves
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         chunk = connection.recv(count - len(data))
         if not chunk:
             return None

@@ -4,7 +4,9 @@ vsmartcard's virtual one with the emulated cards in it (`pos-card vpcd`). Doc pc
 A card in the reader's slot is a card in the field. The reader reports an ISO 14443-4 card with a synthetic ATR
 (`3B 8k 80 01` + its historical bytes, PC/SC Part 3) and answers GET DATA (FF CA) with the UID itself; nothing
 else of the air (ATQA, SAK, the ATS) reaches an application, so the target is described from the ATR: ISO-DEP or
-not, its UID, no ATS. Each tap is one
+not, its UID, no ATS. A card found gone in the middle of a tap counts as presented again only when pcscd has seen it
+inserted anew (its event count moved): a reader that learns of a removal by polling (vpcd, every 0.4 s) still
+reports the old card present for a moment. Each tap is one
 exclusive connection; `release` powers the card off, as a reader that drops its field, so the next
 `wait_for_card` meets it afresh (a phone that wants its fingerprint is read again).
 
@@ -42,6 +44,8 @@ class PcscReader:
         self.name = ""  # the reader's name as pcscd gives it
         self._card: Any = None
         self._protocol = 0
+        self._insertion = -1  # pcscd's count of card events when the card in use was found
+        self._left: int | None = None  # that count once the card was found gone: wait for a new insertion
         self.resets = 0
 
     # -- Reader --------------------------------------------------------------------------------------------
@@ -80,9 +84,12 @@ class PcscReader:
                 if result != scard.SCARD_S_SUCCESS:
                     raise ReaderError(self._problem(result, f"watching {self.name}"))
                 _, event, _ = states[0]
-                if event & scard.SCARD_STATE_PRESENT and not event & scard.SCARD_STATE_MUTE:
+                count = event >> 16  # pcsc-lite: the high word counts the slot's insertions and removals
+                if (event & scard.SCARD_STATE_PRESENT and not event & scard.SCARD_STATE_MUTE
+                        and count != self._left):  # not the card that just left, still reported (vpcd) present
                     target = self._connect()
                     if target is not None:
+                        self._insertion, self._left = count, None
                         return target
                 known = event & ~scard.SCARD_STATE_CHANGED
                 if time.monotonic() >= deadline:
@@ -95,9 +102,13 @@ class PcscReader:
                 raise CardRemoved("no card is activated (none found yet, or the last one left)")
             scard = self._scard
             result, response = scard.SCardTransmit(self._card, self._protocol, list(apdu))
-            if result == scard.SCARD_S_SUCCESS:
+            if result == scard.SCARD_S_SUCCESS and len(response) >= 2:
                 return bytes(response)
             self._disconnect(scard.SCARD_LEAVE_CARD)
+            if result == scard.SCARD_S_SUCCESS or result in self._gone():
+                self._left = self._insertion  # only a new insertion counts as the card presented again
+            if result == scard.SCARD_S_SUCCESS:  # no status word: vpcd's answer when its card left mid-exchange
+                raise CardRemoved("card removed: no answer to the APDU (no status word)")
             if result in self._gone():
                 raise CardRemoved(f"card removed: {scard.SCardGetErrorMessage(result).strip()}")
             raise ReaderError(self._problem(result, f"sending an APDU through {self.name}"))
@@ -169,9 +180,11 @@ class PcscReader:
             self._scard.SCardReleaseContext(context)
 
     def _gone(self) -> tuple[int, ...]:
+        """What a card that left says. SCARD_E_NOT_TRANSACTED too: a contactless card taken away in the middle of
+        an exchange fails the transmission (vpcd's slot does, and so do USB contactless readers)."""
         scard = self._scard
         return (scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_RESET_CARD,
-                scard.SCARD_W_UNPOWERED_CARD, scard.SCARD_W_UNRESPONSIVE_CARD)
+                scard.SCARD_W_UNPOWERED_CARD, scard.SCARD_W_UNRESPONSIVE_CARD, scard.SCARD_E_NOT_TRANSACTED)
 
     def _problem(self, result: int, doing: str) -> str:
         scard = self._scard

@@ -16,8 +16,9 @@ import pytest
 from hil_bench import Bench
 from hil_host import TappedHostServer
 from hil_report import COLLECTOR, ScenarioResult
-from hil_rig import HwRig, Rig, SimRig, interfaces
+from hil_rig import HwRig, PcscRig, Rig, SimRig, interfaces
 from hil_trace import TAP, RecordingSerial, Trace
+from pcscd import Pcscd, running_pcscd
 
 import hardware.pn532
 from acquirer_stub.app import create_app
@@ -55,12 +56,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("interface", chosen if metafunc.function.__name__ == "test_scenario" else chosen[:1])
 
 
+@pytest.fixture(scope="session")
+def session_pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
+    """--rig=pcsc: one pcscd for the whole run (pcscd's socket is the machine's: one at a time)."""
+    with running_pcscd(tmp_path_factory.mktemp("pcscd")) as running:
+        yield running
+
+
 @pytest.fixture
 def rig(request: pytest.FixtureRequest, trace: Trace, tmp_path: Path, interface: str) -> Iterator[Rig]:
     config = request.config
     built: Rig
     if config.getoption("--rig") == "hw":  # the ports were checked at start (tests/conftest.py)
         built = HwRig(config.getoption("--reader-port"), config.getoption("--card-port"), trace, interface)
+    elif config.getoption("--rig") == "pcsc":
+        built = PcscRig(request.getfixturevalue("session_pcscd"), trace)
     else:
         built = SimRig(tmp_path, trace, interface, config.getoption("--i2c-hz"))
     yield built
@@ -73,7 +83,7 @@ def bench(world: World, instance: Instance, rig: Rig, trace: Trace, tmp_path: Pa
     """Everything a scenario needs, with its UART lines, host calls and APDUs going to `trace`."""
     monkeypatch.setattr(hardware.pn532, "Serial", RecordingSerial)  # the real port, observed
     card_port = rig.card.port
-    TAP.watch(trace, {rig.reader_port: "reader", card_port: "card"} if rig.reader_port else {card_port: "card"})
+    TAP.watch(trace, {port: role for port, role in ((rig.reader_port, "reader"), (card_port, "card")) if port})
     app = create_app(instance.root, overrides={"TESTING": True})
     host = TappedHostServer(app, lambda line: trace.add("host", line))
     host.start()

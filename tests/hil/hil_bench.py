@@ -44,8 +44,8 @@ class Bench:
         """Scenarios that need what only some rigs have: skipped (with the reason) on hardware only."""
         if capability in self.rig.capabilities:
             return
-        assert self.rig.kind == "hw", f"the {self.rig.kind} rig must offer {capability}"
-        pytest.skip(f"this hardware rig cannot {CAPABILITIES[capability]} (run with --rig=sim)")
+        assert self.rig.kind != "sim", f"the sim rig must offer {capability}"
+        pytest.skip(f"this {self.rig.kind} rig cannot {CAPABILITIES[capability]} (run with --rig=sim)")
 
     @contextlib.contextmanager
     def terminal(self, *, host_timeout: float = 5.0) -> Iterator[Terminal]:

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hil_trace import Trace, describe_command
+from pcscd import Pcscd
 
 from firmware.simulator import devices
 from firmware.simulator.bus import I2C_DEFAULT_HZ
 from firmware.simulator.emulate import emulate
 from firmware.simulator.framelog import describe_frame
 from firmware.simulator.rig import SoftwareRig
+from firmware.simulator.vpcd import Endpoint, VirtualSlot
 from terminal.ui.gpio import Gpio, GpioError, RpiGpio, SimulatedGpio
 
 RESET_PIN = 24  # BCM GPIO24 (header pin 18) → the reader PN532's RSTPDN (wiring guide in README.md)
@@ -45,7 +47,7 @@ CAPABILITIES = {
     UART_FAULTS: "corrupt a byte between the terminal and its PN532 (a software PN532 can, a real link needs extra "
                  "hardware)",
     MODELLED_TIME: "account link, air and card time (only the link model keeps one)",
-    RESET_LINE: "pulse the reader PN532's RSTPDN (no GPIO here: not a Pi)",
+    RESET_LINE: "pulse the reader PN532's RSTPDN (a PN532 with its reset pin on a Pi's GPIO)",
 }
 
 Exchange = Callable[[bytes, bytes | None], None]
@@ -108,6 +110,8 @@ def interfaces(config: Any) -> list[str]:
     """--interface as a list (a pytest Config): every interface on the software rig unless narrowed, HSU on
     hardware unless told."""
     given = config.getoption("--interface")
+    if config.getoption("--rig") == "pcsc":
+        return ["pcsc"]
     if given is None:
         return list(INTERFACES) if config.getoption("--rig") == "sim" else ["hsu"]
     return [name.strip() for name in given.split(",") if name.strip()]
@@ -208,7 +212,80 @@ class SimRig:
         self.software.close()
 
 
-class HwRig:
+class SlotCardSide:
+    """The card side of the PC/SC rig: vpcd's slot (`firmware.simulator.vpcd.VirtualSlot`) behind CardSide's
+    interface, so the scenarios present, pull away and watch exchanges the same way."""
+
+    port = None  # no serial line to watch
+
+    def __init__(self, slot: VirtualSlot, trace: Trace) -> None:
+        self.slot = slot
+        self.trace = trace
+        self.errors: list[str] = []
+        self.lines: list[str] = []
+        self._present = False
+
+    def present(self, card_file: Path, *, remove_after: int | None = None, tear: bool = False,
+                on_exchange: Exchange | None = None) -> None:
+        self.trace.add("rig", f"card {card_file.stem} put in the reader"
+                       + (f", pulled away at APDU {remove_after}{' after it ran (tear)' if tear else ''}"
+                          if remove_after else ""))
+
+        def observe(command: bytes, answer: bytes | None) -> None:
+            if answer is None:
+                self.trace.add("rig", f"card pulled away at {describe_command(command)}"
+                               + (" (the card ran it)" if tear else ""))
+            if on_exchange is not None:
+                on_exchange(command, answer)
+
+        self.slot.present(card_file, remove_after=remove_after, tear=tear, observe=observe)
+        self._present = True
+
+    def remove(self) -> None:
+        if self._present:
+            self.slot.remove()
+            self._present = False
+            self.trace.add("rig", "card taken away")
+
+
+class _NoSoftwareReader:
+    """What a rig whose reader is not a software PN532 cannot do: corrupt its link on demand, or model its time."""
+
+    def corrupt_reader_frame(self, index: int) -> None:
+        raise NotImplementedError("only a software PN532 corrupts a frame on demand (uart-faults)")
+
+    def modelled(self) -> dict[str, float]:
+        return {}
+
+
+class PcscRig(_NoSoftwareReader):
+    """The terminal's PC/SC backend through a real pcscd (the session's, tests/pcscd.py) and vsmartcard's virtual
+    reader, the cards in its slot. No PN532: neither its reset line nor its UART, no link model."""
+
+    kind = "pcsc"
+    interface = "pcsc"
+    reader_port = None
+    gpio_backend = "sim"
+    capabilities = frozenset()
+
+    def __init__(self, pcscd: Pcscd, trace: Trace) -> None:
+        self.slot = VirtualSlot(Endpoint("127.0.0.1", pcscd.port))
+        self.card = SlotCardSide(self.slot, trace)
+        self._gpio = SimulatedGpio()
+        self.gpio_epoch = time.monotonic()
+
+    def gpio(self) -> Gpio:
+        return self._gpio
+
+    def hang_reader(self) -> None:
+        raise NotImplementedError("a PC/SC reader has no reset line the rig drives")
+
+    def close(self) -> None:
+        self.card.remove()
+        self.slot.close()
+
+
+class HwRig(_NoSoftwareReader):
     """PN532s on real ports: the reader on the Pi's UART (or I2C, SPI) with RSTPDN on RESET_PIN, the card
     emulator on `card_port`. Off a Pi (two USB–serial adapters on a laptop, or two software PN532s given as
     serial paths) there is no GPIO: the lights and tones go to a simulated one and RESET_LINE is missing."""
@@ -234,12 +311,6 @@ class HwRig:
         """A real chip cannot be made to hang on demand; held in reset it is just as silent."""
         self._trace.add("rig", f"reader PN532 held in reset (GPIO{RESET_PIN} low): silent until pulsed")
         self.gpio().write(RESET_PIN, False)
-
-    def corrupt_reader_frame(self, index: int) -> None:
-        raise NotImplementedError("a real UART cannot corrupt a byte on demand")
-
-    def modelled(self) -> dict[str, float]:
-        return {}
 
     def close(self) -> None:
         self.card.remove()

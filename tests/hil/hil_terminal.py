@@ -13,13 +13,14 @@ from pathlib import Path
 
 from hil_rig import RESET_PIN, Rig
 from hil_trace import Trace, describe_command, describe_response
+from pcscd import READER
 
 from terminal.assemble import host_link, kernel_params, transit_psam
 from terminal.config import TerminalConfig, load_config
 from terminal.host.link import HostLink, SettlementResult
 from terminal.kernel.transit import TransitResult
-from terminal.reader.base import CardRemoved, Target
-from terminal.reader.pn532 import Pn532Reader
+from terminal.reader.base import CardRemoved, Reader, Target
+from terminal.reader.choose import make_reader
 from terminal.sale import Counter, SaleResult
 from terminal.ui.feedback import Feedback
 from terminal.ui.gpio import Gpio, SimulatedGpio
@@ -30,7 +31,8 @@ def write_config(world_config: Path, target: Path, *, host_url: str, interface: 
     """The world's terminal.toml for this rig: its reader (port or bus) and RSTPDN pin, this host, no light
     animation (reading step 0, steady idle light), so the light sequence a scenario asserts is exact."""
     text = world_config.read_text()
-    reader = f'port = "{reader_port}"' if interface == "hsu" else f'interface = "{interface}"'
+    reader = {"hsu": f'port = "{reader_port}"', "pcsc": f'type = "pcsc"\nname = "{READER}"'}.get(
+        interface, f'interface = "{interface}"')
     text = text.replace('port = "../pn532-pos"', reader + (f"\nreset_pin = {RESET_PIN}" if reset_line else ""))
     text = text.replace("http://127.0.0.1:8380", host_url)
     text = text.replace("[host]\n", f"[host]\ntimeout = {host_timeout}\n")
@@ -41,9 +43,9 @@ def write_config(world_config: Path, target: Path, *, host_url: str, interface: 
 
 
 class TracingReader:
-    """The terminal's Pn532Reader, unchanged, with each call noted in the trace (APDUs masked)."""
+    """The terminal's reader (PN532 or PC/SC), unchanged, with each call noted in the trace (APDUs masked)."""
 
-    def __init__(self, reader: Pn532Reader, trace: Trace) -> None:
+    def __init__(self, reader: Reader, trace: Trace) -> None:
         self.inner = reader
         self.trace = trace
         self.apdus = 0
@@ -127,7 +129,7 @@ def terminal(config_path: Path, rig: Rig, trace: Trace) -> Iterator[Terminal]:
     gpio = rig.gpio()
     ui_start, gpio_marks = time.monotonic(), len(gpio.timeline) if isinstance(gpio, SimulatedGpio) else 0
     feedback = Feedback.from_config(config.gpio, gpio)
-    reader = TracingReader(Pn532Reader(config, gpio), trace)
+    reader = TracingReader(make_reader(config, gpio), trace)
     host = host_link(config)
     counter = Counter(reader, kernel_params(config), host, observers=[feedback.observe],
                       psam=transit_psam(config, host.journal))

@@ -1,6 +1,7 @@
 """`--rig=hw` as a person runs it: its own code path (real serial ports, no software chip to reach into)
 against two software PN532s given as plain serial paths, as if they were two USB–serial adapters; and the
-one-line stop when a port cannot be reached."""
+one-line stop when a port cannot be reached. `--rig=pcsc`: the terminal's PC/SC backend through a pcscd of the
+run's own and vsmartcard's virtual reader, the cards in its slot."""
 
 from __future__ import annotations
 
@@ -57,3 +58,17 @@ def test_hw_rig_against_two_software_pn532s_on_serial_paths(tmp_path: Path, scen
     assert "skipped" in results["reader-silent-reset"]
     assert "cannot pulse the reader PN532's RSTPDN" in run.stdout  # the one thing it cannot do off a Pi
     assert 'name="rig" value="hw"' in (tmp_path / "report" / "junit.xml").read_text()
+
+
+def test_pcsc_rig_runs_the_scenarios_pcsc_can_express(tmp_path: Path) -> None:
+    scenarios = "see-phone-fingerprint or card-removed-at-gpo or torn-transit-recovered or corrupted-uart-frame"
+    run = subprocess.run(
+        [*PYTEST, "tests/hil/test_hil_scenarios.py", "--rig=pcsc", "--hil-report", str(tmp_path / "report"),
+         "--basetemp", str(tmp_path / "inner"), "-k", scenarios, "-rs"],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=600, env=ALONE)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    junit = ElementTree.parse(tmp_path / "report" / "junit.xml").getroot()
+    results = {case.get("name"): [child.tag for child in case] for case in junit.iter("testcase")}
+    assert len(results) == 4 and not any({"failure", "error"} & set(tags) for tags in results.values()), results
+    assert [name for name, tags in results.items() if "skipped" in tags] == ["corrupted-uart-frame"]
+    assert 'name="rig" value="pcsc"' in (tmp_path / "report" / "junit.xml").read_text()
