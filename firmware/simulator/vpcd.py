@@ -100,8 +100,8 @@ class VirtualSlot:
                 tear: bool = False, observe: Observer | None = None) -> _Inserted:
         """Put a card or phone in the slot; with `seconds`, take it out again after that time. As with the
         software PN532's card emulation (emulate.py): `remove_after` N pulls the card away at the Nth C-APDU of
-        its first tap, unanswered (with `tear` it ran it first), and puts it straight back; `observe(c, r)` sees
-        every exchange (r None: pulled away)."""
+        its first tap, unanswered (with `tear` it ran it first), and puts it back (after OUT_SECONDS);
+        `observe(c, r)` sees every exchange (r None: pulled away)."""
         if remove_after is not None and remove_after < 1:
             raise RigError(f"remove_after counts APDUs from 1, not {remove_after}")
         try:
