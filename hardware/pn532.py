@@ -58,7 +58,8 @@ class Pn532Error(Exception):
 class SerialHsu(Pn532Hsu):
     """pn532pi's HSU interface on a given device path (pseudo-terminal, /dev/ttyAMA0, a USB adapter)."""
 
-    def __init__(self, device: str, baudrate: int = 115200) -> None:  # no super(): it would open /dev/serial0
+    def __init__(self, device: str, baudrate: int = 115200, *, ack_wait_ms: int = ACK_WAIT_MS) -> None:
+        # no super(): it would open /dev/serial0
         try:
             self._serial = Serial(device, baudrate=baudrate, timeout=1)
         except SerialException as error:
@@ -66,6 +67,7 @@ class SerialHsu(Pn532Hsu):
         self._serial.close()
         self.command = 0
         self.device = device
+        self._ack_wait_ms = ack_wait_ms
         self._wire_ms = 0  # how long the last command frame takes on the wire
 
     def writeCommand(self, header: bytearray, body: bytearray | None = None) -> int:
@@ -90,7 +92,7 @@ class SerialHsu(Pn532Hsu):
         adapter may hold the ACK for its latency timer (16 ms on FTDI), and a busy Pi may not run us at once (nor,
         on the simulated rig, a busy machine the chip's thread): wait ACK_WAIT_MS plus the frame's wire time.
         Only a chip that never ACKs waits the whole time, and that is rare and followed by a reset anyway."""
-        count, ack = self.receive(len(ACK), ACK_WAIT_MS + self._wire_ms)
+        count, ack = self.receive(len(ACK), self._ack_wait_ms + self._wire_ms)
         if count <= 0:
             return PN532_TIMEOUT
         return 0 if bytes(ack) == ACK else PN532_INVALID_ACK
@@ -245,9 +247,9 @@ class _SpiFrames(_BusFrames):
         return head + bytes(rest)
 
 
-def open_pn532(device: str, baudrate: int = 115200) -> tuple[Pn532, SerialHsu]:
+def open_pn532(device: str, baudrate: int = 115200, *, ack_wait_ms: int = ACK_WAIT_MS) -> tuple[Pn532, SerialHsu]:
     """A pn532pi `Pn532` on `device`, begun (port open, woken up)."""
-    interface = SerialHsu(device, baudrate)
+    interface = SerialHsu(device, baudrate, ack_wait_ms=ack_wait_ms)
     chip = Pn532(interface)
     chip.begin()
     return chip, interface

@@ -19,6 +19,11 @@ from pathlib import Path
 from firmware.simulator.rig import PresentedFile
 from hardware.pn532 import Pn532Error, SerialHsu, command, open_pn532
 
+EMULATOR_ACK_WAIT_MS = 1000
+"""The card side waits longer for its chip's ACK than the terminal (hardware.pn532.ACK_WAIT_MS, 200 ms, after which
+the terminal resets a chip it takes for hung): nothing here resets on silence, and on a loaded machine a software
+PN532's thread can take that long to run (a CI run once saw TgInitAsTarget unacknowledged after 200 ms)."""
+
 SET_PARAMETERS_PICC = bytes([0x12, 0x34])  # automatic RATS/ATR_RES, the chip is the ISO 14443-4 PICC
 TG_INIT_AS_TARGET, TG_GET_DATA, TG_SET_DATA, TG_SET_META_DATA = 0x8C, 0x86, 0x8E, 0x94
 MAX_DATA_OUT = 262  # bytes of DataOut one TgSetData takes; a longer R-APDU goes ahead in TgSetMetaData parts
@@ -60,7 +65,7 @@ def emulate(
         raise ValueError(f"remove_after counts APDUs from 1, not {remove_after}")
     stop = stop or threading.Event()
     presented = PresentedFile(card_file)
-    _, interface = open_pn532(port)
+    _, interface = open_pn532(port, ack_wait_ms=EMULATOR_ACK_WAIT_MS)
     try:
         command(interface, bytes([0x14, 0x01, 0x14, 0x01]))  # SAMConfiguration: normal mode
         command(interface, SET_PARAMETERS_PICC)
