@@ -1,12 +1,16 @@
 """PC/SC for contactless cards, as a reader shows them to applications (PC/SC Part 3, Supplemental Document for
 Contactless ICCs; ISO/IEC 7816-3 for the ATR): the ATR a reader builds for an ISO 14443-4 card from its ATS, the
-historical bytes read back out of an ATR, and the pseudo-APDUs a contactless reader answers itself.
+historical bytes read back out of an ATR, the pseudo-APDUs a contactless reader answers itself, the LED and buzzer
+pseudo-APDU of the ACS ACR122U family (ACR122U API v2.04 §6.2 and Appendix E), and the PC/SC Part 10 feature list
+that says how to reach a reader with no card in it (its CCID escape).
 
 Pure: bytes in, bytes out. The reader side (terminal/reader/pcsc.py) and the virtual reader slot of the emulated
 cards (firmware/simulator/vpcd.py) both use it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 TS_DIRECT = 0x3B
 GET_DATA_CLA_INS = bytes.fromhex("FFCA")  # GET DATA (Part 3 §3.2.2.1.3): P1 00 the UID, P1 01 the ATS historicals
@@ -15,6 +19,11 @@ SW_OK = bytes.fromhex("9000")
 SW_WRONG_P1P2 = bytes.fromhex("6A81")  # function not supported
 SW_WRONG_LENGTH = bytes.fromhex("6700")
 MAX_HISTORICAL = 15  # K is four bits of T0
+LED_BUZZER = bytes.fromhex("FF0040")  # ACR122U: bi-colour LED and buzzer control, P2 the LED state control
+SW_LED_FAILED = bytes.fromhex("6300")
+GET_FEATURE_REQUEST = 3400  # PC/SC Part 10 CM_IOCTL_GET_FEATURE_REQUEST, as SCARD_CTL_CODE(3400)
+FEATURE_CCID_ESC_COMMAND = 0x13  # Part 10's tag of the control code for the reader's escape (a command without card)
+CCID_ESCAPE = 3500  # SCARD_CTL_CODE(3500): the escape's code where a driver does not list it (ACS's own acsccid)
 
 
 class AtrError(ValueError):
@@ -97,3 +106,51 @@ def reader_answer(apdu: bytes, uid: bytes, ats: bytes) -> bytes | None:
     if len(data) > le:
         return bytes([0x6C, len(data)])  # the wrong Le; the right one in SW2
     return data + SW_OK
+
+
+@dataclass(frozen=True)
+class LedBuzzer:
+    """The ACR122U's FF 00 40 as the terminal uses it: each LED's final state (None: unchanged) and one beep of
+    `beep_tenths` × 100 ms (0: silent). The reader's blinking (P2 bits 4–7, a repetition count) is read on the card
+    side but never asked for: the terminal times its own sequences."""
+
+    red: bool | None
+    green: bool | None
+    beep_tenths: int = 0
+
+    def command(self) -> bytes:
+        if not 0 <= self.beep_tenths <= 0xFF:
+            raise ValueError(f"a beep of {self.beep_tenths} × 100 ms: the reader counts 0 to 255")
+        control = 0
+        for final, mask, state in ((0x01, 0x04, self.red), (0x02, 0x08, self.green)):
+            if state is not None:
+                control |= mask | (final if state else 0)
+        beep = self.beep_tenths
+        return LED_BUZZER + bytes([control, 0x04, beep, 0x00, 1 if beep else 0, 1 if beep else 0])
+
+    @classmethod
+    def parse(cls, apdu: bytes) -> LedBuzzer:
+        """A whole FF 00 40 command; the beep is what its T1/T2 durations, repetitions and link to buzzer add up to."""
+        if apdu[:3] != LED_BUZZER or len(apdu) != 9 or apdu[4] != 0x04:
+            raise ValueError(f"{apdu.hex().upper()} is not FF 00 40 P2 04 T1 T2 repetitions link")
+        control, t1, t2, repetitions, link = apdu[3], apdu[5], apdu[6], apdu[7], apdu[8]
+        red = bool(control & 0x01) if control & 0x04 else None
+        green = bool(control & 0x02) if control & 0x08 else None
+        beep = repetitions * ((t1 if link & 0x01 else 0) + (t2 if link & 0x02 else 0))
+        return cls(red, green, beep)
+
+
+def led_state_answer(red: bool, green: bool) -> bytes:
+    """What FF 00 40 answers: 90, then the LEDs as they are now (bit 0 red, bit 1 green)."""
+    return bytes([0x90, (0x01 if red else 0) | (0x02 if green else 0)])
+
+
+def feature_codes(answer: bytes) -> dict[int, int]:
+    """A Part 10 GET_FEATURE_REQUEST answer (tag, length 4, the control code big-endian, repeated) as tag → code;
+    a malformed tail ends the list (what came before it stands)."""
+    codes: dict[int, int] = {}
+    position = 0
+    while position + 6 <= len(answer) and answer[position + 1] == 4:
+        codes[answer[position]] = int.from_bytes(answer[position + 2 : position + 6], "big")
+        position += 6
+    return codes

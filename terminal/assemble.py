@@ -20,9 +20,11 @@ from terminal.kernel.params import KernelParams
 from terminal.kernel.transit import Psam
 from terminal.reader.base import Reader
 from terminal.reader.choose import make_reader
+from terminal.reader.pcsc import PcscReader
 from terminal.sale import Counter
 from terminal.ui.feedback import Feedback
 from terminal.ui.gpio import open_gpio
+from terminal.ui.reader_lights import ReaderLights
 from terminal.ui.receipt import ReceiptPrinter
 from terminal.ui.screen import Screen
 
@@ -85,6 +87,8 @@ def terminal(config: TerminalConfig) -> Iterator[Parts]:
     screen = Screen()
     feedback.watch(screen.show)
     reader = make_reader(config, gpio)
+    if config.reader.feedback == "acr122u" and isinstance(reader, PcscReader):  # the config allows no other
+        feedback.attach(ReaderLights(reader.indicate))
     host = host_link(config)
     try:  # whatever fails from here (a key file, the reader), the journal, the reader and the GPIO are released
         counter = Counter(reader, kernel_params(config), host, observers=observers(config, feedback),

@@ -12,10 +12,12 @@ Schema (defaults in brackets):
     [host]      url (http:// or https://), key (hex, ≥ 16 bytes: request signing), timeout [10.0] s
     [capk]      file (the world's scheme/capk.json)
     [reader]    type ["pn532"] | "pcsc" (a USB contactless reader through pcscd: name [the first reader] is part
-                of the reader's name, e.g. "ACR122U"); for a PN532: interface ["hsu"] | "i2c" | "spi"; port
-                ["/dev/ttyAMA0"] (HSU); baud [115200] (a SetSerialBaudRate rate 9600 … 921600, switched after
-                init); reset_pin [none] (BCM, RSTPDN); i2c_bus [1] (0 | 1); spi_cs [0] (0 = CE0/GPIO8, 1 =
-                CE1/GPIO7; pn532pi uses SPI bus 0); spi_speed_hz [1000000] (≤ 5 MHz); apdu_timeout [2.0] s
+                of the reader's name, e.g. "ACR122U"; feedback ["none"] | "acr122u": the reader's own LED and
+                buzzer follow the terminal's lights and tones, by ACS's FF 00 40); for a PN532: interface
+                ["hsu"] | "i2c" | "spi"; port ["/dev/ttyAMA0"] (HSU); baud [115200] (a SetSerialBaudRate rate
+                9600 … 921600, switched after init); reset_pin [none] (BCM, RSTPDN); i2c_bus [1] (0 | 1);
+                spi_cs [0] (0 = CE0/GPIO8, 1 = CE1/GPIO7; pn532pi uses SPI bus 0); spi_speed_hz [1000000]
+                (≤ 5 MHz); apdu_timeout [2.0] s
     [limits]    amounts in fen (DF20 / DF19 / DF21): contactless_limit [2000000] (¥20,000.00; at or above it
                 contactless is refused), floor_limit [200000] (¥2,000.00; above it the card must go online),
                 cvm_limit [100000] (¥1,000.00; at or above it a CVM is required); these apply to every AID
@@ -105,6 +107,7 @@ class CapkConfig:
 class ReaderConfig:
     type: str = "pn532"  # or "pcsc"
     pcsc_reader: str = ""  # part of the PC/SC reader's name; "" = the first pcscd lists
+    feedback: str = "none"  # or "acr122u": the PC/SC reader's own LED and buzzer show the terminal's feedback
     interface: str = "hsu"
     port: str = "/dev/ttyAMA0"
     baud: int = DEFAULT_BAUD
@@ -193,8 +196,8 @@ SECTIONS = {
     "terminal": ("id", "merchant_id", "country", "currency"),
     "host": ("url", "key", "timeout"),
     "capk": ("file",),
-    "reader": ("type", "name", "interface", "port", "baud", "reset_pin", "i2c_bus", "spi_cs", "spi_speed_hz",
-               "apdu_timeout"),
+    "reader": ("type", "name", "feedback", "interface", "port", "baud", "reset_pin", "i2c_bus", "spi_cs",
+               "spi_speed_hz", "apdu_timeout"),
     "limits": ("contactless_limit", "floor_limit", "aid_floor_limits", "cvm_limit"),
     "aids": (),  # keys are AIDs, checked by _aids
     "gpio": ("backend", "lights", "buzzer", "success_hz", "success_ms", "alert_hz", "alert_ms", "alert_gap_ms",
@@ -367,6 +370,10 @@ def _reader(section: _Section, folder: Path) -> ReaderConfig:
                         example='"ACR122U"')
     if name and kind != "pcsc":
         raise ConfigError(section.key("name"), "a reader name is for PC/SC readers", 'set type = "pcsc" or remove name')
+    feedback = section.choice("feedback", ("none", "acr122u"), "none")
+    if feedback != "none" and kind != "pcsc":
+        raise ConfigError(section.key("feedback"), "the reader's own LED and buzzer are driven through PC/SC",
+                          'set type = "pcsc" or remove feedback (a PN532 board has [gpio] lights)')
     interface = section.choice("interface", ("hsu", "i2c", "spi"), "hsu")
     port = section.text("port", default=ReaderConfig.port, example='"/dev/ttyAMA0"')
     if not port:
@@ -384,6 +391,7 @@ def _reader(section: _Section, folder: Path) -> ReaderConfig:
     return ReaderConfig(
         type=kind,
         pcsc_reader=name,
+        feedback=feedback,
         interface=interface,
         port=port,
         baud=int(baud),

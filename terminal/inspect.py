@@ -12,6 +12,7 @@ from terminal.config import TerminalConfig
 from terminal.host.client import HostError, HostRejected
 from terminal.reader.base import Reader
 from terminal.reader.choose import make_reader
+from terminal.reader.pcsc import ESCAPE_HINT, PcscReader
 from terminal.ui.gpio import open_gpio
 
 
@@ -33,6 +34,8 @@ def doctor(config: TerminalConfig, reader: Reader | None = None, *,
         if opened is not None:
             try:
                 checks.append(Check("reader", True, opened.identify()))
+                if config.reader.feedback != "none" and isinstance(opened, PcscReader):
+                    checks.append(_reader_feedback_check(opened))
             except Exception as error:  # any failure is a finding to report
                 checks.append(Check("reader", False, str(error), reader_hint(config)))
     try:
@@ -43,6 +46,13 @@ def doctor(config: TerminalConfig, reader: Reader | None = None, *,
         checks.append(Check("capk", False, str(error), "point [capk] file at the world's scheme/capk.json"))
     checks += _host_checks(config, clock)
     return checks
+
+
+def _reader_feedback_check(reader: PcscReader) -> Check:
+    """Passes either way: without the escape the reader's LED and buzzer still follow every tap, not the idle time."""
+    if reader.escape_available():
+        return Check("reader feedback", True, "the reader's LED and buzzer follow the terminal, between taps too")
+    return Check("reader feedback", True, ESCAPE_HINT)
 
 
 def reader_hint(config: TerminalConfig) -> str:

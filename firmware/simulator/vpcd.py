@@ -11,11 +11,12 @@ vpcd listens (Debian's /etc/reader.conf.d/vpcd: `DEVICENAME /dev/null:0x8C7B`: p
 out instead (`DEVICENAME 127.0.0.1:PORT`), but Debian's vsmartcard 3.3 then aborts pcscd ("bit out of range 0 -
 FD_SETSIZE on fd_set") unless a card listens on its second slot's port as well: not used here.
 
-Here the bridge also plays the contactless reader around the card: it makes the ATR a PC/SC reader makes for an
-ISO 14443-4 card (emvcore.pcsc) and answers GET DATA (FF CA) for the UID itself. Every power-on is a new tap: a
-phone draws a new random UID, and the file is read afresh at the tap's first command (a fingerprint given meanwhile
-counts, as pcscd powers a card on as soon as it is put in). A card taken out
-stays out for OUT_SECONDS before it can be back, so pcscd sees it leave.
+Here the bridge also plays the contactless reader around the card: it makes the ATR a PC/SC reader makes for an ISO
+14443-4 card (emvcore.pcsc) and answers GET DATA (FF CA) for the UID itself, and it has an ACR122U's bi-colour LED
+and buzzer (FF 00 40, answered with the LEDs' state; kept in `indications`, shown by `status`). Every power-on is a
+new tap: a phone draws a new random UID, and the file is read afresh at the tap's first command (a fingerprint given
+meanwhile counts, as pcscd powers a card on as soon as it is put in). A card taken out stays out for OUT_SECONDS
+before it can be back, so pcscd sees it leave.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class VirtualSlot:
         self._wake = threading.Event()
         self.taps = 0  # power-ons since the start: one per tap
         self.apdus = 0
+        self.leds = (False, False)  # the "reader's" red and green LEDs
+        self.indications: list[pcsc.LedBuzzer] = []  # every FF 00 40 the reader was sent, in order
         self._thread = threading.Thread(target=self._serve, name="vpcd-slot", daemon=True)
         self._thread.start()
 
@@ -141,7 +144,9 @@ class VirtualSlot:
         with self._lock:
             return {"slot": {"card": None if self._card is None else self._card.path.name,
                              "connected": self._connection is not None, "vpcd": str(self.endpoint)},
-                    "taps": self.taps, "apdus": self.apdus}
+                    "taps": self.taps, "apdus": self.apdus,
+                    "reader": {"red": self.leds[0], "green": self.leds[1],
+                               "beeps": sum(1 for asked in self.indications if asked.beep_tenths)}}
 
     def chip(self, name: str | None) -> Any:
         raise RigError("a virtual PC/SC reader has no PN532 to fault or reset")
@@ -230,7 +235,8 @@ class VirtualSlot:
                 elif message[0] == GET_ATR:
                     _send(connection, pcsc.contactless_atr(pcsc.ats_historical_bytes(SOFTWARE_CARD_ATS)))
                 continue
-            answer = pcsc.reader_answer(message, uid, SOFTWARE_CARD_ATS)
+            answer = (self._led_buzzer(message) if message[:3] == pcsc.LED_BUZZER else
+                      pcsc.reader_answer(message, uid, SOFTWARE_CARD_ATS))
             if answer is None:
                 if powered and chip is None:  # pcscd powers a card on when it is put in, maybe long before the
                     chip = card.chip()  # tap: a phone unlocked meanwhile is unlocked for it
@@ -250,6 +256,17 @@ class VirtualSlot:
                 if observe is not None:
                     observe(message, answer)
             _send(connection, answer)
+
+    def _led_buzzer(self, apdu: bytes) -> bytes:
+        try:
+            asked = pcsc.LedBuzzer.parse(apdu)
+        except ValueError:
+            return pcsc.SW_LED_FAILED
+        with self._lock:
+            red, green = self.leds
+            self.leds = (red if asked.red is None else asked.red, green if asked.green is None else asked.green)
+            self.indications.append(asked)
+            return pcsc.led_state_answer(*self.leds)
 
     def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None

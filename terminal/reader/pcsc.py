@@ -10,11 +10,19 @@ reports the old card present for a moment. Each tap is one
 exclusive connection; `release` powers the card off, as a reader that drops its field, so the next
 `wait_for_card` meets it afresh (a phone that wants its fingerprint is read again).
 
+The reader's own LED and buzzer (ACR122U family, `[reader] feedback = "acr122u"`) are driven by `indicate`, which
+never waits: a thread of this reader sends each command over the card's connection while a card is in (the reader
+answers FF 00 40 itself), else over the reader's escape (a direct connection and SCardControl), which a driver may
+refuse: libccid lists it only with `ifdDriverOptions` 0x0001, vpcd has none. `release` sends what is still waiting
+over the card's connection before it lets the card go, so the states of a tap reach the reader even without the
+escape.
+
 pyscard is imported only here and only when this backend is configured (`pip install .[pcsc]`).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -27,6 +35,10 @@ from terminal.reader.base import ISO_DEP_SAK, CardRemoved, ReaderError, Target
 log = logging.getLogger("terminal.reader")
 
 INSTALL_HINT = "pip install .[pcsc] (Debian: sudo apt install pcscd swig libpcsclite-dev)"
+ESCAPE_HINT = ("the reader's lights follow the terminal only while a card is in the field: its driver offers no "
+               "escape (libccid: set ifdDriverOptions to 0x0001 in /usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/"
+               "Info.plist and restart pcscd)")
+OUTBOX = 16  # indications waiting at most; older ones are dropped (a reader that stopped answering must not grow it)
 
 
 class PcscReader:
@@ -39,7 +51,13 @@ class PcscReader:
         except ImportError as error:
             raise ReaderError(f"[reader] type = \"pcsc\" needs pyscard ({error}): {INSTALL_HINT}") from None
         self._scard: Any = scard
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the transaction thread's calls
+        self._card_lock = threading.RLock()  # the card's connection, shared with the indications' thread
+        self._outbox: collections.deque[bytes] = collections.deque(maxlen=OUTBOX)
+        self._post = threading.Condition()  # guards the outbox; taken inside _card_lock, never around it
+        self._courier: threading.Thread | None = None
+        self._escape: int | None = None  # the escape's control code: 0 not found, None not looked for yet
+        self._lights_context: Any = None  # the indications' own: the transaction thread may be waiting in its own
         self._context: Any = None
         self.name = ""  # the reader's name as pcscd gives it
         self._card: Any = None
@@ -72,7 +90,8 @@ class PcscReader:
     def wait_for_card(self, timeout: float) -> Target | None:
         with self._lock:
             self._require_open()
-            self._disconnect(self._scard.SCARD_LEAVE_CARD)
+            with self._card_lock:
+                self._disconnect(self._scard.SCARD_LEAVE_CARD)
             scard = self._scard
             deadline = time.monotonic() + max(0.0, timeout)
             known = scard.SCARD_STATE_UNAWARE
@@ -98,13 +117,14 @@ class PcscReader:
     def transceive(self, apdu: bytes) -> bytes:
         with self._lock:
             self._require_open()
-            if self._card is None:
-                raise CardRemoved("no card is activated (none found yet, or the last one left)")
             scard = self._scard
-            result, response = scard.SCardTransmit(self._card, self._protocol, list(apdu))
-            if result == scard.SCARD_S_SUCCESS and len(response) >= 2:
-                return bytes(response)
-            self._disconnect(scard.SCARD_LEAVE_CARD)
+            with self._card_lock:
+                if self._card is None:
+                    raise CardRemoved("no card is activated (none found yet, or the last one left)")
+                result, response = scard.SCardTransmit(self._card, self._protocol, list(apdu))
+                if result == scard.SCARD_S_SUCCESS and len(response) >= 2:
+                    return bytes(response)
+                self._disconnect(scard.SCARD_LEAVE_CARD)
             if result == scard.SCARD_S_SUCCESS or result in self._gone():
                 self._left = self._insertion  # only a new insertion counts as the card presented again
             if result == scard.SCARD_S_SUCCESS:  # no status word: vpcd's answer when its card left mid-exchange
@@ -114,21 +134,117 @@ class PcscReader:
             raise ReaderError(self._problem(result, f"sending an APDU through {self.name}"))
 
     def release(self) -> None:
-        with self._lock:
+        with self._lock, self._card_lock:
+            if self._card is not None:  # what the tap showed reaches the reader before the card goes, escape or not
+                with self._post:
+                    waiting = list(self._outbox)
+                    self._outbox.clear()
+                for command in waiting:
+                    self._deliver(command)
             self._disconnect(self._scard.SCARD_UNPOWER_CARD)
 
     def reset(self) -> None:
         """pcscd or the reader went away and back: a new context, the reader looked up again."""
         with self._lock:
             self.resets += 1
-            self._disconnect(self._scard.SCARD_LEAVE_CARD)
-            self._release_context()
+            with self._card_lock:
+                self._disconnect(self._scard.SCARD_LEAVE_CARD)
+                self._release_context()
+                self._escape = None  # another pcscd, maybe another driver
             self.open()
 
     def close(self) -> None:
         with self._lock:
-            self._disconnect(self._scard.SCARD_UNPOWER_CARD)
-            self._release_context()
+            self.release()
+            with self._card_lock, self._post:
+                self._release_context()
+                self._outbox.clear()
+                self._post.notify_all()
+            courier, self._courier = self._courier, None
+        if courier is not None:
+            courier.join(timeout=5)
+
+    # -- the reader's LED and buzzer ------------------------------------------------------------------------------
+
+    def indicate(self, command: bytes) -> None:
+        """Send a pseudo-APDU the reader answers itself (its LED and buzzer) as soon as it can; returns at once."""
+        with self._post:
+            if self._context is None:
+                return
+            self._outbox.append(command)
+            if self._courier is None:
+                self._courier = threading.Thread(target=self._carry, name="pcsc-indications", daemon=True)
+                self._courier.start()
+            self._post.notify()
+
+    def escape_available(self) -> bool:
+        """Whether the reader takes its commands with no card in it (its LED and buzzer between taps)."""
+        with self._card_lock:
+            self._require_open()
+            return bool(self._escape_code())
+
+    def _carry(self) -> None:
+        while True:
+            with self._post:
+                while not self._outbox and self._context is not None:
+                    self._post.wait()
+            with self._card_lock:  # taken from the outbox only under the card's lock: release() may be emptying it
+                if self._context is None:
+                    return
+                with self._post:
+                    command = self._outbox.popleft() if self._outbox else None
+                if command is not None:
+                    self._deliver(command)
+
+    def _deliver(self, command: bytes) -> None:
+        """Over the card's connection if there is one, else over the reader's escape; a refusal is logged, never
+        raised (a payment must not fail for a light)."""
+        scard = self._scard
+        if self._card is not None:
+            result, answer = scard.SCardTransmit(self._card, self._protocol, list(command))
+        else:
+            code = self._escape_code()
+            if not code:
+                return
+            result, handle, _ = scard.SCardConnect(self._lights_context, self.name, scard.SCARD_SHARE_DIRECT, 0)
+            if result != scard.SCARD_S_SUCCESS:
+                log.debug("reader lights: no direct connection to %s (%s)", self.name, result)
+                return
+            try:
+                result, answer = scard.SCardControl(handle, code, list(command))
+            finally:
+                scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+        if result != scard.SCARD_S_SUCCESS or bytes(answer[:1]) != b"\x90":
+            log.debug("reader lights: %s refused %s (%s, %s)", self.name, command.hex(), result, bytes(answer).hex())
+
+    def _escape_code(self) -> int:
+        """The control code of the reader's escape, looked up once: its Part 10 feature, else the usual 3500 if the
+        driver takes a harmless command through it (LEDs unchanged), else 0 (said once in the log)."""
+        if self._escape is not None:
+            return self._escape
+        scard = self._scard
+        self._escape = 0
+        result, self._lights_context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if result != scard.SCARD_S_SUCCESS:
+            self._lights_context = None
+            return 0
+        result, handle, _ = scard.SCardConnect(self._lights_context, self.name, scard.SCARD_SHARE_DIRECT, 0)
+        if result != scard.SCARD_S_SUCCESS:
+            log.info("reader lights: %s", ESCAPE_HINT)
+            return 0
+        try:
+            result, answer = scard.SCardControl(handle, scard.SCARD_CTL_CODE(pcsc.GET_FEATURE_REQUEST), [])
+            listed = pcsc.feature_codes(bytes(answer)) if result == scard.SCARD_S_SUCCESS else {}
+            code = listed.get(pcsc.FEATURE_CCID_ESC_COMMAND, scard.SCARD_CTL_CODE(pcsc.CCID_ESCAPE))
+            probe = pcsc.LedBuzzer(None, None).command()
+            result, answer = scard.SCardControl(handle, code, list(probe))
+            if result == scard.SCARD_S_SUCCESS and bytes(answer[:1]) == b"\x90":
+                self._escape = code
+        finally:
+            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+        if not self._escape:
+            log.info("reader lights: %s", ESCAPE_HINT)
+        return self._escape
 
     # -- inside -----------------------------------------------------------------------------------------------
 
@@ -148,6 +264,10 @@ class PcscReader:
 
     def _connect(self) -> Target | None:
         """An exclusive connection to the card in the slot; None when it left meanwhile."""
+        with self._card_lock:  # not while the indications' thread holds a direct connection
+            return self._connect_exclusive()
+
+    def _connect_exclusive(self) -> Target | None:
         scard = self._scard
         result, card, protocol = scard.SCardConnect(self._context, self.name, scard.SCARD_SHARE_EXCLUSIVE,
                                                     scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
@@ -175,9 +295,10 @@ class PcscReader:
             self._scard.SCardDisconnect(card, disposition)
 
     def _release_context(self) -> None:
-        context, self._context = self._context, None
-        if context is not None:
-            self._scard.SCardReleaseContext(context)
+        for context in (self._context, self._lights_context):
+            if context is not None:
+                self._scard.SCardReleaseContext(context)
+        self._context = self._lights_context = None
 
     def _gone(self) -> tuple[int, ...]:
         """What a card that left says. SCARD_E_NOT_TRANSACTED too: a contactless card taken away in the middle of

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from hostproto.money import format_yuan
 from terminal import events
@@ -51,6 +52,14 @@ class Shown:
     detail: str = ""  # what the state adds: the amount charged and the discount, a decline's reason
 
 
+
+
+class Face(Protocol):
+    """Another output that follows the feedback (the reader's own LED and buzzer): every state shown and every tone."""
+
+    def show(self, shown: Shown) -> None: ...
+
+    def tone(self, hz: float, seconds: float) -> None: ...
 
 
 class Feedback:
@@ -88,6 +97,7 @@ class Feedback:
         self._state = "off"
         self._detail = ""
         self._watchers: list[Callable[[Shown], None]] = []
+        self._faces: list[Face] = []
         self._changing = 0  # inside a state change: watchers are told once, at its end
         self._dirty = False
         for pin in pins.lights:
@@ -109,7 +119,13 @@ class Feedback:
         its own); on the changing thread, under this object's lock: it must be quick. One that fails is logged."""
         with self._lock:
             self._watchers.append(watcher)
-            watcher(self.shown())
+            self._tell(watcher, self.shown())
+
+    def attach(self, face: Face) -> None:
+        """Another output for every state and tone, called like a watcher: quickly, under this object's lock."""
+        with self._lock:
+            self._faces.append(face)
+            self.watch(face.show)
 
     def shown(self) -> Shown:
         with self._lock:
@@ -295,10 +311,13 @@ class Feedback:
         self._dirty = False
         shown = self.shown()
         for watcher in self._watchers:
-            try:
-                watcher(shown)
-            except Exception as error:
-                self._log.warning("display watcher failed: %s", type(error).__name__)
+            self._tell(watcher, shown)
+
+    def _tell(self, watcher: Callable[[Shown], None], shown: Shown) -> None:
+        try:
+            watcher(shown)
+        except Exception as error:
+            self._log.warning("display watcher failed: %s", type(error).__name__)
 
     def _set_lights(self, wanted: set[int]) -> None:
         changed = False
@@ -321,7 +340,7 @@ class Feedback:
 
     def _alert_tone(self) -> None:
         tones = self._tones
-        if self._pins.buzzer is None:
+        if self._pins.buzzer is None and not self._faces:
             return
         self._tone(tones.alert_hz, tones.alert_seconds)
         timer = threading.Timer(tones.alert_seconds + tones.alert_gap_seconds, self._second_beep)
@@ -335,10 +354,16 @@ class Feedback:
                 self._tone(self._tones.alert_hz, self._tones.alert_seconds)
 
     def _tone(self, hz: float, seconds: float) -> None:
-        if self._pins.buzzer is None:
+        if self._pins.buzzer is None and not self._faces:
             return
-        self._gpio.tone(self._pins.buzzer, hz, seconds)
+        if self._pins.buzzer is not None:
+            self._gpio.tone(self._pins.buzzer, hz, seconds)
         self._record("buzzer", "tone", (hz, seconds))
+        for face in self._faces:
+            try:
+                face.tone(hz, seconds)
+            except Exception as error:
+                self._log.warning("%s failed to sound a tone: %s", type(face).__name__, type(error).__name__)
 
     def _show(self, text: str, log_text: str | None = None) -> None:
         self._message = text

@@ -4,9 +4,12 @@ see it with its ATR and trade APDUs with it; taking it out and putting it back i
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pcscd import Pcscd
 from smartcard import scard
@@ -14,7 +17,9 @@ from smartcard.System import readers
 from waits import until
 
 from emvcore import tlv
+from firmware.apps.wallet.wallet import MAX_PAYMENT_CARDS, Wallet
 from firmware.issuing.layout import World
+from firmware.issuing.provisioning import add_card_to_wallet
 from firmware.simulator.vpcd import VirtualSlot
 
 CONTACTLESS_ATR = bytes.fromhex("3B80800101")  # PC/SC Part 3 for an ISO 14443-4 card without historical bytes
@@ -37,6 +42,19 @@ def _present(reader: str) -> bool:
     return bool(_state(reader) & scard.SCARD_STATE_PRESENT)
 
 
+@contextlib.contextmanager
+def _connected(pcscd: Pcscd, slot: VirtualSlot, card: Path) -> Iterator[Any]:
+    """`card` in the slot and a pyscard connection to it, released (its context too) before the test's pcscd stops."""
+    slot.present(card)
+    until(lambda: _present(pcscd.slot), 10, "the card in the slot")
+    connection = next(r for r in readers() if str(r) == pcscd.slot).createConnection()
+    connection.connect()
+    try:
+        yield connection
+    finally:
+        connection.release()
+
+
 def test_pcsc_scan_lists_the_emulated_card_with_its_atr(pcscd: Pcscd, vpcd_slot: VirtualSlot, world: World) -> None:
     vpcd_slot.present(world.path(Path(world.cards()[0]["file"])))
     until(lambda: _present(pcscd.slot), 10, "the card in the slot")
@@ -49,12 +67,7 @@ def test_pcsc_scan_lists_the_emulated_card_with_its_atr(pcscd: Pcscd, vpcd_slot:
 
 def test_pyscard_reads_the_phone_and_the_reader_answers_get_data_itself(pcscd: Pcscd, vpcd_slot: VirtualSlot,
                                                                          world: World) -> None:
-    vpcd_slot.present(world.demo_phone)
-    until(lambda: _present(pcscd.slot), 10, "the phone in the slot")
-    reader = next(r for r in readers() if str(r) == pcscd.slot)
-    connection = reader.createConnection()
-    connection.connect()
-    try:
+    with _connected(pcscd, vpcd_slot, world.demo_phone) as connection:
         assert bytes(connection.getATR()) == CONTACTLESS_ATR
         uid, sw1, sw2 = connection.transmit([0xFF, 0xCA, 0x00, 0x00, 0x00])
         assert (sw1, sw2) == (0x90, 0x00) and len(uid) == 4 and uid[0] == 0x08  # a phone's random UID (RID 08)
@@ -63,9 +76,25 @@ def test_pyscard_reads_the_phone_and_the_reader_answers_get_data_itself(pcscd: P
         aids = [obj.value for _, obj in tlv.walk(bytes(data)) if obj.tag == 0x4F]
         assert bytes.fromhex("A000000333010102") in aids  # the Bank of China credit token (UnionPay credit)
         assert bytes.fromhex("A000000632010105") in aids  # and the transit card (T-Union)
-    finally:
-        connection.release()  # its context too, before this test's pcscd stops
     assert vpcd_slot.status()["apdus"] == 1  # GET DATA never reached the card: the reader answered it
+
+
+def test_an_extended_length_select_brings_a_full_phones_long_answer(pcscd: Pcscd, vpcd_slot: VirtualSlot,
+                                                                     world: World) -> None:
+    """Eight cards make the PPSE answer longer than a short APDU's 256 bytes: asked for with an extended Le
+    (ISO/IEC 7816-4 §5.1: 00 Lc as three bytes, Le as two), it comes back whole through pyscard, pcscd and vpcd."""
+    held = {card.id for card in Wallet.load(world.demo_phone).cards}
+    for entry in (c for c in world.cards() if c["issuer"] not in held and c["issuer"].endswith(("-debit", "-credit"))):
+        if len(Wallet.load(world.demo_phone).cards) == MAX_PAYMENT_CARDS:
+            break
+        add_card_to_wallet(world.root, world.demo_phone, world.path(Path(entry["file"])), entry["issuer"])
+    assert len(Wallet.load(world.demo_phone).cards) == MAX_PAYMENT_CARDS
+    name = b"2PAY.SYS.DDF01"
+    with _connected(pcscd, vpcd_slot, world.demo_phone) as connection:
+        data, sw1, sw2 = connection.transmit([0x00, 0xA4, 0x04, 0x00, 0x00, 0x00, len(name), *name, 0x00, 0x00])
+    assert (sw1, sw2) == (0x90, 0x00) and len(data) > 256
+    aids = [obj.value for _, obj in tlv.walk(bytes(data)) if obj.tag == 0x4F]
+    assert len(aids) == MAX_PAYMENT_CARDS + 1  # the eight tokens and the transit card
 
 
 def test_taking_the_card_out_and_putting_it_back(pcscd: Pcscd, vpcd_slot: VirtualSlot, world: World) -> None:
