@@ -235,7 +235,7 @@ class VirtualSlot:
                 elif message[0] == GET_ATR:
                     _send(connection, pcsc.contactless_atr(pcsc.ats_historical_bytes(SOFTWARE_CARD_ATS)))
                 continue
-            answer = (self._led_buzzer(message) if message[:3] == pcsc.LED_BUZZER else
+            answer = (self.led_buzzer(message) if message[:3] == pcsc.LED_BUZZER else
                       pcsc.reader_answer(message, uid, SOFTWARE_CARD_ATS))
             if answer is None:
                 if powered and chip is None:  # pcscd powers a card on when it is put in, maybe long before the
@@ -257,7 +257,8 @@ class VirtualSlot:
                     observe(message, answer)
             _send(connection, answer)
 
-    def _led_buzzer(self, apdu: bytes) -> bytes:
+    def led_buzzer(self, apdu: bytes) -> bytes:
+        """The "reader's" answer to FF 00 40 (over the card's connection, or a test's stand-in for an escape)."""
         try:
             asked = pcsc.LedBuzzer.parse(apdu)
         except ValueError:

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pcscd import READER, no_pcscd, running_pcscd
+import smartcard
+from pcscd import READER, Pcscd, no_pcscd, running_pcscd
 from readerconfig import with_reader
+from smartcard import scard
+from waits import until
 
+from emvcore import pcsc
 from emvcore.pcsc import LedBuzzer
 from firmware.issuing.layout import World
 from firmware.simulator.vpcd import VirtualSlot
 from terminal import cli
+from terminal.config import load_config
+from terminal.reader.pcsc import PcscReader
 
-GREEN, AMBER, SUCCESS_BEEP = LedBuzzer(False, True), LedBuzzer(True, True), LedBuzzer(None, None, 5)
+GREEN, AMBER, RED = LedBuzzer(False, True), LedBuzzer(True, True), LedBuzzer(True, False)
+SUCCESS_BEEP = LedBuzzer(None, None, 5)
 
 
 def test_doctor_names_the_reader_and_says_when_pcscd_is_not_there(config: Path, tmp_path: Path,
@@ -49,3 +57,48 @@ def test_the_readers_own_led_and_buzzer_follow_a_tap(config: Path, world: World,
     cli.main(["--config", str(pcsc_config), "doctor"])
     out = capsys.readouterr().out
     assert "reader feedback" in out and "ifdDriverOptions to 0x0001" in out, out
+
+
+class EscapingDriver:
+    """pyscard's scard through the real pcscd, with what vpcd's driver lacks and a USB reader's has: a CCID escape,
+    listed as Part 10 feature 0x13 (as libccid lists it once ifdDriverOptions allows it), which reaches the
+    reader's LED and buzzer with no card in it; here the reader is vpcd's slot."""
+
+    ESCAPE = 0x42000001  # libccid's SCARD_CTL_CODE(1)
+
+    def __init__(self, slot: VirtualSlot) -> None:
+        self._slot = slot
+        self.controls: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(scard, name)
+
+    def SCardControl(self, handle: Any, code: int, data: list[int]) -> tuple[int, list[int]]:  # pyscard's name
+        self.controls.append(code)
+        if code == scard.SCARD_CTL_CODE(pcsc.GET_FEATURE_REQUEST):
+            return scard.SCARD_S_SUCCESS, list(bytes([pcsc.FEATURE_CCID_ESC_COMMAND, 4]) + self.ESCAPE.to_bytes(4))
+        if code == self.ESCAPE:
+            return scard.SCARD_S_SUCCESS, list(self._slot.led_buzzer(bytes(data)))
+        return scard.SCardControl(handle, code, data)
+
+
+def test_with_the_escape_the_leds_follow_between_taps_too(config: Path, world: World, pcscd: Pcscd,
+                                                          vpcd_slot: VirtualSlot,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    driver = EscapingDriver(vpcd_slot)
+    monkeypatch.setattr(smartcard, "scard", driver)
+    reader = PcscReader(load_config(with_reader(config, f'type = "pcsc"\nname = "{READER}"\n')))
+    reader.open()
+    try:
+        assert reader.escape_available()
+        reader.indicate(RED.command())  # no card: through the escape, on a direct connection
+        until(lambda: vpcd_slot.indications[-1:] == [RED], 10, "red through the escape")
+        vpcd_slot.present(world.path(Path(world.cards()[0]["file"])))
+        assert reader.wait_for_card(10) is not None
+        escapes = driver.controls.count(driver.ESCAPE)
+        reader.indicate(AMBER.command())  # a card connected: over its connection, the escape untouched
+        reader.release()
+        assert vpcd_slot.indications[-1:] == [AMBER] and driver.controls.count(driver.ESCAPE) == escapes
+    finally:
+        reader.close()
+    assert vpcd_slot.status()["reader"] == {"red": True, "green": True, "beeps": 0}
