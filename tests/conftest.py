@@ -42,8 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--reader-port", default=None, help="hw: the terminal's PN532 (e.g. /dev/ttyAMA0)")
     group.addoption("--card-port", default=None, help="hw: the card-emulating PN532 (e.g. /dev/ttyUSB0)")
     group.addoption("--interface", default=None, metavar="hsu|i2c|spi[,…]",
-                    help="the reader PN532's host interface(s); the catalogue runs once per interface "
-                         "(default: hsu,i2c,spi on sim, hsu on hw)")
+                    help="the reader PN532's host interface(s); the catalogue runs whole on each one named "
+                         "(default: hsu, and its link scenarios on i2c and spi, on sim; hsu on hw)")
     group.addoption("--i2c-hz", type=int, default=100_000, metavar="HZ",
                     help="sim: the I2C bus clock in the link model (100000, the Pi's default, or 400000)")
     group.addoption("--hil-report", default="var/hil-report", metavar="DIR",

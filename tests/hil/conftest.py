@@ -17,6 +17,7 @@ from hil_bench import Bench
 from hil_host import TappedHostServer
 from hil_report import COLLECTOR, ScenarioResult
 from hil_rig import HwRig, PcscRig, Rig, SimRig, interfaces
+from hil_scenarios import CATALOGUE
 from hil_trace import TAP, RecordingSerial, Trace
 from pcscd import Pcscd, running_pcscd
 
@@ -50,10 +51,18 @@ def trace(request: pytest.FixtureRequest) -> Trace:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """The catalogue runs once per reader interface (--interface); other tests on the first one."""
-    if "interface" in metafunc.fixturenames:
-        chosen = interfaces(metafunc.config)
-        metafunc.parametrize("interface", chosen if metafunc.function.__name__ == "test_scenario" else chosen[:1])
+    """The catalogue on every interface --interface names; left to its default, the first interface runs it whole
+    and the others its `link` scenarios (the rest hang on the kernel and the host alone). Other tests: the first."""
+    if "interface" not in metafunc.fixturenames:
+        return
+    chosen = interfaces(metafunc.config)
+    if metafunc.function.__name__ != "test_scenario":
+        metafunc.parametrize("interface", chosen[:1])
+        return
+    whole = metafunc.config.getoption("--interface") is not None
+    pairs = [(interface, scenario) for interface in chosen for scenario in CATALOGUE
+             if whole or interface == chosen[0] or scenario.link]
+    metafunc.parametrize(("interface", "scenario"), pairs, ids=[f"{i}-{s}" for i, s in pairs])
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,8 @@ class Scenario:
     proves: str
     run: Callable[[Bench], None]
     needs: frozenset[str] = field(default_factory=frozenset)
+    link: bool = False  # its outcome hangs on the reader's link (frames, chaining, a card leaving, a reset), not
+    # only on the kernel and the host: by default the software rig runs it on every interface, the rest on HSU only
 
     def __str__(self) -> str:
         return self.name
@@ -61,10 +63,11 @@ class Scenario:
 CATALOGUE: list[Scenario] = []
 
 
-def scenario(name: str, proves: str, *, needs: tuple[str, ...] = ()) -> Callable[[Callable[[Bench], None]], Any]:
+def scenario(name: str, proves: str, *, needs: tuple[str, ...] = (),
+             link: bool = False) -> Callable[[Callable[[Bench], None]], Any]:
     def register(run: Callable[[Bench], None]) -> Callable[[Bench], None]:
         assert all(s.name != name for s in CATALOGUE), f"two scenarios named {name}"
-        CATALOGUE.append(Scenario(name, proves, run, frozenset(needs)))
+        CATALOGUE.append(Scenario(name, proves, run, frozenset(needs), link))
         return run
 
     return register
@@ -88,7 +91,8 @@ def _fact(bench: Bench, **facts: object) -> None:
 # -- payments ---------------------------------------------------------------------------------------------------
 
 
-@scenario("online-approval", "a plain debit card over the floor limit: ARQC, the issuer approves online (00)")
+@scenario("online-approval", "a plain debit card over the floor limit: ARQC, the issuer approves online (00)",
+          link=True)
 def online_approval(bench: Bench) -> None:
     bench.rig.card.present(bench.card(DEBIT))
     with bench.terminal() as pos:
@@ -101,7 +105,7 @@ def online_approval(bench: Bench) -> None:
 
 
 @scenario("offline-fdda-approval", "a small sale on a plain card: the card approves offline (TC), fDDA v01 checks it, "
-          "the host hears of it as an advice")
+          "the host hears of it as an advice", link=True)
 def offline_approval(bench: Bench) -> None:
     bench.rig.card.present(bench.card(DEBIT))
     with bench.terminal() as pos:
@@ -218,7 +222,7 @@ def fingerprint_on_see_phone(bench: Bench) -> Callable[[bytes, bytes | None], No
 
 
 @scenario("see-phone-fingerprint", "a locked phone: See phone, the fingerprint, the re-tap is approved with the "
-          "bank's promotion (CDCVM, token ARQC)")
+          "bank's promotion (CDCVM, token ARQC)", link=True)
 def see_phone(bench: Bench) -> None:
     bench.rig.card.present(bench.phone, on_exchange=fingerprint_on_see_phone(bench))
     with bench.terminal() as pos:
@@ -239,7 +243,8 @@ def _phone_sale(bench: Bench, amount: int = PHONE_AMOUNT) -> tuple[Any, list[tup
     return sale, events
 
 
-@scenario("eight-cards-default", "a phone with eight cards pays with its default card (Bank of China credit)")
+@scenario("eight-cards-default", "a phone with eight cards pays with its default card (Bank of China credit)",
+          link=True)
 def eight_cards_default(bench: Bench) -> None:
     wallet = Wallet.load(bench.phone)
     assert len(wallet.cards) == 8
@@ -298,7 +303,8 @@ FARE = 200
 FARE_READ = ["lights 12", "Processing"]
 
 
-@scenario("transit-fare", "a ¥2.00 metro fare on the phone's transit card, express mode (no fingerprint), no host")
+@scenario("transit-fare", "a ¥2.00 metro fare on the phone's transit card, express mode (no fingerprint), no host",
+          link=True)
 def transit_fare(bench: Bench) -> None:
     bench.rig.card.present(bench.phone)
     with bench.terminal() as pos:
@@ -330,7 +336,7 @@ def transit_low(bench: Bench) -> None:
 
 
 @scenario("torn-transit-recovered", "the transit card leaves right after it debited (torn DEBIT): the re-tap asks "
-          "GET TRANSACTION PROVE and completes the fare without charging twice")
+          "GET TRANSACTION PROVE and completes the fare without charging twice", link=True)
 def torn_transit(bench: Bench) -> None:
     bench.rig.card.present(bench.transit_card(), remove_after=3, tear=True)  # SELECT, INITIALIZE, DEBIT
     with bench.terminal() as pos:
@@ -366,7 +372,7 @@ for _number, _apdu in ((1, "PPSE"), (2, "SELECT"), (3, "GPO")):
 
 
 @scenario("card-removed-at-read-record", "an offline tap where the card leaves during READ RECORD (APDU 4): the "
-          "re-tap is approved offline, one advice")
+          "re-tap is approved offline, one advice", link=True)
 def removed_at_read_record(bench: Bench) -> None:
     _removed_at(bench, 4, OFFLINE, ("advice", "accepted", "00", OFFLINE), "Approved ¥8.00")
 
@@ -380,7 +386,7 @@ def _reinits(bench: Bench) -> int:
 
 
 @scenario("reader-silent-reset", "the PN532 stops answering: the terminal pulses RSTPDN, initialises it again and "
-          "the sale goes on", needs=(RESET_LINE,))
+          "the sale goes on", needs=(RESET_LINE,), link=True)
 def reader_silent(bench: Bench) -> None:
     bench.rig.card.present(bench.card(DEBIT))
     with bench.terminal() as pos:

@@ -1,13 +1,12 @@
-"""The scenario catalogue on the chosen rig (--rig=sim by default): one test per named scenario."""
+"""The scenario catalogue on the chosen rig (--rig=sim by default): one test per named scenario and interface
+(the pairs: conftest.pytest_generate_tests)."""
 
 from __future__ import annotations
 
-import pytest
 from hil_bench import Bench
-from hil_scenarios import CATALOGUE, Scenario
+from hil_scenarios import Scenario
 
 
-@pytest.mark.parametrize("scenario", CATALOGUE, ids=str)
 def test_scenario(scenario: Scenario, bench: Bench) -> None:
     for capability in sorted(scenario.needs):
         bench.require(capability)
