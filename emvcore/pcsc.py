@@ -21,6 +21,7 @@ SW_WRONG_LENGTH = bytes.fromhex("6700")
 MAX_HISTORICAL = 15  # K is four bits of T0
 LED_BUZZER = bytes.fromhex("FF0040")  # ACR122U: bi-colour LED and buzzer control, P2 the LED state control
 SW_LED_FAILED = bytes.fromhex("6300")
+DETECTION_BUZZER = bytes.fromhex("FF0052")  # ACR122U: the buzzer when a card is detected, P2 00 off / FF on (§6.7)
 GET_FEATURE_REQUEST = 3400  # PC/SC Part 10 CM_IOCTL_GET_FEATURE_REQUEST, as SCARD_CTL_CODE(3400)
 FEATURE_CCID_ESC_COMMAND = 0x13  # Part 10's tag of the control code for the reader's escape (a command without card)
 CCID_ESCAPE = 3500  # SCARD_CTL_CODE(3500): the escape's code where a driver does not list it (ACS's own acsccid)
@@ -138,6 +139,19 @@ class LedBuzzer:
         green = bool(control & 0x02) if control & 0x08 else None
         beep = repetitions * ((t1 if link & 0x01 else 0) + (t2 if link & 0x02 else 0))
         return cls(red, green, beep)
+
+
+def detection_buzzer(on: bool) -> bytes:
+    """The ACR122U's own beep at every card it detects (on by default), on or off: a terminal that sounds its own
+    tones turns it off, or the shopper hears a beep before the card is read."""
+    return DETECTION_BUZZER + bytes([0xFF if on else 0x00, 0x00])
+
+
+def detection_buzzer_setting(apdu: bytes) -> bool:
+    """What an FF 00 52 command sets (True: beep at detection); ValueError for anything else."""
+    if apdu[:3] != DETECTION_BUZZER or len(apdu) != 5 or apdu[3] not in (0x00, 0xFF) or apdu[4] != 0x00:
+        raise ValueError(f"{apdu.hex().upper()} is not FF 00 52 00|FF 00")
+    return apdu[3] == 0xFF
 
 
 def led_state_answer(red: bool, green: bool) -> bytes:

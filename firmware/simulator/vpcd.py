@@ -13,10 +13,10 @@ FD_SETSIZE on fd_set") unless a card listens on its second slot's port as well: 
 
 Here the bridge also plays the contactless reader around the card: it makes the ATR a PC/SC reader makes for an ISO
 14443-4 card (emvcore.pcsc) and answers GET DATA (FF CA) for the UID itself, and it has an ACR122U's bi-colour LED
-and buzzer (FF 00 40, answered with the LEDs' state; kept in `indications`, shown by `status`). Every power-on is a
-new tap: a phone draws a new random UID, and the file is read afresh at the tap's first command (a fingerprint given
-meanwhile counts, as pcscd powers a card on as soon as it is put in). A card taken out stays out for OUT_SECONDS
-before it can be back, so pcscd sees it leave.
+and buzzer (FF 00 40, answered with the LEDs' state; kept in `indications`, shown by `status`) and its beep at card
+detection (FF 00 52). Every power-on is a new tap: a phone draws a new random UID, and the file is read afresh at
+the tap's first command (a fingerprint given meanwhile counts, as pcscd powers a card on as soon as it is put in). A
+card taken out stays out for OUT_SECONDS before it can be back, so pcscd sees it leave.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class VirtualSlot:
         self.taps = 0  # power-ons since the start: one per tap
         self.apdus = 0
         self.leds = (False, False)  # the "reader's" red and green LEDs
+        self.detection_beep = True  # and its beep at every card detected (the ACR122U's default)
         self.indications: list[pcsc.LedBuzzer] = []  # every FF 00 40 the reader was sent, in order
         self._thread = threading.Thread(target=self._serve, name="vpcd-slot", daemon=True)
         self._thread.start()
@@ -146,7 +147,8 @@ class VirtualSlot:
                              "connected": self._connection is not None, "vpcd": str(self.endpoint)},
                     "taps": self.taps, "apdus": self.apdus,
                     "reader": {"red": self.leds[0], "green": self.leds[1],
-                               "beeps": sum(1 for asked in self.indications if asked.beep_tenths)}}
+                               "beeps": sum(1 for asked in self.indications if asked.beep_tenths),
+                               "detection_beep": self.detection_beep}}
 
     def chip(self, name: str | None) -> Any:
         raise RigError("a virtual PC/SC reader has no PN532 to fault or reset")
@@ -235,8 +237,7 @@ class VirtualSlot:
                 elif message[0] == GET_ATR:
                     _send(connection, pcsc.contactless_atr(pcsc.ats_historical_bytes(SOFTWARE_CARD_ATS)))
                 continue
-            answer = (self.led_buzzer(message) if message[:3] == pcsc.LED_BUZZER else
-                      pcsc.reader_answer(message, uid, SOFTWARE_CARD_ATS))
+            answer = self.reader_command(message) or pcsc.reader_answer(message, uid, SOFTWARE_CARD_ATS)
             if answer is None:
                 if powered and chip is None:  # pcscd powers a card on when it is put in, maybe long before the
                     chip = card.chip()  # tap: a phone unlocked meanwhile is unlocked for it
@@ -257,17 +258,26 @@ class VirtualSlot:
                     observe(message, answer)
             _send(connection, answer)
 
-    def led_buzzer(self, apdu: bytes) -> bytes:
-        """The "reader's" answer to FF 00 40 (over the card's connection, or a test's stand-in for an escape)."""
+    def reader_command(self, apdu: bytes) -> bytes | None:
+        """The "reader's" answer to its own commands, FF 00 40 (LEDs and buzzer) and FF 00 52 (the beep at card
+        detection), over the card's connection or a test's stand-in for an escape; None for anything else."""
         try:
-            asked = pcsc.LedBuzzer.parse(apdu)
+            if apdu[:3] == pcsc.LED_BUZZER:
+                asked = pcsc.LedBuzzer.parse(apdu)
+                with self._lock:
+                    red, green = self.leds
+                    self.leds = (red if asked.red is None else asked.red,
+                                 green if asked.green is None else asked.green)
+                    self.indications.append(asked)
+                    return pcsc.led_state_answer(*self.leds)
+            if apdu[:3] == pcsc.DETECTION_BUZZER:
+                setting = pcsc.detection_buzzer_setting(apdu)
+                with self._lock:
+                    self.detection_beep = setting
+                return pcsc.SW_OK
         except ValueError:
             return pcsc.SW_LED_FAILED
-        with self._lock:
-            red, green = self.leds
-            self.leds = (red if asked.red is None else asked.red, green if asked.green is None else asked.green)
-            self.indications.append(asked)
-            return pcsc.led_state_answer(*self.leds)
+        return None
 
     def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None

@@ -15,7 +15,8 @@ never waits: a thread of this reader sends each command over the card's connecti
 answers FF 00 40 itself), else over the reader's escape (a direct connection and SCardControl), which a driver may
 refuse: libccid lists it only with `ifdDriverOptions` 0x0001, vpcd has none. `release` sends what is still waiting
 over the card's connection before it lets the card go, so the states of a tap reach the reader even without the
-escape.
+escape. The reader's own beep at every card it detects is turned off once per `open` (FF 00 52): the terminal's
+tones take its place.
 
 pyscard is imported only here and only when this backend is configured (`pip install .[pcsc]`).
 """
@@ -58,6 +59,7 @@ class PcscReader:
         self._courier: threading.Thread | None = None
         self._escape: int | None = None  # the escape's control code: 0 not found, None not looked for yet
         self._lights_context: Any = None  # the indications' own: the transaction thread may be waiting in its own
+        self._quiet_pending = False  # the reader's own beep at card detection is still to be turned off
         self._context: Any = None
         self.name = ""  # the reader's name as pcscd gives it
         self._card: Any = None
@@ -82,6 +84,7 @@ class PcscReader:
             except ReaderError:
                 self._release_context()
                 raise
+            self._quiet_pending = self.config.feedback != "none"  # our tones replace it (at the first chance)
             log.info("reader: %s", self.identify())
 
     def identify(self) -> str:
@@ -159,8 +162,8 @@ class PcscReader:
             with self._card_lock, self._post:
                 self._release_context()
                 self._outbox.clear()
-                self._post.notify_all()
-            courier, self._courier = self._courier, None
+                courier, self._courier = self._courier, None
+                self._post.notify_all()  # the courier sees that it is no longer the one and ends
         if courier is not None:
             courier.join(timeout=5)
 
@@ -184,16 +187,17 @@ class PcscReader:
             return bool(self._escape_code())
 
     def _carry(self) -> None:
+        me = threading.current_thread()
         while True:
             with self._post:
-                while not self._outbox and self._context is not None:
+                while not self._outbox and self._courier is me:
                     self._post.wait()
-            with self._card_lock:  # taken from the outbox only under the card's lock: release() may be emptying it
-                if self._context is None:
+                if self._courier is not me:  # closed (a reset keeps it: the context comes back)
                     return
+            with self._card_lock:  # taken from the outbox only under the card's lock: release() may be emptying it
                 with self._post:
                     command = self._outbox.popleft() if self._outbox else None
-                if command is not None:
+                if command is not None and self._context is not None:
                     self._deliver(command)
 
     def _deliver(self, command: bytes) -> None:
@@ -240,6 +244,9 @@ class PcscReader:
             result, answer = scard.SCardControl(handle, code, list(probe))
             if result == scard.SCARD_S_SUCCESS and bytes(answer[:1]) == b"\x90":
                 self._escape = code
+                if self._quiet_pending:
+                    scard.SCardControl(handle, code, list(pcsc.detection_buzzer(False)))
+                    self._quiet_pending = False
         finally:
             scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
         if not self._escape:
@@ -279,6 +286,9 @@ class PcscReader:
         if result != scard.SCARD_S_SUCCESS:
             raise ReaderError(self._problem(result, f"connecting to the card in {self.name}"))
         self._card, self._protocol = card, protocol
+        if self._quiet_pending:  # no escape (or none tried yet): the card's connection reaches the reader too
+            scard.SCardTransmit(card, protocol, list(pcsc.detection_buzzer(False)))
+            self._quiet_pending = False
         result, _, _, _, atr = scard.SCardStatus(card)
         atr = bytes(atr) if result == scard.SCARD_S_SUCCESS else b""
         uid = b""

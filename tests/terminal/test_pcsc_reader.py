@@ -53,7 +53,7 @@ def test_the_readers_own_led_and_buzzer_follow_a_tap(config: Path, world: World,
     if sent[:1] == [GREEN]:  # "Present card" reaches the reader only when the card was in before it was shown
         sent.pop(0)
     assert sent == [AMBER, SUCCESS_BEEP, GREEN]  # read (amber), card read (beep, green); approved changes nothing
-    assert vpcd_slot.status()["reader"] == {"red": False, "green": True, "beeps": 1}
+    assert vpcd_slot.status()["reader"] == {"red": False, "green": True, "beeps": 1, "detection_beep": False}
     cli.main(["--config", str(pcsc_config), "doctor"])
     out = capsys.readouterr().out
     assert "reader feedback" in out and "ifdDriverOptions to 0x0001" in out, out
@@ -78,7 +78,7 @@ class EscapingDriver:
         if code == scard.SCARD_CTL_CODE(pcsc.GET_FEATURE_REQUEST):
             return scard.SCARD_S_SUCCESS, list(bytes([pcsc.FEATURE_CCID_ESC_COMMAND, 4]) + self.ESCAPE.to_bytes(4))
         if code == self.ESCAPE:
-            return scard.SCARD_S_SUCCESS, list(self._slot.led_buzzer(bytes(data)))
+            return scard.SCARD_S_SUCCESS, list(self._slot.reader_command(bytes(data)) or pcsc.SW_WRONG_P1P2)
         return scard.SCardControl(handle, code, data)
 
 
@@ -87,12 +87,17 @@ def test_with_the_escape_the_leds_follow_between_taps_too(config: Path, world: W
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     driver = EscapingDriver(vpcd_slot)
     monkeypatch.setattr(smartcard, "scard", driver)
-    reader = PcscReader(load_config(with_reader(config, f'type = "pcsc"\nname = "{READER}"\n')))
+    reader = PcscReader(load_config(with_reader(config, f'type = "pcsc"\nname = "{READER}"\nfeedback = "acr122u"\n')))
     reader.open()
     try:
-        assert reader.escape_available()
+        assert reader.escape_available() and vpcd_slot.status()["reader"]["detection_beep"] is False  # no card yet
         reader.indicate(RED.command())  # no card: through the escape, on a direct connection
         until(lambda: vpcd_slot.indications[-1:] == [RED], 10, "red through the escape")
+        reader.reset()  # pcscd went away and back: the escape is looked up again, the indications go on
+        reader.indicate(GREEN.command())
+        until(lambda: vpcd_slot.indications[-1:] == [GREEN], 10, "green after a reset")
+        reader.indicate(RED.command())
+        until(lambda: vpcd_slot.indications[-1:] == [RED], 10, "red again")
         vpcd_slot.present(world.path(Path(world.cards()[0]["file"])))
         assert reader.wait_for_card(10) is not None
         escapes = driver.controls.count(driver.ESCAPE)
@@ -101,4 +106,4 @@ def test_with_the_escape_the_leds_follow_between_taps_too(config: Path, world: W
         assert vpcd_slot.indications[-1:] == [AMBER] and driver.controls.count(driver.ESCAPE) == escapes
     finally:
         reader.close()
-    assert vpcd_slot.status()["reader"] == {"red": True, "green": True, "beeps": 0}
+    assert vpcd_slot.status()["reader"] == {"red": True, "green": True, "beeps": 0, "detection_beep": False}

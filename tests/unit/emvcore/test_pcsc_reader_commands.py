@@ -58,3 +58,14 @@ def test_the_feature_list_gives_each_features_control_code() -> None:
     assert pcsc.feature_codes(answer) == {0x06: 0x42330006, pcsc.FEATURE_CCID_ESC_COMMAND: 0x42000001}
     assert pcsc.feature_codes(answer + bytes.fromhex("1302AB")) == {0x06: 0x42330006, 0x13: 0x42000001}
     assert pcsc.feature_codes(b"") == {}
+
+
+def test_the_beep_at_card_detection_is_set_by_ff_00_52() -> None:
+    """ACR122U API §6.7: P2 00 no beep when a card is detected, FF a beep (the default)."""
+    assert pcsc.detection_buzzer(False) == bytes.fromhex("FF 00 52 00 00")
+    assert pcsc.detection_buzzer(True) == bytes.fromhex("FF 00 52 FF 00")
+    assert pcsc.detection_buzzer_setting(pcsc.detection_buzzer(False)) is False
+    assert pcsc.detection_buzzer_setting(pcsc.detection_buzzer(True)) is True
+    for wrong in ("FF 00 52 01 00", "FF 00 52 00", "FF 00 52 00 00 00", "FF 00 53 00 00"):
+        with pytest.raises(ValueError, match="not FF 00 52"):
+            pcsc.detection_buzzer_setting(bytes.fromhex(wrong))
