@@ -141,6 +141,14 @@ class LedBuzzer:
         return cls(red, green, beep)
 
 
+def sequence_tenths(command: bytes) -> int:
+    """How long an FF 00 40 keeps the reader busy, in 100 ms: repetitions × (T1 + T2) (the manual applies the final
+    LED state after the sequence); 0 for one that only sets the LEDs, or for any other command."""
+    if command[:3] != LED_BUZZER or len(command) != 9:
+        return 0
+    return command[7] * (command[5] + command[6])
+
+
 def detection_buzzer(on: bool) -> bytes:
     """The ACR122U's own beep at every card it detects (on by default), on or off: a terminal that sounds its own
     tones turns it off, or the shopper hears a beep before the card is read."""

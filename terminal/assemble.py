@@ -87,16 +87,16 @@ def terminal(config: TerminalConfig) -> Iterator[Parts]:
     screen = Screen()
     feedback.watch(screen.show)
     reader = make_reader(config, gpio)
-    if config.reader.feedback == "acr122u" and isinstance(reader, PcscReader):  # the config allows no other
-        feedback.attach(ReaderLights(reader.indicate))
     host = host_link(config)
     try:  # whatever fails from here (a key file, the reader), the journal, the reader and the GPIO are released
         counter = Counter(reader, kernel_params(config), host, observers=observers(config, feedback),
                           psam=transit_psam(config, host.journal))
         reader.open()
+        if config.reader.feedback == "acr122u" and isinstance(reader, PcscReader):  # the config allows no other
+            feedback.attach(ReaderLights(reader.indicate, between_taps=reader.escape_available()))
         yield Parts(counter, reader, host, feedback, screen)
     finally:
+        feedback.close()  # first: its last state (the lights off) still reaches the reader's own LED
         reader.close()
-        feedback.close()
         host.journal.close()
         gpio.cleanup()

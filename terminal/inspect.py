@@ -12,7 +12,8 @@ from terminal.config import TerminalConfig
 from terminal.host.client import HostError, HostRejected
 from terminal.reader.base import Reader
 from terminal.reader.choose import make_reader
-from terminal.reader.pcsc import ESCAPE_HINT, PcscReader
+from terminal.reader.pcsc import PcscReader
+from terminal.reader.pcsc_escape import HINT as ESCAPE_HINT
 from terminal.ui.gpio import open_gpio
 
 

@@ -11,12 +11,12 @@ exclusive connection; `release` powers the card off, as a reader that drops its 
 `wait_for_card` meets it afresh (a phone that wants its fingerprint is read again).
 
 The reader's own LED and buzzer (ACR122U family, `[reader] feedback = "acr122u"`) are driven by `indicate`, which
-never waits: a thread of this reader sends each command over the card's connection while a card is in (the reader
-answers FF 00 40 itself), else over the reader's escape (a direct connection and SCardControl), which a driver may
-refuse: libccid lists it only with `ifdDriverOptions` 0x0001, vpcd has none. `release` sends what is still waiting
-over the card's connection before it lets the card go, so the states of a tap reach the reader even without the
-escape. The reader's own beep at every card it detects is turned off once per `open` (FF 00 52): the terminal's
-tones take its place.
+never waits: a thread of this reader sends each command, over the card's connection while a tap holds it (the reader
+answers FF 00 40 itself) or else over the reader's escape (pcsc_escape.py), which a driver may refuse. A light never
+delays a card command: during a tap only commands that set the LEDs go out; a beep (which may hold the reader for
+its length) waits for `release`, which sends what is waiting over the card's connection after the tap's last
+command, so the tap's states reach the reader even without the escape. The reader's own beep at every card it
+detects is turned off once per `open` (FF 00 52): the terminal's tones take its place.
 
 pyscard is imported only here and only when this backend is configured (`pip install .[pcsc]`).
 """
@@ -32,13 +32,11 @@ from typing import Any
 from emvcore import pcsc
 from terminal.config import ReaderConfig, TerminalConfig
 from terminal.reader.base import ISO_DEP_SAK, CardRemoved, ReaderError, Target
+from terminal.reader.pcsc_escape import Escape
 
 log = logging.getLogger("terminal.reader")
 
 INSTALL_HINT = "pip install .[pcsc] (Debian: sudo apt install pcscd swig libpcsclite-dev)"
-ESCAPE_HINT = ("the reader's lights follow the terminal only while a card is in the field: its driver offers no "
-               "escape (libccid: set ifdDriverOptions to 0x0001 in /usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/"
-               "Info.plist and restart pcscd)")
 OUTBOX = 16  # indications waiting at most; older ones are dropped (a reader that stopped answering must not grow it)
 
 
@@ -57,8 +55,8 @@ class PcscReader:
         self._outbox: collections.deque[bytes] = collections.deque(maxlen=OUTBOX)
         self._post = threading.Condition()  # guards the outbox; taken inside _card_lock, never around it
         self._courier: threading.Thread | None = None
-        self._escape: int | None = None  # the escape's control code: 0 not found, None not looked for yet
-        self._lights_context: Any = None  # the indications' own: the transaction thread may be waiting in its own
+        self._held: list[bytes] = []  # beeps kept back during a tap, for release() (under _card_lock)
+        self._escape: Escape | None = None
         self._quiet_pending = False  # the reader's own beep at card detection is still to be turned off
         self._context: Any = None
         self.name = ""  # the reader's name as pcscd gives it
@@ -85,6 +83,8 @@ class PcscReader:
                 self._release_context()
                 raise
             self._quiet_pending = self.config.feedback != "none"  # our tones replace it (at the first chance)
+            with self._card_lock:
+                self._escape = Escape(scard, self.name)
             log.info("reader: %s", self.identify())
 
     def identify(self) -> str:
@@ -138,12 +138,16 @@ class PcscReader:
 
     def release(self) -> None:
         with self._lock, self._card_lock:
-            if self._card is not None:  # what the tap showed reaches the reader before the card goes, escape or not
-                with self._post:
-                    waiting = list(self._outbox)
-                    self._outbox.clear()
-                for command in waiting:
-                    self._deliver(command)
+            held, self._held = self._held, []
+            with self._post:
+                waiting = held + list(self._outbox)
+                self._outbox.clear()
+                if self._card is None:  # the card went on its own: the courier tries the escape
+                    self._outbox.extend(waiting)
+                    self._post.notify()
+                    waiting = []
+            for command in waiting:  # after the tap's last command: what it showed reaches the reader, escape or not
+                self._deliver(command)
             self._disconnect(self._scard.SCARD_UNPOWER_CARD)
 
     def reset(self) -> None:
@@ -153,17 +157,21 @@ class PcscReader:
             with self._card_lock:
                 self._disconnect(self._scard.SCARD_LEAVE_CARD)
                 self._release_context()
-                self._escape = None  # another pcscd, maybe another driver
             self.open()
 
     def close(self) -> None:
         with self._lock:
             self.release()
-            with self._card_lock, self._post:
-                self._release_context()
-                self._outbox.clear()
-                courier, self._courier = self._courier, None
-                self._post.notify_all()  # the courier sees that it is no longer the one and ends
+            with self._card_lock:
+                with self._post:
+                    waiting = list(self._outbox)
+                    self._outbox.clear()
+                for command in waiting:  # the last state shown (the lights off) over the escape, if there is one
+                    self._deliver(command)
+                with self._post:
+                    self._release_context()
+                    courier, self._courier = self._courier, None
+                    self._post.notify_all()  # the courier sees that it is no longer the one and ends
         if courier is not None:
             courier.join(timeout=5)
 
@@ -175,7 +183,7 @@ class PcscReader:
             if self._context is None:
                 return
             self._outbox.append(command)
-            if self._courier is None:
+            if self._courier is None or not self._courier.is_alive():
                 self._courier = threading.Thread(target=self._carry, name="pcsc-indications", daemon=True)
                 self._courier.start()
             self._post.notify()
@@ -184,7 +192,7 @@ class PcscReader:
         """Whether the reader takes its commands with no card in it (its LED and buzzer between taps)."""
         with self._card_lock:
             self._require_open()
-            return bool(self._escape_code())
+            return self._escape is not None and self._escape.available()
 
     def _carry(self) -> None:
         me = threading.current_thread()
@@ -197,61 +205,36 @@ class PcscReader:
             with self._card_lock:  # taken from the outbox only under the card's lock: release() may be emptying it
                 with self._post:
                     command = self._outbox.popleft() if self._outbox else None
-                if command is not None and self._context is not None:
+                if command is None or self._context is None:
+                    continue
+                if self._card is not None and pcsc.sequence_tenths(command):
+                    self._held.append(command)  # it could hold the reader mid-tap: release() sends it
+                else:
                     self._deliver(command)
 
     def _deliver(self, command: bytes) -> None:
-        """Over the card's connection if there is one, else over the reader's escape; a refusal is logged, never
-        raised (a payment must not fail for a light)."""
+        """Over the card's connection if there is one, else over the escape (if any); whatever goes wrong is logged,
+        never raised: a payment must not fail for a light."""
         scard = self._scard
-        if self._card is not None:
-            result, answer = scard.SCardTransmit(self._card, self._protocol, list(command))
-        else:
-            code = self._escape_code()
-            if not code:
-                return
-            result, handle, _ = scard.SCardConnect(self._lights_context, self.name, scard.SCARD_SHARE_DIRECT, 0)
-            if result != scard.SCARD_S_SUCCESS:
-                log.debug("reader lights: no direct connection to %s (%s)", self.name, result)
-                return
-            try:
-                result, answer = scard.SCardControl(handle, code, list(command))
-            finally:
-                scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
-        if result != scard.SCARD_S_SUCCESS or bytes(answer[:1]) != b"\x90":
-            log.debug("reader lights: %s refused %s (%s, %s)", self.name, command.hex(), result, bytes(answer).hex())
-
-    def _escape_code(self) -> int:
-        """The control code of the reader's escape, looked up once: its Part 10 feature, else the usual 3500 if the
-        driver takes a harmless command through it (LEDs unchanged), else 0 (said once in the log)."""
-        if self._escape is not None:
-            return self._escape
-        scard = self._scard
-        self._escape = 0
-        result, self._lights_context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        if result != scard.SCARD_S_SUCCESS:
-            self._lights_context = None
-            return 0
-        result, handle, _ = scard.SCardConnect(self._lights_context, self.name, scard.SCARD_SHARE_DIRECT, 0)
-        if result != scard.SCARD_S_SUCCESS:
-            log.info("reader lights: %s", ESCAPE_HINT)
-            return 0
         try:
-            result, answer = scard.SCardControl(handle, scard.SCARD_CTL_CODE(pcsc.GET_FEATURE_REQUEST), [])
-            listed = pcsc.feature_codes(bytes(answer)) if result == scard.SCARD_S_SUCCESS else {}
-            code = listed.get(pcsc.FEATURE_CCID_ESC_COMMAND, scard.SCARD_CTL_CODE(pcsc.CCID_ESCAPE))
-            probe = pcsc.LedBuzzer(None, None).command()
-            result, answer = scard.SCardControl(handle, code, list(probe))
-            if result == scard.SCARD_S_SUCCESS and bytes(answer[:1]) == b"\x90":
-                self._escape = code
-                if self._quiet_pending:
-                    scard.SCardControl(handle, code, list(pcsc.detection_buzzer(False)))
-                    self._quiet_pending = False
-        finally:
-            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
-        if not self._escape:
-            log.info("reader lights: %s", ESCAPE_HINT)
-        return self._escape
+            if self._card is not None:
+                result, answer = scard.SCardTransmit(self._card, self._protocol, list(command))
+                answered = bytes(answer) if result == scard.SCARD_S_SUCCESS else None
+            elif self._escape is not None:
+                self._quiet_if_pending()
+                answered = self._escape.send(command)
+            else:
+                return
+        except Exception as error:
+            log.warning("reader lights: %s sending %s", type(error).__name__, command[:4].hex())
+            return
+        if answered is None or answered[:1] != b"\x90":
+            log.debug("reader lights: %s did not take %s (%s)", self.name, command.hex(),
+                      answered.hex() if answered is not None else "no answer")
+
+    def _quiet_if_pending(self) -> None:
+        if self._quiet_pending and self._escape is not None and self._escape.send(pcsc.detection_buzzer(False)):
+            self._quiet_pending = False
 
     # -- inside -----------------------------------------------------------------------------------------------
 
@@ -305,10 +288,12 @@ class PcscReader:
             self._scard.SCardDisconnect(card, disposition)
 
     def _release_context(self) -> None:
-        for context in (self._context, self._lights_context):
-            if context is not None:
-                self._scard.SCardReleaseContext(context)
-        self._context = self._lights_context = None
+        escape, self._escape = self._escape, None
+        if escape is not None:
+            escape.close()
+        context, self._context = self._context, None
+        if context is not None:
+            self._scard.SCardReleaseContext(context)
 
     def _gone(self) -> tuple[int, ...]:
         """What a card that left says. SCARD_E_NOT_TRANSACTED too: a contactless card taken away in the middle of

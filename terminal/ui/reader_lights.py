@@ -6,6 +6,9 @@ idle blinks it with light 1), both (amber) while the card is read and while the 
 a decline or a tap to do again. The buzzer sounds every tone the feedback plays, for as long (in 100 ms steps; the
 reader has one pitch). Commands go to `send` (the reader's `indicate`, which never waits), and only when they
 change something, so idle blinking costs one command per blink.
+
+A reader reachable only through a card's connection (no escape: `between_taps` False) hears nothing after the card
+is let go, so it never learns the outcome: there "card read" stays amber, never a green a decline could not undo.
 """
 
 from __future__ import annotations
@@ -32,15 +35,16 @@ showed (blinking included)."""
 class ReaderLights:
     """Watches a `Feedback` (attach it with `Feedback.attach`) and drives the reader's LED and buzzer."""
 
-    def __init__(self, send: Callable[[bytes], None]) -> None:
+    def __init__(self, send: Callable[[bytes], None], *, between_taps: bool = True) -> None:
         self._send = send
+        self._colours = RED_GREEN if between_taps else {**RED_GREEN, "card_read": (True, True)}
         self._leds: tuple[bool, bool] | None = None
         self._state = "off"  # the last state other than a notice, which the LEDs keep showing
 
     def show(self, shown: Shown) -> None:
         if shown.state != "notice":
             self._state = shown.state
-        leds = (False, shown.lights[0]) if self._state == "idle" else RED_GREEN.get(self._state, self._leds)
+        leds = (False, shown.lights[0]) if self._state == "idle" else self._colours.get(self._state, self._leds)
         if leds is not None and leds != self._leds:
             self._leds = leds
             self._send(LedBuzzer(*leds).command())

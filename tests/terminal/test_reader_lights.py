@@ -32,11 +32,12 @@ class ReaderSide:
             self.sent.append(LedBuzzer.parse(command))
 
 
-def _attached(buzzer: int | None = 18, idle_blink: tuple[float, float] | None = None) -> tuple[Feedback, ReaderSide]:
+def _attached(buzzer: int | None = 18, idle_blink: tuple[float, float] | None = None,
+              between_taps: bool = True) -> tuple[Feedback, ReaderSide]:
     reader = ReaderSide()
     feedback = Feedback(SimulatedGpio(), FeedbackPins((5, 6, 13, 19), buzzer), Tones(), reading_step=0,
                         idle_blink=idle_blink)
-    feedback.attach(ReaderLights(reader.send))
+    feedback.attach(ReaderLights(reader.send, between_taps=between_taps))
     return feedback, reader
 
 
@@ -47,6 +48,18 @@ def test_a_sale_is_green_amber_then_green_with_one_success_beep() -> None:
     feedback.card_read()
     feedback.approved(1234)  # the success tone was card_read's: no second beep, the LEDs stay green
     assert reader.sent == [OFF, GREEN, AMBER, SUCCESS_BEEP, GREEN]
+
+
+def test_a_reader_without_escape_keeps_card_read_amber() -> None:
+    """It hears nothing once the card is let go (the outcome comes after): a green at card read would stay on over
+    a decline."""
+    feedback, reader = _attached(between_taps=False)
+    feedback.ready(1234)
+    feedback.reading()
+    feedback.card_read()
+    feedback.declined("insufficient funds")
+    feedback.settle()
+    assert reader.sent[:4] == [OFF, GREEN, AMBER, SUCCESS_BEEP]  # what a tap delivers; the decline's red comes later
 
 
 def test_a_decline_is_red_with_the_alerts_two_beeps() -> None:
