@@ -198,6 +198,7 @@ def _ready_until_stopped(control_path: Path) -> None:
 def _vpcd(args: argparse.Namespace) -> int:
     endpoint = vpcd.parse_endpoint(args.vpcd)
     control_path = Path(args.control) if args.control else Path(args.present).with_name("vpcd.ctl")
+    vpcd.check_card(Path(args.present))  # a wrong file is said as such, before anything is started
     slot = vpcd.VirtualSlot(endpoint)
     try:
         slot.check_reachable()

@@ -58,7 +58,8 @@ def _reader_feedback_check(reader: PcscReader) -> Check:
 
 def reader_hint(config: TerminalConfig) -> str:
     if config.reader.type == "pcsc":
-        return "check that pcscd runs and the reader is plugged in (pcsc_scan -r lists what pcscd sees)"
+        return ("check that pcscd runs, the reader is plugged in and [reader] name is part of its name (pcsc_scan -r "
+                "lists the readers pcscd sees)")
     return "check the wiring, the HSU switches and [reader] port"
 
 

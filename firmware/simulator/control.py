@@ -101,13 +101,16 @@ class ControlServer:
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 line = self.rfile.readline(MAX_REQUEST)
+                if not line:  # connected and gone without a word: another rig checking this one is alive
+                    return
                 try:
                     answer = {"ok": True, **handle(rig_ref, json.loads(line))}
                 except json.JSONDecodeError:
                     answer = {"ok": False, "error": "not a JSON request"}
                 except ControlError as error:
                     answer = {"ok": False, "error": str(error)}
-                self.wfile.write(json.dumps(answer).encode() + b"\n")
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client left before its answer
+                    self.wfile.write(json.dumps(answer).encode() + b"\n")
 
         self.path = path
         self._server = socketserver.ThreadingUnixStreamServer(str(path), Handler)

@@ -69,6 +69,14 @@ def parse_endpoint(text: str) -> Endpoint:
     return Endpoint(host, int(port))
 
 
+def check_card(path: Path) -> None:
+    """A card or phone file the slot can hold; RigError names what is wrong with it."""
+    try:
+        PresentedFile(path)
+    except (ValueError, OSError) as error:
+        raise RigError(str(error)) from None
+
+
 @dataclass
 class _Inserted:
     name: str
@@ -170,6 +178,11 @@ class VirtualSlot:
         """At start: whether vpcd answers; VpcdError says what to do."""
         try:
             socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=2).close()
+        except TimeoutError:  # vpcd listens but takes no second card into a slot: it leaves it waiting
+            host, port = self.endpoint.host, self.endpoint.port
+            raise VpcdError(f"vpcd on {self.endpoint} does not take the card (timed out): its slot holds another one "
+                            f"(another pos-card vpcd?): take that out, or use the second slot, --vpcd {host}:{port + 1}"
+                            "; or nothing answers at that address") from None
         except OSError as error:
             raise VpcdError(f"no vpcd on {self.endpoint} ({error.strerror or error}): is pcscd running with "
                             "vsmartcard's driver? sudo apt install pcscd vsmartcard-vpcd, then "

@@ -18,8 +18,8 @@ from emvcore import pcsc
 log = logging.getLogger("terminal.reader")
 
 HINT = ("the reader's lights follow the terminal only while a card is in the field: its driver offers no escape "
-        "(libccid: set ifdDriverOptions to 0x0001 in /usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Info.plist and "
-        "restart pcscd)")
+        "(vsmartcard's vpcd never does; a USB reader on libccid: set ifdDriverOptions to 0x0001 in "
+        "/usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Info.plist and restart pcscd)")
 
 
 class Escape:

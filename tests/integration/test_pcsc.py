@@ -108,6 +108,15 @@ def test_taking_the_card_out_and_putting_it_back(pcscd: Pcscd, vpcd_slot: Virtua
     assert vpcd_slot.status()["slot"] == {"card": card.name, "connected": True, "vpcd": f"127.0.0.1:{pcscd.port}"}
 
 
+def test_pos_card_vpcd_with_a_wrong_file_names_the_file_first(world: World) -> None:
+    """Before vpcd is even looked for (none answers at port 1)."""
+    run = subprocess.run([sys.executable, "-m", "firmware.cli", "vpcd", "--present", str(world.root / "nope.json"),
+                          "--vpcd", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr.startswith("pos-card: ") and "nope.json: cannot read" in run.stderr, run.stderr
+    assert len(run.stderr.splitlines()) == 1
+
+
 def test_pos_card_vpcd_without_a_vpcd_is_one_line(world: World) -> None:
     run = subprocess.run([sys.executable, "-m", "firmware.cli", "vpcd", "--present", str(world.demo_phone),
                           "--vpcd", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
