@@ -59,7 +59,8 @@ def test_a_reader_without_escape_keeps_card_read_amber() -> None:
     feedback.card_read()
     feedback.declined("insufficient funds")
     feedback.settle()
-    assert reader.sent[:4] == [OFF, GREEN, AMBER, SUCCESS_BEEP]  # what a tap delivers; the decline's red comes later
+    assert reader.sent == [OFF, GREEN, AMBER, SUCCESS_BEEP,  # what a tap delivers: card read keeps amber …
+                           ALERT_BEEP, RED, ALERT_BEEP]  # … the decline, after the card is let go, never arrives
 
 
 def test_a_decline_is_red_with_the_alerts_two_beeps() -> None:
