@@ -51,7 +51,7 @@ def parse_amount(text: str) -> int:
 def _merchant_lines(event: Event) -> None:
     """An observer of the sale: "See phone" / "Present card again" for the merchant, as the counter shows them."""
     line = SHOPPER_STEPS.get(event.step)
-    if line is not None:
+    if line is not None and not event.again:  # a phone read again while it waits: said once
         _say(line)
 
 

@@ -41,6 +41,8 @@ class Event:
     discount: int = 0
     message: str = ""
     result: SaleResult | TransitResult | None = None
+    again: bool = False  # SEE_PHONE / TRY_AGAIN as after the tap before (a locked phone left in the field, read
+    # again and again): shown, not announced again (no second alert, no second line for the merchant)
 
 
 Observer = Callable[[Event], None]

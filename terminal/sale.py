@@ -137,8 +137,9 @@ class Counter:
                 log.info("kernel: %s", reason)
             if result.outcome in RETRY_OUTCOMES:
                 force_online = force_online or result.retry_online
-                asked = Step.SEE_PHONE if result.outcome == Outcome.SEE_PHONE else Step.TRY_AGAIN
-                self.tell(asked)
+                step = Step.SEE_PHONE if result.outcome == Outcome.SEE_PHONE else Step.TRY_AGAIN
+                self.tell(step, again=step == asked)
+                asked = step
                 time.sleep(RETRY_PAUSE_SECONDS)  # the field stays on; the phone comes back when unlocked
                 continue
             sale = self._finish(result, amount)

@@ -165,9 +165,9 @@ class Feedback:
             case events.Step.CARD_READ:
                 self.card_read()
             case events.Step.SEE_PHONE:
-                self.see_phone()
+                self.see_phone(again=event.again)
             case events.Step.TRY_AGAIN:
-                self.try_again()
+                self.try_again(again=event.again)
             case events.Step.APPROVED:
                 self.approved(event.amount or 0, event.discount)
             case events.Step.DECLINED:
@@ -236,20 +236,23 @@ class Feedback:
             self._detail = reason
             self._show(f"Declined: {reason}" if reason else "Declined")
 
-    def see_phone(self) -> None:
-        """The phone wants its holder (fingerprint): alert, and ready for the same phone again."""
+    def see_phone(self, *, again: bool = False) -> None:
+        """The phone wants its holder (fingerprint): alert (not `again`, for a phone read again while it waits),
+        and ready for the same phone again."""
         with self._change("see_phone"):
             self._cancel_sequence()
             self._set_lights({1})
-            self._alert_tone()
+            if not again:
+                self._alert_tone()
             self._show(SEE_PHONE)
 
-    def try_again(self) -> None:
-        """The tap failed (card taken away too early, read error): alert, ready for the card again."""
+    def try_again(self, *, again: bool = False) -> None:
+        """The tap failed (card taken away too early, read error): alert (not `again`), ready for the card again."""
         with self._change("try_again"):
             self._cancel_sequence()
             self._set_lights({1})
-            self._alert_tone()
+            if not again:
+                self._alert_tone()
             self._show(PRESENT_AGAIN)
 
     def show(self, text: str) -> None:

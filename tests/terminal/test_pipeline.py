@@ -101,6 +101,33 @@ def test_observers_see_each_step_of_a_see_phone_sale_in_order(
                      Step.APPROVED, Step.DONE]
 
 
+def test_a_locked_phone_left_in_the_field_is_announced_once(
+    rig: SoftwareRig, world: World, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read again and again while it waits for its holder: the merchant's line and the alert come once, the
+    message stays on the display."""
+    asked: list[Event] = []
+
+    def shopper(event: Event) -> None:  # the holder unlocks only after the phone was read three times
+        if event.step is Step.SEE_PHONE:
+            asked.append(event)
+            if len(asked) == 3:
+                rig.fingerprint("right-thumb", world.demo_phone)
+
+    rig.present(world.demo_phone)
+    with terminal(load_config(config)) as parts:
+        parts.counter.observers += [shopper, cli._merchant_lines]
+        sale = parts.counter.sale(12_34, wait_seconds=20)
+        parts.feedback.settle()
+        alerts = [event for what, event, value in parts.feedback.events() if what == "buzzer" and value == (750.0, 0.2)]
+        shown = [value for what, event, value in parts.feedback.events() if what == "message"]
+    assert sale.outcome == "Approved" and sale.taps == 4
+    assert [event.again for event in asked] == [False, True, True]
+    assert len(alerts) == 2  # one alert: its two beeps
+    assert shown.count("See phone") == 3
+    assert capsys.readouterr().out.count("See phone") == 1
+
+
 def test_a_failing_observer_is_logged_by_type_and_the_sale_goes_on(
     rig: SoftwareRig, world: World, config: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
