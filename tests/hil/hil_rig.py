@@ -53,6 +53,22 @@ CAPABILITIES = {
 Exchange = Callable[[bytes, bytes | None], None]
 
 
+
+def _traced_pull(trace: Trace, presented: str, remove_after: int | None, tear: bool,
+                 on_exchange: Exchange | None) -> Exchange:
+    """Trace a card put to the reader (and where it will be pulled away); the observer that traces the pull."""
+    trace.add("rig", presented + (f", pulled away at APDU {remove_after}{' after it ran (tear)' if tear else ''}"
+                                  if remove_after else ""))
+
+    def observe(command: bytes, answer: bytes | None) -> None:
+        if answer is None:
+            trace.add("rig", f"card pulled away at {describe_command(command)}"
+                      + (" (the card ran it)" if tear else ""))
+        if on_exchange is not None:
+            on_exchange(command, answer)
+
+    return observe
+
 class CardSide:
     """The card PN532 in target mode through `emulate()`: one card or phone at a time, in a thread."""
 
@@ -69,17 +85,8 @@ class CardSide:
                 on_exchange: Exchange | None = None) -> None:
         """Hold the card (or phone) to the reader; it stays until `remove()` or the next `present()`."""
         self.remove()
-        self.trace.add("rig", f"card {card_file.stem} presented"
-                       + (f", pulled away at APDU {remove_after}{' after it ran (tear)' if tear else ''}"
-                          if remove_after else ""))
+        observe = _traced_pull(self.trace, f"card {card_file.stem} presented", remove_after, tear, on_exchange)
         stop = threading.Event()
-
-        def observe(command: bytes, answer: bytes | None) -> None:
-            if answer is None:
-                self.trace.add("rig", f"card pulled away at {describe_command(command)}"
-                               + (" (the card ran it)" if tear else ""))
-            if on_exchange is not None:
-                on_exchange(command, answer)
 
         def run() -> None:
             try:
@@ -227,17 +234,8 @@ class SlotCardSide:
 
     def present(self, card_file: Path, *, remove_after: int | None = None, tear: bool = False,
                 on_exchange: Exchange | None = None) -> None:
-        self.trace.add("rig", f"card {card_file.stem} put in the reader"
-                       + (f", pulled away at APDU {remove_after}{' after it ran (tear)' if tear else ''}"
-                          if remove_after else ""))
-
-        def observe(command: bytes, answer: bytes | None) -> None:
-            if answer is None:
-                self.trace.add("rig", f"card pulled away at {describe_command(command)}"
-                               + (" (the card ran it)" if tear else ""))
-            if on_exchange is not None:
-                on_exchange(command, answer)
-
+        observe = _traced_pull(self.trace, f"card {card_file.stem} put in the reader", remove_after, tear,
+                               on_exchange)
         self.slot.present(card_file, remove_after=remove_after, tear=tear, observe=observe)
         self._present = True
 
